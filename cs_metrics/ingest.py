@@ -1,0 +1,634 @@
+"""Sources + mapping -> validated rows + rejects -> warehouse.
+
+Validation runs inside DuckDB: every source row is mapped, typed and checked in one pass;
+rows that fail keep their reason and source row number in the ``rejects`` table and in
+``rejects.csv``; good rows load. Mapping mistakes are found before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from cs_metrics.errors import CsMetricsError
+from cs_metrics.mapping import (
+    Mapping,
+    TableMapping,
+    canonical_folder,
+    make_row_safe,
+    quote_ident,
+    read_mapping,
+    sql_literal,
+)
+from cs_metrics.schema import LOAD_ORDER, SCORE_RANGES, TABLES, Column
+from cs_metrics.settings import Settings, load_settings
+from cs_metrics.warehouse import Warehouse, rebuild_derived
+
+# Every reason a row can be rejected for, with the sentence shown to users.
+REJECT_REASONS: dict[str, str] = {
+    "missing_required_value": "a required value is empty",
+    "unparseable_timestamp": "a timestamp could not be read",
+    "unparseable_value": "a number, date or true/false value could not be read",
+    "unknown_status": "the status is not one of the listed values",
+    "unknown_priority": "the priority is not one of the listed values",
+    "unknown_severity": "the severity is not one of the listed values",
+    "score_out_of_range": "a csat (1-5), nps (0-10) or ces (1-7) score is out of range",
+    "response_before_created": "first_response_at is before created_at",
+    "resolved_before_created": "resolved_at is before created_at",
+    "ended_before_started": "an outage's ended_at is before its started_at",
+    "duplicate_key": "the id repeats an earlier row of the same load",
+}
+
+WARNINGS: dict[str, str] = {
+    "resolved_at_cleared": "resolved_at on a ticket that is not closed was cleared",
+    "resolved_before_first_response": "resolved_at is before first_response_at (kept)",
+    "feedback_unknown_ticket": "feedback for a ticket that is not in the warehouse (kept)",
+    "event_unknown_ticket": "a status event for a ticket that is not in the warehouse (kept)",
+}
+
+# Where each canonical table lives in the warehouse; tickets get a derived query table.
+STORED_AS = {name: ("tickets_src" if name == "tickets" else name) for name in TABLES}
+
+REJECT_COLUMNS = (
+    "table_name", "source_file", "source_row", "reason", "column_name", "value", "detail", "raw",
+)
+
+
+@dataclass(frozen=True)
+class TableReport:
+    table: str
+    origin: str
+    files: tuple[str, ...]
+    read: int
+    loaded: int
+    rejected: tuple[tuple[str, int], ...]
+    warnings: tuple[tuple[str, int], ...] = ()
+    collapsed: int = 0  # identical dimension rows merged into one
+    skipped_empty: int = 0  # feedback rows with no score and no comment
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(n for _, n in self.rejected)
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    ingest_id: str
+    db: Path
+    tables: tuple[TableReport, ...]
+    rejects_csv: Path
+    seconds: float
+    as_of: datetime | None
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def table(self, name: str) -> TableReport:
+        for t in self.tables:
+            if t.table == name:
+                return t
+        raise KeyError(name)
+
+
+# --- reading sources ---------------------------------------------------------------------
+
+
+def _reader_sql(tm: TableMapping) -> str:
+    files = "[" + ", ".join(sql_literal(str(f)) for f in tm.files) + "]"
+    if tm.fmt == "parquet":
+        return f"read_parquet({files}, filename='__file', file_row_number=true)"
+    if tm.fmt == "jsonl":
+        return f"read_json({files}, format='newline_delimited', filename='__file')"
+    opts = "header=true, all_varchar=true, filename='__file'"
+    if tm.delimiter:
+        opts += f", delim={sql_literal(tm.delimiter)}"
+    return f"read_csv({files}, {opts})"
+
+
+def _source_columns(con: duckdb.DuckDBPyConnection, tm: TableMapping) -> list[str]:
+    try:
+        rows = con.execute(f"describe select * from {_reader_sql(tm)}").fetchall()
+    except duckdb.Error as exc:
+        raise CsMetricsError(
+            f"{tm.origin}, table {tm.table}: cannot read {tm.files[0]} as {tm.fmt} "
+            f"({str(exc).splitlines()[0]}); check the file and the format/delimiter settings."
+        ) from exc
+    return [r[0] for r in rows if r[0] not in ("__file", "file_row_number")]
+
+
+def _resolved_columns(tm: TableMapping, source_cols: list[str]) -> dict[str, str]:
+    """canonical column -> SQL expression over the source."""
+    if not tm.columns:  # canonical file: identity on the columns it has
+        return {c: quote_ident(c) for c in TABLES[tm.table].column_names if c in source_cols}
+    out = {}
+    for canon, value in tm.columns:
+        out[canon] = quote_ident(value) if value in source_cols else value
+    return out
+
+
+def check_mapping(mapping: Mapping) -> dict[str, dict[str, str]]:
+    """Fatal checks, run before anything is written: columns exist, expressions bind.
+
+    Returns, per table, the canonical column -> SQL expression map.
+    """
+    con = duckdb.connect()
+    resolved: dict[str, dict[str, str]] = {}
+    try:
+        for tm in mapping.tables:
+            cols = _source_columns(con, tm)
+            exprs = _resolved_columns(tm, cols)
+            where = f"{tm.origin}, table {tm.table}"
+            missing = [c for c in TABLES[tm.table].required if c not in exprs]
+            if missing:
+                raise CsMetricsError(
+                    f"{where}: required column {missing[0]} is missing from {tm.files[0].name}"
+                    f" (it has {', '.join(cols[:12])}{' ...' if len(cols) > 12 else ''})."
+                )
+            for canon, expr in exprs.items():
+                safe = make_row_safe(expr).sql
+                try:
+                    con.execute(f"select {safe} from {_reader_sql(tm)} limit 0").fetchall()
+                except duckdb.Error as exc:
+                    value = tm.column_map().get(canon, canon)
+                    first = str(exc).splitlines()[0]
+                    raise CsMetricsError(
+                        f"{where}, column {canon}: {value!r} is neither a column of "
+                        f"{tm.files[0].name} nor a valid DuckDB expression ({first}); "
+                        "double-quote source names that contain spaces."
+                    ) from exc
+            resolved[tm.table] = exprs
+    finally:
+        con.close()
+    return resolved
+
+
+# --- typing and checking -----------------------------------------------------------------
+
+_ENUM_REASON = {"status": "unknown_status", "priority": "unknown_priority",
+                "severity": "unknown_severity"}
+
+
+def _typed(col: Column, v: str, src_type: str, tz: str, vmap: dict[str, tuple[str, ...]]) -> str:
+    """SQL giving the canonical value of column ``col`` from mapped value ``v``."""
+    if vmap:
+        whens = " ".join(
+            f"when cast({v} as varchar) in ({', '.join(sql_literal(s) for s in srcs)}) "
+            f"then {sql_literal(target)}"
+            for target, srcs in vmap.items()
+        )
+        fallback = "null" if col.enum is not None else f"cast({v} as varchar)"
+        if col.enum is not None:
+            # a value already canonical passes, so a map need not list the identity
+            fallback = (
+                f"case when cast({v} as varchar) in "
+                f"({', '.join(sql_literal(e) for e in col.enum)}) then cast({v} as varchar) end"
+            )
+        v = f"(case {whens} else {fallback} end)"
+        src_type = "VARCHAR"
+    if col.enum is not None:
+        norm = f"replace(replace(lower(trim(cast({v} as varchar))), ' ', '_'), '-', '_')"
+        allowed = ", ".join(sql_literal(e) for e in col.enum)
+        return f"(case when {norm} in ({allowed}) then {norm} end)"
+    t = col.type
+    st = src_type.upper()
+    if t == "VARCHAR":
+        return f"nullif(trim(cast({v} as varchar)), '')" if st == "VARCHAR" else \
+            f"cast({v} as varchar)"
+    if t == "TIMESTAMP":
+        if st.startswith("TIMESTAMP WITH TIME ZONE") or st == "TIMESTAMPTZ":
+            return f"cast(timezone('UTC', {v}) as timestamp)"
+        if st.startswith("TIMESTAMP") or st == "DATE":
+            ts = f"cast({v} as timestamp)"
+        else:
+            ts = f"try_cast(trim(cast({v} as varchar)) as timestamp)"
+        if tz != "UTC":
+            ts = f"timezone('UTC', timezone({sql_literal(tz)}, {ts}))"
+        return ts
+    if t == "DATE":
+        return f"try_cast({v} as date)" if st != "VARCHAR" else \
+            f"try_cast(try_cast(trim({v}) as timestamp) as date)"
+    if t == "DOUBLE":
+        return f"try_cast({v} as double)"
+    if t == "INTEGER":
+        d = f"try_cast({v} as double)"
+        return f"(case when {d} = trunc({d}) then try_cast({d} as integer) end)"
+    if t == "BOOLEAN":
+        if st == "BOOLEAN":
+            return v
+        s = f"lower(trim(cast({v} as varchar)))"
+        return (
+            f"(case when {s} in ('true', 't', 'yes', 'y', '1') then true "
+            f"when {s} in ('false', 'f', 'no', 'n', '0') then false end)"
+        )
+    raise AssertionError(t)
+
+
+def _build_checked(
+    con: duckdb.DuckDBPyConnection, tm: TableMapping, exprs: dict[str, str], raw: str, tag: str
+) -> None:
+    """Create temp table checked_<tag>: typed canonical columns plus the reject reason."""
+    table = TABLES[tm.table]
+    mapped_parts = ["__file", "__row"]
+    conv_checks: list[tuple[str, str, str, str]] = []  # (flag col, value col, canon col, kind)
+    for i, (canon, expr) in enumerate(exprs.items()):
+        parsed = make_row_safe(expr)
+        mapped_parts.append(f"({parsed.sql}) as {quote_ident('v_' + canon)}")
+        for k, (inp, converted, kind) in enumerate(parsed.conversions):
+            flag, val = f"__conv_{i}_{k}", f"__convin_{i}_{k}"
+            mapped_parts.append(f"(({inp}) is not null and ({converted}) is null) as {flag}")
+            mapped_parts.append(f"cast(({inp}) as varchar) as {val}")
+            conv_checks.append((flag, val, canon, kind))
+    con.execute(
+        f"create or replace temp view mapped_{tag} as select {', '.join(mapped_parts)} from {raw}"
+    )
+    types = {
+        r[0]: r[1] for r in con.execute(f"describe select * from mapped_{tag}").fetchall()
+    }
+    typed_parts = ["__file", "__row"]
+    checks: list[tuple[str, str, str, str]] = []  # (condition, reason, column, value sql)
+    for flag, val, canon, kind in conv_checks:
+        reason = "unparseable_timestamp" if kind == "timestamp" or "timestamp" in kind.lower() \
+            else "unparseable_value"
+        checks.append((flag, reason, canon, val))
+    vmaps = {c: tm.value_map(c) for c in exprs}
+    for col in table.columns:
+        if col.name not in exprs:
+            if col.name == "feedback_id" and tm.table == "feedback":
+                continue  # derived below
+            typed_parts.append(f"cast(null as {col.type}) as {quote_ident(col.name)}")
+            continue
+        v = quote_ident("v_" + col.name)
+        typed = _typed(col, v, types["v_" + col.name], tm.timezone, vmaps[col.name])
+        typed_parts.append(f"{typed} as {quote_ident(col.name)}")
+        typed_parts.append(f"cast({v} as varchar) as {quote_ident('raw_' + col.name)}")
+    typed_parts += [c[0] for c in conv_checks] + [c[1] for c in conv_checks]
+    con.execute(
+        f"create or replace temp view typed_{tag} as select {', '.join(typed_parts)} "
+        f"from mapped_{tag}"
+    )
+    for col in table.columns:
+        if col.name not in exprs:
+            continue
+        q, raw_q = quote_ident(col.name), quote_ident("raw_" + col.name)
+        if col.enum is not None:
+            checks.append((f"{raw_q} is not null and {q} is null", _ENUM_REASON[col.name],
+                           col.name, raw_q))
+        elif col.type in ("TIMESTAMP", "DATE"):
+            checks.append((f"{raw_q} is not null and {q} is null", "unparseable_timestamp",
+                           col.name, raw_q))
+        elif col.type != "VARCHAR":
+            checks.append((f"{raw_q} is not null and {q} is null", "unparseable_value",
+                           col.name, raw_q))
+        if col.required:
+            checks.append((f"{q} is null", "missing_required_value", col.name, raw_q))
+        if col.name in SCORE_RANGES:
+            lo, hi = SCORE_RANGES[col.name]
+            checks.append((f"{q} is not null and ({q} < {lo} or {q} > {hi})",
+                           "score_out_of_range", col.name, raw_q))
+    if tm.table == "tickets":
+        if "first_response_at" in exprs:
+            checks.append(("first_response_at < created_at", "response_before_created",
+                           "first_response_at", "cast(first_response_at as varchar)"))
+        if "resolved_at" in exprs:
+            checks.append(("status = 'closed' and resolved_at < created_at",
+                           "resolved_before_created", "resolved_at",
+                           "cast(resolved_at as varchar)"))
+    if tm.table == "outages" and "ended_at" in exprs:
+        checks.append(("ended_at < started_at", "ended_before_started", "ended_at",
+                       "cast(ended_at as varchar)"))
+
+    def case(idx: int) -> str:
+        if not checks:
+            return "null"
+        return "case " + " ".join(
+            f"when {c[0]} then {c[idx] if idx == 3 else sql_literal(c[idx])}" for c in checks
+        ) + " end"
+
+    canon_cols = [c.name for c in table.columns]
+    select_cols = ", ".join(quote_ident(c) for c in canon_cols if c != "feedback_id" or
+                            "feedback_id" in exprs)
+    extra = ""
+    if tm.table == "feedback" and "feedback_id" not in exprs:
+        # no id in the source: one derived from the ticket and the row, stable across loads
+        extra = (", ticket_id || ':' || row_number() over (partition by ticket_id "
+                 "order by __file, __row) as feedback_id")
+    con.execute(
+        f"""
+        create or replace temp table checked_{tag} as
+        select __file, __row, {select_cols}{extra},
+            {case(1)} as __reason, {case(2)} as __column, {case(3)} as __value
+        from typed_{tag}
+        """
+    )
+
+
+def _apply_keys(con: duckdb.DuckDBPyConnection, table: str, tag: str) -> int:
+    """Duplicate ids: tickets reject every repeat; dimension tables merge identical rows
+    and reject conflicting ones. Returns the number of identical rows merged."""
+    key = TABLES[table].key
+    if key is None:
+        return 0
+    cols = ", ".join(quote_ident(c) for c in TABLES[table].column_names)
+    collapsed = 0
+    if table in ("representatives", "customers", "outages"):
+        con.execute(
+            f"""
+            create or replace temp table checked_{tag} as
+            select * exclude (__exact) replace (
+                case when __reason is null and __exact > 1 then '__collapsed'
+                     else __reason end as __reason)
+            from (select *, row_number() over (partition by {cols} order by __file, __row)
+                      as __exact
+                  from checked_{tag})
+            """
+        )
+        collapsed = con.execute(
+            f"select count(*) from checked_{tag} where __reason = '__collapsed'"
+        ).fetchall()[0][0]
+    con.execute(
+        f"""
+        create or replace temp table checked_{tag} as
+        select * exclude (__n) replace (
+            case when __reason is null and __n > 1 then 'duplicate_key' else __reason end
+                as __reason,
+            case when __reason is null and __n > 1 then '{key}' else __column end as __column,
+            case when __reason is null and __n > 1 then cast({quote_ident(key)} as varchar)
+                 else __value end as __value
+        ) from (
+            select *, row_number() over (partition by {quote_ident(key)}, __reason is null
+                                         order by __file, __row) as __n
+            from checked_{tag})
+        """
+    )
+    return int(collapsed)
+
+
+# --- the load ----------------------------------------------------------------------------
+
+
+def _checksum(files: tuple[Path, ...]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.name).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _ensure_rejects(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        create table if not exists rejects (
+            ingest_id varchar, table_name varchar, source_file varchar, source_row bigint,
+            reason varchar, column_name varchar, value varchar, detail varchar, raw varchar)
+        """
+    )
+    con.execute(
+        """
+        create table if not exists ingest_log (
+            ingest_id varchar, ingested_at timestamp, table_name varchar, origin varchar,
+            source_files varchar, checksum varchar, rows_read bigint, rows_loaded bigint,
+            rows_rejected bigint, rejected_by_reason varchar, warnings varchar,
+            collapsed bigint, skipped_empty bigint)
+        """
+    )
+
+
+def ingest(
+    source: str | Path,
+    mapping: str | Path | None = None,
+    db: str | Path | None = None,
+    *,
+    settings: Settings | None = None,
+    replace: bool = False,
+    rejects_csv: str | Path | None = None,
+    warehouse: Warehouse | None = None,
+) -> IngestReport:
+    """Validate and load a canonical folder, or the sources a mapping file names.
+
+    Loading is an upsert by id (ticket_id, feedback_id, rep_id, customer_id, outage_id):
+    ingesting the same source twice leaves the warehouse as it was. ``replace`` empties the
+    warehouse first.
+    """
+    started = time.perf_counter()
+    m = read_mapping(mapping, source) if mapping else canonical_folder(source)
+    exprs = check_mapping(m)  # fatal problems stop here, before the warehouse is touched
+    settings = settings or load_settings()
+    wh = warehouse or Warehouse(db)
+    con = wh.connection()
+    ingest_id = uuid.uuid4().hex[:12]
+    reports: list[TableReport] = []
+    rejects_frames = []
+    raw_cache: dict[tuple, str] = {}
+    try:
+        con.execute("begin transaction")
+        _ensure_rejects(con)
+        if replace:
+            for name in [*STORED_AS.values(), "tickets", "column_stats", "meta"]:
+                con.execute(f"drop table if exists {name}")
+            con.execute("delete from rejects")
+            con.execute("delete from ingest_log")
+        for i, name in enumerate(LOAD_ORDER):
+            tm = m.for_table(name)
+            if tm is None:
+                continue
+            tag = f"{name}_{i}"
+            key = (tm.files, tm.fmt, tm.delimiter)
+            raw = raw_cache.get(key)
+            if raw is None:
+                raw = f"raw_{tag}"
+                if tm.fmt == "parquet":
+                    con.execute(
+                        f"create or replace temp view {raw} as select * exclude "
+                        f"(file_row_number), file_row_number + 1 as __row "
+                        f"from {_reader_sql(tm)}"
+                    )
+                else:
+                    # a materialised table keeps file order in its rowid: the source row
+                    con.execute(
+                        f"create or replace temp table {raw}_t as select * from {_reader_sql(tm)}"
+                    )
+                    con.execute(
+                        f"create or replace temp view {raw} as select *, "
+                        f"rowid - min(rowid) over (partition by __file) + 1 as __row "
+                        f"from {raw}_t"
+                    )
+                raw_cache[key] = raw
+            reports.append(_load_table(con, tm, exprs[name], raw, tag, ingest_id))
+            rejects_frames.append(tag)
+        as_of = rebuild_derived(con, settings)
+        _orphan_warnings(con, reports)
+        for rep in reports:
+            tm = m.for_table(rep.table)
+            con.execute(
+                "insert into ingest_log values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    ingest_id, datetime.now(), rep.table, rep.origin, ";".join(rep.files),
+                    _checksum(tm.files), rep.read, rep.loaded, rep.rejected_total,
+                    _fmt_counts(rep.rejected), _fmt_counts(rep.warnings), rep.collapsed,
+                    rep.skipped_empty,
+                ],
+            )
+        con.execute("commit")
+    except CsMetricsError:
+        con.execute("rollback")
+        raise
+    except duckdb.Error as exc:
+        con.execute("rollback")
+        raise CsMetricsError(
+            f"Loading {source} failed and nothing was changed: {str(exc).splitlines()[0]}"
+        ) from exc
+    out_csv = Path(rejects_csv) if rejects_csv else wh.path.parent / "rejects.csv"
+    _write_rejects_csv(con, ingest_id, out_csv)
+    reports = [r for r in reports]
+    return IngestReport(
+        ingest_id=ingest_id,
+        db=wh.path,
+        tables=tuple(reports),
+        rejects_csv=out_csv,
+        seconds=time.perf_counter() - started,
+        as_of=as_of,
+    )
+
+
+def _fmt_counts(pairs: tuple[tuple[str, int], ...]) -> str:
+    return ";".join(f"{k}={v}" for k, v in pairs)
+
+
+def _load_table(
+    con: duckdb.DuckDBPyConnection,
+    tm: TableMapping,
+    exprs: dict[str, str],
+    raw: str,
+    tag: str,
+    ingest_id: str,
+) -> TableReport:
+    table = TABLES[tm.table]
+    _build_checked(con, tm, exprs, raw, tag)
+    collapsed = _apply_keys(con, tm.table, tag)
+    skipped = 0
+    if tm.table == "feedback":
+        con.execute(
+            f"update checked_{tag} set __reason = '__empty' where __reason is null and "
+            "csat is null and nps is null and ces is null and comment is null"
+        )
+        skipped = con.execute(
+            f"select count(*) from checked_{tag} where __reason = '__empty'"
+        ).fetchall()[0][0]
+    warnings: list[tuple[str, int]] = []
+    if tm.table == "tickets":
+        n = con.execute(
+            f"select count(*) from checked_{tag} where __reason is null "
+            "and status <> 'closed' and resolved_at is not null"
+        ).fetchall()[0][0]
+        con.execute(
+            f"update checked_{tag} set resolved_at = null where status <> 'closed'"
+        )
+        if n:
+            warnings.append(("resolved_at_cleared", int(n)))
+        n = con.execute(
+            f"select count(*) from checked_{tag} where __reason is null "
+            "and resolved_at < first_response_at"
+        ).fetchall()[0][0]
+        if n:
+            warnings.append(("resolved_before_first_response", int(n)))
+    read = con.execute(f"select count(*) from checked_{tag}").fetchall()[0][0]
+    counts = con.execute(
+        f"select __reason, count(*) from checked_{tag} where __reason is not null "
+        "and not starts_with(__reason, '__') group by 1 order by 1"
+    ).fetchall()
+    cols = ", ".join(quote_ident(c) for c in table.column_names)
+    stored = STORED_AS[tm.table]
+    con.execute(
+        f"create or replace temp table stg_{tag} as select {cols} from checked_{tag} "
+        "where __reason is null"
+    )
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_schema = 'main' "
+        "and table_name = ?",
+        [stored],
+    ).fetchall()[0][0]
+    if not exists:
+        con.execute(f"create table {stored} as select * from stg_{tag}")
+    elif table.key:
+        k = quote_ident(table.key)
+        con.execute(
+            f"create or replace table {stored} as "
+            f"select {cols} from {stored} where {k} not in (select {k} from stg_{tag}) "
+            f"union all select * from stg_{tag}"
+        )
+    else:
+        con.execute(
+            f"create or replace table {stored} as select distinct * from ("
+            f"select {cols} from {stored} union all select * from stg_{tag})"
+        )
+    loaded = con.execute(f"select count(*) from stg_{tag}").fetchall()[0][0]
+    # a reload of the same files replaces their earlier rejects instead of adding to them
+    files = [str(f) for f in tm.files]
+    con.execute(
+        f"delete from rejects where table_name = ? and source_file in "
+        f"({', '.join('?' for _ in files)})",
+        [tm.table, *files],
+    )
+    sentence = "case c.__reason " + " ".join(
+        f"when {sql_literal(k)} then {sql_literal(v)}" for k, v in REJECT_REASONS.items()
+    ) + " end"
+    con.execute(
+        f"""
+        insert into rejects
+        select ?, ?, c.__file, c.__row, c.__reason, c.__column, c.__value,
+            {sentence} || ' (' || c.__column || ' = '
+                || coalesce('"' || c.__value || '"', 'empty') || ')',
+            to_json(r)
+        from checked_{tag} c
+        join {raw} r on r.__file = c.__file and r.__row = c.__row
+        where c.__reason is not null and not starts_with(c.__reason, '__')
+        """,
+        [ingest_id, tm.table],
+    )
+    return TableReport(
+        table=tm.table,
+        origin=tm.origin,
+        files=tuple(files),
+        read=int(read),
+        loaded=int(loaded),
+        rejected=tuple((r, int(n)) for r, n in counts),
+        warnings=tuple(warnings),
+        collapsed=collapsed,
+        skipped_empty=int(skipped),
+    )
+
+
+def _orphan_warnings(con: duckdb.DuckDBPyConnection, reports: list[TableReport]) -> None:
+    for i, rep in enumerate(reports):
+        if rep.table not in ("feedback", "ticket_events"):
+            continue
+        n = con.execute(
+            f"select count(*) from {rep.table} x where not exists "
+            "(select 1 from tickets_src t where t.ticket_id = x.ticket_id)"
+        ).fetchall()[0][0]
+        if n:
+            name = "feedback_unknown_ticket" if rep.table == "feedback" else \
+                "event_unknown_ticket"
+            reports[i] = TableReport(
+                **{**rep.__dict__, "warnings": (*rep.warnings, (name, int(n)))}
+            )
+
+
+def _write_rejects_csv(con: duckdb.DuckDBPyConnection, ingest_id: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = con.execute(
+        f"select {', '.join(REJECT_COLUMNS)} from rejects where ingest_id = ? "
+        "order by table_name, source_file, source_row",
+        [ingest_id],
+    ).fetchall()
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(REJECT_COLUMNS)
+        writer.writerows(rows)

@@ -1,0 +1,291 @@
+"""The DuckDB warehouse file: connections per thread, derived columns, safe refresh."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from cs_metrics.errors import CsMetricsError
+from cs_metrics.settings import Settings, load_settings
+
+DB_ENV = "CS_METRICS_DB"
+DEFAULT_DB = Path("data") / "warehouse.duckdb"
+
+
+def default_db_path() -> Path:
+    """The warehouse the app uses: $CS_METRICS_DB, else data/warehouse.duckdb."""
+    return Path(os.environ.get(DB_ENV) or DEFAULT_DB)
+
+
+def _lock_message(path: Path, exc: Exception) -> str:
+    text = str(exc)
+    pid = re.search(r"PID (\d+)", text)
+    holder = f"process {pid.group(1)}" if pid else "another process"
+    return (
+        f"The warehouse {path} is held open by {holder} (probably the Streamlit app or another "
+        "cs_metrics command); stop that process or pass --db with another file, then try again."
+    )
+
+
+class Warehouse:
+    """One DuckDB file. Each thread gets its own connection to the one database.
+
+    All connections of a process share one configuration; a process that refreshes the
+    warehouse opens it read-write for every thread, and other threads keep reading a
+    consistent snapshot while a refresh transaction runs.
+    """
+
+    def __init__(self, path: str | Path | None = None, read_only: bool = False) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        self.read_only = read_only
+        self._local = threading.local()
+        if read_only and not self.path.exists():
+            raise CsMetricsError(
+                f"There is no warehouse at {self.path}; run `python -m cs_metrics ingest` first "
+                "or pass --db with the right file."
+            )
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.connection()  # fail early, with a clear message, if the file is locked
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            try:
+                con = duckdb.connect(str(self.path), read_only=self.read_only)
+            except duckdb.IOException as exc:
+                if "lock" in str(exc).lower():
+                    raise CsMetricsError(_lock_message(self.path, exc)) from exc
+                raise CsMetricsError(f"Cannot open the warehouse {self.path}: {exc}") from exc
+            except duckdb.Error as exc:
+                raise CsMetricsError(f"Cannot open the warehouse {self.path}: {exc}") from exc
+            self._local.con = con
+        return con
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    def df(self, sql: str, params: list[Any] | tuple[Any, ...] | None = None) -> pd.DataFrame:
+        try:
+            return self.connection().execute(sql, params or []).df()
+        except duckdb.Error as exc:
+            raise CsMetricsError(f"Query failed on {self.path}: {exc}") from exc
+
+    def scalar(self, sql: str, params: list[Any] | tuple[Any, ...] | None = None) -> Any:
+        try:
+            rows = self.connection().execute(sql, params or []).fetchall()
+        except duckdb.Error as exc:
+            raise CsMetricsError(f"Query failed on {self.path}: {exc}") from exc
+        return rows[0][0] if rows else None
+
+    def tables(self) -> set[str]:
+        rows = self.connection().execute(
+            "select table_name from information_schema.tables where table_schema = 'main'"
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def has_table(self, name: str) -> bool:
+        return name in self.tables()
+
+    def columns(self, table: str) -> list[str]:
+        rows = self.connection().execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'main' and table_name = ? order by ordinal_position",
+            [table],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def nonempty_columns(self, table: str) -> set[str]:
+        """Columns of ``table`` that hold at least one value (cached in the meta table)."""
+        if not self.has_table("column_stats"):
+            return set()
+        rows = self.connection().execute(
+            "select column_name from column_stats where table_name = ? and non_null > 0",
+            [table],
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def meta(self, key: str) -> str | None:
+        if not self.has_table("meta"):
+            return None
+        return self.scalar("select value from meta where key = ?", [key])
+
+    def as_of(self) -> datetime | None:
+        """The moment the data describes: its latest timestamp."""
+        value = self.meta("as_of")
+        return datetime.fromisoformat(value) if value else None
+
+
+_DERIVED_SQL = """
+create or replace table tickets as
+with src as (
+    select t.*,
+        coalesce(t.customer_segment, c.segment, 'Unknown') as seg,
+        coalesce(t.customer_location, c.city) as cust_loc
+    from tickets_src t
+    left join {customers} c on c.customer_id = t.customer_id
+),
+final as (
+    select
+        s.ticket_id, s.created_at, s.status, s.first_response_at, s.resolved_at,
+        coalesce(s.priority, 'normal') as priority,
+        s.channel, s.domain, s.location, s.location_lat, s.location_lon,
+        s.customer_id, s.cust_loc as customer_location, s.seg as customer_segment,
+        s.rep_id, r.name as rep_name, r.team, r.manager,
+        s.contacts, s.reopened_count, s.handle_time_s, s.subject,
+        coalesce(s.is_test, false) as is_test,
+        cast(s.created_at as date) as created_date,
+        date_diff('second', s.created_at, s.first_response_at) / 60.0 as first_response_min,
+        case when s.status = 'closed'
+            then date_diff('second', s.created_at, s.resolved_at) / 3600.0 end as resolution_h,
+        -- closed without a close time: resolved at an unknown moment, so never in backlog
+        case when s.status = 'closed' then coalesce(s.resolved_at, s.created_at) end
+            as effective_resolved_at,
+        p.policy as sla_policy,
+        p.first_response_target_min as sla_first_response_target_min,
+        p.resolution_target_h as sla_resolution_target_h,
+        case
+            when s.first_response_at is not null
+                then date_diff('second', s.created_at, s.first_response_at) / 60.0
+                     <= p.first_response_target_min
+            when s.created_at + to_microseconds(
+                    cast(p.first_response_target_min * 60000000 as bigint)) < ?
+                then false
+        end as sla_first_response_met,
+        case
+            when s.status = 'closed' and s.resolved_at is not null
+                then date_diff('second', s.created_at, s.resolved_at) / 3600.0
+                     <= p.resolution_target_h
+            when s.status <> 'closed' and s.created_at + to_microseconds(
+                    cast(p.resolution_target_h * 3600000000 as bigint)) < ?
+                then false
+        end as sla_resolution_met,
+        s.ticket_id in (select ticket_id from {feedback}) as has_feedback
+    from src s
+    left join {representatives} r on r.rep_id = s.rep_id
+    left join sla_targets p on p.priority = coalesce(s.priority, 'normal') and p.segment = s.seg
+)
+select * from final order by created_at, ticket_id
+"""
+
+
+def _empty_or(wh_tables: set[str], name: str, columns: str) -> str:
+    return name if name in wh_tables else f"(select {columns} where false)"
+
+
+def rebuild_derived(
+    con: duckdb.DuckDBPyConnection, settings: Settings | None = None
+) -> datetime | None:
+    """Recompute the query table ``tickets`` from ``tickets_src`` and the dimension tables.
+
+    Runs inside the caller's transaction so readers switch from the old to the new table
+    at commit, never seeing a half-built one.
+    """
+    settings = settings or load_settings()
+    tables = {
+        r[0]
+        for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'main'"
+        ).fetchall()
+    }
+    if "tickets_src" not in tables:
+        return None
+    as_of = _compute_as_of(con, tables)
+    kinds = con.execute(
+        f"""
+        select distinct coalesce(t.priority, 'normal') as priority,
+               coalesce(t.customer_segment, c.segment, 'Unknown') as segment
+        from tickets_src t
+        left join {_empty_or(tables, 'customers', 'null as customer_id, null as segment')} c
+            on c.customer_id = t.customer_id
+        """
+    ).fetchall()
+    rows = []
+    for priority, segment in kinds:
+        fr, res, name = settings.sla_targets(priority, segment)
+        rows.append((priority, segment, name or None, fr, res))
+    targets = pd.DataFrame(
+        rows,
+        columns=[
+            "priority", "segment", "policy", "first_response_target_min", "resolution_target_h"
+        ],
+    ).astype({"first_response_target_min": "float64", "resolution_target_h": "float64"})
+    con.register("sla_targets_df", targets)
+    con.execute("create or replace temp table sla_targets as select * from sla_targets_df")
+    con.unregister("sla_targets_df")
+    sql = _DERIVED_SQL.format(
+        customers=_empty_or(
+            tables, "customers", "null::varchar as customer_id, null::varchar as segment, "
+            "null::varchar as city"
+        ),
+        representatives=_empty_or(
+            tables, "representatives", "null::varchar as rep_id, null::varchar as name, "
+            "null::varchar as team, null::varchar as manager"
+        ),
+        feedback=_empty_or(tables, "feedback", "null::varchar as ticket_id"),
+    )
+    as_of_param = as_of or datetime(1970, 1, 1)
+    con.execute(sql, [as_of_param, as_of_param])
+    con.execute(
+        "create or replace table meta as select * from (values "
+        "('as_of', ?), ('settings', ?), ('derived_at', ?)) v(key, value)",
+        [
+            as_of.isoformat(sep=" ") if as_of else None,
+            settings.source,
+            datetime.now().isoformat(sep=" ", timespec="seconds"),
+        ],
+    )
+    _column_stats(con)
+    return as_of
+
+
+def _compute_as_of(con: duckdb.DuckDBPyConnection, tables: set[str]) -> datetime | None:
+    parts = [
+        "select max(created_at) as m from tickets_src",
+        "select max(first_response_at) from tickets_src",
+        "select max(resolved_at) from tickets_src",
+    ]
+    if "ticket_events" in tables:
+        parts.append("select max(event_at) from ticket_events")
+    return con.execute(f"select max(m) from ({' union all '.join(parts)})").fetchall()[0][0]
+
+
+def _column_stats(con: duckdb.DuckDBPyConnection) -> None:
+    """Non-null counts per column of every table, so pages can tell what a dataset has."""
+    from cs_metrics.schema import TABLES
+
+    present = {
+        r[0]
+        for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'main'"
+        ).fetchall()
+    }
+    rows = []
+    for name in dict.fromkeys(["tickets", *TABLES]):
+        if name not in present:
+            continue
+        cols = [
+            r[0]
+            for r in con.execute(
+                "select column_name from information_schema.columns "
+                "where table_schema = 'main' and table_name = ? order by ordinal_position",
+                [name],
+            ).fetchall()
+        ]
+        counts = ", ".join(f'count("{c}")' for c in cols)
+        values = con.execute(f"select count(*), {counts} from {name}").fetchall()[0]
+        rows += [(name, c, int(values[0]), int(n)) for c, n in zip(cols, values[1:], strict=True)]
+    stats = pd.DataFrame(rows, columns=["table_name", "column_name", "total", "non_null"])
+    con.register("column_stats_df", stats)
+    con.execute("create or replace table column_stats as select * from column_stats_df")
+    con.unregister("column_stats_df")
