@@ -271,7 +271,7 @@ def _column_stats(con: duckdb.DuckDBPyConnection) -> None:
         ).fetchall()
     }
     rows = []
-    for name in dict.fromkeys(["tickets", *TABLES]):
+    for name in dict.fromkeys(["tickets", "tickets_src", *TABLES]):
         if name not in present:
             continue
         cols = [

@@ -1,0 +1,54 @@
+"""Customer-service metrics: validated ingestion, a DuckDB warehouse and one metric registry."""
+
+from __future__ import annotations
+
+from cs_metrics.errors import CsMetricsError
+from cs_metrics.ingest import REJECT_REASONS, IngestReport, TableReport, ingest
+from cs_metrics.mapping import Mapping, TableMapping, canonical_folder, read_mapping
+from cs_metrics.metrics import (
+    DIMENSIONS,
+    GRAINS,
+    METRICS,
+    Filters,
+    Metric,
+    available,
+    compile_query,
+    get_metric,
+    metric_target,
+    missing_inputs,
+    query,
+)
+from cs_metrics.quality import QualityReport, quality_report
+from cs_metrics.schema import TABLES
+from cs_metrics.settings import Settings, load_settings
+from cs_metrics.warehouse import Warehouse, default_db_path
+
+__all__ = [
+    "CsMetricsError",
+    "DIMENSIONS",
+    "Filters",
+    "GRAINS",
+    "IngestReport",
+    "METRICS",
+    "Mapping",
+    "Metric",
+    "QualityReport",
+    "REJECT_REASONS",
+    "Settings",
+    "TABLES",
+    "TableMapping",
+    "TableReport",
+    "Warehouse",
+    "available",
+    "canonical_folder",
+    "compile_query",
+    "default_db_path",
+    "get_metric",
+    "ingest",
+    "load_settings",
+    "metric_target",
+    "missing_inputs",
+    "query",
+    "quality_report",
+    "read_mapping",
+]

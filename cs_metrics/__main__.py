@@ -1,0 +1,235 @@
+"""Command line: ``python -m cs_metrics COMMAND ...`` (see DATA_CONTRACT.md, section 3)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from datetime import date, datetime
+from pathlib import Path
+
+from cs_metrics.errors import CsMetricsError
+from cs_metrics.metrics import DIMENSIONS, GRAINS, METRICS, Filters, missing_inputs, query
+from cs_metrics.warehouse import Warehouse, default_db_path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one sentence and exit 2, like every bad input
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _parse_date(text: str, flag: str) -> date | datetime:
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise CsMetricsError(
+            f"{flag} {text!r} is not a date; write it as YYYY-MM-DD (or YYYY-MM-DD HH:MM:SS)."
+        ) from None
+
+
+def _parse_where(items: list[str]) -> Filters:
+    where: dict[str, list[str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise CsMetricsError(f"--where {item!r} must look like DIMENSION=VALUE.")
+        dim, value = item.split("=", 1)
+        dim = dim.strip()
+        if dim not in DIMENSIONS:
+            raise CsMetricsError(
+                f"Unknown dimension {dim!r} in --where; valid dimensions: {', '.join(DIMENSIONS)}."
+            )
+        where.setdefault(dim, []).append(value)
+    return Filters.build(**where)
+
+
+def _split(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    # The command line is the one place that reaches into simulations: the library does not.
+    from simulations.generator import generate
+
+    end = _parse_date(args.end, "--end") if args.end else None
+    res = generate(
+        args.out, tickets=args.tickets, days=args.days, seed=args.seed, fmt=args.format,
+        end=end, progress=sys.stderr.isatty(),
+    )
+    for table, n in res.counts.items():
+        print(f"{table:16s} {n:>10,d} rows")
+    print(f"wrote {len(res.files)} files to {res.out} in {res.seconds:.1f} s")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from cs_metrics.ingest import ingest
+    from cs_metrics.quality import quality_report
+    from cs_metrics.settings import load_settings
+
+    settings = load_settings(args.settings) if args.settings else None
+    wh = Warehouse(args.db)
+    report = ingest(
+        args.source, args.mapping, settings=settings, replace=args.replace,
+        rejects_csv=args.rejects, warehouse=wh,
+    )
+    print(f"{'table':16s} {'read':>10s} {'loaded':>10s} {'rejected':>10s}")
+    for t in report.tables:
+        print(f"{t.table:16s} {t.read:>10,d} {t.loaded:>10,d} {t.rejected_total:>10,d}")
+        for reason, n in t.rejected:
+            print(f"{'':18s}rejected {n:,d}: {reason}")
+        for name, n in t.warnings:
+            print(f"{'':18s}warning {n:,d}: {name}")
+        if t.collapsed:
+            print(f"{'':18s}merged {t.collapsed:,d} identical rows")
+        if t.skipped_empty:
+            print(f"{'':18s}skipped {t.skipped_empty:,d} feedback rows with no score or comment")
+    q = quality_report(wh)
+    if q.score is not None:
+        print(f"data-quality score {q.score:.1f} / 100")
+    total_rejects = sum(t.rejected_total for t in report.tables)
+    print(f"rejected rows with their reasons: {report.rejects_csv} ({total_rejects:,d})")
+    print(f"warehouse {report.db} (data as of {report.as_of}) in {report.seconds:.1f} s")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    metrics = _split(args.metrics)
+    by = _split(args.by)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise CsMetricsError(
+            f"Unknown metric {unknown[0]!r}; valid metrics: {', '.join(METRICS)}."
+        )
+    bad = [d for d in by if d not in DIMENSIONS]
+    if bad:
+        raise CsMetricsError(
+            f"Unknown dimension {bad[0]!r}; valid dimensions: {', '.join(DIMENSIONS)}."
+        )
+    if not metrics:
+        raise CsMetricsError(f"--metrics is empty; valid metrics: {', '.join(METRICS)}.")
+    where = _parse_where(args.where or [])
+    filters = Filters(
+        date_from=_parse_date(args.date_from, "--from") if args.date_from else None,
+        date_to=_parse_date(args.date_to, "--to") if args.date_to else None,
+        where=where.where,
+    )
+    if args.format == "parquet" and not args.out:
+        raise CsMetricsError("--format parquet needs --out FILE (Parquet is not text).")
+    wh = Warehouse(args.db, read_only=True)
+    for m in metrics:
+        missing = missing_inputs(METRICS[m], wh)
+        if missing:
+            print(f"note: this dataset has no {', '.join(missing)} values, so {m} is empty.",
+                  file=sys.stderr)
+    df = query(wh, metrics, by, args.grain, filters)
+    if "period" in df.columns:
+        df["period"] = df["period"].map(lambda d: d.isoformat())
+    if args.format == "parquet":
+        df.to_parquet(args.out, index=False)
+        return 0
+    if args.format == "json":
+        records = json.loads(df.to_json(orient="records", double_precision=10))
+        text = json.dumps(records, indent=2) + "\n"
+    else:
+        text = df.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    from cs_metrics.quality import quality_report
+
+    q = quality_report(Warehouse(args.db, read_only=True))
+    if q.score is None:
+        raise CsMetricsError("Nothing has been ingested into this warehouse yet.")
+    print(f"data-quality score {q.score:.1f} / 100 (validity {q.validity:.1%}, "
+          f"warning-free {q.warning_free:.1%}, completeness {q.completeness:.1%})")
+    print(q.tables.to_string(index=False))
+    if len(q.rejects_by_reason):
+        print("\nrejected rows by reason")
+        print(q.rejects_by_reason.to_string(index=False))
+    if len(q.warnings):
+        print("\nwarnings")
+        print(q.warnings.to_string(index=False))
+    print("\ncompleteness of ticket columns (% filled)")
+    cols = q.columns[q.columns["table"] == "tickets"]
+    print(cols[["column", "filled_pct"]].to_string(index=False, float_format="%.1f"))
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    for m in METRICS.values():
+        print(f"{m.name:28s} {m.unit:9s} {m.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    db_help = f"warehouse file (default: {default_db_path()}, or $CS_METRICS_DB)"
+    p = _Parser(prog="python -m cs_metrics", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    g = sub.add_parser("generate", help="write a realistic sample dataset")
+    g.add_argument("--out", required=True, help="folder to write the canonical files to")
+    g.add_argument("--tickets", type=int, help="number of tickets (default about 275 a day)")
+    g.add_argument("--days", type=int, default=730, help="days of history (default 730)")
+    g.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    g.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    g.add_argument("--end", help="the dataset's 'now' (default: today 00:00 UTC)")
+    g.set_defaults(func=cmd_generate)
+
+    i = sub.add_parser("ingest", help="validate and load a dataset into the warehouse")
+    i.add_argument("source", help="canonical folder, or the export a mapping reads (file/folder)")
+    i.add_argument("--mapping", help="mapping TOML for a foreign export")
+    i.add_argument("--db", help=db_help)
+    i.add_argument("--replace", action="store_true", help="empty the warehouse first")
+    i.add_argument("--rejects", help="where to write rejects.csv (default: beside the warehouse)")
+    i.add_argument("--settings", help="settings TOML (SLA policies, targets)")
+    i.set_defaults(func=cmd_ingest)
+
+    q = sub.add_parser("query", help="compute registry metrics")
+    q.add_argument("--metrics", required=True, help="comma-separated metric names")
+    q.add_argument("--by", help="comma-separated dimensions")
+    q.add_argument("--grain", choices=GRAINS)
+    q.add_argument("--from", dest="date_from", help="inclusive start date on created_at")
+    q.add_argument("--to", dest="date_to", help="exclusive end date on created_at")
+    q.add_argument("--where", action="append", metavar="DIM=VALUE",
+                   help="filter; repeat it (the same dimension twice means either value)")
+    q.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
+    q.add_argument("--out", help="write to this file instead of stdout")
+    q.add_argument("--db", help=db_help)
+    q.set_defaults(func=cmd_query)
+
+    qa = sub.add_parser("quality", help="print the data-quality report")
+    qa.add_argument("--db", help=db_help)
+    qa.set_defaults(func=cmd_quality)
+
+    m = sub.add_parser("metrics", help="list the metrics of the registry")
+    m.set_defaults(func=cmd_metrics)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CsMetricsError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

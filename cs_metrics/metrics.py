@@ -1,0 +1,420 @@
+"""The metric registry (metrics as data) and the one compiler from a request to SQL.
+
+Expressions are plain SQL aggregates over the query table ``tickets`` (alias ``t``) or
+``feedback`` (alias ``f``, joined to its ticket), so the same registry can compile to
+another SQL engine; DuckDB-only features stay in the warehouse layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Literal
+
+import pandas as pd
+
+from cs_metrics.errors import CsMetricsError
+from cs_metrics.settings import Settings, load_settings
+from cs_metrics.warehouse import Warehouse
+
+Source = Literal["tickets", "feedback", "backlog"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    label: str
+    description: str
+    unit: str  # "tickets", "min", "h", "%", "score", "customers", ...
+    format: str  # Python format spec for display, e.g. ",.0f" or ".1f"
+    expression: str  # SQL aggregate over t (tickets) or f (feedback)
+    source: Source = "tickets"
+    direction: Literal["higher", "lower"] | None = None  # which way is better
+    target: float | None = None  # default target; settings override it
+    requires: tuple[str, ...] = ()  # columns that must hold values, "feedback.csat" style
+    is_count: bool = False  # a missing group means zero, not unknown
+
+    def display(self, value: float | None) -> str:
+        if value is None or pd.isna(value):
+            return "–"
+        text = format(value, self.format)
+        return f"{text} %" if self.unit == "%" else f"{text} {self.unit}".rstrip()
+
+
+def _pct(numerator: str, denominator: str) -> str:
+    return f"100.0 * count(*) filter (where {numerator}) / nullif(count(*) filter (where " \
+           f"{denominator}), 0)"
+
+
+_CLOSED = "t.status = 'closed'"
+
+_METRICS: tuple[Metric, ...] = (
+    Metric("ticket_count", "Tickets", "Number of tickets created in the period.", "tickets",
+           ",.0f", "count(*)", is_count=True),
+    Metric("open_count", "Open", "Tickets whose current status is open.", "tickets", ",.0f",
+           "count(*) filter (where t.status = 'open')", direction="lower", is_count=True),
+    Metric("in_progress_count", "In progress", "Tickets whose current status is in progress.",
+           "tickets", ",.0f", "count(*) filter (where t.status = 'in_progress')",
+           is_count=True),
+    Metric("closed_count", "Closed", "Tickets whose current status is closed.", "tickets",
+           ",.0f", f"count(*) filter (where {_CLOSED})", direction="higher", is_count=True),
+    Metric("avg_first_response_min", "Avg first response",
+           "Mean of (first_response_at - created_at) in minutes, over tickets with a first "
+           "response.", "min", ",.1f", "avg(t.first_response_min)", direction="lower",
+           target=60, requires=("first_response_at",)),
+    Metric("median_first_response_min", "Median first response",
+           "Median of (first_response_at - created_at) in minutes (continuous quantile).",
+           "min", ",.1f", "percentile_cont(0.5) within group (order by t.first_response_min)",
+           direction="lower", target=60, requires=("first_response_at",)),
+    Metric("p90_first_response_min", "P90 first response",
+           "90th percentile of first-response minutes (continuous quantile).", "min", ",.1f",
+           "percentile_cont(0.9) within group (order by t.first_response_min)",
+           direction="lower", requires=("first_response_at",)),
+    Metric("avg_resolution_h", "Avg resolution",
+           "Mean of (resolved_at - created_at) in hours, over closed tickets with a resolved_at.",
+           "h", ",.1f", "avg(t.resolution_h)", direction="lower", target=24,
+           requires=("resolved_at",)),
+    Metric("median_resolution_h", "Median resolution",
+           "Median resolution hours over closed tickets (continuous quantile).", "h", ",.1f",
+           "percentile_cont(0.5) within group (order by t.resolution_h)", direction="lower",
+           requires=("resolved_at",)),
+    Metric("p90_resolution_h", "P90 resolution",
+           "90th percentile of resolution hours over closed tickets (continuous quantile).", "h",
+           ",.1f", "percentile_cont(0.9) within group (order by t.resolution_h)",
+           direction="lower", requires=("resolved_at",)),
+    Metric("sla_first_response_pct", "SLA first response",
+           "% of tickets answered within their SLA policy's first-response target; an "
+           "unanswered ticket whose target has passed is a breach, one still within it is not "
+           "counted yet.", "%", ".1f",
+           _pct("t.sla_first_response_met", "t.sla_first_response_met is not null"),
+           direction="higher", target=90),
+    Metric("sla_resolution_pct", "SLA resolution",
+           "% of tickets resolved within their SLA policy's resolution target; an unresolved "
+           "ticket whose target has passed is a breach.", "%", ".1f",
+           _pct("t.sla_resolution_met", "t.sla_resolution_met is not null"),
+           direction="higher", target=90),
+    Metric("fcr_pct", "First-contact resolution",
+           "% of closed tickets (with a known contact count) closed after one contact and never "
+           "reopened.", "%", ".1f",
+           _pct(f"{_CLOSED} and t.contacts = 1 and coalesce(t.reopened_count, 0) = 0",
+                f"{_CLOSED} and t.contacts is not null"),
+           direction="higher", target=95, requires=("contacts",)),
+    Metric("reopen_pct", "Reopened",
+           "% of closed tickets (with a known reopen count) reopened at least once.", "%", ".1f",
+           _pct(f"{_CLOSED} and t.reopened_count > 0",
+                f"{_CLOSED} and t.reopened_count is not null"),
+           direction="lower", requires=("reopened_count",)),
+    Metric("aht_min", "Avg handle time", "Mean agent handle time in minutes.", "min", ",.1f",
+           "avg(t.handle_time_s) / 60.0", direction="lower", requires=("handle_time_s",)),
+    Metric("customer_count", "Customers", "Distinct customers with a ticket in the period.",
+           "customers", ",.0f", "count(distinct t.customer_id)", requires=("customer_id",),
+           is_count=True),
+    Metric("response_rate_pct", "Survey response rate",
+           "% of closed tickets with at least one feedback row.", "%", ".1f",
+           _pct(f"{_CLOSED} and t.has_feedback", _CLOSED), direction="higher",
+           requires=("feedback.ticket_id",)),
+    Metric("feedback_count", "Feedback responses", "Feedback rows for the period's tickets.",
+           "responses", ",.0f", "count(*)", source="feedback", requires=("feedback.ticket_id",),
+           is_count=True),
+    Metric("csat_avg", "CSAT (avg)", "Mean CSAT score (1-5).", "score", ".2f", "avg(f.csat)",
+           source="feedback", direction="higher", requires=("feedback.csat",)),
+    Metric("csat_pct", "CSAT", "% of CSAT responses that are 4 or 5.", "%", ".1f",
+           "100.0 * count(*) filter (where f.csat >= 4) / nullif(count(f.csat), 0)",
+           source="feedback", direction="higher", target=90, requires=("feedback.csat",)),
+    Metric("nps", "NPS", "% of NPS responses 9-10 minus % of responses 0-6.", "", "+.0f",
+           "100.0 * (count(*) filter (where f.nps >= 9) - count(*) filter (where f.nps <= 6)) "
+           "/ nullif(count(f.nps), 0)", source="feedback", direction="higher",
+           requires=("feedback.nps",)),
+    Metric("ces_avg", "CES (avg)", "Mean customer effort score (1-7, lower is easier).",
+           "score", ".2f", "avg(f.ces)", source="feedback", direction="lower",
+           requires=("feedback.ces",)),
+    Metric("backlog", "Backlog",
+           "Tickets open at the end of the period: created before its end and not resolved by "
+           "then.", "tickets", ",.0f", "", source="backlog", direction="lower", is_count=True),
+)
+
+METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
+
+DIMENSIONS: tuple[str, ...] = (
+    "channel", "priority", "domain", "location", "customer_location", "customer_segment",
+    "rep_id", "rep_name", "team", "manager", "status",
+)
+GRAINS: tuple[str, ...] = ("day", "week", "month")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What every page and command filters on. Frozen, so it can key a cache."""
+
+    date_from: date | None = None  # inclusive, on created_at
+    date_to: date | None = None  # exclusive, on created_at
+    where: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for dim, _ in self.where:
+            if dim not in DIMENSIONS:
+                raise CsMetricsError(
+                    f"Unknown dimension {dim!r} in a filter; valid dimensions: "
+                    f"{', '.join(DIMENSIONS)}."
+                )
+
+    @staticmethod
+    def build(
+        date_from: date | None = None,
+        date_to: date | None = None,
+        **where: str | list[str] | tuple[str, ...] | None,
+    ) -> Filters:
+        items = []
+        for dim, values in sorted(where.items()):
+            if values is None or values == () or values == []:
+                continue
+            vals = (values,) if isinstance(values, str) else tuple(values)
+            items.append((dim, tuple(sorted(set(vals)))))
+        return Filters(date_from, date_to, tuple(items))
+
+
+def get_metric(name: str) -> Metric:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise CsMetricsError(
+            f"Unknown metric {name!r}; valid metrics: {', '.join(METRICS)}."
+        ) from None
+
+
+def metric_target(metric: Metric, settings: Settings | None = None) -> float | None:
+    settings = settings or load_settings()
+    value = settings.target(metric.name)
+    return value if value is not None else metric.target
+
+
+def _as_ts(d: date | datetime) -> datetime:
+    return d if isinstance(d, datetime) else datetime(d.year, d.month, d.day)
+
+
+def _where(filters: Filters, with_dates: bool = True) -> tuple[str, list]:
+    clauses = ["not t.is_test"]
+    params: list = []
+    if with_dates and filters.date_from is not None:
+        clauses.append("t.created_at >= ?")
+        params.append(_as_ts(filters.date_from))
+    if with_dates and filters.date_to is not None:
+        clauses.append("t.created_at < ?")
+        params.append(_as_ts(filters.date_to))
+    for dim, values in filters.where:
+        if dim not in DIMENSIONS:  # identifiers only ever come from the dimension list
+            raise CsMetricsError(f"Unknown dimension {dim!r}.")
+        clauses.append(f"t.{dim} in ({', '.join('?' for _ in values)})")
+        params.extend(values)
+    return " and ".join(clauses), params
+
+
+def _period(grain: str | None, column: str = "t.created_at") -> str | None:
+    return f"date_trunc('{grain}', {column})" if grain else None
+
+
+def _same(cols: list[str], left: str, right: str) -> str:
+    return " and ".join(f"{left}.{c} is not distinct from {right}.{c}" for c in cols) or "true"
+
+
+def compile_query(
+    metrics: list[str] | tuple[str, ...],
+    by: list[str] | tuple[str, ...] = (),
+    grain: str | None = None,
+    filters: Filters | None = None,
+) -> tuple[str, list]:
+    """(metrics, dimensions, grain, filters) -> parameterised SQL and its parameters.
+
+    One row per group (dimensions, then period), sorted by them; columns named as asked.
+    """
+    filters = filters or Filters()
+    if not metrics:
+        raise CsMetricsError(f"Name at least one metric; valid metrics: {', '.join(METRICS)}.")
+    chosen = [get_metric(m) for m in metrics]
+    for d in by:
+        if d not in DIMENSIONS:
+            raise CsMetricsError(
+                f"Unknown dimension {d!r}; valid dimensions: {', '.join(DIMENSIONS)}."
+            )
+    if len(set(by)) != len(by) or len(set(metrics)) != len(metrics):
+        raise CsMetricsError("A metric or dimension is named twice; name each once.")
+    if grain is not None and grain not in GRAINS:
+        raise CsMetricsError(f"Unknown grain {grain!r}; use {', '.join(GRAINS)}.")
+
+    keys = list(by) + (["period"] if grain else [])
+    dim_select = [f"t.{d} as {d}" for d in by]
+    period = _period(grain)
+    if period:
+        dim_select.append(f"{period} as period")
+    group = f" group by {', '.join([f't.{d}' for d in by] + ([period] if period else []))}" \
+        if keys else ""
+    where, where_params = _where(filters)
+    ctes: list[tuple[str, str, list[Metric]]] = []
+    params: list = []
+
+    ticket_metrics = [m for m in chosen if m.source == "tickets"]
+    if ticket_metrics:
+        cols = dim_select + [f"{m.expression} as {m.name}" for m in ticket_metrics]
+        ctes.append((
+            "ticket_agg",
+            f"select {', '.join(cols)} from tickets t where {where}{group}",
+            ticket_metrics,
+        ))
+        params += where_params
+    feedback_metrics = [m for m in chosen if m.source == "feedback"]
+    if feedback_metrics:
+        cols = dim_select + [f"{m.expression} as {m.name}" for m in feedback_metrics]
+        ctes.append((
+            "feedback_agg",
+            f"select {', '.join(cols)} from feedback f join tickets t "
+            f"on t.ticket_id = f.ticket_id where {where}{group}",
+            feedback_metrics,
+        ))
+        params += where_params
+    if any(m.source == "backlog" for m in chosen):
+        sql, p = _backlog_sql(list(by), grain, filters)
+        ctes.append(("backlog_agg", sql, [METRICS["backlog"]]))
+        params += p
+
+    parts = [f"{name} as ({sql})" for name, sql, _ in ctes]
+    order = f" order by {', '.join(f'{k} nulls last' for k in keys)}" if keys else ""
+    if len(ctes) == 1:
+        name, _, ms = ctes[0]
+        select = ", ".join(keys + [m.name for m in ms])
+        final = f"select {select} from {name}"
+    else:
+        key_list = ", ".join(keys)
+        if keys:
+            union = " union ".join(f"select {key_list} from {name}" for name, _, _ in ctes)
+            parts.append(f"keys as ({union})")
+            base = "keys k"
+        else:
+            base = "(select 1 as one) k"
+        joins = " ".join(
+            f"left join {name} on {_same(keys, 'k', name)}" for name, _, _ in ctes
+        )
+        cols = [f"k.{k}" for k in keys]
+        for m in chosen:
+            owner = next(name for name, _, ms in ctes if m in ms)
+            expr = f"{owner}.{m.name}"
+            cols.append(f"coalesce({expr}, 0) as {m.name}" if m.is_count else
+                        f"{expr} as {m.name}")
+        final = f"select {', '.join(cols)} from {base} {joins}"
+    parts.append(f"final as ({final})")
+    metric_cols = ", ".join(m.name for m in chosen)
+    out_cols = ", ".join(keys + [metric_cols])
+    sql = f"with {', '.join(parts)} select {out_cols} from final{order}"
+    return sql, params
+
+
+def _backlog_sql(by: list[str], grain: str | None, filters: Filters) -> tuple[str, list]:
+    """Tickets open at the end of each period: a stock, so earlier tickets count too."""
+    where, params = _where(filters, with_dates=False)
+    dims = [f"t.{d} as {d}" for d in by]
+    if grain is None:
+        if filters.date_to is None:
+            cond = "t.effective_resolved_at is null"
+            p: list = []
+        else:
+            end = _as_ts(filters.date_to)
+            cond = "t.created_at < ? and (t.effective_resolved_at is null or " \
+                   "t.effective_resolved_at >= ?)"
+            p = [end, end]
+        group = f" group by {', '.join(f't.{d}' for d in by)}" if by else ""
+        sql = (
+            f"select {', '.join(dims + ['count(*) filter (where ' + cond + ') as backlog'])} "
+            f"from tickets t where {where}{group}"
+        )
+        return sql, p + params
+    step = f"interval 1 {grain}"
+    dim_cols = ", ".join(by)
+    with_dims = f"{dim_cols}, " if by else ""
+    lo = f"(select date_trunc('{grain}', coalesce(cast(? as timestamp), min(t.created_at))) " \
+         f"from tickets t where {where})"
+    hi = f"(select date_trunc('{grain}', coalesce(cast(? as timestamp), max(t.created_at))) " \
+         f"from tickets t where {where})"
+    date_to = _as_ts(filters.date_to) - timedelta(microseconds=1) if filters.date_to else None
+    date_from = _as_ts(filters.date_from) if filters.date_from else None
+    sql = f"""
+        select {with_dims}period, backlog from (
+            select {with_dims}period, is_spine,
+                sum(net) over (partition by {dim_cols or '1'} order by period
+                               range between unbounded preceding and current row) as backlog
+            from (
+                select {with_dims}period, sum(delta) as net, false as is_spine from (
+                    select {', '.join(dims + [_period(grain) + ' as period'])}, 1 as delta
+                    from tickets t where {where}
+                    union all
+                    select {', '.join(dims + [_period(grain, 't.effective_resolved_at')])}, -1
+                    from tickets t where {where} and t.effective_resolved_at is not null
+                ) e group by {with_dims}period
+                union all
+                select {with_dims}s.period, 0, true from
+                    (select distinct {', '.join(dims) or '1 as one'} from tickets t where {where}) g
+                    cross join (select cast(range as timestamp) as period
+                                from range({lo}, {hi} + {step}, {step})) s
+            ) x
+        ) y where is_spine
+    """
+    return sql, params + params + params + [date_from, *params, date_to, *params]
+
+
+def available(metric: Metric, warehouse: Warehouse) -> bool:
+    """Whether the dataset holds what the metric needs (pages say so when it does not)."""
+    ticket_cols = warehouse.nonempty_columns("tickets_src")
+    for need in metric.requires:
+        if need.startswith("feedback."):
+            if need.split(".", 1)[1] not in warehouse.nonempty_columns("feedback"):
+                return False
+        elif need not in ticket_cols:
+            return False
+    return True
+
+
+def missing_inputs(metric: Metric, warehouse: Warehouse) -> list[str]:
+    ticket_cols = warehouse.nonempty_columns("tickets_src")
+    feedback_cols = warehouse.nonempty_columns("feedback")
+    out = []
+    for need in metric.requires:
+        if need.startswith("feedback."):
+            if need.split(".", 1)[1] not in feedback_cols:
+                out.append(need)
+        elif need not in ticket_cols:
+            out.append(need)
+    return out
+
+
+def query(
+    warehouse: Warehouse,
+    metrics: list[str] | tuple[str, ...],
+    by: list[str] | tuple[str, ...] = (),
+    grain: str | None = None,
+    filters: Filters | None = None,
+) -> pd.DataFrame:
+    """Compute registry metrics; ``period`` comes back as a date (bucket start)."""
+    if not warehouse.has_table("tickets"):
+        raise CsMetricsError(
+            f"The warehouse {warehouse.path} has no tickets yet; run "
+            "`python -m cs_metrics ingest SOURCE` first."
+        )
+    sql, params = compile_query(metrics, by, grain, filters)
+    needs_feedback = any(get_metric(m).source == "feedback" for m in metrics)
+    if needs_feedback and not warehouse.has_table("feedback"):
+        sql = _prepend_cte(
+            sql,
+            "feedback as (select null::varchar as ticket_id, null::integer as csat, "
+            "null::integer as nps, null::integer as ces where false)",
+        )
+    df = warehouse.df(sql, params)
+    if "period" in df.columns:
+        df["period"] = pd.to_datetime(df["period"]).dt.date
+    for m in metrics:
+        if get_metric(m).is_count:
+            df[m] = df[m].fillna(0).astype("int64")
+        else:
+            df[m] = df[m].astype("float64")
+    return df
+
+
+def _prepend_cte(sql: str, cte: str) -> str:
+    return "with " + cte + ", " + sql.removeprefix("with ")

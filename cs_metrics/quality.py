@@ -1,0 +1,101 @@
+"""Data-quality report: what loaded, what was rejected and why, how complete each column is.
+
+Quality score (0-100) = 100 x (0.6 x validity + 0.2 x warning-free share + 0.2 x completeness)
+- validity: rows loaded / rows that should load (rows read, minus identical dimension rows
+  merged and empty feedback rows skipped), over every table of the latest load of each source;
+- warning-free share: 1 - (ticket warnings / tickets loaded), floored at 0;
+- completeness: mean share of non-empty values over the optional ticket columns the dataset
+  provides (a column the source does not have at all is not held against it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from cs_metrics.ingest import REJECT_REASONS, WARNINGS
+from cs_metrics.schema import TABLES
+from cs_metrics.warehouse import Warehouse
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    score: float | None
+    validity: float | None
+    warning_free: float | None
+    completeness: float | None
+    tables: pd.DataFrame  # table, origin, read, loaded, rejected, collapsed, skipped_empty, ...
+    rejects_by_reason: pd.DataFrame  # table, reason, rows, meaning
+    warnings: pd.DataFrame  # table, warning, rows, meaning
+    columns: pd.DataFrame  # table, column, required, non_null, total, filled_pct
+
+
+def _counts(text: str | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in (text or "").split(";"):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k] = out.get(k, 0) + int(v)
+    return out
+
+
+def quality_report(wh: Warehouse) -> QualityReport:
+    empty = pd.DataFrame()
+    if not wh.has_table("ingest_log"):
+        return QualityReport(None, None, None, None, empty, empty, empty, empty)
+    log = wh.df(
+        """
+        with ranked as (
+            select *, row_number() over (partition by table_name, origin
+                                         order by ingested_at desc) as n
+            from ingest_log),
+        final as (select * exclude (n) from ranked where n = 1)
+        select * from final order by table_name, origin
+        """
+    )
+    tables = log[["table_name", "origin", "rows_read", "rows_loaded", "rows_rejected",
+                  "collapsed", "skipped_empty", "ingested_at"]].rename(
+        columns={"table_name": "table", "rows_read": "read", "rows_loaded": "loaded",
+                 "rows_rejected": "rejected"})
+    warn_rows = []
+    for _, row in log.iterrows():
+        for name, n in _counts(row["warnings"]).items():
+            warn_rows.append((row["table_name"], name, n, WARNINGS.get(name, name)))
+    warnings = pd.DataFrame(warn_rows, columns=["table", "warning", "rows", "meaning"])
+    rejects = wh.df(
+        "select table_name as table, reason, count(*) as rows from rejects "
+        "group by all order by 1, 2"
+    )
+    rejects["meaning"] = rejects["reason"].map(REJECT_REASONS)
+
+    stats = wh.df("select * from column_stats") if wh.has_table("column_stats") else empty
+    col_rows = []
+    for name, table in TABLES.items():
+        stored = "tickets_src" if name == "tickets" else name
+        if stats.empty or stored not in set(stats["table_name"]):
+            continue
+        sub = stats[stats["table_name"] == stored].set_index("column_name")
+        for col in table.columns:
+            if col.name not in sub.index:
+                continue
+            total, non_null = int(sub.at[col.name, "total"]), int(sub.at[col.name, "non_null"])
+            col_rows.append((name, col.name, col.required, non_null, total,
+                             100.0 * non_null / total if total else None))
+    columns = pd.DataFrame(
+        col_rows, columns=["table", "column", "required", "non_null", "total", "filled_pct"]
+    )
+
+    should_load = (tables["read"] - tables["collapsed"] - tables["skipped_empty"]).sum()
+    validity = float(tables["loaded"].sum() / should_load) if should_load else None
+    tickets_loaded = int(tables.loc[tables["table"] == "tickets", "loaded"].sum())
+    ticket_warnings = int(warnings.loc[warnings["table"] == "tickets", "rows"].sum())
+    warning_free = max(0.0, 1 - ticket_warnings / tickets_loaded) if tickets_loaded else None
+    is_ticket = columns["table"] == "tickets"
+    opt = columns[is_ticket & ~columns["required"].astype(bool) & (columns["non_null"] > 0)]
+    completeness = float(opt["filled_pct"].mean() / 100) if len(opt) else 1.0
+    score = None
+    if validity is not None and warning_free is not None:
+        score = round(100 * (0.6 * validity + 0.2 * warning_free + 0.2 * completeness), 1)
+    return QualityReport(score, validity, warning_free, completeness, tables, rejects, warnings,
+                         columns)
