@@ -486,7 +486,8 @@ def ingest(
         ) from exc
     out_csv = Path(rejects_csv) if rejects_csv else wh.path.parent / "rejects.csv"
     _write_rejects_csv(con, ingest_id, out_csv)
-    reports = [r for r in reports]
+    if warehouse is None:
+        wh.close()
     return IngestReport(
         ingest_id=ingest_id,
         db=wh.path,

@@ -172,6 +172,8 @@ _ARROW_TYPES = {
 
 @dataclass(frozen=True)
 class GenerationResult:
+    """What ``generate`` wrote: the folder, its files, rows per table and the true effects."""
+
     out: Path
     files: tuple[Path, ...]
     counts: dict[str, int]
@@ -237,7 +239,7 @@ def generate(
     stage("arrivals")
     cal = _calendar(start_dt, days, rng)
     n_base = n_total - len(surge["created"])
-    base_created = _arrivals(rng, cal, n_base, start_epoch)
+    base_created = _arrivals(rng, cal, n_base)
     done()
 
     stage("attributes")
@@ -264,7 +266,7 @@ def generate(
 
     stage("write")
     tables = {
-        "tickets": _tickets_table(tk, life, ticket_ids, customers, reps, start_epoch),
+        "tickets": _tickets_table(tk, life, ticket_ids, customers, start_epoch),
         "ticket_events": events,
         "feedback": feedback,
         "representatives": _reps_table(reps, start_dt),
@@ -276,9 +278,7 @@ def generate(
     for name in TABLES:
         files.append(_write(tables[name], name, out, fmt))
         counts[name] = tables[name].num_rows
-    truth = _truth(
-        seed, end_dt, start_dt, days, tk, cal, outages, surge, customers, reps, counts
-    )
+    truth = _truth(seed, end_dt, start_dt, days, tk, cal, outages, surge, customers, reps, counts)
     truth_path = out / "truth.json"
     truth_path.write_text(json.dumps(truth, sort_keys=True, indent=2) + "\n", encoding="utf-8")
     files.append(truth_path)
@@ -338,7 +338,7 @@ def _calendar(start_dt: datetime, days: int, rng: np.random.Generator) -> dict:
     }
 
 
-def _arrivals(rng: np.random.Generator, cal: dict, n: int, start_epoch: int) -> np.ndarray:
+def _arrivals(rng: np.random.Generator, cal: dict, n: int) -> np.ndarray:
     p = cal["intensity"] / cal["intensity"].sum()
     per_day = rng.multinomial(n, p)
     day = np.repeat(np.arange(len(p), dtype=np.int64), per_day)
@@ -380,14 +380,15 @@ def _jitter(rng: np.random.Generator, lat: np.ndarray, lon: np.ndarray, scale_km
     return np.round(lat + dlat, 5), np.round(lon + dlon, 5)
 
 
-def _pool(fake: Faker, make, n: int) -> list[str]:
+def _pool(make, n: int) -> list[str]:
+    # Faker repeats itself; a pool of distinct values keeps the mix even.
     return list(dict.fromkeys(make() for _ in range(n)))
 
 
 def _customers(rng: np.random.Generator, fake: Faker, n: int, cities: dict) -> dict:
-    firsts = pa.array(_pool(fake, fake.first_name, 400))
-    lasts = pa.array(_pool(fake, fake.last_name, 400))
-    companies = pa.array(_pool(fake, fake.company, 400))
+    firsts = pa.array(_pool(fake.first_name, 400))
+    lasts = pa.array(_pool(fake.last_name, 400))
+    companies = pa.array(_pool(fake.company, 400))
     segment = rng.choice(len(SEGMENTS), size=n, p=SEGMENT_P)
     city = rng.choice(len(cities["name"]), size=n, p=cities["p"])
     lat, lon = _jitter(rng, cities["lat"][city], cities["lon"][city], 3.0)
@@ -878,7 +879,7 @@ def _table(name: str, columns: dict[str, pa.Array]) -> pa.Table:
 
 
 def _tickets_table(
-    tk: dict, life: dict, ticket_ids: pa.Array, customers: dict, reps: dict, start_epoch: int
+    tk: dict, life: dict, ticket_ids: pa.Array, customers: dict, start_epoch: int
 ) -> pa.Table:
     cust = tk["customer"]
     no_customer = tk["is_test"]

@@ -1,0 +1,266 @@
+"""Independent pandas computations of the metric definitions in DATA_CONTRACT.md.
+
+Written from the contract's words, not from the SQL, so a test comparing the two checks the
+compiler against the definitions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cs_metrics.settings import Settings
+
+
+def read_table(folder: Path, name: str) -> pd.DataFrame | None:
+    for ext in (".parquet", ".csv"):
+        path = folder / f"{name}{ext}"
+        if path.exists():
+            return pd.read_parquet(path) if ext == ".parquet" else pd.read_csv(path)
+    return None
+
+
+def prepare(folder: Path, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Tickets with the contract's defaults and joins applied; feedback as read."""
+    t = read_table(folder, "tickets").copy()
+    for col in ("created_at", "first_response_at", "resolved_at"):
+        t[col] = pd.to_datetime(t[col])
+    customers = read_table(folder, "customers")
+    reps = read_table(folder, "representatives")
+    feedback = read_table(folder, "feedback")
+    events = read_table(folder, "ticket_events")
+    if feedback is not None:
+        # a survey row with no score and no comment is not a response (README)
+        feedback = feedback[feedback[["csat", "nps", "ces", "comment"]].notna().any(axis=1)]
+    if customers is not None:
+        c = customers.set_index("customer_id")
+        t["customer_segment"] = t["customer_segment"].fillna(t["customer_id"].map(c["segment"]))
+        t["customer_location"] = t["customer_location"].fillna(t["customer_id"].map(c["city"]))
+    t["customer_segment"] = t["customer_segment"].fillna("Unknown")
+    if reps is not None:
+        r = reps.set_index("rep_id")
+        t["rep_name"] = t["rep_id"].map(r["name"])
+        t["team"] = t["rep_id"].map(r["team"])
+        t["manager"] = t["rep_id"].map(r["manager"])
+    t["priority"] = t["priority"].fillna("normal")
+    t["is_test"] = t["is_test"].fillna(False).astype(bool)
+    # The data's "now": its latest timestamp.
+    stamps = [t["created_at"].max(), t["first_response_at"].max(), t["resolved_at"].max()]
+    if events is not None:
+        stamps.append(pd.to_datetime(events["event_at"]).max())
+    as_of = max(s for s in stamps if pd.notna(s))
+    closed = t["status"] == "closed"
+    t.loc[~closed, "resolved_at"] = pd.NaT
+    t["fr_min"] = (t["first_response_at"] - t["created_at"]).dt.total_seconds() / 60
+    t["res_h"] = np.where(
+        closed, (t["resolved_at"] - t["created_at"]).dt.total_seconds() / 3600, np.nan
+    )
+    fr_target, res_target = [], []
+    for p, s in zip(t["priority"], t["customer_segment"], strict=True):
+        a, b, _ = settings.sla_targets(p, s)
+        fr_target.append(a)
+        res_target.append(b)
+    t["fr_target"] = pd.array(fr_target, dtype="Float64")
+    t["res_target"] = pd.array(res_target, dtype="Float64")
+
+    fr_deadline = t["created_at"] + pd.to_timedelta(t["fr_target"].astype(float) * 60, "s")
+    res_deadline = t["created_at"] + pd.to_timedelta(t["res_target"].astype(float) * 3600, "s")
+    fr_met, res_met = [], []
+    for i in range(len(t)):
+        fr, tgt, dl = t["fr_min"].iat[i], t["fr_target"].iat[i], fr_deadline.iat[i]
+        if pd.isna(tgt):
+            fr_met.append(pd.NA)
+        elif pd.notna(fr):
+            fr_met.append(bool(fr <= tgt))
+        else:
+            fr_met.append(False if dl < as_of else pd.NA)
+        rh, tgt, dl = t["res_h"].iat[i], t["res_target"].iat[i], res_deadline.iat[i]
+        is_closed = bool(closed.iat[i])
+        if pd.isna(tgt):
+            res_met.append(pd.NA)
+        elif is_closed:
+            res_met.append(pd.NA if pd.isna(rh) else bool(rh <= tgt))
+        else:
+            res_met.append(False if dl < as_of else pd.NA)
+    t["fr_met"] = pd.array(fr_met, dtype="boolean")
+    t["res_met"] = pd.array(res_met, dtype="boolean")
+    t["eff_resolved"] = t["resolved_at"].where(closed, pd.NaT)
+    t.loc[closed & t["eff_resolved"].isna(), "eff_resolved"] = t["created_at"]
+    if feedback is not None:
+        t["has_feedback"] = t["ticket_id"].isin(set(feedback["ticket_id"]))
+    else:
+        t["has_feedback"] = False
+    return t, feedback
+
+
+def _pct(num: pd.Series, den: pd.Series) -> float:
+    d = int(den.sum())
+    return np.nan if d == 0 else 100.0 * int((num & den).sum()) / d
+
+
+def _q(s: pd.Series, q: float) -> float:
+    s = s.dropna()
+    return np.nan if s.empty else float(np.quantile(s.to_numpy(dtype=float), q))
+
+
+def ticket_metric(name: str, g: pd.DataFrame) -> float:
+    closed = g["status"] == "closed"
+    match name:
+        case "ticket_count":
+            return len(g)
+        case "open_count" | "in_progress_count" | "closed_count":
+            return int((g["status"] == name.removesuffix("_count")).sum())
+        case "avg_first_response_min":
+            return g["fr_min"].mean()
+        case "median_first_response_min":
+            return _q(g["fr_min"], 0.5)
+        case "p90_first_response_min":
+            return _q(g["fr_min"], 0.9)
+        case "avg_resolution_h":
+            return g["res_h"].mean()
+        case "median_resolution_h":
+            return _q(g["res_h"], 0.5)
+        case "p90_resolution_h":
+            return _q(g["res_h"], 0.9)
+        case "sla_first_response_pct":
+            m = g["fr_met"]
+            return _pct(m.fillna(False).astype(bool), m.notna())
+        case "sla_resolution_pct":
+            m = g["res_met"]
+            return _pct(m.fillna(False).astype(bool), m.notna())
+        case "fcr_pct":
+            known = closed & g["contacts"].notna()
+            ok = (g["contacts"] == 1) & (g["reopened_count"].fillna(0) == 0)
+            return _pct(ok.fillna(False).astype(bool), known)
+        case "reopen_pct":
+            known = closed & g["reopened_count"].notna()
+            return _pct((g["reopened_count"] > 0).fillna(False).astype(bool), known)
+        case "aht_min":
+            return g["handle_time_s"].mean() / 60
+        case "customer_count":
+            return g["customer_id"].nunique()
+        case "response_rate_pct":
+            return _pct(g["has_feedback"], closed)
+    raise KeyError(name)
+
+
+def feedback_metric(name: str, g: pd.DataFrame) -> float:
+    match name:
+        case "feedback_count":
+            return len(g)
+        case "csat_avg":
+            return g["csat"].mean()
+        case "csat_pct":
+            c = g["csat"].dropna()
+            return np.nan if c.empty else 100.0 * (c >= 4).sum() / len(c)
+        case "nps":
+            n = g["nps"].dropna()
+            return np.nan if n.empty else 100.0 * ((n >= 9).sum() - (n <= 6).sum()) / len(n)
+        case "ces_avg":
+            return g["ces"].mean()
+    raise KeyError(name)
+
+
+FEEDBACK_METRICS = {"feedback_count", "csat_avg", "csat_pct", "nps", "ces_avg"}
+
+
+def bucket(ts: pd.Series, grain: str) -> pd.Series:
+    ts = pd.to_datetime(ts)
+    if grain == "day":
+        return ts.dt.floor("D")
+    if grain == "week":  # weeks start on Monday
+        return (ts.dt.floor("D") - pd.to_timedelta(ts.dt.day_of_week, unit="D"))
+    return ts.dt.to_period("M").dt.start_time
+
+
+def compute(
+    tickets: pd.DataFrame,
+    feedback: pd.DataFrame | None,
+    metrics: list[str],
+    by: list[str],
+    grain: str | None,
+    date_from=None,
+    date_to=None,
+    where: dict[str, list[str]] | None = None,
+) -> pd.DataFrame:
+    """Sparse result (groups that have tickets), like the contract's query output."""
+    t = tickets[~tickets["is_test"]]
+    for dim, values in (where or {}).items():
+        t = t[t[dim].isin(values)]
+    if date_from is not None:
+        t = t[t["created_at"] >= pd.Timestamp(date_from)]
+    if date_to is not None:
+        t = t[t["created_at"] < pd.Timestamp(date_to)]
+    t = t.copy()
+    keys = list(by)
+    if grain:
+        t["period"] = bucket(t["created_at"], grain)
+        keys.append("period")
+    rows = []
+    groups = t.groupby(keys, dropna=False, sort=True) if keys else [((), t)]
+    fb = None
+    if feedback is not None and any(m in FEEDBACK_METRICS for m in metrics):
+        fb = feedback.merge(t, on="ticket_id", how="inner")
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(keys, key, strict=True))
+        for m in metrics:
+            if m in FEEDBACK_METRICS:
+                if fb is None:
+                    row[m] = np.nan if m != "feedback_count" else 0
+                    continue
+                mask = pd.Series(True, index=fb.index)
+                for k, v in row.items():
+                    if k in keys:
+                        mask &= fb[k].isna() if pd.isna(v) else fb[k] == v
+                row[m] = feedback_metric(m, fb[mask])
+            else:
+                row[m] = ticket_metric(m, g)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=keys + list(metrics))
+
+
+def backlog(
+    tickets: pd.DataFrame,
+    by: list[str],
+    grain: str | None,
+    date_from=None,
+    date_to=None,
+    where: dict[str, list[str]] | None = None,
+) -> pd.DataFrame:
+    """Tickets open at the end of each period (all earlier tickets count)."""
+    t = tickets[~tickets["is_test"]]
+    for dim, values in (where or {}).items():
+        t = t[t[dim].isin(values)]
+    groups = t.groupby(by, dropna=False, sort=True) if by else [((), t)]
+    rows = []
+    if grain is None:
+        for key, g in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            if date_to is None:
+                n = int(g["eff_resolved"].isna().sum())
+            else:
+                end = pd.Timestamp(date_to)
+                n = int(((g["created_at"] < end) &
+                         (g["eff_resolved"].isna() | (g["eff_resolved"] >= end))).sum())
+            rows.append({**dict(zip(by, key, strict=True)), "backlog": n})
+        return pd.DataFrame(rows, columns=[*by, "backlog"])
+    lo = pd.Timestamp(date_from) if date_from is not None else t["created_at"].min()
+    hi = (pd.Timestamp(date_to) - pd.Timedelta(microseconds=1)) if date_to is not None \
+        else t["created_at"].max()
+    start = bucket(pd.Series([lo]), grain).iloc[0]
+    stop = bucket(pd.Series([hi]), grain).iloc[0]
+    freq = {"day": "D", "week": "W-MON", "month": "MS"}[grain]
+    periods = pd.date_range(start, stop, freq=freq)
+    step = {"day": pd.DateOffset(days=1), "week": pd.DateOffset(weeks=1),
+            "month": pd.DateOffset(months=1)}[grain]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        for p in periods:
+            end = p + step
+            n = int(((g["created_at"] < end) &
+                     (g["eff_resolved"].isna() | (g["eff_resolved"] >= end))).sum())
+            rows.append({**dict(zip(by, key, strict=True)), "period": p, "backlog": n})
+    return pd.DataFrame(rows, columns=[*by, "period", "backlog"])

@@ -1,0 +1,303 @@
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from cs_metrics.errors import CsMetricsError
+from cs_metrics.ingest import REJECT_REASONS, ingest
+from cs_metrics.warehouse import Warehouse
+from tests.conftest import ticket, write_csv
+
+
+def _rows(db: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+GOOD = ticket("G1", "2024-01-01 09:00:00", "closed", first_response_at="2024-01-01 09:30:00",
+              resolved_at="2024-01-01 12:00:00", priority="high")
+
+# One bad row per reject reason, each beside a good row that must still load.
+REJECT_CASES = {
+    "missing_required_value": ("tickets", [ticket("", "2024-01-01 10:00:00")], "ticket_id"),
+    "unparseable_timestamp": ("tickets", [ticket("B1", "31/31/2024 99:00")], "created_at"),
+    "unparseable_value": ("tickets", [ticket("B1", contacts="two")], "contacts"),
+    "unknown_status": ("tickets", [ticket("B1", status="waiting")], "status"),
+    "unknown_priority": ("tickets", [ticket("B1", priority="asap")], "priority"),
+    "response_before_created": (
+        "tickets", [ticket("B1", "2024-01-02 10:00:00", first_response_at="2024-01-01 10:00:00")],
+        "first_response_at"),
+    "resolved_before_created": (
+        "tickets", [ticket("B1", "2024-01-02 10:00:00", "closed",
+                           resolved_at="2024-01-01 10:00:00")], "resolved_at"),
+    "duplicate_key": ("tickets", [ticket("G1", "2024-01-05 10:00:00")], "ticket_id"),
+    "score_out_of_range": ("feedback", [{"ticket_id": "G1", "csat": 6}], "csat"),
+    "unknown_severity": (
+        "outages", [{"outage_id": "O1", "started_at": "2024-01-01 00:00:00",
+                     "severity": "apocalyptic"}], "severity"),
+    "ended_before_started": (
+        "outages", [{"outage_id": "O1", "started_at": "2024-01-02 00:00:00",
+                     "ended_at": "2024-01-01 00:00:00", "severity": "minor"}], "ended_at"),
+}
+
+
+def test_every_reject_reason_has_a_case():
+    assert set(REJECT_CASES) == set(REJECT_REASONS)
+
+
+@pytest.mark.parametrize("reason", sorted(REJECT_CASES))
+def test_reject_reason_keeps_row_and_loads_good_rows(tmp_path, reason):
+    table, bad_rows, column = REJECT_CASES[reason]
+    folder = tmp_path / "src"
+    if table == "tickets":
+        write_csv(folder, "tickets", [GOOD, *bad_rows])
+    else:
+        write_csv(folder, "tickets", [GOOD])
+        good_other = {
+            "feedback": {"ticket_id": "G1", "csat": 5},
+            "outages": {"outage_id": "O0", "started_at": "2024-01-01 00:00:00",
+                        "severity": "major"},
+        }[table]
+        write_csv(folder, table, [good_other, *bad_rows])
+    db = tmp_path / "wh.duckdb"
+    report = ingest(folder, db=db)
+    rep = report.table(table)
+    assert dict(rep.rejected) == {reason: 1}
+    assert rep.loaded == 1
+    stored = "tickets_src" if table == "tickets" else table
+    assert _rows(db, f"select count(*) from {stored}") == [(1,)]
+    rejects = _rows(db, "select table_name, source_row, reason, column_name, raw from rejects")
+    assert len(rejects) == 1
+    tname, source_row, got_reason, got_column, raw = rejects[0]
+    assert (tname, source_row, got_reason, got_column) == (table, 2, reason, column)
+    # the whole source row is kept, so nothing is lost
+    raw_row = json.loads(raw)
+    for key, value in bad_rows[0].items():
+        if value != "":
+            assert str(raw_row[key]).removesuffix(".0") == str(value)
+    csv_rows = pd.read_csv(report.rejects_csv)
+    assert csv_rows[["table_name", "source_row", "reason"]].values.tolist() == [
+        [table, 2, reason]
+    ]
+    assert REJECT_REASONS[reason] in csv_rows["detail"].iloc[0]
+
+
+def test_resolved_at_on_open_ticket_is_cleared_with_warning(tmp_path):
+    folder = tmp_path / "src"
+    write_csv(folder, "tickets", [GOOD, ticket("W1", status="open",
+                                               resolved_at="2024-01-01 11:00:00")])
+    db = tmp_path / "wh.duckdb"
+    report = ingest(folder, db=db)
+    assert dict(report.table("tickets").warnings) == {"resolved_at_cleared": 1}
+    assert report.table("tickets").rejected == ()
+    assert _rows(db, "select resolved_at from tickets where ticket_id = 'W1'") == [(None,)]
+
+
+def test_ingest_twice_is_idempotent_and_updates_by_id(tmp_path):
+    folder = tmp_path / "src"
+    write_csv(folder, "tickets", [GOOD, ticket("T2"), ticket("B", status="bogus")])
+    write_csv(folder, "feedback", [{"ticket_id": "G1", "csat": 4}, {"ticket_id": "G1", "csat": 2}])
+    write_csv(folder, "ticket_events", [
+        {"ticket_id": "G1", "event_at": "2024-01-01 09:00:00", "status": "open"},
+        {"ticket_id": "G1", "event_at": "2024-01-01 12:00:00", "status": "closed"},
+    ])
+    db = tmp_path / "wh.duckdb"
+    ingest(folder, db=db)
+    snapshot = [
+        _rows(db, f"select * from {t} order by all")
+        for t in ("tickets", "feedback", "ticket_events", "rejects")
+    ][:3]
+    ingest(folder, db=db)
+    again = [_rows(db, f"select * from {t} order by all")
+             for t in ("tickets", "feedback", "ticket_events")]
+    assert again == snapshot
+    assert _rows(db, "select count(*) from rejects") == [(1,)]
+    # a later export with a changed status replaces the ticket rather than adding one
+    write_csv(folder, "tickets", [ticket("T2", status="in_progress",
+                                         first_response_at="2024-01-01 10:05:00")])
+    (folder / "feedback.csv").unlink()
+    (folder / "ticket_events.csv").unlink()
+    ingest(folder, db=db)
+    assert _rows(db, "select ticket_id, status from tickets order by 1") == [
+        ("G1", "closed"), ("T2", "in_progress")
+    ]
+
+
+def test_replace_empties_the_warehouse(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_csv(a, "tickets", [GOOD])
+    write_csv(b, "tickets", [ticket("X1")])
+    db = tmp_path / "wh.duckdb"
+    ingest(a, db=db)
+    ingest(b, db=db, replace=True)
+    assert _rows(db, "select ticket_id from tickets") == [("X1",)]
+
+
+def _mapping(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "map.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+EXPORT = """Case Nr;Opened;State;Prio;Score;Channel Name
+1;03/01/2024 01:30 PM;Solved;P1;5;E-Mail
+2;03/02/2024 09:00 AM;New;P3;;Phone
+3;13/45/2024 09:00 AM;New;P3;;Phone
+4;03/03/2024 09:00 AM;Parked;P3;;Phone
+"""
+
+
+def test_mapping_expressions_values_timezone_and_delimiter(tmp_path):
+    (tmp_path / "export.txt").write_text(EXPORT)
+    mapping = _mapping(tmp_path, """
+        [tickets]
+        source = "export.txt"
+        format = "csv"
+        delimiter = ";"
+        timezone = "America/New_York"
+        [tickets.columns]
+        ticket_id = "'CASE-' || \\"Case Nr\\""
+        created_at = "strptime(Opened, '%m/%d/%Y %I:%M %p')"
+        status = "State"
+        priority = "Prio"
+        channel = "Channel Name"
+        [tickets.values.status]
+        open = ["New"]
+        closed = ["Solved"]
+        [tickets.values.priority]
+        urgent = ["P1"]
+        normal = ["P3"]
+        [tickets.values.channel]
+        email = ["E-Mail"]
+        [feedback]
+        source = "export.txt"
+        format = "csv"
+        delimiter = ";"
+        [feedback.columns]
+        ticket_id = "'CASE-' || \\"Case Nr\\""
+        csat = "Score"
+    """)
+    db = tmp_path / "wh.duckdb"
+    report = ingest(tmp_path, mapping=mapping, db=db)
+    assert dict(report.table("tickets").rejected) == {
+        "unparseable_timestamp": 1, "unknown_status": 1
+    }
+    rows = _rows(db, "select ticket_id, created_at, status, priority, channel from tickets "
+                     "order by 1")
+    # 1:30 PM in New York (EST, UTC-5) is 18:30 UTC
+    assert [(r[0], str(r[1]), r[2], r[3], r[4]) for r in rows] == [
+        ("CASE-1", "2024-03-01 18:30:00", "closed", "urgent", "email"),
+        ("CASE-2", "2024-03-02 14:00:00", "open", "normal", "Phone"),
+    ]
+    assert _rows(db, "select source_row, reason, value from rejects order by 1") == [
+        (3, "unparseable_timestamp", "13/45/2024 09:00 AM"),
+        (4, "unknown_status", "Parked"),
+    ]
+    assert _rows(db, "select feedback_id, csat from feedback") == [("CASE-1:1", 5)]
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("""[tickets]\nsource = "e.csv"\n[tickets.columns]\nticket_id = "Id"\n"""
+         """created_at = "Nope"\nstatus = "State"\n""", ["table tickets", "created_at", "Nope"]),
+        ("""[tickets]\nsource = "e.csv"\n[tickets.columns]\nticket_id = "Id"\n"""
+         """status = "State"\n""", ["table tickets", "created_at", "not mapped"]),
+        ("""[tickets]\nsource = "e.csv"\n[tickets.columns]\nticket_id = "Id"\n"""
+         """created_at = "strptime(Opened, "\nstatus = "State"\n""",
+         ["table tickets", "column created_at"]),
+        ("""[tickets]\nsource = "missing.csv"\n[tickets.columns]\nticket_id = "Id"\n""",
+         ["table tickets", "missing.csv", "matches no file"]),
+        ("""[tickets]\nsource = "e.csv"\n[tickets.columns]\nticket_id = "Id"\n"""
+         """created_at = "Opened"\nstatus = "State"\nwho = "Agent"\n""",
+         ["table tickets", "who", "not columns of tickets"]),
+        ("""[ticketz]\nsource = "e.csv"\n""", ["ticketz", "not canonical tables"]),
+    ],
+)
+def test_fatal_mapping_errors_name_file_table_column_and_write_nothing(tmp_path, body, words):
+    (tmp_path / "e.csv").write_text("Id,Opened,State\n1,2024-01-01,open\n")
+    mapping = _mapping(tmp_path, body)
+    db = tmp_path / "wh.duckdb"
+    with pytest.raises(CsMetricsError) as err:
+        ingest(tmp_path, mapping=mapping, db=db)
+    message = str(err.value)
+    assert str(mapping) in message
+    for word in words:
+        assert word in message
+    assert not db.exists()
+
+
+def test_parquet_jsonl_and_glob_sources(tmp_path):
+    folder = tmp_path / "canon"
+    folder.mkdir()
+    pd.DataFrame([{"ticket_id": "P1", "created_at": pd.Timestamp("2024-01-01 10:00"),
+                   "status": "open"}]).to_parquet(folder / "tickets.parquet")
+    (folder / "feedback.jsonl").write_text('{"ticket_id": "P1", "csat": 3, "comment": "ok"}\n')
+    db = tmp_path / "wh.duckdb"
+    ingest(folder, db=db)
+    assert _rows(db, "select ticket_id, status from tickets") == [("P1", "open")]
+    assert _rows(db, "select csat, comment from feedback") == [(3, "ok")]
+
+    parts = tmp_path / "parts"
+    write_csv(parts, "a", [{"id": "A1", "at": "2024-01-01 00:00:00", "st": "open"}])
+    write_csv(parts, "b", [{"id": "B1", "at": "2024-01-02 00:00:00", "st": "open"},
+                           {"id": "B2", "at": "bad", "st": "open"}])
+    mapping = _mapping(parts, """
+        [tickets]
+        source = "*.csv"
+        [tickets.columns]
+        ticket_id = "id"
+        created_at = "at"
+        status = "st"
+    """)
+    db2 = tmp_path / "wh2.duckdb"
+    report = ingest(parts, mapping=mapping, db=db2)
+    assert report.table("tickets").loaded == 2
+    rows = _rows(db2, "select source_file, source_row from rejects")
+    assert [(Path(f).name, r) for f, r in rows] == [("b.csv", 2)]
+
+
+def test_dimension_rows_identical_are_merged_conflicting_are_rejected(tmp_path):
+    folder = tmp_path / "src"
+    write_csv(folder, "tickets", [GOOD])
+    write_csv(folder, "representatives", [
+        {"rep_id": "R1", "name": "Ann", "team": "A"},
+        {"rep_id": "R1", "name": "Ann", "team": "A"},
+        {"rep_id": "R1", "name": "Ann", "team": "B"},
+    ])
+    report = ingest(folder, db=tmp_path / "wh.duckdb")
+    rep = report.table("representatives")
+    assert (rep.loaded, rep.collapsed, dict(rep.rejected)) == (1, 1, {"duplicate_key": 1})
+
+
+def test_lock_held_by_another_process_gives_a_clear_message(tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "src"
+    write_csv(folder, "tickets", [GOOD])
+    db = tmp_path / "wh.duckdb"
+    ingest(folder, db=db)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('ready', flush=True); "
+         "time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(CsMetricsError) as err:
+            Warehouse(db)
+        assert "held open by process" in str(err.value)
+        assert str(holder.pid) in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -1,0 +1,153 @@
+"""Every metric of the registry against an independent pandas computation of its definition."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cs_metrics.errors import CsMetricsError
+from cs_metrics.metrics import DIMENSIONS, METRICS, Filters, compile_query, query
+from cs_metrics.settings import load_settings
+from tests import reference
+
+NON_STOCK = [m for m in METRICS if METRICS[m].source != "backlog"]
+
+
+@pytest.fixture(scope="module")
+def prepared(sample_dir):
+    return reference.prepare(sample_dir, load_settings())
+
+
+def _assert_frames_equal(got: pd.DataFrame, want: pd.DataFrame, keys: list[str]) -> None:
+    assert list(got.columns) == list(want.columns)
+    assert len(got) == len(want), (len(got), len(want))
+    got = got.reset_index(drop=True)
+    want = want.reset_index(drop=True)
+    for k in keys:
+        g = got[k].astype(object).where(got[k].notna(), None)
+        w = want[k].astype(object).where(want[k].notna(), None)
+        if k == "period":
+            g = pd.to_datetime(g)
+            w = pd.to_datetime(w)
+        assert g.tolist() == w.tolist(), k
+    for col in got.columns:
+        if col in keys:
+            continue
+        g = got[col].to_numpy(dtype=float)
+        w = want[col].to_numpy(dtype=float)
+        assert np.array_equal(np.isnan(g), np.isnan(w)), col
+        np.testing.assert_allclose(g[~np.isnan(g)], w[~np.isnan(w)], rtol=1e-9, atol=1e-9,
+                                   err_msg=col)
+
+
+def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    if not keys:
+        return df
+    return df.sort_values(keys, na_position="last", kind="stable")
+
+
+CASES = [
+    ([], None, {}),
+    (["channel"], None, {}),
+    (["customer_segment", "priority"], "week", {}),
+    (["team"], "month", {}),
+    ([], "day", {"date_from": date(2025, 1, 10), "date_to": date(2025, 2, 3)}),
+    (["rep_name"], None, {"where": {"channel": ["email", "chat"], "priority": ["high"]}}),
+    (["status", "domain"], None, {"date_to": date(2025, 2, 1)}),
+]
+
+
+@pytest.mark.parametrize("by, grain, flt", CASES)
+def test_every_metric_matches_pandas(sample_wh, prepared, by, grain, flt):
+    tickets, feedback = prepared
+    where = flt.get("where", {})
+    filters = Filters.build(flt.get("date_from"), flt.get("date_to"), **where)
+    got = query(sample_wh, NON_STOCK, by, grain, filters)
+    want = reference.compute(tickets, feedback, NON_STOCK, by, grain, flt.get("date_from"),
+                             flt.get("date_to"), where)
+    keys = by + (["period"] if grain else [])
+    _assert_frames_equal(got, _sort(want, keys), keys)
+    assert len(got) > 0
+
+
+@pytest.mark.parametrize(
+    "by, grain, flt",
+    [
+        ([], None, {}),
+        (["channel"], None, {"date_to": date(2025, 1, 15)}),
+        ([], "week", {}),
+        (["priority"], "day", {"date_from": date(2025, 2, 1), "date_to": date(2025, 2, 20)}),
+        (["customer_segment"], "month", {"where": {"domain": ["billing", "network"]}}),
+    ],
+)
+def test_backlog_matches_pandas(sample_wh, prepared, by, grain, flt):
+    tickets, _ = prepared
+    where = flt.get("where", {})
+    filters = Filters.build(flt.get("date_from"), flt.get("date_to"), **where)
+    got = query(sample_wh, ["backlog"], by, grain, filters)
+    want = reference.backlog(tickets, by, grain, flt.get("date_from"), flt.get("date_to"), where)
+    keys = by + (["period"] if grain else [])
+    _assert_frames_equal(got, _sort(want, keys), keys)
+    assert got["backlog"].sum() > 0
+
+
+def test_backlog_combines_with_flow_metrics(sample_wh):
+    flt = Filters.build(date(2025, 1, 6), date(2025, 2, 3))
+    both = query(sample_wh, ["ticket_count", "csat_avg", "backlog"], ["channel"], "week", flt)
+    flow = query(sample_wh, ["ticket_count", "csat_avg"], ["channel"], "week", flt)
+    stock = query(sample_wh, ["backlog"], ["channel"], "week", flt)
+    merged = stock.merge(flow, on=["channel", "period"], how="outer")
+    merged["ticket_count"] = merged["ticket_count"].fillna(0).astype("int64")
+    merged = merged[["channel", "period", "ticket_count", "csat_avg", "backlog"]]
+    _assert_frames_equal(both, _sort(merged, ["channel", "period"]), ["channel", "period"])
+
+
+def test_test_tickets_are_excluded(sample_wh, prepared):
+    tickets, _ = prepared
+    assert tickets["is_test"].sum() > 0
+    got = query(sample_wh, ["ticket_count"])["ticket_count"].iloc[0]
+    assert got == int((~tickets["is_test"]).sum())
+
+
+def test_sql_is_parameterised_values_never_in_text():
+    value = "x'); drop table tickets; --"
+    sql, params = compile_query(["ticket_count"], ["channel"], "day",
+                                Filters.build(date(2024, 1, 1), None, channel=value))
+    assert value not in sql
+    assert value in params
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"metrics": ["nope"]}, "valid metrics"),
+        ({"metrics": ["ticket_count"], "by": ["planet"]}, "valid dimensions"),
+        ({"metrics": ["ticket_count"], "grain": "hour"}, "day, week, month"),
+        ({"metrics": []}, "at least one metric"),
+    ],
+)
+def test_unknown_names_are_errors_with_the_valid_list(kwargs, word):
+    with pytest.raises(CsMetricsError, match=word):
+        compile_query(**kwargs)
+
+
+def test_filters_are_frozen_and_hashable():
+    f = Filters.build(date(2024, 1, 1), None, channel=["b", "a"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        f.date_from = None  # type: ignore[misc]
+    assert f.where == (("channel", ("a", "b")),)
+    assert hash(f) == hash(Filters.build(date(2024, 1, 1), None, channel=["a", "b"]))
+    with pytest.raises(CsMetricsError):
+        Filters(where=(("planet", ("x",)),))
+
+
+def test_every_metric_is_fully_described():
+    for m in METRICS.values():
+        assert m.label and m.description and m.format
+        assert m.direction in ("higher", "lower", None)
+        format(1.5, m.format)
+    assert set(DIMENSIONS) >= {"channel", "rep_name", "team", "manager", "status"}
