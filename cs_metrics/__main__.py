@@ -56,10 +56,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from simulations.generator import generate
 
     end = _parse_date(args.end, "--end") if args.end else None
-    res = generate(
-        args.out, tickets=args.tickets, days=args.days, seed=args.seed, fmt=args.format,
-        end=end, progress=sys.stderr.isatty(),
-    )
+    try:
+        res = generate(
+            args.out, tickets=args.tickets, days=args.days, seed=args.seed, fmt=args.format,
+            end=end, progress=sys.stderr.isatty(),
+        )
+    except ValueError as exc:
+        raise CsMetricsError(f"Cannot generate: {exc}") from exc
     for table, n in res.counts.items():
         print(f"{table:16s} {n:>10,d} rows")
     print(f"wrote {len(res.files)} files to {res.out} in {res.seconds:.1f} s")
@@ -72,10 +75,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from cs_metrics.settings import load_settings
 
     settings = load_settings(args.settings) if args.settings else None
-    wh = Warehouse(args.db)
     report = ingest(
-        args.source, args.mapping, settings=settings, replace=args.replace,
-        rejects_csv=args.rejects, warehouse=wh,
+        args.source, args.mapping, args.db, settings=settings, replace=args.replace,
+        rejects_csv=args.rejects,
     )
     print(f"{'table':16s} {'read':>10s} {'loaded':>10s} {'rejected':>10s}")
     for t in report.tables:
@@ -88,7 +90,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print(f"{'':18s}merged {t.collapsed:,d} identical rows")
         if t.skipped_empty:
             print(f"{'':18s}skipped {t.skipped_empty:,d} feedback rows with no score or comment")
+    wh = Warehouse(report.db)
     q = quality_report(wh)
+    wh.close()
     if q.score is not None:
         print(f"data-quality score {q.score:.1f} / 100")
     total_rejects = sum(t.rejected_total for t in report.tables)

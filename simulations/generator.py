@@ -121,7 +121,7 @@ AFFINITY = {
 OVERFLOW_SHARE = 0.08  # tickets routed to whoever is free, not to a specialist team
 
 # --- durations -------------------------------------------------------------------------------
-FR_MEDIAN_MIN = np.array([2.5, 4.0, 240.0, 150.0, 60.0])  # by channel
+FR_MEDIAN_MIN = np.array([2.5, 4.0, 150.0, 100.0, 40.0])  # by channel
 FR_PRIORITY_MULT = np.array([1.5, 1.0, 0.6, 0.35])
 FR_SIGMA = 0.9
 ASYNC_CHANNELS = np.array([False, False, True, True, True])
@@ -790,14 +790,16 @@ def _feedback(
     )
     z_csat = z + rng.normal(0.0, 0.8, m)
     csat = 1 + np.searchsorted(CSAT_CUTS, z_csat)
-    nps = np.clip(np.round(7.4 + 1.9 * (z + rng.normal(0.0, 0.9, m))), 0, 10).astype(np.int64)
-    ces = np.clip(np.round(5.2 + 1.1 * (z + rng.normal(0.0, 0.9, m))), 1, 7).astype(np.int64)
-    csat_null = rng.random(m) < NULL_SHARE["csat"]
+    nps = np.clip(np.round(6.7 + 2.0 * (z + rng.normal(0.0, 0.9, m))), 0, 10).astype(np.int64)
+    # CES is effort (1 easy .. 7 hard), as the metric registry reads it: it rises when csat falls.
+    ces = np.clip(np.round(3.1 - 1.1 * (z + rng.normal(0.0, 0.9, m))), 1, 7).astype(np.int64)
     nps_null = rng.random(m) < NULL_SHARE["nps"]
     ces_null = rng.random(m) < NULL_SHARE["ces"]
+    has_comment = rng.random(m) < COMMENT_SHARE
+    # A survey row always carries something: an all-empty answer is no response at all.
+    csat_null = (rng.random(m) < NULL_SHARE["csat"]) & ~(nps_null & ces_null & ~has_comment)
 
     tone = np.where(csat <= 2, 0, np.where(csat == 3, 1, 2))
-    has_comment = rng.random(m) < COMMENT_SHARE
     comments = _comments(rng, tone, dom, slow, reopened)
     return _table(
         "feedback",
