@@ -151,3 +151,12 @@ def test_every_metric_is_fully_described():
         assert m.direction in ("higher", "lower", None)
         format(1.5, m.format)
     assert set(DIMENSIONS) >= {"channel", "rep_name", "team", "manager", "status"}
+
+
+def test_readme_defines_every_metric():
+    from tests.conftest import REPO
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Metric definitions", 1)[1].split("\n## ", 1)[0]
+    for name in METRICS:
+        assert f"`{name}`" in section, name

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from cs_metrics.errors import CsMetricsError
+from cs_metrics.ingest import ingest
+from cs_metrics.metrics import METRICS, metric_target, query
+from cs_metrics.settings import load_settings
+from cs_metrics.warehouse import Warehouse
+from tests.conftest import ticket, write_csv
+
+
+def test_default_policies_match_the_contract():
+    s = load_settings()
+    assert s.sla_targets("normal", "M")[0] == 60  # first response under 1 hour for M and S
+    assert s.sla_targets("low", "S")[0] == 60
+    assert s.sla_targets("urgent", "Unknown")[:2] == (15, 4)
+    assert s.sla_targets("normal", "Unknown")[:2] == (240, 72)
+    assert metric_target(METRICS["csat_pct"], s) == 90
+    assert metric_target(METRICS["fcr_pct"], s) == 95
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.source = "x"  # type: ignore[misc]
+
+
+def test_user_settings_change_sla_verdicts_and_targets(tmp_path):
+    folder = tmp_path / "src"
+    write_csv(folder, "tickets", [
+        ticket("A", "2024-01-01 10:00:00", "closed", first_response_at="2024-01-01 10:30:00",
+               resolved_at="2024-01-01 11:00:00", priority="normal"),
+        ticket("B", "2024-01-01 10:00:00", "closed", first_response_at="2024-01-01 12:00:00",
+               resolved_at="2024-01-01 13:00:00", priority="normal"),
+    ])
+    custom = tmp_path / "settings.toml"
+    custom.write_text(
+        "[[sla.policies]]\nname = 'Strict'\nfirst_response_min = 20\nresolution_h = 2\n"
+        "[targets]\ncsat_pct = 80\n"
+    )
+    db = tmp_path / "wh.duckdb"
+    ingest(folder, db=db)  # defaults: normal/Unknown has 240 min -> both met
+    wh = Warehouse(db)
+    assert query(wh, ["sla_first_response_pct"]).iloc[0, 0] == 100
+    wh.close()
+    s = load_settings(custom)
+    ingest(folder, db=db, settings=s)
+    wh = Warehouse(db)
+    got = query(wh, ["sla_first_response_pct", "sla_resolution_pct"]).iloc[0].tolist()
+    assert got == [0.0, 50.0]
+    assert metric_target(METRICS["csat_pct"], s) == 80
+    assert wh.scalar("select distinct sla_policy from tickets") == "Strict"
+
+
+def test_bad_settings_are_clear(tmp_path):
+    bad = tmp_path / "s.toml"
+    bad.write_text("[[sla.policies]]\nname='x'\nfirst_response_min = {soon = 3}\n")
+    with pytest.raises(CsMetricsError, match="unknown priorities"):
+        load_settings(bad)
+    bad.write_text("[targets]\ncsat_pct = 'high'\n")
+    with pytest.raises(CsMetricsError, match="must be numbers"):
+        load_settings(bad)
