@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -424,7 +425,6 @@ def ingest(
     con = wh.connection()
     ingest_id = uuid.uuid4().hex[:12]
     reports: list[TableReport] = []
-    rejects_frames = []
     raw_cache: dict[tuple, str] = {}
     try:
         con.execute("begin transaction")
@@ -461,7 +461,6 @@ def ingest(
                     )
                 raw_cache[key] = raw
             reports.append(_load_table(con, tm, exprs[name], raw, tag, ingest_id))
-            rejects_frames.append(tag)
         as_of = rebuild_derived(con, settings)
         _orphan_warnings(con, reports)
         for rep in reports:
@@ -484,10 +483,16 @@ def ingest(
         raise CsMetricsError(
             f"Loading {source} failed and nothing was changed: {str(exc).splitlines()[0]}"
         ) from exc
+    finally:
+        _drop_temp(con)
+        if warehouse is None and sys.exc_info()[0] is not None:
+            wh.close()
     out_csv = Path(rejects_csv) if rejects_csv else wh.path.parent / "rejects.csv"
-    _write_rejects_csv(con, ingest_id, out_csv)
-    if warehouse is None:
-        wh.close()
+    try:
+        _write_rejects_csv(con, ingest_id, out_csv)
+    finally:
+        if warehouse is None:
+            wh.close()
     return IngestReport(
         ingest_id=ingest_id,
         db=wh.path,
@@ -496,6 +501,17 @@ def ingest(
         seconds=time.perf_counter() - started,
         as_of=as_of,
     )
+
+
+def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
+    """Staging lives in temp tables; a long-lived app connection must not keep them."""
+    rows = con.execute(
+        "select table_name, table_type from information_schema.tables "
+        "where table_catalog = 'temp' order by table_type = 'VIEW' desc"
+    ).fetchall()
+    for name, kind in rows:
+        what = "view" if kind == "VIEW" else "table"
+        con.execute(f"drop {what} if exists temp.main.{quote_ident(name)}")
 
 
 def _fmt_counts(pairs: tuple[tuple[str, int], ...]) -> str:
