@@ -351,6 +351,12 @@ def _apply_keys(con: duckdb.DuckDBPyConnection, table: str, tag: str) -> int:
         collapsed = con.execute(
             f"select count(*) from checked_{tag} where __reason = '__collapsed'"
         ).fetchall()[0][0]
+    dupes = con.execute(
+        f"select count(*) - count(distinct {quote_ident(key)}) from checked_{tag} "
+        "where __reason is null"
+    ).fetchall()[0][0]
+    if not dupes:  # the usual case: skip the window over every row
+        return int(collapsed)
     con.execute(
         f"""
         create or replace temp table checked_{tag} as
@@ -593,6 +599,8 @@ def _load_table(
         f"({', '.join('?' for _ in files)})",
         [tm.table, *files],
     )
+    if not counts:
+        return _report(tm, files, read, loaded, counts, warnings, collapsed, skipped)
     sentence = "case c.__reason " + " ".join(
         f"when {sql_literal(k)} then {sql_literal(v)}" for k, v in REJECT_REASONS.items()
     ) + " end"
@@ -609,6 +617,10 @@ def _load_table(
         """,
         [ingest_id, tm.table],
     )
+    return _report(tm, files, read, loaded, counts, warnings, collapsed, skipped)
+
+
+def _report(tm, files, read, loaded, counts, warnings, collapsed, skipped) -> TableReport:
     return TableReport(
         table=tm.table,
         origin=tm.origin,
