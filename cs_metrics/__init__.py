@@ -18,10 +18,10 @@ from cs_metrics.metrics import (
     missing_inputs,
     query,
 )
-from cs_metrics.quality import QualityReport, quality_report
+from cs_metrics.quality import QualityReport, latest_rejects, quality_report
 from cs_metrics.schema import TABLES
 from cs_metrics.settings import Settings, load_settings
-from cs_metrics.warehouse import Warehouse, default_db_path
+from cs_metrics.warehouse import Warehouse, default_db_path, is_default_db
 
 __all__ = [
     "CsMetricsError",
@@ -44,6 +44,8 @@ __all__ = [
     "compile_query",
     "default_db_path",
     "get_metric",
+    "is_default_db",
+    "latest_rejects",
     "ingest",
     "load_settings",
     "metric_target",

@@ -38,7 +38,10 @@ class Metric:
         if value is None or pd.isna(value):
             return "–"
         text = format(value, self.format)
-        return f"{text} %" if self.unit == "%" else f"{text} {self.unit}".rstrip()
+        if self.unit == "%":
+            return f"{text} %"
+        # counts read as plain numbers; the label already says what is counted
+        return text if self.is_count or not self.unit else f"{text} {self.unit}"
 
 
 def _pct(numerator: str, denominator: str) -> str:
@@ -87,12 +90,12 @@ _METRICS: tuple[Metric, ...] = (
            "unanswered ticket whose target has passed is a breach, one still within it is not "
            "counted yet.", "%", ".1f",
            _pct("t.sla_first_response_met", "t.sla_first_response_met is not null"),
-           direction="higher", target=90),
+           direction="higher", target=90, requires=("first_response_at",)),
     Metric("sla_resolution_pct", "SLA resolution",
            "% of tickets resolved within their SLA policy's resolution target; an unresolved "
            "ticket whose target has passed is a breach.", "%", ".1f",
            _pct("t.sla_resolution_met", "t.sla_resolution_met is not null"),
-           direction="higher", target=90),
+           direction="higher", target=90, requires=("resolved_at",)),
     Metric("fcr_pct", "First-contact resolution",
            "% of closed tickets (with a known contact count) closed after one contact and never "
            "reopened.", "%", ".1f",

@@ -99,3 +99,27 @@ def quality_report(wh: Warehouse) -> QualityReport:
         score = round(100 * (0.6 * validity + 0.2 * warning_free + 0.2 * completeness), 1)
     return QualityReport(score, validity, warning_free, completeness, tables, rejects, warnings,
                          columns)
+
+
+def latest_rejects(wh: Warehouse, limit: int = 200) -> pd.DataFrame:
+    """The ``limit`` most recently rejected source rows: latest load first, then source order."""
+    columns = ["table_name", "source_file", "source_row", "reason", "column_name", "value",
+               "detail"]
+    if not wh.has_table("rejects"):
+        return pd.DataFrame(columns=columns)
+    return wh.df(
+        f"""
+        with loads as (
+            select ingest_id, max(ingested_at) as ingested_at from ingest_log group by 1
+        ),
+        final as (
+            select r.*, l.ingested_at
+            from rejects r left join loads l on l.ingest_id = r.ingest_id
+        )
+        select {", ".join(columns)}
+        from final
+        order by ingested_at desc nulls last, table_name, source_file, source_row
+        limit ?
+        """,
+        [limit],
+    )

@@ -24,6 +24,11 @@ def default_db_path() -> Path:
     return Path(os.environ.get(DB_ENV) or DEFAULT_DB)
 
 
+def is_default_db(path: str | Path) -> bool:
+    """Whether ``path`` is the app's own warehouse (the one it fills with a sample)."""
+    return Path(path).resolve() == DEFAULT_DB.resolve()
+
+
 def _lock_message(path: Path, exc: Exception) -> str:
     text = str(exc)
     pid = re.search(r"PID (\d+)", text)
@@ -124,6 +129,17 @@ class Warehouse:
         """The moment the data describes: its latest timestamp."""
         value = self.meta("as_of")
         return datetime.fromisoformat(value) if value else None
+
+    def created_range(self) -> tuple[datetime, datetime] | None:
+        """First and last ticket creation time (test tickets excluded).
+
+        Date presets end on the last creation day: for an export closed long after its last
+        ticket was opened, the as-of moment is a late close and would give empty windows.
+        """
+        first, last = self.meta("first_created"), self.meta("last_created")
+        if not first or not last:
+            return None
+        return datetime.fromisoformat(first), datetime.fromisoformat(last)
 
 
 _DERIVED_SQL = """
@@ -236,13 +252,19 @@ def rebuild_derived(
     )
     as_of_param = as_of or datetime(1970, 1, 1)
     con.execute(sql, [as_of_param, as_of_param])
+    first, last = con.execute(
+        "select min(created_at), max(created_at) from tickets where not is_test"
+    ).fetchall()[0]
     con.execute(
         "create or replace table meta as select * from (values "
-        "('as_of', ?), ('settings', ?), ('derived_at', ?)) v(key, value)",
+        "('as_of', ?), ('settings', ?), ('derived_at', ?), ('first_created', ?), "
+        "('last_created', ?)) v(key, value)",
         [
             as_of.isoformat(sep=" ") if as_of else None,
             settings.source,
             datetime.now().isoformat(sep=" ", timespec="seconds"),
+            first.isoformat(sep=" ") if first else None,
+            last.isoformat(sep=" ") if last else None,
         ],
     )
     _column_stats(con)

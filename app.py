@@ -1,0 +1,18 @@
+"""Customer-service metrics: the app's pages. Run with `streamlit run app.py`."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages._common import ensure_data
+
+st.set_page_config(page_title="Customer service metrics", page_icon="📞", layout="wide")
+
+page = st.navigation(
+    [
+        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("pages/data_quality.py", title="Data quality", icon=":material/fact_check:"),
+    ]
+)
+ensure_data()  # the first start generates and loads the sample dataset
+page.run()

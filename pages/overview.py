@@ -1,0 +1,215 @@
+"""Overview: headline KPIs against their targets, weekly volume vs backlog, customer segments."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+import cs_metrics
+from cs_metrics import CsMetricsError, Filters, Metric, Settings, Warehouse
+from pages._common import (
+    as_of_text,
+    date_range_ui,
+    describe_range,
+    ensure_data,
+    missing_text,
+    previous_period,
+    run_query,
+)
+
+KPI_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Volume", ("ticket_count", "open_count", "in_progress_count")),
+    ("First response", ("avg_first_response_min", "median_first_response_min",
+                        "sla_first_response_pct")),
+    ("Resolution", ("closed_count", "avg_resolution_h", "fcr_pct")),
+    ("Customer feedback", ("csat_pct", "nps")),
+)
+CARDS_PER_ROW = 3
+SEGMENT_METRICS = ("customer_count", "ticket_count", "csat_pct")
+
+
+def _delta_text(metric: Metric, delta: float) -> str:
+    """Signed change in the metric's own format; percentages change in points."""
+    spec = metric.format.lstrip("+")
+    unit = "pp" if metric.unit == "%" else metric.unit
+    return f"{format(delta, '+' + spec)} {unit}".rstrip()
+
+
+def _rounds_to_zero(metric: Metric, delta: float) -> bool:
+    return float(format(abs(delta), metric.format.lstrip("+")).replace(",", "")) == 0
+
+
+def _target_line(metric: Metric, value: float | None, settings: Settings) -> str:
+    target = cs_metrics.metric_target(metric, settings)
+    if target is None:
+        return "No target set"
+    if metric.direction is None:
+        return f"Target {metric.display(target)}"
+    higher = metric.direction == "higher"
+    text = f"Target {'≥' if higher else '≤'} {metric.display(target)}"
+    if value is None or pd.isna(value):
+        return f"{text} · nothing to compare yet"
+    met = value >= target if higher else value <= target
+    return f"{text} · :green[met]" if met else f"{text} · :red[not met]"
+
+
+def _card(
+    metric: Metric,
+    value: float | None,
+    previous: float | None,
+    missing: str | None,
+    settings: Settings,
+) -> None:
+    with st.container(border=True, height="stretch"):
+        if missing:
+            st.metric(metric.label, "–", help=metric.description)
+            st.caption(missing)
+            return
+        delta_text: str | None = None
+        color = "off"
+        arrow = "auto"
+        if previous is not None and not pd.isna(previous) and not pd.isna(value):
+            delta = float(value) - float(previous)
+            delta_text = _delta_text(metric, delta)
+            if metric.direction is not None:
+                color = "normal" if metric.direction == "higher" else "inverse"
+            if _rounds_to_zero(metric, delta):
+                color, arrow = "off", "off"
+        st.metric(
+            metric.label,
+            metric.display(value),
+            delta=delta_text,
+            delta_color=color,
+            delta_arrow=arrow,
+            help=metric.description,
+        )
+        st.caption(_target_line(metric, value, settings))
+
+
+def _kpis(wh: Warehouse, filters: Filters) -> None:
+    settings = cs_metrics.load_settings()
+    names = [name for _, row in KPI_ROWS for name in row]
+    missing = {n: missing_text(cs_metrics.get_metric(n), wh) for n in names}
+    present = tuple(n for n in names if not missing[n])
+    current = run_query(wh, present, filters=filters).iloc[0] if present else pd.Series()
+    before = previous_period(filters)
+    previous = None
+    if before is not None and present:
+        row = run_query(wh, present, filters=before).iloc[0]
+        # No tickets at all in the previous window (before the data starts): no comparison.
+        previous = row if row.get("ticket_count", 1) > 0 else None
+    if previous is not None:
+        days = (filters.date_to - filters.date_from).days
+        st.caption(f"Changes are against the previous {days} days "
+                   f"({before.date_from:%d %b %Y} – "
+                   f"{before.date_to - timedelta(days=1):%d %b %Y}).")
+    for title, row_names in KPI_ROWS:
+        st.subheader(title)
+        cols = st.columns(CARDS_PER_ROW)
+        for col, name in zip(cols, row_names, strict=False):
+            metric = cs_metrics.get_metric(name)
+            with col:
+                _card(
+                    metric,
+                    current.get(name) if name in present else None,
+                    previous.get(name) if previous is not None and name in present else None,
+                    missing[name],
+                    settings,
+                )
+
+
+def _weekly_chart(wh: Warehouse, filters: Filters) -> None:
+    df = run_query(wh, ("ticket_count", "backlog"), grain="week", filters=filters)
+    if df.empty:
+        st.info("No tickets were created in this date range.")
+        return
+    created = cs_metrics.get_metric("ticket_count")
+    backlog = cs_metrics.get_metric("backlog")
+    series = {"ticket_count": "Tickets created", "backlog": "Backlog at week end"}
+    long = df.melt(id_vars="period", value_vars=list(series), var_name="metric",
+                   value_name="tickets")
+    long["series"] = long["metric"].map(series)
+    long["week"] = pd.to_datetime(long["period"])
+    # Weeks cut by the date range only count the days inside it.
+    start = pd.Timestamp(filters.date_from) if filters.date_from else None
+    stop = pd.Timestamp(filters.date_to) if filters.date_to else None
+    partial = pd.Series(False, index=long.index)
+    if start is not None:
+        partial |= long["week"] < start
+    if stop is not None:
+        partial |= long["week"] + pd.Timedelta(days=7) > stop
+    long["note"] = partial.map({True: "partial week (cut by the date range)",
+                                False: "every day of the week in range"})
+    chart = (
+        alt.Chart(long, title=alt.Title(
+            "Tickets created vs backlog, by week",
+            subtitle=f"{created.description} {backlog.description}",
+        ))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("week:T", title="Week (starting Monday)", axis=alt.Axis(format="%d %b %Y")),
+            y=alt.Y("tickets:Q", title="Tickets (count)"),
+            color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top")),
+            tooltip=[
+                alt.Tooltip("week:T", title="Week starting", format="%a %d %b %Y"),
+                alt.Tooltip("series:N", title="Series"),
+                alt.Tooltip("tickets:Q", title="Tickets", format=","),
+                alt.Tooltip("note:N", title="Coverage"),
+            ],
+        )
+        .properties(height=340)
+    )
+    st.altair_chart(chart, width="stretch")
+    if partial.any():
+        st.caption("The first or last week is partial: it only counts days inside the range.")
+    elif filters.date_from is None or filters.date_to is None:
+        st.caption("The first and last weeks can be partial when the data starts or ends "
+                   "mid-week.")
+
+
+def _segments(wh: Warehouse, filters: Filters) -> None:
+    metrics = [cs_metrics.get_metric(n) for n in SEGMENT_METRICS]
+    present = tuple(m.name for m in metrics if not missing_text(m, wh))
+    df = run_query(wh, present, by=("customer_segment",), filters=filters)
+    if df.empty:
+        st.info("No tickets were created in this date range.")
+        return
+    total = df["ticket_count"].sum()
+    df["share_pct"] = 100.0 * df["ticket_count"] / total if total else float("nan")
+    df = df.sort_values("ticket_count", ascending=False)
+    config = {"customer_segment": st.column_config.TextColumn("Customer segment")}
+    for m in metrics:
+        if m.name in present:
+            fmt = "localized" if m.is_count else "%.1f %%"
+            config[m.name] = st.column_config.NumberColumn(m.label, help=m.description,
+                                                           format=fmt)
+    config["share_pct"] = st.column_config.ProgressColumn(
+        "Share of tickets", help="This segment's tickets as a share of all tickets in the range.",
+        format="%.1f %%", min_value=0, max_value=100,
+    )
+    order = ["customer_segment", *[n for n in SEGMENT_METRICS if n in present], "share_pct"]
+    st.dataframe(df, hide_index=True, column_order=order, column_config=config)
+    gone = [missing_text(m, wh) for m in metrics if m.name not in present]
+    for text in gone:
+        st.caption(text)
+
+
+def main() -> None:
+    st.title("Overview")
+    try:
+        wh = ensure_data()
+        filters = date_range_ui(wh)
+        st.caption(f"{as_of_text(wh)} · {describe_range(filters)}")
+        _kpis(wh, filters)
+        st.divider()
+        _weekly_chart(wh, filters)
+        st.subheader("Customer segments")
+        _segments(wh, filters)
+    except CsMetricsError as exc:
+        st.error(str(exc))
+
+
+main()

@@ -1,0 +1,287 @@
+"""The app's pages, run headless with AppTest: the numbers shown are the library's numbers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.proto.Metric_pb2 import Metric as MetricProto
+from streamlit.testing.v1 import AppTest
+
+import cs_metrics
+from cs_metrics import Filters, Warehouse, get_metric
+from simulations import generator
+from tests.conftest import REPO, ticket, write_csv
+
+APP = str(REPO / "app.py")
+QUALITY_PAGE = "pages/data_quality.py"
+TIMEOUT = 60
+DEFAULT_DAYS = 90  # the Overview's default date range: the last 90 days of data
+KPI_NAMES = (
+    "ticket_count", "avg_first_response_min", "median_first_response_min", "avg_resolution_h",
+    "open_count", "in_progress_count", "closed_count", "sla_first_response_pct", "fcr_pct",
+    "csat_pct", "nps",
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("app_sample")
+    generator.generate(tmp / "sample", tickets=4000, days=90, seed=5, end=datetime(2025, 3, 1))
+    cs_metrics.ingest(tmp / "sample", db=tmp / "wh.duckdb")
+    return tmp / "wh.duckdb"
+
+
+@pytest.fixture(scope="module")
+def tiny_db(tmp_path_factory) -> Path:
+    """Tickets only, no first_response_at, no feedback; two rows that must be rejected."""
+    tmp = tmp_path_factory.mktemp("app_tiny")
+    write_csv(tmp / "src", "tickets", [
+        ticket("T1", "2025-01-10 10:00:00", "closed", priority="high",
+               resolved_at="2025-01-10 12:00:00"),
+        ticket("T2", "2025-01-12 09:30:00", "open"),
+        ticket("T3", "2025-01-20 15:00:00", "in_progress", priority="low"),
+        ticket("T4", "2025-01-24 08:00:00", "closed", resolved_at="2025-01-25 08:00:00"),
+        ticket("T5", "2025-01-21 08:00:00", "wontfix"),
+        ticket("T6", "yesterday", "open"),
+    ])
+    cs_metrics.ingest(tmp / "src", db=tmp / "wh.duckdb")
+    return tmp / "wh.duckdb"
+
+
+def default_filters(wh: Warehouse, days: int = DEFAULT_DAYS) -> Filters:
+    end = wh.as_of().date() + timedelta(days=1)
+    return Filters(end - timedelta(days=days), end)
+
+
+def expected(db: Path, metrics: list[str], days: int = DEFAULT_DAYS) -> tuple[pd.Series, Filters]:
+    # Read-write, like the app: one process must open a DuckDB file with one configuration.
+    wh = Warehouse(db)
+    try:
+        filters = default_filters(wh, days)
+        return cs_metrics.query(wh, metrics, filters=filters).iloc[0], filters
+    finally:
+        wh.close()
+
+
+def run_app(monkeypatch, db: Path | None) -> AppTest:
+    if db is None:
+        monkeypatch.delenv("CS_METRICS_DB", raising=False)
+    else:
+        monkeypatch.setenv("CS_METRICS_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def cards(at: AppTest) -> dict[str, object]:
+    return {m.label: m for m in at.metric}
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption]
+
+
+def colour(card) -> str:
+    return MetricProto.MetricColor.Name(card.proto.color)
+
+
+def expected_colour(change: float, fmt: str, higher_is_better: bool) -> str:
+    if float(fmt % abs(change)) == 0:
+        return "GRAY"
+    return "GREEN" if (change > 0) == higher_is_better else "RED"
+
+
+def test_overview_cards_show_the_library_numbers(sample_db, monkeypatch):
+    want, _ = expected(sample_db, list(KPI_NAMES))
+    at = run_app(monkeypatch, sample_db)
+    shown = cards(at)
+    assert set(shown) == {get_metric(n).label for n in KPI_NAMES}
+    assert shown["Tickets"].value == get_metric("ticket_count").display(want["ticket_count"])
+    for name in KPI_NAMES:
+        metric = get_metric(name)
+        assert shown[metric.label].value == metric.display(want[name]), name
+    assert not at.error
+    assert any(c.startswith("Data as of 2025-02-28") for c in captions(at))
+    # The sample starts 90 days before its end: no earlier window to compare with.
+    assert all(m.delta in ("", None) for m in at.metric)
+
+
+def test_overview_targets_and_changes(sample_db, monkeypatch):
+    names = ["ticket_count", "avg_first_response_min", "csat_pct", "nps"]
+    want, filters = expected(sample_db, names, days=30)
+    wh = Warehouse(sample_db)
+    length = filters.date_to - filters.date_from
+    before = cs_metrics.query(wh, names, filters=Filters(filters.date_from - length,
+                                                         filters.date_from)).iloc[0]
+    wh.close()
+    at = run_app(monkeypatch, sample_db)
+    at.selectbox(key="date_preset").select("Last 30 days").run()
+    assert not at.exception
+    shown = cards(at)
+    assert shown["Tickets"].value == get_metric("ticket_count").display(want["ticket_count"])
+    change = int(want["ticket_count"] - before["ticket_count"])
+    assert shown["Tickets"].delta == f"{change:+,} tickets"
+    csat = want["csat_pct"] - before["csat_pct"]
+    assert shown["CSAT"].delta == f"{csat:+.1f} pp"
+    # Ticket volume has no better direction; higher CSAT is good; a longer response is bad.
+    assert colour(shown["Tickets"]) == "GRAY"
+    assert colour(shown["CSAT"]) == expected_colour(csat, "%.1f", higher_is_better=True)
+    response = want["avg_first_response_min"] - before["avg_first_response_min"]
+    assert colour(shown["Avg first response"]) == expected_colour(
+        response, "%.1f", higher_is_better=False)
+    lines = captions(at)
+    target = cs_metrics.metric_target(get_metric("avg_first_response_min"))
+    met = want["avg_first_response_min"] <= target
+    assert f"Target ≤ {target:,.1f} min · {':green[met]' if met else ':red[not met]'}" in lines
+    assert any(c.startswith("Changes are against the previous 30 days") for c in lines)
+
+    # The choice survives a visit to another page.
+    at.switch_page(QUALITY_PAGE).run()
+    at.switch_page("pages/overview.py").run()
+    assert at.selectbox(key="date_preset").value == "Last 30 days"
+    assert cards(at)["Tickets"].value == get_metric("ticket_count").display(want["ticket_count"])
+
+
+def test_overview_segments_table(sample_db, monkeypatch):
+    want, filters = expected(sample_db, ["ticket_count"])
+    at = run_app(monkeypatch, sample_db)
+    table = at.dataframe[0].value
+    assert list(table.columns) == [
+        "customer_segment", "customer_count", "ticket_count", "csat_pct", "share_pct",
+    ]
+    assert table["ticket_count"].sum() == want["ticket_count"]
+    assert table["share_pct"].sum() == pytest.approx(100.0)
+    wh = Warehouse(sample_db)
+    by_segment = cs_metrics.query(wh, ["csat_pct"], by=["customer_segment"], filters=filters)
+    wh.close()
+    merged = table.merge(by_segment, on="customer_segment", suffixes=("", "_lib"))
+    assert merged["csat_pct"].tolist() == pytest.approx(merged["csat_pct_lib"].tolist())
+
+
+def test_data_quality_page_shows_the_report(sample_db, monkeypatch):
+    wh = Warehouse(sample_db)
+    report = cs_metrics.quality_report(wh)
+    wh.close()
+    at = run_app(monkeypatch, sample_db)
+    at.switch_page(QUALITY_PAGE).run()
+    assert not at.exception
+    shown = cards(at)
+    assert shown["Quality score (0–100)"].value == f"{report.score:.1f}"
+    assert shown["Validity"].value == f"{100 * report.validity:.1f} %"
+    assert "0.6" in shown["Quality score (0–100)"].help
+    tables = at.dataframe[0].value
+    assert tables["loaded"].sum() == report.tables["loaded"].sum()
+    assert "No rows were rejected." in [s.value for s in at.success]
+
+
+def test_missing_inputs_say_so_instead_of_a_number(tiny_db, monkeypatch):
+    at = run_app(monkeypatch, tiny_db)
+    shown = cards(at)
+    assert shown["Tickets"].value == "4"
+    for label in ("Avg first response", "Median first response"):
+        assert shown[label].value == "–"
+    lines = captions(at)
+    assert lines.count("This dataset has no first-response times.") == 3  # avg, median, SLA
+    assert "This dataset has no CSAT scores." in lines
+    assert "This dataset has no NPS scores." in lines
+    assert "This dataset has no contact counts." in lines
+    # T1 took 2 h, T4 24 h
+    assert shown["Avg resolution"].value == get_metric("avg_resolution_h").display(13.0)
+
+
+def test_data_quality_lists_rejected_rows(tiny_db, monkeypatch):
+    at = run_app(monkeypatch, tiny_db)
+    at.switch_page(QUALITY_PAGE).run()
+    assert not at.exception
+    rejected = at.dataframe[-1].value
+    assert list(rejected.columns) == [
+        "table_name", "source_file", "source_row", "reason", "column_name", "value", "detail",
+    ]
+    assert sorted(rejected["reason"]) == ["unknown_status", "unparseable_timestamp"]
+    assert sorted(rejected["source_row"]) == [5, 6]
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download these rows (CSV)", "Download these rows (Parquet)"]
+
+
+def test_a_named_warehouse_that_does_not_exist_is_an_error(tmp_path, monkeypatch):
+    missing = tmp_path / "nowhere.duckdb"
+    at = run_app(monkeypatch, missing)
+    assert "does not exist" in at.error[0].value
+    assert not missing.exists()
+    assert not at.metric
+
+
+def test_first_start_generates_and_loads_the_sample(tmp_path, monkeypatch):
+    real = generator.generate
+
+    def small(out, end=None):
+        return real(out, tickets=1500, days=40, seed=3, end=end)
+
+    monkeypatch.setattr(generator, "generate", small)
+    monkeypatch.chdir(tmp_path)
+    at = run_app(monkeypatch, None)
+    assert at.status[0].label.startswith("Sample dataset ready")
+    steps = " ".join(m.value for m in at.status[0].markdown)
+    assert "Generated 1,500 tickets" in steps and "Loaded" in steps
+    assert (tmp_path / "data" / "sample" / "tickets.parquet").is_file()
+    loaded = Warehouse(tmp_path / "data" / "warehouse.duckdb")
+    total = int(cs_metrics.query(loaded, ["ticket_count"])["ticket_count"].iloc[0])
+    # 40 days of data all fall inside the default "last 90 days"
+    assert cards(at)["Tickets"].value == f"{total:,d}"
+
+    # A later start reuses the warehouse: no second generation.
+    monkeypatch.setattr(generator, "generate", lambda *a, **k: pytest.fail("generated again"))
+    st.cache_resource.clear()
+    again = run_app(monkeypatch, None)
+    assert not again.status
+    assert cards(again)["Tickets"].value == cards(at)["Tickets"].value
+
+
+def test_custom_range(sample_db, monkeypatch):
+    wh = Warehouse(sample_db)
+    filters = Filters(date(2025, 1, 6), date(2025, 1, 20))  # 6 Jan to 19 Jan inclusive
+    want = cs_metrics.query(wh, ["ticket_count"], filters=filters)["ticket_count"].iloc[0]
+    wh.close()
+    at = run_app(monkeypatch, sample_db)
+    at.selectbox(key="date_preset").select("Custom range").run()
+    at.date_input(key="date_custom").set_value((date(2025, 1, 6), date(2025, 1, 19))).run()
+    assert not at.exception
+    assert cards(at)["Tickets"].value == get_metric("ticket_count").display(want)
+    assert "Tickets created 06 Jan 2025 – 19 Jan 2025 (14 days)" in captions(at)
+
+
+@pytest.mark.parametrize(
+    ("preset", "start"),
+    [
+        ("Last 7 days", date(2025, 2, 22)),
+        ("Last 30 days", date(2025, 1, 30)),
+        ("Last 90 days", date(2024, 12, 1)),
+        ("Quarter to date", date(2025, 1, 1)),
+        ("Year to date", date(2025, 1, 1)),
+        ("All time", None),
+    ],
+)
+def test_date_presets_end_on_the_data_day(preset, start):
+    from pages._common import _preset_window, previous_period
+
+    end = date(2025, 3, 1)  # the day after the data's last day, 28 Feb 2025
+    got = _preset_window(preset, end)
+    assert got == (start, end if start else None)
+    before = previous_period(Filters(*got))
+    if start is None:
+        assert before is None
+    else:
+        assert before.date_to == start and before.date_to - before.date_from == end - start

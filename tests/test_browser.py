@@ -1,0 +1,115 @@
+"""End to end: `streamlit run app.py` served for real and opened in Debian's chromium."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import cs_metrics
+from cs_metrics import Filters, Warehouse, get_metric
+from simulations import generator
+from tests.conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+DEFAULT_DAYS = 90
+
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, log: Path, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"streamlit did not become healthy within {seconds} s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def served_app(tmp_path):
+    """A small warehouse and the app serving it on a free port; yields (url, Tickets value)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium package)")
+    pytest.importorskip("playwright.sync_api",
+                        reason="the playwright Python package is not installed")
+    generator.generate(tmp_path / "sample", tickets=4000, days=90, seed=5,
+                       end=datetime(2025, 3, 1))
+    db = tmp_path / "wh.duckdb"
+    cs_metrics.ingest(tmp_path / "sample", db=db)
+    # Computed and closed before the server starts: DuckDB lets one process write a file.
+    wh = Warehouse(db)
+    end = wh.as_of().date() + timedelta(days=1)
+    filters = Filters(end - timedelta(days=DEFAULT_DAYS), end)
+    count = cs_metrics.query(wh, ["ticket_count"], filters=filters)["ticket_count"].iloc[0]
+    wh.close()
+
+    port = free_port()
+    log = tmp_path / "streamlit.log"
+    env = {**os.environ, "CS_METRICS_DB": str(db)}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.fileWatcherType", "none",
+             "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(proc, f"{url}/_stcore/health", log)
+        yield url, get_metric("ticket_count").display(count)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_overview_in_chromium(served_app, tmp_path):
+    from playwright import sync_api
+
+    url, want = served_app
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2200})
+            page.goto(url)
+            card = page.get_by_test_id("stMetric").filter(
+                has=page.get_by_test_id("stMetricLabel").get_by_text("Tickets", exact=True)
+            )
+            value = card.get_by_test_id("stMetricValue")
+            value.wait_for(timeout=30_000)
+            assert value.inner_text().strip() == want
+            assert page.get_by_text("Data as of 2025-02-28").first.is_visible()
+            page.get_by_test_id("stVegaLiteChart").first.wait_for(timeout=30_000)
+            assert page.get_by_test_id("stException").count() == 0
+            page.screenshot(path=str(tmp_path / "overview.png"))
+        finally:
+            browser.close()
+    assert (tmp_path / "overview.png").stat().st_size > 10_000
