@@ -17,7 +17,7 @@ from cs_metrics.errors import CsMetricsError
 from cs_metrics.settings import Settings, load_settings
 from cs_metrics.warehouse import Warehouse
 
-Source = Literal["tickets", "feedback", "backlog"]
+Source = Literal["tickets", "backlog"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Metric:
     description: str
     unit: str  # "tickets", "min", "h", "%", "score", "customers", ...
     format: str  # Python format spec for display, e.g. ",.0f" or ".1f"
-    expression: str  # SQL aggregate over t (tickets) or f (feedback)
+    expression: str  # SQL aggregate over t, the ticket query table
     source: Source = "tickets"
     direction: Literal["higher", "lower"] | None = None  # which way is better
     target: float | None = None  # default target; settings override it
@@ -116,21 +116,24 @@ _METRICS: tuple[Metric, ...] = (
            "% of closed tickets with at least one feedback row.", "%", ".1f",
            _pct(f"{_CLOSED} and t.has_feedback", _CLOSED), direction="higher",
            requires=("feedback.ticket_id",)),
+    # Feedback metrics read per-ticket survey sums stored at load (fb_*), so they are plain
+    # sums over the ticket table: the same figures as joining every feedback row to its
+    # ticket, without a join on every query.
     Metric("feedback_count", "Feedback responses", "Feedback rows for the period's tickets.",
-           "responses", ",.0f", "count(*)", source="feedback", requires=("feedback.ticket_id",),
+           "responses", ",.0f", "sum(t.fb_n)", requires=("feedback.ticket_id",),
            is_count=True),
-    Metric("csat_avg", "CSAT (avg)", "Mean CSAT score (1-5).", "score", ".2f", "avg(f.csat)",
-           source="feedback", direction="higher", requires=("feedback.csat",)),
+    Metric("csat_avg", "CSAT (avg)", "Mean CSAT score (1-5) over feedback rows.", "score",
+           ".2f", "sum(t.fb_csat_sum) * 1.0 / nullif(sum(t.fb_csat_n), 0)",
+           direction="higher", requires=("feedback.csat",)),
     Metric("csat_pct", "CSAT", "% of CSAT responses that are 4 or 5.", "%", ".1f",
-           "100.0 * count(*) filter (where f.csat >= 4) / nullif(count(f.csat), 0)",
-           source="feedback", direction="higher", target=90, requires=("feedback.csat",)),
+           "100.0 * sum(t.fb_csat_good) / nullif(sum(t.fb_csat_n), 0)",
+           direction="higher", target=90, requires=("feedback.csat",)),
     Metric("nps", "NPS", "% of NPS responses 9-10 minus % of responses 0-6.", "", "+.0f",
-           "100.0 * (count(*) filter (where f.nps >= 9) - count(*) filter (where f.nps <= 6)) "
-           "/ nullif(count(f.nps), 0)", source="feedback", direction="higher",
-           requires=("feedback.nps",)),
+           "100.0 * (sum(t.fb_nps_promoters) - sum(t.fb_nps_detractors)) "
+           "/ nullif(sum(t.fb_nps_n), 0)", direction="higher", requires=("feedback.nps",)),
     Metric("ces_avg", "CES (avg)", "Mean customer effort score (1-7, lower is easier).",
-           "score", ".2f", "avg(f.ces)", source="feedback", direction="lower",
-           requires=("feedback.ces",)),
+           "score", ".2f", "sum(t.fb_ces_sum) * 1.0 / nullif(sum(t.fb_ces_n), 0)",
+           direction="lower", requires=("feedback.ces",)),
     Metric("backlog", "Backlog",
            "Tickets open at the end of the period: created before its end and not resolved by "
            "then.", "tickets", ",.0f", "", source="backlog", direction="lower", is_count=True),
@@ -264,16 +267,6 @@ def compile_query(
             ticket_metrics,
         ))
         params += where_params
-    feedback_metrics = [m for m in chosen if m.source == "feedback"]
-    if feedback_metrics:
-        cols = dim_select + [f"{m.expression} as {m.name}" for m in feedback_metrics]
-        ctes.append((
-            "feedback_agg",
-            f"select {', '.join(cols)} from feedback f join tickets t "
-            f"on t.ticket_id = f.ticket_id where {where}{group}",
-            feedback_metrics,
-        ))
-        params += where_params
     if any(m.source == "backlog" for m in chosen):
         sql, p = _backlog_sql(list(by), grain, filters)
         ctes.append(("backlog_agg", sql, [METRICS["backlog"]]))
@@ -330,36 +323,50 @@ def _backlog_sql(by: list[str], grain: str | None, filters: Filters) -> tuple[st
         )
         return sql, p + params
     step = f"interval 1 {grain}"
-    dim_cols = ", ".join(by)
-    with_dims = f"{dim_cols}, " if by else ""
-    lo = f"(select date_trunc('{grain}', coalesce(cast(? as timestamp), min(t.created_at))) " \
-         f"from tickets t where {where})"
-    hi = f"(select date_trunc('{grain}', coalesce(cast(? as timestamp), max(t.created_at))) " \
-         f"from tickets t where {where})"
-    date_to = _as_ts(filters.date_to) - timedelta(microseconds=1) if filters.date_to else None
+    with_dims = ", ".join(by) + ", " if by else ""
+    dim_select = ", ".join(dims) + ", " if dims else ""
+    partition = ", ".join(by) or "1"
     date_from = _as_ts(filters.date_from) if filters.date_from else None
+    date_to = _as_ts(filters.date_to) - timedelta(microseconds=1) if filters.date_to else None
+    # One pass over the tickets: counts per (created bucket, resolved bucket); the net flow
+    # per bucket and its running sum give the backlog at each bucket's end.
     sql = f"""
-        select {with_dims}period, backlog from (
+        with bl_pairs as (
+            select {dim_select}{_period(grain)} as created_p,
+                {_period(grain, 't.effective_resolved_at')} as resolved_p, count(*) as n
+            from tickets t where {where}
+            group by {with_dims}created_p, resolved_p
+        ),
+        bl_flow as (
+            select {with_dims}created_p as period, n as delta from bl_pairs
+            union all
+            select {with_dims}resolved_p, -n from bl_pairs where resolved_p is not null
+        ),
+        bl_bounds as (
+            select date_trunc('{grain}', coalesce(cast(? as timestamp), min(created_p))) as lo,
+                   date_trunc('{grain}', coalesce(cast(? as timestamp), max(created_p))) as hi
+            from bl_pairs
+        ),
+        bl_spine as (
+            select {with_dims}p.period
+            from (select distinct {", ".join(by) or "1 as one"} from bl_pairs) g
+            cross join (select unnest(generate_series(lo, hi, {step})) as period
+                        from bl_bounds) p
+        ),
+        bl_all as (
+            select {with_dims}period, delta, false as is_spine from bl_flow
+            union all
+            select {with_dims}period, 0, true from bl_spine
+        ),
+        final as (
             select {with_dims}period, is_spine,
-                sum(net) over (partition by {dim_cols or '1'} order by period
-                               range between unbounded preceding and current row) as backlog
-            from (
-                select {with_dims}period, sum(delta) as net, false as is_spine from (
-                    select {', '.join(dims + [_period(grain) + ' as period'])}, 1 as delta
-                    from tickets t where {where}
-                    union all
-                    select {', '.join(dims + [_period(grain, 't.effective_resolved_at')])}, -1
-                    from tickets t where {where} and t.effective_resolved_at is not null
-                ) e group by {with_dims}period
-                union all
-                select {with_dims}s.period, 0, true from
-                    (select distinct {', '.join(dims) or '1 as one'} from tickets t where {where}) g
-                    cross join (select cast(range as timestamp) as period
-                                from range({lo}, {hi} + {step}, {step})) s
-            ) x
-        ) y where is_spine
+                sum(delta) over (partition by {partition} order by period
+                                 range between unbounded preceding and current row) as backlog
+            from bl_all
+        )
+        select {with_dims}period, backlog from final where is_spine
     """
-    return sql, params + params + params + [date_from, *params, date_to, *params]
+    return sql, [*params, date_from, date_to]
 
 
 def available(metric: Metric, warehouse: Warehouse) -> bool:
@@ -401,13 +408,6 @@ def query(
             "`python -m cs_metrics ingest SOURCE` first."
         )
     sql, params = compile_query(metrics, by, grain, filters)
-    needs_feedback = any(get_metric(m).source == "feedback" for m in metrics)
-    if needs_feedback and not warehouse.has_table("feedback"):
-        sql = _prepend_cte(
-            sql,
-            "feedback as (select null::varchar as ticket_id, null::integer as csat, "
-            "null::integer as nps, null::integer as ces where false)",
-        )
     df = warehouse.df(sql, params)
     if "period" in df.columns:
         df["period"] = pd.to_datetime(df["period"]).dt.date
@@ -417,7 +417,3 @@ def query(
         else:
             df[m] = df[m].astype("float64")
     return df
-
-
-def _prepend_cte(sql: str, cte: str) -> str:
-    return "with " + cte + ", " + sql.removeprefix("with ")

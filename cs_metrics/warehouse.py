@@ -151,6 +151,16 @@ with src as (
     from tickets_src t
     left join {customers} c on c.customer_id = t.customer_id
 ),
+fb as (
+    -- survey sums per ticket, so feedback metrics need no join at query time
+    select ticket_id, count(*) as fb_n,
+        count(csat) as fb_csat_n, sum(csat) as fb_csat_sum,
+        count(*) filter (where csat >= 4) as fb_csat_good,
+        count(nps) as fb_nps_n, count(*) filter (where nps >= 9) as fb_nps_promoters,
+        count(*) filter (where nps <= 6) as fb_nps_detractors,
+        count(ces) as fb_ces_n, sum(ces) as fb_ces_sum
+    from {feedback} group by ticket_id
+),
 final as (
     select
         s.ticket_id, s.created_at, s.status, s.first_response_at, s.resolved_at,
@@ -186,8 +196,11 @@ final as (
                     cast(p.resolution_target_h * 3600000000 as bigint)) < ?
                 then false
         end as sla_resolution_met,
-        s.ticket_id in (select ticket_id from {feedback}) as has_feedback
+        coalesce(fb.fb_n, 0) > 0 as has_feedback,
+        fb.fb_n, fb.fb_csat_n, fb.fb_csat_sum, fb.fb_csat_good, fb.fb_nps_n,
+        fb.fb_nps_promoters, fb.fb_nps_detractors, fb.fb_ces_n, fb.fb_ces_sum
     from src s
+    left join fb on fb.ticket_id = s.ticket_id
     left join {representatives} r on r.rep_id = s.rep_id
     left join sla_targets p on p.priority = coalesce(s.priority, 'normal') and p.segment = s.seg
 )
@@ -248,7 +261,10 @@ def rebuild_derived(
             tables, "representatives", "null::varchar as rep_id, null::varchar as name, "
             "null::varchar as team, null::varchar as manager"
         ),
-        feedback=_empty_or(tables, "feedback", "null::varchar as ticket_id"),
+        feedback=_empty_or(
+            tables, "feedback", "null::varchar as ticket_id, null::integer as csat, "
+            "null::integer as nps, null::integer as ces"
+        ),
     )
     as_of_param = as_of or datetime(1970, 1, 1)
     con.execute(sql, [as_of_param, as_of_param])
