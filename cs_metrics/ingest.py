@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import sys
 import time
 import uuid
@@ -257,6 +258,7 @@ def _build_checked(
             else "unparseable_value"
         checks.append((flag, reason, canon, val))
     vmaps = {c: tm.value_map(c) for c in exprs}
+    as_is: set[str] = set()
     for col in table.columns:
         if col.name not in exprs:
             if col.name == "feedback_id" and tm.table == "feedback":
@@ -264,7 +266,15 @@ def _build_checked(
             typed_parts.append(f"cast(null as {col.type}) as {quote_ident(col.name)}")
             continue
         v = quote_ident("v_" + col.name)
-        typed = _typed(col, v, types["v_" + col.name], tm.timezone, vmaps[col.name])
+        src_type = types["v_" + col.name]
+        if (tm.fmt != "csv" and src_type == col.type and not vmaps[col.name]
+                and col.enum is None and col.name not in SCORE_RANGES
+                and (col.type != "TIMESTAMP" or tm.timezone == "UTC")):
+            # already the canonical type (typed Parquet): nothing to convert or check
+            as_is.add(col.name)
+            typed_parts.append(f"{v} as {quote_ident(col.name)}")
+            continue
+        typed = _typed(col, v, src_type, tm.timezone, vmaps[col.name])
         typed_parts.append(f"{typed} as {quote_ident(col.name)}")
         typed_parts.append(f"cast({v} as varchar) as {quote_ident('raw_' + col.name)}")
     typed_parts += [c[0] for c in conv_checks] + [c[1] for c in conv_checks]
@@ -276,6 +286,11 @@ def _build_checked(
         if col.name not in exprs:
             continue
         q, raw_q = quote_ident(col.name), quote_ident("raw_" + col.name)
+        if col.name in as_is:
+            if col.required:
+                checks.append((f"{q} is null", "missing_required_value", col.name,
+                               f"cast({q} as varchar)"))
+            continue
         if col.enum is not None:
             checks.append((f"{raw_q} is not null and {q} is null", _ENUM_REASON[col.name],
                            col.name, raw_q))
@@ -302,6 +317,10 @@ def _build_checked(
     if tm.table == "outages" and "ended_at" in exprs:
         checks.append(("ended_at < started_at", "ended_before_started", "ended_at",
                        "cast(ended_at as varchar)"))
+    if tm.table == "feedback":
+        # not an error: a survey row with nothing in it is skipped and counted
+        checks.append(("csat is null and nps is null and ces is null and comment is null",
+                       "__empty", "comment", "null"))
 
     def case(idx: int) -> str:
         if not checks:
@@ -314,10 +333,15 @@ def _build_checked(
     select_cols = ", ".join(quote_ident(c) for c in canon_cols if c != "feedback_id" or
                             "feedback_id" in exprs)
     extra = ""
+    if tm.table == "tickets" and "resolved_at" in exprs:
+        # the current status wins: a resolved_at on a ticket that is not closed is cleared
+        select_cols = select_cols.replace(
+            '"resolved_at"', "case when status = 'closed' then resolved_at end as resolved_at")
+        extra += ", status <> 'closed' and resolved_at is not null as __cleared"
     if tm.table == "feedback" and "feedback_id" not in exprs:
         # no id in the source: one derived from the ticket and the row, stable across loads
-        extra = (", ticket_id || ':' || row_number() over (partition by ticket_id "
-                 "order by __file, __row) as feedback_id")
+        extra += (", ticket_id || ':' || row_number() over (partition by ticket_id "
+                  "order by __file, __row) as feedback_id")
     con.execute(
         f"""
         create or replace temp table checked_{tag} as
@@ -430,6 +454,7 @@ def ingest(
     wh = warehouse or Warehouse(db)
     con = wh.connection()
     ingest_id = uuid.uuid4().hex[:12]
+    memory = _limit_memory(con)
     reports: list[TableReport] = []
     raw_cache: dict[tuple, str] = {}
     try:
@@ -491,6 +516,7 @@ def ingest(
         ) from exc
     finally:
         _drop_temp(con)
+        con.execute(f"set memory_limit = {sql_literal(memory)}")
         if warehouse is None and sys.exc_info()[0] is not None:
             wh.close()
     out_csv = Path(rejects_csv) if rejects_csv else wh.path.parent / "rejects.csv"
@@ -507,6 +533,26 @@ def ingest(
         seconds=time.perf_counter() - started,
         as_of=as_of,
     )
+
+
+INGEST_MEMORY_ENV = "CS_METRICS_INGEST_MEMORY"
+
+
+def _limit_memory(con: duckdb.DuckDBPyConnection) -> str:
+    """Bound the memory of a load (DuckDB spills the rest to disk); returns the old limit.
+
+    $CS_METRICS_INGEST_MEMORY sets it (default 1GB); "none" leaves DuckDB's own limit.
+    """
+    old = con.execute("select current_setting('memory_limit')").fetchall()[0][0]
+    limit = os.environ.get(INGEST_MEMORY_ENV, "1GB").strip()
+    if limit.lower() != "none":
+        try:
+            con.execute(f"set memory_limit = {sql_literal(limit)}")
+        except duckdb.Error as exc:
+            raise CsMetricsError(
+                f"${INGEST_MEMORY_ENV} = {limit!r} is not a memory size; use e.g. 2GB."
+            ) from exc
+    return old
 
 
 def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
@@ -535,63 +581,45 @@ def _load_table(
     table = TABLES[tm.table]
     _build_checked(con, tm, exprs, raw, tag)
     collapsed = _apply_keys(con, tm.table, tag)
-    skipped = 0
-    if tm.table == "feedback":
-        con.execute(
-            f"update checked_{tag} set __reason = '__empty' where __reason is null and "
-            "csat is null and nps is null and ces is null and comment is null"
-        )
-        skipped = con.execute(
-            f"select count(*) from checked_{tag} where __reason = '__empty'"
-        ).fetchall()[0][0]
+    cleared = "count(*) filter (where __reason is null and __cleared)" \
+        if tm.table == "tickets" and "resolved_at" in exprs else "0"
+    early = "count(*) filter (where __reason is null and resolved_at < first_response_at)" \
+        if tm.table == "tickets" and {"resolved_at", "first_response_at"} <= set(exprs) else "0"
+    read, loaded, skipped, n_cleared, n_early = con.execute(
+        f"select count(*), count(*) filter (where __reason is null), "
+        f"count(*) filter (where __reason = '__empty'), {cleared}, {early} from checked_{tag}"
+    ).fetchall()[0]
     warnings: list[tuple[str, int]] = []
-    if tm.table == "tickets":
-        n = con.execute(
-            f"select count(*) from checked_{tag} where __reason is null "
-            "and status <> 'closed' and resolved_at is not null"
-        ).fetchall()[0][0]
-        con.execute(
-            f"update checked_{tag} set resolved_at = null where status <> 'closed'"
-        )
-        if n:
-            warnings.append(("resolved_at_cleared", int(n)))
-        n = con.execute(
-            f"select count(*) from checked_{tag} where __reason is null "
-            "and resolved_at < first_response_at"
-        ).fetchall()[0][0]
-        if n:
-            warnings.append(("resolved_before_first_response", int(n)))
-    read = con.execute(f"select count(*) from checked_{tag}").fetchall()[0][0]
+    if n_cleared:
+        warnings.append(("resolved_at_cleared", int(n_cleared)))
+    if n_early:
+        warnings.append(("resolved_before_first_response", int(n_early)))
     counts = con.execute(
         f"select __reason, count(*) from checked_{tag} where __reason is not null "
         "and not starts_with(__reason, '__') group by 1 order by 1"
     ).fetchall()
     cols = ", ".join(quote_ident(c) for c in table.column_names)
     stored = STORED_AS[tm.table]
-    con.execute(
-        f"create or replace temp table stg_{tag} as select {cols} from checked_{tag} "
-        "where __reason is null"
-    )
+    good = f"(select {cols} from checked_{tag} where __reason is null)"
     exists = con.execute(
         "select count(*) from information_schema.tables where table_schema = 'main' "
         "and table_name = ?",
         [stored],
     ).fetchall()[0][0]
     if not exists:
-        con.execute(f"create table {stored} as select * from stg_{tag}")
+        con.execute(f"create table {stored} as select * from {good}")
     elif table.key:
         k = quote_ident(table.key)
         con.execute(
             f"create or replace table {stored} as "
-            f"select {cols} from {stored} where {k} not in (select {k} from stg_{tag}) "
-            f"union all select * from stg_{tag}"
+            f"select {cols} from {stored} where {k} not in (select {k} from {good}) "
+            f"union all select * from {good}"
         )
     else:
         con.execute(
             f"create or replace table {stored} as select distinct * from ("
-            f"select {cols} from {stored} union all select * from stg_{tag})"
+            f"select {cols} from {stored} union all select * from {good})"
         )
-    loaded = con.execute(f"select count(*) from stg_{tag}").fetchall()[0][0]
     # a reload of the same files replaces their earlier rejects instead of adding to them
     files = [str(f) for f in tm.files]
     con.execute(
@@ -600,6 +628,7 @@ def _load_table(
         [tm.table, *files],
     )
     if not counts:
+        _drop_staging(con, tag)
         return _report(tm, files, read, loaded, counts, warnings, collapsed, skipped)
     sentence = "case c.__reason " + " ".join(
         f"when {sql_literal(k)} then {sql_literal(v)}" for k, v in REJECT_REASONS.items()
@@ -617,7 +646,15 @@ def _load_table(
         """,
         [ingest_id, tm.table],
     )
+    _drop_staging(con, tag)
     return _report(tm, files, read, loaded, counts, warnings, collapsed, skipped)
+
+
+def _drop_staging(con: duckdb.DuckDBPyConnection, tag: str) -> None:
+    """Free a table's staging as soon as it has loaded, so big loads stay within memory."""
+    for view in (f"typed_{tag}", f"mapped_{tag}"):
+        con.execute(f"drop view if exists {view}")
+    con.execute(f"drop table if exists checked_{tag}")
 
 
 def _report(tm, files, read, loaded, counts, warnings, collapsed, skipped) -> TableReport:
