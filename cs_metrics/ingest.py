@@ -55,8 +55,9 @@ WARNINGS: dict[str, str] = {
     "event_unknown_ticket": "a status event for a ticket that is not in the warehouse (kept)",
 }
 
-# Where each canonical table lives in the warehouse; tickets get a derived query table.
-STORED_AS = {name: ("tickets_src" if name == "tickets" else name) for name in TABLES}
+# Canonical ticket rows of the current load (old rows kept plus new ones), from which the
+# query table ``tickets`` is rebuilt; the warehouse keeps one stored copy of the tickets.
+TICKETS_CANON = "tickets_canon"
 
 REJECT_COLUMNS = (
     "table_name", "source_file", "source_row", "reason", "column_name", "value", "detail", "raw",
@@ -461,7 +462,8 @@ def ingest(
         con.execute("begin transaction")
         _ensure_rejects(con)
         if replace:
-            for name in [*STORED_AS.values(), "tickets", "column_stats", "meta"]:
+            con.execute("drop view if exists tickets_src")
+            for name in [*TABLES, "column_stats", "meta"]:
                 con.execute(f"drop table if exists {name}")
             con.execute("delete from rejects")
             con.execute("delete from ingest_log")
@@ -492,7 +494,8 @@ def ingest(
                     )
                 raw_cache[key] = raw
             reports.append(_load_table(con, tm, exprs[name], raw, tag, ingest_id))
-        as_of = rebuild_derived(con, settings)
+        loads_tickets = m.for_table("tickets") is not None
+        as_of = rebuild_derived(con, settings, TICKETS_CANON if loads_tickets else None)
         _orphan_warnings(con, reports)
         for rep in reports:
             tm = m.for_table(rep.table)
@@ -599,14 +602,24 @@ def _load_table(
         "and not starts_with(__reason, '__') group by 1 order by 1"
     ).fetchall()
     cols = ", ".join(quote_ident(c) for c in table.column_names)
-    stored = STORED_AS[tm.table]
+    stored = tm.table
     good = f"(select {cols} from checked_{tag} where __reason is null)"
     exists = con.execute(
         "select count(*) from information_schema.tables where table_schema = 'main' "
         "and table_name = ?",
         [stored],
     ).fetchall()[0][0]
-    if not exists:
+    if tm.table == "tickets":
+        # the query table is rebuilt from these rows once every table of the load is in
+        if not exists:
+            con.execute(f"create temp view {TICKETS_CANON} as select * from {good}")
+        else:
+            con.execute(
+                f"create temp table {TICKETS_CANON} as select {cols} from tickets_src "
+                f"where ticket_id not in (select ticket_id from {good}) "
+                f"union all select * from {good}"
+            )
+    elif not exists:
         con.execute(f"create table {stored} as select * from {good}")
     elif table.key:
         k = quote_ident(table.key)
@@ -628,7 +641,8 @@ def _load_table(
         [tm.table, *files],
     )
     if not counts:
-        _drop_staging(con, tag)
+        if tm.table != "tickets":  # the tickets' rows are still needed for the rebuild
+            _drop_staging(con, tag)
         return _report(tm, files, read, loaded, counts, warnings, collapsed, skipped)
     sentence = "case c.__reason " + " ".join(
         f"when {sql_literal(k)} then {sql_literal(v)}" for k, v in REJECT_REASONS.items()
@@ -646,7 +660,8 @@ def _load_table(
         """,
         [ingest_id, tm.table],
     )
-    _drop_staging(con, tag)
+    if tm.table != "tickets":
+        _drop_staging(con, tag)
     return _report(tm, files, read, loaded, counts, warnings, collapsed, skipped)
 
 
@@ -677,7 +692,7 @@ def _orphan_warnings(con: duckdb.DuckDBPyConnection, reports: list[TableReport])
             continue
         n = con.execute(
             f"select count(*) from {rep.table} x where not exists "
-            "(select 1 from tickets_src t where t.ticket_id = x.ticket_id)"
+            "(select 1 from tickets t where t.ticket_id = x.ticket_id)"
         ).fetchall()[0][0]
         if n:
             name = "feedback_unknown_ticket" if rep.table == "feedback" else \

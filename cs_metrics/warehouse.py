@@ -148,7 +148,7 @@ with src as (
     select t.*,
         coalesce(t.customer_segment, c.segment, 'Unknown') as seg,
         coalesce(t.customer_location, c.city) as cust_loc
-    from tickets_src t
+    from {source} t
     left join {customers} c on c.customer_id = t.customer_id
 ),
 fb as (
@@ -170,6 +170,9 @@ final as (
         s.rep_id, r.name as rep_name, r.team, r.manager,
         s.contacts, s.reopened_count, s.handle_time_s, s.subject,
         coalesce(s.is_test, false) as is_test,
+        -- as the source gave them, so the canonical rows (view tickets_src) can be rebuilt
+        s.customer_location as src_customer_location,
+        s.customer_segment as src_customer_segment,
         cast(s.created_at as date) as created_date,
         date_diff('second', s.created_at, s.first_response_at) / 60.0 as first_response_min,
         case when s.status = 'closed'
@@ -212,29 +215,51 @@ def _empty_or(wh_tables: set[str], name: str, columns: str) -> str:
     return name if name in wh_tables else f"(select {columns} where false)"
 
 
-def rebuild_derived(
-    con: duckdb.DuckDBPyConnection, settings: Settings | None = None
-) -> datetime | None:
-    """Recompute the query table ``tickets`` from ``tickets_src`` and the dimension tables.
+SRC_VIEW_SQL = """
+create or replace view tickets_src as
+select ticket_id, created_at, status, first_response_at, resolved_at, priority, channel, domain,
+    location, location_lat, location_lon, customer_id,
+    src_customer_location as customer_location, src_customer_segment as customer_segment,
+    rep_id, contacts, reopened_count, handle_time_s, subject, is_test
+from tickets
+"""
 
-    Runs inside the caller's transaction so readers switch from the old to the new table
-    at commit, never seeing a half-built one.
-    """
-    settings = settings or load_settings()
-    tables = {
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {
         r[0]
         for r in con.execute(
             "select table_name from information_schema.tables where table_schema = 'main'"
         ).fetchall()
     }
-    if "tickets_src" not in tables:
-        return None
-    as_of = _compute_as_of(con, tables)
+
+
+def rebuild_derived(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings | None = None,
+    source: str | None = None,
+) -> datetime | None:
+    """Rebuild the query table ``tickets`` from canonical ticket rows and the other tables.
+
+    ``source`` is a relation of canonical ticket rows (a load passes the merged old and new
+    rows); by default the current ones (view ``tickets_src``). There is one stored copy of
+    the tickets: the canonical columns plus everything derived at load. Runs inside the
+    caller's transaction, so readers switch from the old table to the new one at commit.
+    """
+    settings = settings or load_settings()
+    tables = _tables(con)
+    if source is None:
+        if "tickets" not in tables:
+            return None
+        # the query table is about to be replaced: read its canonical rows from a copy
+        con.execute("create or replace temp table tickets_src_copy as select * from tickets_src")
+        source = "tickets_src_copy"
+    as_of = _compute_as_of(con, tables, source)
     kinds = con.execute(
         f"""
         select distinct coalesce(t.priority, 'normal') as priority,
                coalesce(t.customer_segment, c.segment, 'Unknown') as segment
-        from tickets_src t
+        from {source} t
         left join {_empty_or(tables, 'customers', 'null as customer_id, null as segment')} c
             on c.customer_id = t.customer_id
         """
@@ -253,6 +278,7 @@ def rebuild_derived(
     con.execute("create or replace temp table sla_targets as select * from sla_targets_df")
     con.unregister("sla_targets_df")
     sql = _DERIVED_SQL.format(
+        source=source,
         customers=_empty_or(
             tables, "customers", "null::varchar as customer_id, null::varchar as segment, "
             "null::varchar as city"
@@ -267,18 +293,22 @@ def rebuild_derived(
         ),
     )
     as_of_param = as_of or datetime(1970, 1, 1)
-    # Sources usually arrive in created_at order and the joins keep it, so sorting the wide
-    # rows (the slowest step of a big load) is done only when the result is out of order.
     con.execute(sql, [as_of_param, as_of_param])
+    # Sources usually arrive in created_at order. A parallel join keeps each thread's rows in
+    # order but may emit the threads' runs in another order: a few sorted runs skip row
+    # groups on date filters as well as one does, so only a disordered table (a source in
+    # another order) is sorted, which is the slowest step of a big load.
     inversions = con.execute(
         "select count(*) from (select created_at < lag(created_at) over (order by rowid) "
         "as inv from tickets) where inv"
     ).fetchall()[0][0]
-    if inversions:
+    if inversions > SORTED_RUNS_ALLOWED:
         con.execute(
             "create or replace table tickets as select * from tickets "
             "order by created_at, ticket_id"
         )
+    con.execute(SRC_VIEW_SQL)
+    con.execute("drop table if exists temp.main.tickets_src_copy")
     first, last = con.execute(
         "select min(created_at), max(created_at) from tickets where not is_test"
     ).fetchall()[0]
@@ -298,11 +328,16 @@ def rebuild_derived(
     return as_of
 
 
-def _compute_as_of(con: duckdb.DuckDBPyConnection, tables: set[str]) -> datetime | None:
+SORTED_RUNS_ALLOWED = 64
+
+
+def _compute_as_of(
+    con: duckdb.DuckDBPyConnection, tables: set[str], source: str
+) -> datetime | None:
     parts = [
-        "select max(created_at) as m from tickets_src",
-        "select max(first_response_at) from tickets_src",
-        "select max(resolved_at) from tickets_src",
+        f"select max(created_at) as m from {source}",
+        f"select max(first_response_at) from {source}",
+        f"select max(resolved_at) from {source}",
     ]
     if "ticket_events" in tables:
         parts.append("select max(event_at) from ticket_events")

@@ -72,7 +72,7 @@ def test_reject_reason_keeps_row_and_loads_good_rows(tmp_path, reason):
     rep = report.table(table)
     assert dict(rep.rejected) == {reason: 1}
     assert rep.loaded == 1
-    stored = "tickets_src" if table == "tickets" else table
+    stored = table
     assert _rows(db, f"select count(*) from {stored}") == [(1,)]
     rejects = _rows(db, "select table_name, source_row, reason, column_name, raw from rejects")
     assert len(rejects) == 1
