@@ -102,15 +102,26 @@ class IngestReport:
 
 
 def _reader_sql(tm: TableMapping) -> str:
+    """DuckDB reader of the source; several files add their path as column __path."""
     files = "[" + ", ".join(sql_literal(str(f)) for f in tm.files) + "]"
+    path = ", filename='__path'" if len(tm.files) > 1 else ""
     if tm.fmt == "parquet":
-        return f"read_parquet({files}, filename='__file', file_row_number=true)"
+        return f"read_parquet({files}, file_row_number=true{path})"
     if tm.fmt == "jsonl":
-        return f"read_json({files}, format='newline_delimited', filename='__file')"
-    opts = "header=true, all_varchar=true, filename='__file'"
+        return f"read_json({files}, format='newline_delimited'{path})"
+    opts = f"header=true, all_varchar=true{path}"
     if tm.delimiter:
         opts += f", delim={sql_literal(tm.delimiter)}"
     return f"read_csv({files}, {opts})"
+
+
+def _file_index(tm: TableMapping) -> str:
+    """Rows carry their file as a small number (1-based index into tm.files), not a path:
+    a path string on each of millions of rows costs memory and time."""
+    if len(tm.files) == 1:
+        return "cast(1 as integer)"
+    files = "[" + ", ".join(sql_literal(str(f)) for f in tm.files) + "]"
+    return f"cast(list_position({files}, __path) as integer)"
 
 
 def _source_columns(con: duckdb.DuckDBPyConnection, tm: TableMapping) -> list[str]:
@@ -121,7 +132,7 @@ def _source_columns(con: duckdb.DuckDBPyConnection, tm: TableMapping) -> list[st
             f"{tm.origin}, table {tm.table}: cannot read {tm.files[0]} as {tm.fmt} "
             f"({str(exc).splitlines()[0]}); check the file and the format/delimiter settings."
         ) from exc
-    return [r[0] for r in rows if r[0] not in ("__file", "file_row_number")]
+    return [r[0] for r in rows if r[0] not in ("__path", "file_row_number")]
 
 
 def _resolved_columns(tm: TableMapping, source_cols: list[str]) -> dict[str, str]:
@@ -476,16 +487,21 @@ def ingest(
             raw = raw_cache.get(key)
             if raw is None:
                 raw = f"raw_{tag}"
+                drop = "__path" if len(tm.files) > 1 else ""
                 if tm.fmt == "parquet":
                     con.execute(
                         f"create or replace temp view {raw} as select * exclude "
-                        f"(file_row_number), file_row_number + 1 as __row "
+                        f"(file_row_number{', ' + drop if drop else ''}), "
+                        f"{_file_index(tm)} as __file, file_row_number + 1 as __row "
                         f"from {_reader_sql(tm)}"
                     )
                 else:
                     # a materialised table keeps file order in its rowid: the source row
+                    cols = f"* exclude (__path), {_file_index(tm)} as __file" if drop \
+                        else f"*, {_file_index(tm)} as __file"
                     con.execute(
-                        f"create or replace temp table {raw}_t as select * from {_reader_sql(tm)}"
+                        f"create or replace temp table {raw}_t as select {cols} "
+                        f"from {_reader_sql(tm)}"
                     )
                     con.execute(
                         f"create or replace temp view {raw} as select *, "
@@ -650,7 +666,8 @@ def _load_table(
     con.execute(
         f"""
         insert into rejects
-        select ?, ?, c.__file, c.__row, c.__reason, c.__column, c.__value,
+        select ?, ?, list_extract(?::varchar[], c.__file), c.__row, c.__reason, c.__column,
+            c.__value,
             {sentence} || ' (' || c.__column || ' = '
                 || coalesce('"' || c.__value || '"', 'empty') || ')',
             to_json(r)
@@ -658,7 +675,7 @@ def _load_table(
         join {raw} r on r.__file = c.__file and r.__row = c.__row
         where c.__reason is not null and not starts_with(c.__reason, '__')
         """,
-        [ingest_id, tm.table],
+        [ingest_id, tm.table, files],
     )
     if tm.table != "tickets":
         _drop_staging(con, tag)
