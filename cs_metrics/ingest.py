@@ -354,14 +354,33 @@ def _build_checked(
         # no id in the source: one derived from the ticket and the row, stable across loads
         extra += (", ticket_id || ':' || row_number() over (partition by ticket_id "
                   "order by __file, __row) as feedback_id")
+    # A view, not a table: a big load reads its source a few times rather than writing every
+    # row to a staging table first. It becomes a table only when duplicates need a window.
     con.execute(
         f"""
-        create or replace temp table checked_{tag} as
+        create or replace temp view checked_{tag} as
         select __file, __row, {select_cols}{extra},
             {case(1)} as __reason, {case(2)} as __column, {case(3)} as __value
         from typed_{tag}
         """
     )
+
+
+def _replace_checked(con: duckdb.DuckDBPyConnection, tag: str, select: str) -> None:
+    """Materialise ``select`` (which reads checked_<tag>) as the new checked_<tag> table."""
+    con.execute(f"create or replace temp table checked_next_{tag} as {select}")
+    _drop_relation(con, f"checked_{tag}")
+    con.execute(f"alter table checked_next_{tag} rename to checked_{tag}")
+
+
+def _drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a temp view or table, whichever ``name`` is."""
+    kind = con.execute(
+        "select table_type from information_schema.tables "
+        "where table_catalog = 'temp' and table_name = ?", [name]
+    ).fetchall()
+    if kind:
+        con.execute(f"drop {'view' if kind[0][0] == 'VIEW' else 'table'} temp.main.{name}")
 
 
 def _apply_keys(con: duckdb.DuckDBPyConnection, table: str, tag: str) -> int:
@@ -373,9 +392,9 @@ def _apply_keys(con: duckdb.DuckDBPyConnection, table: str, tag: str) -> int:
     cols = ", ".join(quote_ident(c) for c in TABLES[table].column_names)
     collapsed = 0
     if table in ("representatives", "customers", "outages"):
-        con.execute(
+        _replace_checked(
+            con, tag,
             f"""
-            create or replace temp table checked_{tag} as
             select * exclude (__exact) replace (
                 case when __reason is null and __exact > 1 then '__collapsed'
                      else __reason end as __reason)
@@ -393,9 +412,9 @@ def _apply_keys(con: duckdb.DuckDBPyConnection, table: str, tag: str) -> int:
     ).fetchall()[0][0]
     if not dupes:  # the usual case: skip the window over every row
         return int(collapsed)
-    con.execute(
+    _replace_checked(
+        con, tag,
         f"""
-        create or replace temp table checked_{tag} as
         select * exclude (__n) replace (
             case when __reason is null and __n > 1 then 'duplicate_key' else __reason end
                 as __reason,
@@ -684,9 +703,9 @@ def _load_table(
 
 def _drop_staging(con: duckdb.DuckDBPyConnection, tag: str) -> None:
     """Free a table's staging as soon as it has loaded, so big loads stay within memory."""
+    _drop_relation(con, f"checked_{tag}")
     for view in (f"typed_{tag}", f"mapped_{tag}"):
         con.execute(f"drop view if exists {view}")
-    con.execute(f"drop table if exists checked_{tag}")
 
 
 def _report(tm, files, read, loaded, counts, warnings, collapsed, skipped) -> TableReport:
