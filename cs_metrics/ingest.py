@@ -383,51 +383,48 @@ def _drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
         con.execute(f"drop {'view' if kind[0][0] == 'VIEW' else 'table'} temp.main.{name}")
 
 
-def _apply_keys(con: duckdb.DuckDBPyConnection, table: str, tag: str) -> int:
-    """Duplicate ids: tickets reject every repeat; dimension tables merge identical rows
-    and reject conflicting ones. Returns the number of identical rows merged."""
-    key = TABLES[table].key
-    if key is None:
+def _collapse_identical(con: duckdb.DuckDBPyConnection, table: str, tag: str) -> int:
+    """Dimension tables often come from the ticket export itself, one row per ticket:
+    identical rows merge into one (returns how many merged); conflicting ones are rejected
+    as duplicates afterwards."""
+    if table not in ("representatives", "customers", "outages"):
         return 0
     cols = ", ".join(quote_ident(c) for c in TABLES[table].column_names)
-    collapsed = 0
-    if table in ("representatives", "customers", "outages"):
-        _replace_checked(
-            con, tag,
-            f"""
-            select * exclude (__exact) replace (
-                case when __reason is null and __exact > 1 then '__collapsed'
-                     else __reason end as __reason)
-            from (select *, row_number() over (partition by {cols} order by __file, __row)
-                      as __exact
-                  from checked_{tag})
-            """
-        )
-        collapsed = con.execute(
-            f"select count(*) from checked_{tag} where __reason = '__collapsed'"
-        ).fetchall()[0][0]
-    dupes = con.execute(
-        f"select count(*) - count(distinct {quote_ident(key)}) from checked_{tag} "
-        "where __reason is null"
-    ).fetchall()[0][0]
-    if not dupes:  # the usual case: skip the window over every row
-        return int(collapsed)
+    _replace_checked(
+        con, tag,
+        f"""
+        select * exclude (__exact) replace (
+            case when __reason is null and __exact > 1 then '__collapsed'
+                 else __reason end as __reason)
+        from (select *, row_number() over (partition by {cols} order by __file, __row)
+                  as __exact
+              from checked_{tag})
+        """,
+    )
+    return int(con.execute(
+        f"select count(*) from checked_{tag} where __reason = '__collapsed'"
+    ).fetchall()[0][0])
+
+
+def _reject_duplicates(con: duckdb.DuckDBPyConnection, table: str, tag: str) -> None:
+    """The first row of an id loads; every later row with the same id is rejected."""
+    key = quote_ident(TABLES[table].key)
     _replace_checked(
         con, tag,
         f"""
         select * exclude (__n) replace (
             case when __reason is null and __n > 1 then 'duplicate_key' else __reason end
                 as __reason,
-            case when __reason is null and __n > 1 then '{key}' else __column end as __column,
-            case when __reason is null and __n > 1 then cast({quote_ident(key)} as varchar)
+            case when __reason is null and __n > 1 then {sql_literal(TABLES[table].key)}
+                 else __column end as __column,
+            case when __reason is null and __n > 1 then cast({key} as varchar)
                  else __value end as __value
         ) from (
-            select *, row_number() over (partition by {quote_ident(key)}, __reason is null
+            select *, row_number() over (partition by {key}, __reason is null
                                          order by __file, __row) as __n
             from checked_{tag})
-        """
+        """,
     )
-    return int(collapsed)
 
 
 # --- the load ----------------------------------------------------------------------------
@@ -618,24 +615,31 @@ def _load_table(
 ) -> TableReport:
     table = TABLES[tm.table]
     _build_checked(con, tm, exprs, raw, tag)
-    collapsed = _apply_keys(con, tm.table, tag)
+    collapsed = _collapse_identical(con, tm.table, tag)
     cleared = "count(*) filter (where __reason is null and __cleared)" \
         if tm.table == "tickets" and "resolved_at" in exprs else "0"
     early = "count(*) filter (where __reason is null and resolved_at < first_response_at)" \
         if tm.table == "tickets" and {"resolved_at", "first_response_at"} <= set(exprs) else "0"
-    read, loaded, skipped, n_cleared, n_early = con.execute(
+    distinct = f"count(distinct {quote_ident(table.key)}) filter (where __reason is null)" \
+        if table.key else "count(*) filter (where __reason is null)"
+    # one pass over the checked rows for every figure of the report
+    stats_sql = (
         f"select count(*), count(*) filter (where __reason is null), "
-        f"count(*) filter (where __reason = '__empty'), {cleared}, {early} from checked_{tag}"
-    ).fetchall()[0]
+        f"count(*) filter (where __reason = '__empty'), {cleared}, {early}, {distinct}, "
+        f"histogram(__reason) filter (where __reason is not null "
+        f"and not starts_with(__reason, '__')) from checked_{tag}"
+    )
+    stats = con.execute(stats_sql).fetchall()[0]
+    if stats[5] != stats[1]:  # repeated ids: mark every repeat, then count again
+        _reject_duplicates(con, tm.table, tag)
+        stats = con.execute(stats_sql).fetchall()[0]
+    read, loaded, skipped, n_cleared, n_early, _, histogram = stats
     warnings: list[tuple[str, int]] = []
     if n_cleared:
         warnings.append(("resolved_at_cleared", int(n_cleared)))
     if n_early:
         warnings.append(("resolved_before_first_response", int(n_early)))
-    counts = con.execute(
-        f"select __reason, count(*) from checked_{tag} where __reason is not null "
-        "and not starts_with(__reason, '__') group by 1 order by 1"
-    ).fetchall()
+    counts = sorted((histogram or {}).items())
     cols = ", ".join(quote_ident(c) for c in table.column_names)
     stored = tm.table
     good = f"(select {cols} from checked_{tag} where __reason is null)"

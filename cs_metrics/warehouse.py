@@ -13,6 +13,7 @@ import duckdb
 import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
+from cs_metrics.schema import PRIORITIES
 from cs_metrics.settings import Settings, load_settings
 
 DB_ENV = "CS_METRICS_DB"
@@ -254,16 +255,21 @@ def rebuild_derived(
         # the query table is about to be replaced: read its canonical rows from a copy
         con.execute("create or replace temp table tickets_src_copy as select * from tickets_src")
         source = "tickets_src_copy"
-    as_of = _compute_as_of(con, tables, source)
-    kinds = con.execute(
-        f"""
-        select distinct coalesce(t.priority, 'normal') as priority,
-               coalesce(t.customer_segment, c.segment, 'Unknown') as segment
-        from {source} t
-        left join {_empty_or(tables, 'customers', 'null as customer_id, null as segment')} c
-            on c.customer_id = t.customer_id
-        """
-    ).fetchall()
+    # one pass over the canonical rows: the data's "now" and the segments in use
+    latest, segments = con.execute(
+        f"select greatest(max(created_at), max(first_response_at), max(resolved_at)), "
+        f"list(distinct customer_segment) from {source}"
+    ).fetchall()[0]
+    as_of = _as_of(con, tables, latest)
+    segment_set = {seg for seg in (segments or []) if seg is not None} | {"Unknown"}
+    if "customers" in tables:
+        segment_set |= {
+            r[0] for r in con.execute(
+                "select distinct segment from customers where segment is not null"
+            ).fetchall()
+        }
+    # every priority x segment the tickets can have; a few rows, so policies stay in Python
+    kinds = [(p, seg) for p in PRIORITIES for seg in sorted(segment_set)]
     rows = []
     for priority, segment in kinds:
         fr, res, name = settings.sla_targets(priority, segment)
@@ -331,17 +337,14 @@ def rebuild_derived(
 SORTED_RUNS_ALLOWED = 64
 
 
-def _compute_as_of(
-    con: duckdb.DuckDBPyConnection, tables: set[str], source: str
+def _as_of(
+    con: duckdb.DuckDBPyConnection, tables: set[str], latest: datetime | None
 ) -> datetime | None:
-    parts = [
-        f"select max(created_at) as m from {source}",
-        f"select max(first_response_at) from {source}",
-        f"select max(resolved_at) from {source}",
-    ]
+    stamps = [latest]
     if "ticket_events" in tables:
-        parts.append("select max(event_at) from ticket_events")
-    return con.execute(f"select max(m) from ({' union all '.join(parts)})").fetchall()[0][0]
+        stamps.append(con.execute("select max(event_at) from ticket_events").fetchall()[0][0])
+    stamps = [s for s in stamps if s is not None]
+    return max(stamps) if stamps else None
 
 
 def _column_stats(con: duckdb.DuckDBPyConnection) -> None:
