@@ -215,7 +215,8 @@ def _where(filters: Filters, with_dates: bool = True) -> tuple[str, list]:
     return " and ".join(clauses), params
 
 
-def _period(grain: str | None, column: str = "t.created_at") -> str | None:
+def _period(grain: str | None, column: str = "t.created_date") -> str | None:
+    # truncating the stored date is cheaper than truncating the timestamp, same bucket
     return f"date_trunc('{grain}', {column})" if grain else None
 
 
@@ -331,10 +332,16 @@ def _backlog_sql(by: list[str], grain: str | None, filters: Filters) -> tuple[st
     # One pass over the tickets: counts per (created bucket, resolved bucket); the net flow
     # per bucket and its running sum give the backlog at each bucket's end.
     sql = f"""
-        with bl_pairs as (
-            select {dim_select}{_period(grain)} as created_p,
-                {_period(grain, 't.effective_resolved_at')} as resolved_p, count(*) as n
+        with bl_days as (
+            select {dim_select}t.created_date as created_d,
+                cast(t.effective_resolved_at as date) as resolved_d, count(*) as n
             from tickets t where {where}
+            group by {with_dims}created_d, resolved_d
+        ),
+        bl_pairs as (
+            select {with_dims}{_period(grain, 'created_d')} as created_p,
+                {_period(grain, 'resolved_d')} as resolved_p, sum(n) as n
+            from bl_days
             group by {with_dims}created_p, resolved_p
         ),
         bl_flow as (
