@@ -308,3 +308,8 @@ def describe_range(filters: Filters) -> str:
 def as_of_text(wh: Warehouse) -> str:
     as_of: datetime | None = wh.as_of()
     return f"Data as of {as_of:%Y-%m-%d %H:%M} UTC" if as_of else "No data loaded yet"
+
+
+def filters_ui(wh: Warehouse) -> Filters:
+    """The sidebar's global filters -> one frozen Filters (pages call this, not the parts)."""
+    return date_range_ui(wh)
