@@ -11,6 +11,9 @@ st.set_page_config(page_title="Customer service metrics", page_icon="📞", layo
 page = st.navigation(
     [
         st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("pages/trends.py", title="Ticket trends", icon=":material/trending_up:"),
+        st.Page("pages/representatives.py", title="Representatives", icon=":material/groups:"),
+        st.Page("pages/feedback.py", title="Customer feedback", icon=":material/reviews:"),
         st.Page("pages/data_quality.py", title="Data quality", icon=":material/fact_check:"),
     ]
 )

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from cs_metrics.drilldown import TicketPage, ticket_page
 from cs_metrics.errors import CsMetricsError
+from cs_metrics.feedback import (
+    CommentPage,
+    feedback_breakdown,
+    latest_comments,
+    mask_pii,
+    score_distribution,
+)
+from cs_metrics.flow import resolved_per_period
 from cs_metrics.ingest import REJECT_REASONS, IngestReport, TableReport, ingest
+from cs_metrics.leaderboard import mix_summary, rep_trend, unusual
 from cs_metrics.mapping import Mapping, TableMapping, canonical_folder, read_mapping
 from cs_metrics.metrics import (
     DIMENSIONS,
@@ -13,6 +23,7 @@ from cs_metrics.metrics import (
     Metric,
     available,
     compile_query,
+    filter_sql,
     get_metric,
     metric_target,
     missing_inputs,
@@ -24,6 +35,18 @@ from cs_metrics.settings import Settings, load_settings
 from cs_metrics.warehouse import Warehouse, default_db_path, is_default_db
 
 __all__ = [
+    "CommentPage",
+    "TicketPage",
+    "feedback_breakdown",
+    "filter_sql",
+    "latest_comments",
+    "mask_pii",
+    "mix_summary",
+    "rep_trend",
+    "unusual",
+    "resolved_per_period",
+    "score_distribution",
+    "ticket_page",
     "CsMetricsError",
     "DIMENSIONS",
     "Filters",

@@ -198,21 +198,47 @@ def _as_ts(d: date | datetime) -> datetime:
     return d if isinstance(d, datetime) else datetime(d.year, d.month, d.day)
 
 
-def _where(filters: Filters, with_dates: bool = True) -> tuple[str, list]:
+def filter_sql(
+    filters: Filters,
+    date_column: str | None = "created_at",
+    extra: dict[str, str | None] | None = None,
+) -> tuple[str, list]:
+    """The where clause of ``filters`` (plus ``extra`` dimension = value pairs) on alias ``t``.
+
+    ``date_column`` is the timestamp the date range applies to (``created_at`` like the
+    registry, ``resolved_at`` for flows, None for none). A ``None`` value in ``extra`` means
+    "no value". Values only ever travel as parameters.
+    """
+    if date_column is not None and date_column not in ("created_at", "resolved_at"):
+        raise CsMetricsError(f"Cannot filter dates on {date_column!r}.")
     clauses = ["not t.is_test"]
     params: list = []
-    if with_dates and filters.date_from is not None:
-        clauses.append("t.created_at >= ?")
+    if date_column and filters.date_from is not None:
+        clauses.append(f"t.{date_column} >= ?")
         params.append(_as_ts(filters.date_from))
-    if with_dates and filters.date_to is not None:
-        clauses.append("t.created_at < ?")
+    if date_column and filters.date_to is not None:
+        clauses.append(f"t.{date_column} < ?")
         params.append(_as_ts(filters.date_to))
     for dim, values in filters.where:
         if dim not in DIMENSIONS:  # identifiers only ever come from the dimension list
             raise CsMetricsError(f"Unknown dimension {dim!r}.")
         clauses.append(f"t.{dim} in ({', '.join('?' for _ in values)})")
         params.extend(values)
+    for dim, value in (extra or {}).items():
+        if dim not in DIMENSIONS:
+            raise CsMetricsError(
+                f"Unknown dimension {dim!r}; valid dimensions: {', '.join(DIMENSIONS)}."
+            )
+        if value is None:
+            clauses.append(f"t.{dim} is null")
+        else:
+            clauses.append(f"t.{dim} = ?")
+            params.append(str(value))
     return " and ".join(clauses), params
+
+
+def _where(filters: Filters, with_dates: bool = True) -> tuple[str, list]:
+    return filter_sql(filters, "created_at" if with_dates else None)
 
 
 def _period(grain: str | None, column: str = "t.created_date") -> str | None:

@@ -1,4 +1,4 @@
-"""What every page shares: the warehouse, the first-run sample, cached queries, the date filter.
+"""What every page shares: the warehouse, the first-run sample, cached queries, the filters.
 
 Not a page itself (the leading underscore keeps it out of any page list).
 """
@@ -6,6 +6,7 @@ Not a page itself (the leading underscore keeps it out of any page list).
 from __future__ import annotations
 
 import io
+import re
 import threading
 import time
 from datetime import date, datetime, timedelta
@@ -16,6 +17,8 @@ import streamlit as st
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, QualityReport, Warehouse
+from cs_metrics.drilldown import TicketPage, ticket_page
+from cs_metrics.flow import resolved_per_period
 from simulations import generator
 
 QUERY_TTL_S = 600
@@ -44,9 +47,22 @@ DATE_PRESETS: tuple[str, ...] = (
     "Custom range",
 )
 DEFAULT_PRESET = "Last 90 days"
-
-
-
+# How a preset reads in a shared link (?range=last-30-days).
+PRESET_SLUGS: dict[str, str] = {
+    p: p.lower().replace(" ", "-").replace("custom-range", "custom") for p in DATE_PRESETS
+}
+# The sidebar's dimension filters, in order: (dimension, label). Each is also a query
+# parameter of the same name (?channel=chat&channel=email).
+FILTER_DIMENSIONS: tuple[tuple[str, str], ...] = (
+    ("channel", "Channel"),
+    ("priority", "Priority"),
+    ("domain", "Domain"),
+    ("location", "Location"),
+    ("customer_segment", "Customer segment"),
+    ("team", "Team"),
+    ("rep_name", "Representative"),
+)
+DATE_PARAMS: tuple[str, ...] = ("range", "from", "to")
 # --- the warehouse ---------------------------------------------------------------------------
 
 
@@ -201,6 +217,75 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+def filters_slug(filters: Filters) -> str:
+    """The active filters as a file-name part: ``2024-12-01_2025-02-28_channel-chat+email``."""
+    parts = [
+        filters.date_from.isoformat() if filters.date_from else "start",
+        (filters.date_to - timedelta(days=1)).isoformat() if filters.date_to else "end",
+    ]
+    parts += [f"{dim}-{'+'.join(values)}" for dim, values in filters.where]
+    slug = "_".join(re.sub(r"[^A-Za-z0-9+.-]+", "-", part).strip("-") for part in parts)
+    return slug[:150]
+
+
+def download_buttons(df: pd.DataFrame, name: str, filters: Filters) -> None:
+    """CSV and Parquet downloads of ``df``; the file name carries the active filters."""
+    stem = f"{name}_{filters_slug(filters)}"
+    with st.container(horizontal=True):
+        st.download_button(
+            "Download CSV", df.to_csv(index=False).encode(), file_name=f"{stem}.csv",
+            mime="text/csv",
+            key=f"dl_{name}_csv", on_click="ignore", icon=":material/download:",
+            help=f"This chart's data as CSV: {stem}.csv",
+        )
+        st.download_button(
+            "Download Parquet", parquet_bytes(df), file_name=f"{stem}.parquet",
+            mime="application/vnd.apache.parquet", key=f"dl_{name}_parquet",
+            on_click="ignore", icon=":material/download:",
+            help=f"This chart's data as Parquet: {stem}.parquet",
+        )
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _resolved(_wh: Warehouse, db: str, filters: Filters, grain: str) -> pd.DataFrame:
+    return resolved_per_period(_wh, filters, grain)
+
+
+def resolved(wh: Warehouse, filters: Filters, grain: str) -> pd.DataFrame:
+    """``cs_metrics.flow.resolved_per_period``, cached like the queries."""
+    return _resolved(wh, str(wh.path), filters, grain)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _tickets(
+    _wh: Warehouse,
+    db: str,
+    filters: Filters,
+    period: date | None,
+    grain: str | None,
+    extra: tuple[tuple[str, str | None], ...],
+    limit: int,
+    offset: int,
+) -> TicketPage:
+    return ticket_page(_wh, filters, period=period, grain=grain, extra=dict(extra),
+                       limit=limit, offset=offset)
+
+
+def tickets(
+    wh: Warehouse,
+    filters: Filters,
+    *,
+    period: date | None = None,
+    grain: str | None = None,
+    extra: dict[str, str | None] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> TicketPage:
+    """``cs_metrics.drilldown.ticket_page`` (one page of rows), cached like the queries."""
+    return _tickets(wh, str(wh.path), filters, period, grain, tuple((extra or {}).items()),
+                    limit, offset)
+
+
 def missing_text(metric: Metric, wh: Warehouse) -> str | None:
     """"this dataset has no ..." when the metric's inputs are absent, else None."""
     missing = cs_metrics.missing_inputs(metric, wh)
@@ -235,22 +320,28 @@ def last_created_day(wh: Warehouse) -> date | None:
     return span[1].date() if span else None
 
 
+def _init_state(key: str, kept_key: str, default: object) -> None:
+    # Widget state is dropped on pages without the widget, and a widget on another page is
+    # another widget: assigning the value before the widget exists carries it over, and the
+    # kept copy brings the choice back after a page without the widget.
+    st.session_state[key] = st.session_state.get(key, st.session_state.get(kept_key, default))
+
+
 def date_range_ui(wh: Warehouse) -> Filters:
     """Sidebar date range (presets relative to the data's as-of date) -> frozen Filters."""
-    as_of = wh.as_of()
-    if as_of is None:
+    window = _date_window(wh)
+    if window is None:
         return Filters()
-    last = last_created_day(wh) or as_of.date()
-    last = min(last, as_of.date())
-    end = last + timedelta(days=1)
+    last, end = window
     with st.sidebar:
-        # Widget state is dropped on pages without the widget; the kept copy brings the
-        # choice back when the user returns.
-        kept = st.session_state.get("_kept_date_preset", DEFAULT_PRESET)
+        if st.session_state.get("_kept_date_preset") not in DATE_PRESETS:
+            st.session_state["_kept_date_preset"] = DEFAULT_PRESET
+        if st.session_state.get("date_preset") not in (None, *DATE_PRESETS):
+            del st.session_state["date_preset"]
+        _init_state("date_preset", "_kept_date_preset", DEFAULT_PRESET)
         preset = st.selectbox(
             "Date range",
             DATE_PRESETS,
-            index=DATE_PRESETS.index(kept) if kept in DATE_PRESETS else 0,
             key="date_preset",
             help="Tickets are counted in the period they were created. Presets end on the "
             f"last day a ticket was created ({last:%d %b %Y}), not today.",
@@ -258,14 +349,18 @@ def date_range_ui(wh: Warehouse) -> Filters:
         st.session_state["_kept_date_preset"] = preset
         if preset == "Custom range":
             chosen = st.session_state.get("_kept_date_custom")
-            if not chosen or chosen[1] > last:
+            if not chosen or chosen[1] > last or chosen[0] > chosen[1]:
                 chosen = (end - timedelta(days=30), last)
+                st.session_state["_kept_date_custom"] = chosen
+            current = st.session_state.get("date_custom")
+            if current is not None and any(d > last for d in tuple(current)):
+                del st.session_state["date_custom"]
+            _init_state("date_custom", "_kept_date_custom", chosen)
             picked = st.date_input(
                 "From – to (inclusive)",
-                value=chosen,
                 max_value=last,
                 key="date_custom",
-                format="YYYY-MM-DD",
+                    format="YYYY-MM-DD",
             )
             days = tuple(picked) if isinstance(picked, (tuple, list)) else (picked,)
             if len(days) == 2:
@@ -281,6 +376,14 @@ def date_range_ui(wh: Warehouse) -> Filters:
         st.caption(describe_range(Filters(start, stop)))
     return Filters(date_from=start, date_to=stop)
 
+
+def _date_window(wh: Warehouse) -> tuple[date, date] | None:
+    """(last day with tickets, the exclusive end presets use), or None without data."""
+    as_of = wh.as_of()
+    if as_of is None:
+        return None
+    last = min(last_created_day(wh) or as_of.date(), as_of.date())
+    return last, last + timedelta(days=1)
 
 def previous_period(filters: Filters) -> Filters | None:
     """The window of the same length just before ``filters`` (None for an open range)."""
@@ -305,11 +408,156 @@ def describe_range(filters: Filters) -> str:
     )
 
 
+def describe_filters(filters: Filters) -> str:
+    """The date range plus any dimension filters, for a page's caption."""
+    labels = dict(FILTER_DIMENSIONS)
+    parts = [describe_range(filters)]
+    parts += [f"{labels.get(dim, dim)}: {', '.join(values)}" for dim, values in filters.where]
+    return " · ".join(parts)
+
+
 def as_of_text(wh: Warehouse) -> str:
     as_of: datetime | None = wh.as_of()
     return f"Data as of {as_of:%Y-%m-%d %H:%M} UTC" if as_of else "No data loaded yet"
 
 
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _dimension_options(_wh: Warehouse, db: str, dim: str) -> list[str]:
+    if dim not in _wh.nonempty_columns("tickets"):
+        return []
+    df = cs_metrics.query(_wh, ["ticket_count"], [dim]).dropna(subset=[dim])
+    df = df.sort_values(["ticket_count", dim], ascending=[False, True], kind="stable")
+    return [str(v) for v in df[dim]]
+
+
+def dimension_options(wh: Warehouse, dim: str) -> list[str]:
+    """The values of ``dim`` in the data, most tickets first (empty if the dataset lacks it)."""
+    return _dimension_options(wh, str(wh.path), dim)
+
+
+def _read_url(options: dict[str, list[str]], last: date) -> list[str]:
+    """Query parameters -> the kept filter choices; returns what was ignored, for a note."""
+    params = st.query_params
+    ignored: list[str] = []
+    by_slug = {slug: preset for preset, slug in PRESET_SLUGS.items()}
+    preset: str | None = None
+    if "range" in params:
+        preset = by_slug.get(params.get("range", ""))
+        if preset is None:
+            ignored.append(f"range={params.get('range')}")
+    raw_from, raw_to = params.get("from"), params.get("to")
+    if (raw_from or raw_to) and preset in (None, "Custom range"):
+        try:
+            start = date.fromisoformat(raw_from or "")
+            stop = date.fromisoformat(raw_to) if raw_to else last
+            if start > stop or start > last:
+                raise ValueError
+            st.session_state["_kept_date_custom"] = (start, min(stop, last))
+            preset = "Custom range"
+        except ValueError:
+            ignored.append(f"from={raw_from or ''}&to={raw_to or ''}")
+            if preset == "Custom range":
+                preset = None
+    if preset is not None:
+        st.session_state["_kept_date_preset"] = preset
+    for dim, _ in FILTER_DIMENSIONS:
+        values = params.get_all(dim)
+        if not values:
+            continue
+        known = set(options.get(dim, ()))
+        ignored += [f"{dim}={v}" for v in values if v not in known]
+        st.session_state[f"_kept_filter_{dim}"] = [v for v in dict.fromkeys(values) if v in known]
+    return ignored
+
+
+def _url_params(filters: Filters, preset: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {"range": [PRESET_SLUGS[preset]]}
+    if preset == "Custom range" and filters.date_from and filters.date_to:
+        out["from"] = [filters.date_from.isoformat()]
+        out["to"] = [(filters.date_to - timedelta(days=1)).isoformat()]
+    for dim, values in filters.where:
+        out[dim] = list(values)
+    return out
+
+
+def _write_url(wanted: dict[str, list[str]]) -> None:
+    """Mirror the filters in the URL (only the keys that differ, so others stay)."""
+    for key in (*DATE_PARAMS, *(dim for dim, _ in FILTER_DIMENSIONS)):
+        values = wanted.get(key, [])
+        if st.query_params.get_all(key) == values:
+            continue
+        if values:
+            st.query_params[key] = values
+        else:
+            del st.query_params[key]
+
+
+def _clear_filters() -> None:
+    st.session_state["date_preset"] = DEFAULT_PRESET
+    st.session_state["_kept_date_preset"] = DEFAULT_PRESET
+    st.session_state.pop("_kept_date_custom", None)
+    st.session_state.pop("date_custom", None)
+    for dim, _ in FILTER_DIMENSIONS:
+        st.session_state[f"filter_{dim}"] = []
+        st.session_state[f"_kept_filter_{dim}"] = []
+    st.session_state["_filters_url_notes"] = []
+
+
 def filters_ui(wh: Warehouse) -> Filters:
-    """The sidebar's global filters -> one frozen Filters (pages call this, not the parts)."""
-    return date_range_ui(wh)
+    """The sidebar's global filters -> one frozen Filters (pages call this, not the parts).
+
+    The choices are mirrored in the URL (``?range=last-30-days&channel=chat&channel=email``,
+    ``from``/``to`` as inclusive ISO days for a custom range), so a copied link opens the same
+    view; the first run of a session reads them, unknown values are ignored with a note.
+    """
+    options = {dim: dimension_options(wh, dim) for dim, _ in FILTER_DIMENSIONS}
+    window = _date_window(wh)
+    if window is not None and "_filters_url_read" not in st.session_state:
+        st.session_state["_filters_url_read"] = True
+        st.session_state["_filters_url_notes"] = _read_url(options, window[0])
+    dates = date_range_ui(wh)
+    chosen: dict[str, list[str]] = {}
+    with st.sidebar:
+        for dim, label in FILTER_DIMENSIONS:
+            if not options[dim]:
+                continue  # the dataset has no values for it
+            key = f"filter_{dim}"
+            known = set(options[dim])
+            for state in (key, f"_kept_filter_{dim}"):
+                if state in st.session_state:  # values gone after a reload are dropped
+                    st.session_state[state] = [
+                        v for v in st.session_state[state] if v in known
+                    ]
+            _init_state(key, f"_kept_filter_{dim}", [])
+            picked = st.multiselect(
+                label,
+                options[dim],
+                key=key,
+                    placeholder="All",
+                help=f"Only tickets with these {label.lower()} values; empty means all. "
+                "Listed by ticket volume.",
+            )
+            st.session_state[f"_kept_filter_{dim}"] = list(picked)
+            chosen[dim] = list(picked)
+        filters = Filters.build(dates.date_from, dates.date_to, **chosen)
+        active = len(filters.where)
+        st.button(
+            "Clear filters",
+            key="filters_clear",
+            on_click=_clear_filters,
+            disabled=not active and st.session_state.get("date_preset") == DEFAULT_PRESET,
+            help="Back to the last 90 days with no other filter.",
+        )
+        if window is not None:
+            preset = st.session_state.get("_kept_date_preset", DEFAULT_PRESET)
+            wanted = _url_params(filters, preset)
+            _write_url(wanted)
+            before = st.session_state.get("_filters_url_wanted")
+            if before is not None and before != wanted:  # the user changed a filter
+                st.session_state["_filters_url_notes"] = []
+            st.session_state["_filters_url_wanted"] = wanted
+        notes = st.session_state.get("_filters_url_notes") or []
+        if notes:
+            st.caption(f"Ignored in the link (not in this dataset or not valid): "
+                       f"{', '.join(notes)}.")
+    return filters

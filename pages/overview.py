@@ -12,9 +12,9 @@ import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, Settings, Warehouse
 from pages._common import (
     as_of_text,
-    date_range_ui,
-    describe_range,
+    describe_filters,
     ensure_data,
+    filters_ui,
     missing_text,
     previous_period,
     run_query,
@@ -201,8 +201,8 @@ def main() -> None:
     st.title("Overview")
     try:
         wh = ensure_data()
-        filters = date_range_ui(wh)
-        st.caption(f"{as_of_text(wh)} · {describe_range(filters)}")
+        filters = filters_ui(wh)
+        st.caption(f"{as_of_text(wh)} · {describe_filters(filters)}")
         _kpis(wh, filters)
         st.divider()
         _weekly_chart(wh, filters)

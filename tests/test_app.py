@@ -285,3 +285,63 @@ def test_date_presets_end_on_the_data_day(preset, start):
         assert before is None
     else:
         assert before.date_to == start and before.date_to - before.date_from == end - start
+
+
+def test_overview_uses_the_global_filters(sample_db, monkeypatch):
+    wh = Warehouse(sample_db)
+    filters = default_filters(wh)
+    chat = Filters.build(filters.date_from, filters.date_to, channel=["chat"],
+                         priority=["high", "urgent"])
+    want = cs_metrics.query(wh, ["ticket_count"], filters=chat)["ticket_count"].iloc[0]
+    wh.close()
+    at = run_app(monkeypatch, sample_db)
+    labels = [m.label for m in at.multiselect]
+    assert labels == ["Channel", "Priority", "Domain", "Location", "Customer segment", "Team",
+                      "Representative"]
+    # options come by volume, most tickets first
+    channels = at.multiselect(key="filter_channel").options
+    assert len(channels) >= 3
+    at.multiselect(key="filter_channel").select("chat").run()
+    at.multiselect(key="filter_priority").select("high").select("urgent").run()
+    assert not at.exception
+    assert cards(at)["Tickets"].value == get_metric("ticket_count").display(want)
+    assert at.query_params["channel"] == "chat"
+    assert sorted(at.query_params["priority"]) == ["high", "urgent"]
+
+    # the filters survive a page without them, and the Clear button resets everything
+    at.switch_page(QUALITY_PAGE).run()
+    at.switch_page("pages/overview.py").run()
+    assert at.multiselect(key="filter_priority").value == ["high", "urgent"]
+    assert cards(at)["Tickets"].value == get_metric("ticket_count").display(want)
+    at.button(key="filters_clear").click().run()
+    assert not at.exception
+    assert at.multiselect(key="filter_channel").value == []
+    assert at.selectbox(key="date_preset").value == "Last 90 days"
+    assert "channel" not in at.query_params and at.query_params["range"] == "last-90-days"
+
+
+def test_overview_opens_the_view_of_a_shared_link(sample_db, monkeypatch):
+    filters = Filters.build(date(2025, 2, 1), date(2025, 2, 15), customer_segment="M")
+    wh = Warehouse(sample_db)
+    want = cs_metrics.query(wh, ["ticket_count"], filters=filters)["ticket_count"].iloc[0]
+    wh.close()
+    monkeypatch.setenv("CS_METRICS_DB", str(sample_db))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"from": "2025-02-01", "to": "2025-02-14",
+                            "customer_segment": "M", "team": "no such team"})
+    at.run()
+    assert not at.exception
+    assert cards(at)["Tickets"].value == get_metric("ticket_count").display(want)
+    assert "Tickets created 01 Feb 2025 – 14 Feb 2025 (14 days)" in captions(at)
+    assert any("team=no such team" in c for c in captions(at))
+    assert at.query_params["range"] == "custom" and at.query_params["to"] == "2025-02-14"
+
+
+def test_file_names_carry_the_filters():
+    from pages._common import filters_slug
+
+    filters = Filters.build(date(2025, 1, 1), date(2025, 2, 1), channel=["email", "chat"],
+                            location="New York/NY")
+    assert filters_slug(filters) == \
+        "2025-01-01_2025-01-31_channel-chat+email_location-New-York-NY"
+    assert filters_slug(Filters()) == "start_end"

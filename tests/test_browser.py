@@ -110,6 +110,19 @@ def test_overview_in_chromium(served_app, tmp_path):
             page.get_by_test_id("stVegaLiteChart").first.wait_for(timeout=30_000)
             assert page.get_by_test_id("stException").count() == 0
             page.screenshot(path=str(tmp_path / "overview.png"))
+
+            # The trends page, opened from a shared link with a filter in it.
+            page.goto(f"{url}/trends?range=last-30-days&channel=chat")
+            page.get_by_text("Ticket trends", exact=True).first.wait_for(timeout=30_000)
+            page.get_by_test_id("stVegaLiteChart").nth(5).wait_for(timeout=30_000)
+            assert page.get_by_test_id("stVegaLiteChart").count() >= 6
+            assert page.get_by_test_id("stException").count() == 0
+            sidebar = page.get_by_test_id("stSidebar")
+            assert sidebar.get_by_text("chat", exact=True).first.is_visible()
+            assert sidebar.get_by_text("30 days", exact=False).first.is_visible()
+            assert "channel=chat" in page.url
+            page.screenshot(path=str(tmp_path / "trends.png"), full_page=True)
         finally:
             browser.close()
     assert (tmp_path / "overview.png").stat().st_size > 10_000
+    assert (tmp_path / "trends.png").stat().st_size > 10_000

@@ -1,0 +1,211 @@
+"""Customer feedback: score distributions, registry breakdowns and the latest survey comments.
+
+Every figure attributes a survey to its ticket (period of the ticket's ``created_at``, its
+dimensions), and test tickets are left out, like the registry's feedback metrics.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from cs_metrics.errors import CsMetricsError
+from cs_metrics.metrics import DIMENSIONS, Filters, filter_sql, get_metric, query
+from cs_metrics.warehouse import Warehouse
+
+Score = Literal["csat", "nps", "ces"]
+
+# Each survey score and the values it can take (DATA_CONTRACT.md, feedback table).
+SCORE_RANGES: dict[str, tuple[int, int]] = {"csat": (1, 5), "nps": (0, 10), "ces": (1, 7)}
+
+FEEDBACK_METRICS: tuple[str, ...] = (
+    "csat_pct", "csat_avg", "nps", "ces_avg", "response_rate_pct", "feedback_count",
+)
+# Below this many responses a group's scores swing too much to rank it against others.
+MIN_RESPONSES = 30
+FEW_RESPONSES = "few responses"
+
+MAX_COMMENT_PAGE = 200
+COMMENT_COLUMNS: tuple[str, ...] = (
+    "submitted_at", "ticket_id", "csat", "nps", "ces", "comment", "channel", "domain",
+    "rep_name",
+)
+
+
+def nps_category(score: int) -> str:
+    """Detractor (0-6), passive (7-8) or promoter (9-10), as the NPS metric counts them."""
+    return "detractor" if score <= 6 else "passive" if score <= 8 else "promoter"
+
+
+def _has_feedback(wh: Warehouse, column: str = "ticket_id") -> bool:
+    return wh.has_table("feedback") and column in wh.columns("feedback")
+
+
+def score_distribution(
+    wh: Warehouse, filters: Filters | None = None, score: Score = "csat"
+) -> pd.DataFrame:
+    """Responses per score value, every value of the scale listed (zero when none).
+
+    Columns ``score, responses, share_pct``; ``share_pct`` is the share of this score's
+    responses (0-100), empty when there are none.
+    """
+    if score not in SCORE_RANGES:
+        raise CsMetricsError(f"Unknown score {score!r}; use {', '.join(SCORE_RANGES)}.")
+    lo, hi = SCORE_RANGES[score]
+    scale = pd.DataFrame({"score": np.arange(lo, hi + 1, dtype="int64")})
+    if _has_feedback(wh, score) and wh.has_table("tickets"):
+        where, params = filter_sql(filters or Filters())
+        # ``score`` is one of the allow-listed column names above, never user text
+        counts = wh.df(
+            f"select f.{score} as score, count(*) as responses "
+            f"from feedback f join tickets t on t.ticket_id = f.ticket_id "
+            f"where f.{score} is not null and {where} group by f.{score}",
+            params,
+        )
+        counts["score"] = counts["score"].astype("int64")
+    else:
+        counts = pd.DataFrame({"score": pd.Series(dtype="int64"),
+                               "responses": pd.Series(dtype="int64")})
+    out = scale.merge(counts, on="score", how="left")
+    out["responses"] = out["responses"].fillna(0).astype("int64")
+    total = int(out["responses"].sum())
+    out["share_pct"] = 100.0 * out["responses"] / total if total else np.nan
+    out["share_pct"] = out["share_pct"].astype("float64")
+    return out
+
+
+@dataclass(frozen=True)
+class CommentPage:
+    """One page of survey comments, newest first, and how many match in all."""
+
+    rows: pd.DataFrame
+    total: int
+    limit: int
+    offset: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.limit))
+
+    @property
+    def page(self) -> int:
+        """This page's number, counting from 1."""
+        return self.offset // self.limit + 1
+
+    @property
+    def has_previous(self) -> bool:
+        return self.offset > 0
+
+    @property
+    def has_next(self) -> bool:
+        return self.offset + self.limit < self.total
+
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# a run of digits with the separators phone numbers are written with
+_PHONE = re.compile(r"(?<![\w@])\+?\(?\d[\d\s().\-/]{5,}\d(?![\w@])")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}")
+
+
+def _phone(match: re.Match[str]) -> str:
+    text = match.group(0)
+    digits = sum(c.isdigit() for c in text)
+    if digits < 7 or digits > 15 or _DATE.fullmatch(text.strip()):
+        return text
+    return "[phone]"
+
+
+def mask_pii(text: str | None) -> str | None:
+    """The text with e-mail addresses and phone numbers replaced by ``[email]``/``[phone]``.
+
+    Names stay: comments are shown to the support team, who know the customers anyway; the
+    contact details are what must not travel in screenshots and exports.
+    """
+    if text is None or (not isinstance(text, str) and pd.isna(text)):
+        return None
+    return _PHONE.sub(_phone, _EMAIL.sub("[email]", text))
+
+
+def latest_comments(
+    wh: Warehouse,
+    filters: Filters | None = None,
+    *,
+    min_csat: int | None = None,
+    max_csat: int | None = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> CommentPage:
+    """Survey comments for the filtered tickets, newest submitted first, one page at a time.
+
+    ``min_csat``/``max_csat`` (inclusive) keep comments in a CSAT band; a band leaves out
+    comments without a CSAT score. Comments are masked (``mask_pii``).
+    """
+    if not 1 <= limit <= MAX_COMMENT_PAGE:
+        raise CsMetricsError(f"Ask for 1 to {MAX_COMMENT_PAGE} comments at a time, not {limit}.")
+    if offset < 0:
+        raise CsMetricsError(f"The comment offset must be 0 or more, not {offset}.")
+    empty = pd.DataFrame({c: pd.Series(dtype="object") for c in COMMENT_COLUMNS})
+    if not _has_feedback(wh, "comment") or not wh.has_table("tickets"):
+        return CommentPage(empty, 0, limit, offset)
+    where, params = filter_sql(filters or Filters())
+    clauses = [where, "f.comment is not null", "trim(f.comment) <> ''"]
+    if min_csat is not None:
+        clauses.append("f.csat >= ?")
+        params.append(int(min_csat))
+    if max_csat is not None:
+        clauses.append("f.csat <= ?")
+        params.append(int(max_csat))
+    matching = (
+        "from feedback f join tickets t on t.ticket_id = f.ticket_id "
+        f"where {' and '.join(clauses)}"
+    )
+    total = int(wh.scalar(f"select count(*) {matching}", params) or 0)
+    rows = wh.df(
+        "select f.submitted_at, f.ticket_id, f.csat, f.nps, f.ces, f.comment, t.channel, "
+        f"t.domain, t.rep_name {matching} "
+        # feedback_id breaks ties, so pages neither repeat nor skip a comment
+        "order by f.submitted_at desc nulls last, f.feedback_id desc limit ? offset ?",
+        [*params, limit, offset],
+    )
+    rows["comment"] = rows["comment"].map(mask_pii)
+    return CommentPage(rows, total, limit, offset)
+
+
+def feedback_breakdown(
+    wh: Warehouse,
+    filters: Filters | None = None,
+    by: str = "channel",
+    *,
+    rank_by: str = "csat_pct",
+    min_responses: int = MIN_RESPONSES,
+) -> pd.DataFrame:
+    """The feedback metrics per group of ``by``, ranked on ``rank_by`` (1 = best).
+
+    A group with fewer than ``min_responses`` survey responses gets no rank and the note
+    "few responses": its scores are shown, not compared.
+    """
+    if by not in DIMENSIONS:
+        raise CsMetricsError(
+            f"Unknown dimension {by!r}; valid dimensions: {', '.join(DIMENSIONS)}."
+        )
+    if rank_by not in FEEDBACK_METRICS:
+        raise CsMetricsError(f"Rank on one of {', '.join(FEEDBACK_METRICS)}, not {rank_by!r}.")
+    df = query(wh, list(FEEDBACK_METRICS), by=[by], filters=filters)
+    reliable = (df["feedback_count"] >= min_responses) & df[rank_by].notna()
+    ascending = get_metric(rank_by).direction == "lower"
+    df["rank"] = df[rank_by].where(reliable).rank(ascending=ascending, method="min")
+    df["rank"] = df["rank"].astype("Int64")
+    df["note"] = np.where(df["feedback_count"] < min_responses, FEW_RESPONSES, "")
+    return df.sort_values(["rank", "feedback_count"], ascending=[True, False],
+                          na_position="last").reset_index(drop=True)
+
+
+def feedback_trend(
+    wh: Warehouse, filters: Filters | None = None, grain: str = "week"
+) -> pd.DataFrame:
+    """The feedback metrics per period of the tickets' creation."""
+    return query(wh, list(FEEDBACK_METRICS), grain=grain, filters=filters)

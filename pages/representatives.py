@@ -1,0 +1,261 @@
+"""Representatives: leaderboards per representative, team and manager; representatives whose
+figures are unusual for their ticket mix; one representative's trend against their team."""
+
+from __future__ import annotations
+
+import re
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+import cs_metrics
+from cs_metrics import CsMetricsError, Filters, Metric, Warehouse
+from cs_metrics.leaderboard import (
+    ALPHA,
+    LEADERBOARD_METRICS,
+    LEVELS,
+    MIN_TICKETS,
+    TEST_EXPLANATION,
+    TESTS,
+    leaderboard,
+    rep_trend,
+    unusual,
+)
+from pages._common import (
+    QUERY_TTL_S,
+    as_of_text,
+    describe_range,
+    ensure_data,
+    filters_ui,
+    missing_text,
+    parquet_bytes,
+)
+
+LEVEL_TABS: tuple[tuple[str, str, str], ...] = (
+    ("rep", "Representatives", "representatives"),
+    ("team", "Teams", "teams"),
+    ("manager", "Managers", "managers"),
+)
+KEY_LABELS = {"rep_id": "Rep id", "rep_name": "Representative", "team": "Team",
+              "manager": "Manager"}
+TREND_METRICS: tuple[str, ...] = (
+    "avg_resolution_h", "avg_first_response_min", "sla_first_response_pct", "fcr_pct",
+    "csat_pct", "ticket_count",
+)
+NO_REPS = "This dataset has no representatives (its tickets have no rep_id)."
+
+
+# --- cached library calls (keyed by the warehouse file and the frozen filters) -------------
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _leaderboard(_wh: Warehouse, db: str, filters: Filters, level: str) -> pd.DataFrame:
+    return leaderboard(_wh, filters, level)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _unusual(_wh: Warehouse, db: str, filters: Filters, metric: str) -> pd.DataFrame:
+    return unusual(_wh, filters, metric)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _trend(_wh: Warehouse, db: str, filters: Filters, rep_id: str, metric: str) -> pd.DataFrame:
+    return rep_trend(_wh, filters, rep_id, metric, grain="week")
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+
+def number_format(metric: Metric) -> str:
+    """The registry's Python format spec as a column_config printf format, with the unit."""
+    if metric.is_count:
+        return "localized"
+    digits = re.search(r"\.(\d+)f", metric.format)
+    sign = "+" if metric.format.startswith("+") else ""
+    spec = f"%{sign}.{digits.group(1) if digits else 1}f"
+    if metric.unit == "%":
+        return f"{spec} %%"
+    return f"{spec} {metric.unit}".rstrip()
+
+
+def metric_columns(names: list[str]) -> dict[str, object]:
+    config: dict[str, object] = {}
+    for name in names:
+        m = cs_metrics.get_metric(name)
+        config[name] = st.column_config.NumberColumn(m.label, help=m.description,
+                                                     format=number_format(m))
+    return config
+
+
+def file_stem(kind: str, filters: Filters) -> str:
+    start = filters.date_from.isoformat() if filters.date_from else "start"
+    end = filters.date_to.isoformat() if filters.date_to else "end"
+    return f"{kind}_{start}_to_{end}"
+
+
+def downloads(df: pd.DataFrame, kind: str, filters: Filters) -> None:
+    stem = file_stem(kind, filters)
+    left, right, _ = st.columns([1, 1, 4])
+    left.download_button("CSV", df.to_csv(index=False).encode(), f"{stem}.csv", "text/csv",
+                         icon=":material/download:", key=f"csv_{kind}")
+    right.download_button("Parquet", parquet_bytes(df), f"{stem}.parquet",
+                          "application/vnd.apache.parquet", icon=":material/download:",
+                          key=f"parquet_{kind}")
+
+
+# --- sections --------------------------------------------------------------------------------
+
+
+def _missing_captions(wh: Warehouse) -> None:
+    texts = {missing_text(cs_metrics.get_metric(n), wh) for n in LEADERBOARD_METRICS}
+    for text in sorted(t for t in texts if t):
+        st.caption(text)
+
+
+def _level_table(wh: Warehouse, filters: Filters, level: str, kind: str) -> None:
+    df = _leaderboard(wh, str(wh.path), filters, level)
+    if df.empty:
+        # reps are known to have tickets here (main checked): an empty team or manager board
+        # means the dataset does not say who is in which team
+        st.info(f"This dataset has no {level}s (the representatives table gives each "
+                "representative's team and manager).")
+        return
+    keys = list(LEVELS[level])
+    config = {k: st.column_config.TextColumn(KEY_LABELS[k]) for k in keys}
+    config.update(metric_columns(list(LEADERBOARD_METRICS)))
+    st.dataframe(df, hide_index=True, column_config=config,
+                 column_order=[*keys, *LEADERBOARD_METRICS], key=f"board_{level}")
+    downloads(df, kind, filters)
+
+
+def _unusual_section(wh: Warehouse, filters: Filters) -> None:
+    st.subheader("Unusual for their ticket mix")
+    testable = [n for n in TESTS if not missing_text(cs_metrics.get_metric(n), wh)]
+    if not testable:
+        st.caption("This dataset has none of the figures the test needs (durations, SLA "
+                   "verdicts, contact counts or CSAT scores).")
+        return
+    name = st.selectbox("Metric tested", testable, key="unusual_metric",
+                        format_func=lambda n: cs_metrics.get_metric(n).label)
+    metric = cs_metrics.get_metric(name)
+    df = _unusual(wh, str(wh.path), filters, name)
+    if df.empty:
+        st.info("No representative has a value of this metric in this date range.")
+        return
+    flagged = int(df["flag"].sum())
+    st.caption(f"{flagged} of {int((df['status'] != 'too few tickets').sum())} representatives "
+               f"tested are flagged for {metric.label.lower()} (q < {ALPHA:g}).")
+    fmt = number_format(metric)
+    config = {
+        "status": st.column_config.TextColumn(
+            "Flag", help="Against the figure their ticket mix predicts; representatives with "
+            f"fewer than {MIN_TICKETS} tickets with a value are not tested."),
+        "rep_name": st.column_config.TextColumn("Representative"),
+        "rep_id": st.column_config.TextColumn("Rep id"),
+        "team": st.column_config.TextColumn("Team"),
+        "n": st.column_config.NumberColumn("Tickets tested", format="localized",
+                                           help="Tickets with a value of this metric."),
+        "observed": st.column_config.NumberColumn(metric.label, format=fmt,
+                                                  help=metric.description),
+        "expected_from_mix": st.column_config.NumberColumn(
+            "Expected from mix", format=fmt,
+            help="Everyone's figure per priority x domain, weighted by this rep's tickets."),
+        "difference": st.column_config.NumberColumn("Difference", format=fmt),
+        "q_value": st.column_config.NumberColumn(
+            "q-value", format="%.4f", help="p-value corrected for the number of "
+            "representatives tested (Benjamini–Hochberg)."),
+        "p_value": st.column_config.NumberColumn("p-value", format="%.4f"),
+        "high_urgent_pct": st.column_config.NumberColumn(
+            "High/urgent share", format="%.1f %%",
+            help="Share of this rep's tickets with high or urgent priority."),
+        "top_domain": st.column_config.TextColumn("Top domain"),
+        "top_domain_pct": st.column_config.NumberColumn("Top domain share", format="%.1f %%"),
+    }
+    st.dataframe(df, hide_index=True, column_config=config, column_order=list(config),
+                 key="unusual_table")
+    downloads(df, f"unusual_{name}", filters)
+    with st.expander("How a representative is flagged"):
+        st.markdown(TEST_EXPLANATION.format(alpha=ALPHA, min_n=MIN_TICKETS))
+
+
+def _detail(wh: Warehouse, filters: Filters, reps: pd.DataFrame) -> None:
+    st.subheader("Representative detail")
+    names = dict(zip(reps["rep_id"], reps["rep_name"], strict=True))
+    left, right = st.columns(2)
+    rep_id = left.selectbox(
+        "Representative", sorted(names, key=lambda r: (str(names[r]), r)), key="detail_rep",
+        format_func=lambda r: f"{names[r]} ({r})" if pd.notna(names[r]) else r,
+    )
+    options = [n for n in TREND_METRICS if not missing_text(cs_metrics.get_metric(n), wh)]
+    name = right.selectbox("Metric", options, key="detail_metric",
+                           format_func=lambda n: cs_metrics.get_metric(n).label)
+    if rep_id is None or name is None:
+        return
+    metric = cs_metrics.get_metric(name)
+    row = reps[reps["rep_id"] == rep_id].iloc[0]
+    st.caption(f"Team: {row['team'] if pd.notna(row['team']) else '–'} · Manager: "
+               f"{row['manager'] if pd.notna(row['manager']) else '–'} · "
+               f"{metric.label} in the range: {metric.display(row[name])}")
+    df = _trend(wh, str(wh.path), filters, rep_id, name)
+    if df.empty:
+        st.info("No tickets for this representative's team in this date range.")
+        return
+    who = names[rep_id] if pd.notna(names[rep_id]) else rep_id
+    series = {"rep": who, "team_median": "Team median"}
+    long = df.melt(id_vars=["period", "team_reps"], value_vars=list(series),
+                   var_name="series_key", value_name="value").dropna(subset=["value"])
+    long["series"] = long["series_key"].map(series)
+    long["week"] = pd.to_datetime(long["period"])
+    unit = "%" if metric.unit == "%" else metric.unit
+    chart = (
+        alt.Chart(long, title=alt.Title(
+            f"{metric.label} by week: {who} vs team median",
+            subtitle="The team median is the median of the team's representatives' weekly "
+            "figures. " + metric.description,
+        ))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("week:T", title="Week (starting Monday)", axis=alt.Axis(format="%d %b %Y")),
+            y=alt.Y("value:Q", title=f"{metric.label} ({unit})" if unit else metric.label),
+            color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top")),
+            tooltip=[
+                alt.Tooltip("week:T", title="Week starting", format="%a %d %b %Y"),
+                alt.Tooltip("series:N", title="Series"),
+                alt.Tooltip("value:Q", title=f"{metric.label} ({unit})".rstrip(" ()"),
+                            format=metric.format.replace("+", "")),
+                alt.Tooltip("team_reps:Q", title="Reps in the median"),
+            ],
+        )
+        .properties(height=320)
+    )
+    st.altair_chart(chart, width="stretch")
+
+
+def main() -> None:
+    st.title("Representatives")
+    try:
+        wh = ensure_data()
+        filters = filters_ui(wh)
+        st.caption(f"{as_of_text(wh)} · {describe_range(filters)}")
+        if "rep_id" not in wh.nonempty_columns("tickets_src"):
+            st.info(NO_REPS)
+            return
+        reps = _leaderboard(wh, str(wh.path), filters, "rep")
+        if reps.empty:
+            st.info("No tickets with a representative were created in this date range.")
+            return
+        tabs = st.tabs([title for _, title, _ in LEVEL_TABS])
+        for tab, (level, _, kind) in zip(tabs, LEVEL_TABS, strict=True):
+            with tab:
+                _level_table(wh, filters, level, kind)
+        _missing_captions(wh)
+        st.divider()
+        _unusual_section(wh, filters)
+        st.divider()
+        _detail(wh, filters, reps)
+    except CsMetricsError as exc:
+        st.error(str(exc))
+
+
+main()

@@ -1,0 +1,170 @@
+"""The Representatives page, run headless: it shows the numbers the library computes."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+import cs_metrics
+from cs_metrics import Filters, Warehouse, get_metric
+from cs_metrics.leaderboard import leaderboard, rep_trend, unusual
+from tests.conftest import REPO, ticket, write_csv
+
+PAGE = str(REPO / "pages" / "representatives.py")
+TIMEOUT = 60
+DEFAULT_DAYS = 90  # the sidebar's default range: the last 90 days of data
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture(scope="module")
+def page_db(sample_dir, tmp_path_factory) -> Path:
+    # Its own file: the app opens it read-write, and one process must open a DuckDB file
+    # with one configuration.
+    db = tmp_path_factory.mktemp("reps_page") / "wh.duckdb"
+    cs_metrics.ingest(sample_dir, db=db)
+    return db
+
+
+def default_filters(wh: Warehouse) -> Filters:
+    end = wh.as_of().date() + timedelta(days=1)
+    return Filters(end - timedelta(days=DEFAULT_DAYS), end)
+
+
+def library(db: Path, fn, *args) -> tuple[object, Filters]:
+    wh = Warehouse(db)
+    try:
+        filters = default_filters(wh)
+        return fn(wh, filters, *args), filters
+    finally:
+        wh.close()
+
+
+def run_page(monkeypatch, db: Path) -> AppTest:
+    monkeypatch.setenv("CS_METRICS_DB", str(db))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_leaderboards_show_the_library_numbers(page_db, monkeypatch):
+    want_reps, _ = library(page_db, leaderboard, "rep")
+    want_teams, _ = library(page_db, leaderboard, "team")
+    want_managers, _ = library(page_db, leaderboard, "manager")
+    at = run_page(monkeypatch, page_db)
+    assert [t.label for t in at.tabs] == ["Representatives", "Teams", "Managers"]
+    for shown, want in zip(at.dataframe[:3], (want_reps, want_teams, want_managers),
+                           strict=True):
+        pd.testing.assert_frame_equal(shown.value.reset_index(drop=True), want,
+                                      check_dtype=False)
+    # formats and help come from the registry
+    config = at.dataframe[0].proto.columns
+    avg = get_metric("avg_resolution_h")
+    assert avg.label in config and avg.description in config
+    assert "%.1f h" in config
+
+
+def test_unusual_table_shows_the_test(page_db, monkeypatch):
+    want, _ = library(page_db, unusual, "avg_resolution_h")
+    at = run_page(monkeypatch, page_db)
+    shown = at.dataframe[3].value.reset_index(drop=True)
+    pd.testing.assert_frame_equal(shown, want, check_dtype=False)
+    flagged = int(want["flag"].sum())
+    tested = int((want["status"] != "too few tickets").sum())
+    captions = [c.value for c in at.caption]
+    assert f"{flagged} of {tested} representatives tested are flagged for avg resolution " \
+           "(q < 0.05)." in captions
+    assert any("Benjamini–Hochberg" in m.value for m in at.markdown)
+
+    at.selectbox(key="unusual_metric").select("fcr_pct").run()
+    assert not at.exception
+    want_fcr, _ = library(page_db, unusual, "fcr_pct")
+    pd.testing.assert_frame_equal(at.dataframe[3].value.reset_index(drop=True), want_fcr,
+                                  check_dtype=False)
+
+
+def test_detail_view_renders_the_trend(page_db, monkeypatch):
+    board, filters = library(page_db, leaderboard, "rep")
+    rep = board.iloc[0]
+    trend, _ = library(page_db, rep_trend, rep["rep_id"], "csat_pct")
+    at = run_page(monkeypatch, page_db)
+    at.selectbox(key="detail_rep").set_value(rep["rep_id"]).run()
+    at.selectbox(key="detail_metric").set_value("csat_pct").run()
+    assert not at.exception
+    csat = get_metric("csat_pct")
+    assert (f"Team: {rep['team']} · Manager: {rep['manager']} · CSAT in the range: "
+            f"{csat.display(rep['csat_pct'])}") in [c.value for c in at.caption]
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 1
+    spec = json.loads(charts[0].proto.spec)
+    assert spec["title"]["text"] == f"CSAT by week: {rep['rep_name']} vs team median"
+    assert spec["encoding"]["y"]["title"] == "CSAT (%)"
+    assert {t["title"] for t in spec["encoding"]["tooltip"]} >= {"Week starting", "Series"}
+    assert not trend.empty
+
+
+def test_downloads_are_named_by_the_date_range(page_db, monkeypatch):
+    saved: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def spy(self, path_or_data, mimetype, kind, filename=None):
+        if filename:
+            saved[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
+    want, filters = library(page_db, leaderboard, "rep")
+    run_page(monkeypatch, page_db)
+    stem = f"representatives_{filters.date_from}_to_{filters.date_to}"
+    assert {f"{stem}.csv", f"{stem}.parquet"} <= set(saved)
+    assert any(name.startswith("teams_") for name in saved)
+    assert any(name.startswith("unusual_avg_resolution_h_") for name in saved)
+    parquet = pd.read_parquet(io.BytesIO(saved[f"{stem}.parquet"]))
+    pd.testing.assert_frame_equal(parquet, want, check_dtype=False)
+    csv = pd.read_csv(io.BytesIO(saved[f"{stem}.csv"]))
+    assert csv["ticket_count"].tolist() == want["ticket_count"].tolist()
+
+
+def test_a_dataset_without_representatives_says_so(tmp_path, monkeypatch):
+    write_csv(tmp_path / "src", "tickets", [
+        ticket("T1", "2025-01-10 10:00:00", "closed", resolved_at="2025-01-10 12:00:00"),
+        ticket("T2", "2025-01-12 09:30:00", "open"),
+    ])
+    cs_metrics.ingest(tmp_path / "src", db=tmp_path / "wh.duckdb")
+    at = run_page(monkeypatch, tmp_path / "wh.duckdb")
+    assert [i.value for i in at.info] == [
+        "This dataset has no representatives (its tickets have no rep_id)."
+    ]
+    assert not at.dataframe
+
+
+def test_reps_without_a_representatives_table(tmp_path, monkeypatch):
+    write_csv(tmp_path / "src", "tickets", [
+        ticket(f"T{i}", f"2025-01-{10 + i % 9:02d} 10:00:00", "closed", rep_id=f"R{i % 3}",
+               resolved_at=f"2025-01-{10 + i % 9:02d} {11 + i % 5}:00:00")
+        for i in range(40)
+    ])
+    cs_metrics.ingest(tmp_path / "src", db=tmp_path / "wh.duckdb")
+    at = run_page(monkeypatch, tmp_path / "wh.duckdb")
+    infos = [i.value for i in at.info]
+    assert any(text.startswith("This dataset has no teams") for text in infos)
+    assert any(text.startswith("This dataset has no managers") for text in infos)
+    assert sorted(at.dataframe[0].value["rep_id"]) == ["R0", "R1", "R2"]
+    assert at.selectbox(key="detail_rep").options == ["R0", "R1", "R2"]
+    assert len(at.get("vega_lite_chart")) == 1

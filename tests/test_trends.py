@@ -1,0 +1,218 @@
+"""The Ticket trends page, run headless with AppTest: its figures are the library's figures."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+import cs_metrics
+from cs_metrics import Filters, Warehouse
+from cs_metrics.drilldown import ticket_page
+from cs_metrics.flow import resolved_per_period
+from simulations import generator
+from tests.conftest import REPO, ticket, write_csv
+
+APP = str(REPO / "app.py")
+TRENDS = "pages/trends.py"
+TIMEOUT = 60
+DEFAULT_DAYS = 90
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("trends_sample")
+    generator.generate(tmp / "sample", tickets=4000, days=90, seed=5, end=datetime(2025, 3, 1))
+    cs_metrics.ingest(tmp / "sample", db=tmp / "wh.duckdb")
+    return tmp / "wh.duckdb"
+
+
+@pytest.fixture(scope="module")
+def tiny_db(tmp_path_factory) -> Path:
+    """Tickets only: no domain, channel, location, customer or feedback."""
+    tmp = tmp_path_factory.mktemp("trends_tiny")
+    write_csv(tmp / "src", "tickets", [
+        ticket("T1", "2025-01-10 10:00:00", "closed", priority="high",
+               resolved_at="2025-01-10 12:00:00"),
+        ticket("T2", "2025-01-12 09:30:00", "open"),
+        ticket("T3", "2025-01-20 15:00:00", "in_progress", priority="low"),
+        ticket("T4", "2025-01-24 08:00:00", "closed", resolved_at="2025-01-25 08:00:00"),
+    ])
+    cs_metrics.ingest(tmp / "src", db=tmp / "wh.duckdb")
+    return tmp / "wh.duckdb"
+
+
+def library(db: Path, fn):
+    wh = Warehouse(db)  # read-write, like the app: one configuration per process
+    try:
+        return fn(wh)
+    finally:
+        wh.close()
+
+
+def default_filters(db: Path, days: int = DEFAULT_DAYS, **where) -> Filters:
+    def window(wh: Warehouse) -> tuple[date, date]:
+        end = wh.as_of().date() + timedelta(days=1)
+        return end - timedelta(days=days), end
+
+    start, end = library(db, window)
+    return Filters.build(start, end, **where)
+
+
+def trends(monkeypatch, db: Path, params: dict | None = None) -> AppTest:
+    monkeypatch.setenv("CS_METRICS_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for key, value in (params or {}).items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page(TRENDS).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def frame(at: AppTest, first_column: str, second: str | None = None) -> pd.DataFrame:
+    for df in (d.value for d in at.dataframe):
+        cols = list(df.columns)
+        if cols[0] == first_column and (second is None or cols[1] == second):
+            return df
+    raise AssertionError(f"no table starting with {first_column}")
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def expected_figures(db: Path, filters: Filters, grain: str = "week") -> dict:
+    def compute(wh: Warehouse) -> dict:
+        return {
+            "created": cs_metrics.query(wh, ["ticket_count"], grain=grain, filters=filters),
+            "closed": resolved_per_period(wh, filters, grain),
+            "backlog": cs_metrics.query(wh, ["backlog"], grain=grain, filters=filters),
+            "backlog_end": int(cs_metrics.query(wh, ["backlog"], filters=filters)["backlog"][0]),
+            "domain": cs_metrics.query(wh, ["ticket_count"], by=["domain"], filters=filters),
+            "csat": cs_metrics.query(wh, ["csat_pct"], grain=grain, filters=filters),
+        }
+
+    return library(db, compute)
+
+
+def assert_shows(at: AppTest, want: dict) -> None:
+    shown = metrics(at)
+    assert shown["Tickets created"] == f"{want['created']['ticket_count'].sum():,}"
+    assert shown["Tickets closed"] == f"{want['closed']['resolved_count'].sum():,}"
+    assert shown["Backlog"] == f"{want['backlog_end']:,}"
+    flows = frame(at, "period", "created").set_index("period")
+    created = want["created"].set_index("period")["ticket_count"]
+    closed = want["closed"].set_index("period")["resolved_count"]
+    assert flows["created"][flows["created"] > 0].to_dict() == created.to_dict()
+    assert flows["closed"][flows["closed"] > 0].to_dict() == closed.to_dict()
+    backlog = frame(at, "period", "backlog")
+    assert backlog["backlog"].tolist() == want["backlog"]["backlog"].tolist()
+    domains = frame(at, "domain").set_index("domain")["ticket_count"]
+    assert domains.to_dict() == want["domain"].set_index("domain")["ticket_count"].to_dict()
+    csat = frame(at, "period", "csat_pct")
+    lib = want["csat"].dropna(subset=["csat_pct"])
+    assert csat["csat_pct"].tolist() == pytest.approx(lib["csat_pct"].tolist())
+
+
+def test_trends_show_the_library_figures(sample_db, monkeypatch):
+    at = trends(monkeypatch, sample_db)
+    assert at.title[0].value == "Ticket trends"
+    assert_shows(at, expected_figures(sample_db, default_filters(sample_db)))
+    # every chart's data downloads as CSV and Parquet, named after the filters
+    files = [b.proto.label for b in at.get("download_button")]
+    assert files.count("Download CSV") == files.count("Download Parquet") >= 8
+
+    at.radio(key="trends_grain").set_value("month").run()
+    assert not at.exception
+    assert_shows(at, expected_figures(sample_db, default_filters(sample_db), grain="month"))
+
+
+def test_a_filter_changes_the_figures(sample_db, monkeypatch):
+    at = trends(monkeypatch, sample_db)
+    before = metrics(at)["Tickets created"]
+    at.multiselect(key="filter_channel").select("chat").run()
+    at.selectbox(key="date_preset").select("Last 30 days").run()
+    assert not at.exception
+    filters = default_filters(sample_db, days=30, channel=["chat"])
+    assert_shows(at, expected_figures(sample_db, filters))
+    assert metrics(at)["Tickets created"] != before
+    assert at.query_params["channel"] == "chat"
+    assert at.query_params["range"] == "last-30-days"
+
+
+def test_query_params_restore_the_filters(sample_db, monkeypatch):
+    at = trends(monkeypatch, sample_db, {
+        "range": "custom", "from": "2025-01-06", "to": "2025-01-19",
+        "priority": ["high", "urgent"],
+    })
+    assert at.selectbox(key="date_preset").value == "Custom range"
+    assert at.date_input(key="date_custom").value == (date(2025, 1, 6), date(2025, 1, 19))
+    assert at.multiselect(key="filter_priority").value == ["high", "urgent"]
+    filters = Filters.build(date(2025, 1, 6), date(2025, 1, 20), priority=["high", "urgent"])
+    assert_shows(at, expected_figures(sample_db, filters))
+
+
+def test_invalid_query_params_are_ignored_with_a_note(sample_db, monkeypatch):
+    at = trends(monkeypatch, sample_db, {
+        "range": "last-fortnight", "from": "yesterday", "channel": ["chat", "carrier pigeon"],
+    })
+    assert at.multiselect(key="filter_channel").value == ["chat"]
+    assert at.selectbox(key="date_preset").value == "Last 90 days"
+    note = next(c.value for c in at.sidebar.caption if c.value.startswith("Ignored"))
+    assert "channel=carrier pigeon" in note and "range=last-fortnight" in note
+    assert "from=yesterday" in note
+    assert_shows(at, expected_figures(sample_db, default_filters(sample_db, channel="chat")))
+
+
+def test_drilldown_lists_the_library_tickets(sample_db, monkeypatch):
+    at = trends(monkeypatch, sample_db)
+    filters = default_filters(sample_db)
+    domain = frame(at, "domain")["domain"][0]
+    at.selectbox(key="trends_drill_by").set_value("domain").run()
+    at.selectbox(key="trends_drill_value").set_value(domain).run()
+    assert not at.exception
+    first = library(sample_db, lambda wh: ticket_page(wh, filters, extra={"domain": domain}))
+    second = library(sample_db, lambda wh: ticket_page(wh, filters, extra={"domain": domain},
+                                                        offset=50))
+    shown = frame(at, "ticket_id")
+    assert shown["ticket_id"].tolist() == first.rows["ticket_id"].tolist()
+    assert f"Tickets 1–50 of {first.total:,}, newest first" in [c.value for c in at.caption]
+    at.button(key="trends_next").click().run()
+    assert frame(at, "ticket_id")["ticket_id"].tolist() == second.rows["ticket_id"].tolist()
+    at.button(key="trends_prev").click().run()
+    assert frame(at, "ticket_id")["ticket_id"].tolist() == first.rows["ticket_id"].tolist()
+
+    # a period: the tickets created in that week
+    at.selectbox(key="trends_drill_by").set_value("period").run()
+    week = at.selectbox(key="trends_drill_value").value
+    page = library(sample_db, lambda wh: ticket_page(wh, filters, period=week, grain="week"))
+    assert frame(at, "ticket_id")["ticket_id"].tolist() == page.rows["ticket_id"].tolist()
+    created = frame(at, "period", "created").set_index("period")["created"]
+    assert page.total == created[week]
+
+
+def test_missing_dimensions_are_explained(tiny_db, monkeypatch):
+    at = trends(monkeypatch, tiny_db, {"range": "all-time"})
+    infos = [i.value for i in at.info]
+    assert any("This dataset has no domain" in i for i in infos)
+    assert any("This dataset has no channel" in i for i in infos)
+    assert any("This dataset has no service location" in i for i in infos)
+    assert any("This dataset has no CSAT scores" in i for i in infos)
+    assert metrics(at)["Tickets created"] == "4"
+    assert metrics(at)["Tickets closed"] == "2"
+    # only the dimensions the dataset has are offered as filters
+    assert [m.label for m in at.multiselect] == ["Priority", "Customer segment"]
