@@ -15,6 +15,7 @@ page = st.navigation(
         st.Page("pages/representatives.py", title="Representatives", icon=":material/groups:"),
         st.Page("pages/feedback.py", title="Customer feedback", icon=":material/reviews:"),
         st.Page("pages/data_quality.py", title="Data quality", icon=":material/fact_check:"),
+        st.Page("pages/data_sources.py", title="Your data", icon=":material/upload_file:"),
     ]
 )
 ensure_data()  # the first start generates and loads the sample dataset

@@ -163,14 +163,21 @@ def latest_comments(
         "from feedback f join tickets t on t.ticket_id = f.ticket_id "
         f"where {' and '.join(clauses)}"
     )
-    total = int(wh.scalar(f"select count(*) {matching}", params) or 0)
+    # one pass: the page and, beside each row, how many match in all
     rows = wh.df(
         "select f.submitted_at, f.ticket_id, f.csat, f.nps, f.ces, f.comment, t.channel, "
-        f"t.domain, t.rep_name {matching} "
+        f"t.domain, t.rep_name, count(*) over () as __total {matching} "
         # feedback_id breaks ties, so pages neither repeat nor skip a comment
         "order by f.submitted_at desc nulls last, f.feedback_id desc limit ? offset ?",
         [*params, limit, offset],
     )
+    if len(rows):
+        total = int(rows["__total"].iloc[0])
+    elif offset == 0:
+        total = 0
+    else:  # past the last page: count without the page
+        total = int(wh.scalar(f"select count(*) {matching}", params) or 0)
+    rows = rows.drop(columns="__total")
     rows["comment"] = rows["comment"].map(mask_pii)
     return CommentPage(rows, total, limit, offset)
 

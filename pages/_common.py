@@ -77,10 +77,59 @@ def _open_warehouse(path: str) -> Warehouse:
     return Warehouse(path, read_only=False)
 
 
+# The session's chosen dataset (a warehouse path); absent means the app's default warehouse.
+DATASET_KEY = "dataset_db"
+
+
+def is_same(a: Path, b: Path) -> bool:
+    """Whether two paths name one warehouse file."""
+    return a.resolve() == b.resolve()
+
+
+def active_db() -> Path:
+    """The warehouse this session looks at: the dataset chosen on the "Your data" page, else
+    the app's default (``CS_METRICS_DB`` or the sample)."""
+    chosen = st.session_state.get(DATASET_KEY)
+    return Path(chosen) if chosen else cs_metrics.default_db_path()
+
+
+def is_active(path: Path) -> bool:
+    return is_same(active_db(), Path(path))
+
+
+def switch_dataset(path: Path | None) -> None:
+    """Make ``path`` this session's warehouse (None or the default: back to the default).
+
+    Cached results are keyed by the warehouse file, so other datasets' results stay valid.
+    """
+    if path is None or is_same(Path(path), cs_metrics.default_db_path()):
+        st.session_state.pop(DATASET_KEY, None)
+    else:
+        st.session_state[DATASET_KEY] = str(path)
+
+
+def dataset_label(path: Path) -> str:
+    """How the UI names a warehouse: the sample, the CS_METRICS_DB file, or a dataset."""
+    path = Path(path)
+    default = cs_metrics.default_db_path()
+    if is_same(path, default):
+        return "Sample dataset" if _is_default(default) else f"{path.stem} (CS_METRICS_DB)"
+    return path.stem
+
+
 def get_warehouse() -> Warehouse:
-    """The app's warehouse (one cached object per file); stops the page with a message if
-    CS_METRICS_DB names a file that does not exist or the file cannot be opened."""
-    path = cs_metrics.default_db_path()
+    """This session's warehouse (one cached object per file); stops the page with a message
+    if CS_METRICS_DB names a file that does not exist or the file cannot be opened. A chosen
+    dataset that was deleted meanwhile falls back to the default with a warning."""
+    path = active_db()
+    default = cs_metrics.default_db_path()
+    if not is_same(path, default) and not path.exists():
+        switch_dataset(None)
+        st.warning(
+            f"The dataset {path.stem} ({path}) no longer exists; showing "
+            f"{dataset_label(default)} instead."
+        )
+        path = default
     if not path.exists() and not _is_default(path):
         st.error(
             f"The warehouse {path} named by CS_METRICS_DB does not exist. Load data into it "
@@ -107,11 +156,13 @@ def ensure_data() -> Warehouse:
     wh = get_warehouse()
     if wh.has_table("tickets"):
         return wh
-    if not _is_default(wh.path):
-        st.error(
-            f"The warehouse {wh.path} has no tickets yet. Load data into it with "
-            f"`python -m cs_metrics ingest SOURCE --db {wh.path}`."
+    if not _is_default(wh.path):  # only the app's own warehouse gets the sample
+        how = (
+            f"`python -m cs_metrics ingest SOURCE --db {wh.path}`"
+            if is_same(wh.path, cs_metrics.default_db_path())
+            else "the Your data page"
         )
+        st.error(f"The warehouse {wh.path} has no tickets yet. Load data into it with {how}.")
         st.stop()
     lock = _bootstrap_lock()
     if not lock.acquire(blocking=False):
@@ -515,6 +566,10 @@ def filters_ui(wh: Warehouse) -> Filters:
     if window is not None and "_filters_url_read" not in st.session_state:
         st.session_state["_filters_url_read"] = True
         st.session_state["_filters_url_notes"] = _read_url(options, window[0])
+    if DATASET_KEY in st.session_state:
+        st.sidebar.caption(
+            f"Dataset: **{dataset_label(wh.path)}** (change it on the Your data page)"
+        )
     dates = date_range_ui(wh)
     chosen: dict[str, list[str]] = {}
     with st.sidebar:

@@ -1,4 +1,5 @@
-"""Overview: headline KPIs against their targets, weekly volume vs backlog, customer segments."""
+"""Overview: headline KPIs against their targets with weekly sparklines, weekly volume vs
+backlog, customer segments; every figure downloads as CSV and Parquet."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from cs_metrics import CsMetricsError, Filters, Metric, Settings, Warehouse
 from pages._common import (
     as_of_text,
     describe_filters,
+    download_buttons,
     ensure_data,
     filters_ui,
     missing_text,
@@ -29,6 +31,8 @@ KPI_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 CARDS_PER_ROW = 3
 SEGMENT_METRICS = ("customer_count", "ticket_count", "csat_pct")
+SPARKLINE_HELP = ("The line shows this figure week by week (weeks start on Monday) over the "
+                  "date range; the first and last weeks can be partial.")
 
 
 def _delta_text(metric: Metric, delta: float) -> str:
@@ -62,6 +66,7 @@ def _card(
     previous: float | None,
     missing: str | None,
     settings: Settings,
+    trend: list[float] | None = None,
 ) -> None:
     with st.container(border=True, height="stretch"):
         if missing:
@@ -84,9 +89,45 @@ def _card(
             delta=delta_text,
             delta_color=color,
             delta_arrow=arrow,
-            help=metric.description,
+            help=f"{metric.description}\n\n{SPARKLINE_HELP}" if trend else metric.description,
+            chart_data=trend,
+            chart_type="line",
         )
         st.caption(_target_line(metric, value, settings))
+
+
+def _sparkline(weekly: pd.DataFrame, name: str) -> list[float] | None:
+    """The metric's weekly values in week order (weeks without a value left out), or None
+    when fewer than two weeks have one: a single point shows no trend."""
+    if name not in weekly.columns:
+        return None
+    values = weekly.sort_values("period")[name].dropna()
+    return [float(v) for v in values] if len(values) >= 2 else None
+
+
+def _kpi_table(
+    names: list[str],
+    current: pd.Series,
+    previous: pd.Series | None,
+    settings: Settings,
+) -> pd.DataFrame:
+    rows = []
+    for name in names:
+        metric = cs_metrics.get_metric(name)
+        value = current.get(name)
+        before = previous.get(name) if previous is not None else None
+        rows.append({
+            "metric": name,
+            "label": metric.label,
+            "unit": metric.unit,
+            "value": value,
+            "previous_period": before,
+            "target": cs_metrics.metric_target(metric, settings),
+        })
+    df = pd.DataFrame(rows)
+    for col in ("value", "previous_period", "target"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
 
 
 def _kpis(wh: Warehouse, filters: Filters) -> None:
@@ -101,6 +142,8 @@ def _kpis(wh: Warehouse, filters: Filters) -> None:
         row = run_query(wh, present, filters=before).iloc[0]
         # No tickets at all in the previous window (before the data starts): no comparison.
         previous = row if row.get("ticket_count", 1) > 0 else None
+    # One weekly query for every card's sparkline (not one per card).
+    weekly = run_query(wh, present, grain="week", filters=filters) if present else None
     if previous is not None:
         days = (filters.date_to - filters.date_from).days
         st.caption(f"Changes are against the previous {days} days "
@@ -118,7 +161,15 @@ def _kpis(wh: Warehouse, filters: Filters) -> None:
                     previous.get(name) if previous is not None and name in present else None,
                     missing[name],
                     settings,
+                    _sparkline(weekly, name) if weekly is not None and name in present else None,
                 )
+    if present:
+        with st.expander("Download the KPI figures"):
+            st.caption("The cards' values, previous-period values and targets:")
+            download_buttons(_kpi_table(list(present), current, previous, settings),
+                             "overview_kpis", filters)
+            st.caption("The weekly values behind the sparklines:")
+            download_buttons(weekly, "overview_kpis_weekly", filters)
 
 
 def _weekly_chart(wh: Warehouse, filters: Filters) -> None:
@@ -163,6 +214,7 @@ def _weekly_chart(wh: Warehouse, filters: Filters) -> None:
         .properties(height=340)
     )
     st.altair_chart(chart, width="stretch")
+    download_buttons(df, "overview_weekly_tickets_backlog", filters)
     if partial.any():
         st.caption("The first or last week is partial: it only counts days inside the range.")
     elif filters.date_from is None or filters.date_to is None:
@@ -192,6 +244,7 @@ def _segments(wh: Warehouse, filters: Filters) -> None:
     )
     order = ["customer_segment", *[n for n in SEGMENT_METRICS if n in present], "share_pct"]
     st.dataframe(df, hide_index=True, column_order=order, column_config=config)
+    download_buttons(df[order], "overview_customer_segments", filters)
     gone = [missing_text(m, wh) for m in metrics if m.name not in present]
     for text in gone:
         st.caption(text)

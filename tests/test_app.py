@@ -155,6 +155,70 @@ def test_overview_targets_and_changes(sample_db, monkeypatch):
     assert cards(at)["Tickets"].value == get_metric("ticket_count").display(want["ticket_count"])
 
 
+def test_overview_sparklines_are_the_weekly_registry_query(sample_db, monkeypatch):
+    wh = Warehouse(sample_db)
+    filters = default_filters(wh)
+    weekly = cs_metrics.query(wh, list(KPI_NAMES), grain="week", filters=filters)
+    wh.close()
+    at = run_app(monkeypatch, sample_db)
+    shown = cards(at)
+    weekly = weekly.sort_values("period")
+    assert len(weekly) >= 13  # 90 days: 13 full weeks and the partial ones at the edges
+    for name in KPI_NAMES:
+        card = shown[get_metric(name).label]
+        want = weekly[name].dropna().astype(float).tolist()
+        assert list(card.proto.chart_data) == pytest.approx(want), name
+        assert card.proto.chart_type == MetricProto.ChartType.LINE
+        assert "week by week" in card.help
+
+
+def test_overview_sparklines_come_from_one_weekly_query(sample_db, monkeypatch):
+    calls: list[tuple[tuple[str, ...], str | None]] = []
+    real = cs_metrics.query
+
+    def counted(wh, metrics, by=(), grain=None, filters=None):
+        calls.append((tuple(metrics), grain))
+        return real(wh, metrics, by, grain, filters)
+
+    monkeypatch.setattr(cs_metrics, "query", counted)
+    at = run_app(monkeypatch, sample_db)
+    assert all(cards(at)[get_metric(n).label].proto.chart_data for n in KPI_NAMES)
+    weekly = [m for m, grain in calls if grain == "week"]
+    assert len(weekly) == 2
+    assert set(map(frozenset, weekly)) == {frozenset(KPI_NAMES),
+                                            frozenset({"ticket_count", "backlog"})}
+    # a rerun is served from the cache: no query at all
+    calls.clear()
+    at.run()
+    assert not at.exception and calls == []
+
+
+def test_overview_downloads_carry_the_filters(sample_db, monkeypatch):
+    at = run_app(monkeypatch, sample_db)
+    at.multiselect(key="filter_channel").select("chat").run()
+    assert not at.exception
+    wh = Warehouse(sample_db)
+    end = default_filters(wh).date_to
+    wh.close()
+    slug = f"{end - timedelta(days=DEFAULT_DAYS):%Y-%m-%d}_{end - timedelta(days=1):%Y-%m-%d}" \
+        "_channel-chat"
+    files = [b.help.rsplit(": ", 1)[-1] for b in at.get("download_button")]
+    want = [f"{name}_{slug}.{ext}"
+            for name in ("overview_kpis", "overview_kpis_weekly",
+                         "overview_weekly_tickets_backlog", "overview_customer_segments")
+            for ext in ("csv", "parquet")]
+    assert files == want
+
+
+def test_missing_inputs_have_no_sparkline(tiny_db, monkeypatch):
+    at = run_app(monkeypatch, tiny_db)
+    shown = cards(at)
+    for label in ("Avg first response", "Median first response", "CSAT", "NPS"):
+        assert not shown[label].proto.chart_data, label
+    # four tickets over three weeks: the volume card still has its line
+    assert list(shown["Tickets"].proto.chart_data) == [2.0, 2.0]
+
+
 def test_overview_segments_table(sample_db, monkeypatch):
     want, filters = expected(sample_db, ["ticket_count"])
     at = run_app(monkeypatch, sample_db)

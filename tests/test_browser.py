@@ -25,6 +25,15 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
 ]
 DEFAULT_DAYS = 90
+# Every page the navigation must offer, and whether it draws at least one chart on the sample.
+KNOWN_PAGES: dict[str, bool] = {
+    "Overview": True,
+    "Ticket trends": True,
+    "Representatives": True,
+    "Customer feedback": True,
+    "Data quality": True,
+}
+PAGE_TIMEOUT_MS = 30_000
 
 pytestmark = pytest.mark.browser
 
@@ -50,13 +59,15 @@ def wait_healthy(proc: subprocess.Popen, url: str, log: Path, seconds: float = 3
     pytest.fail(f"streamlit did not become healthy within {seconds} s:\n{log.read_text()}")
 
 
-@pytest.fixture
-def served_app(tmp_path):
-    """A small warehouse and the app serving it on a free port; yields (url, Tickets value)."""
+@pytest.fixture(scope="module")
+def served_app(tmp_path_factory):
+    """A small warehouse and the app serving it on a free port, shared by this module's
+    tests; yields (url, Tickets value)."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium package)")
     pytest.importorskip("playwright.sync_api",
                         reason="the playwright Python package is not installed")
+    tmp_path = tmp_path_factory.mktemp("served")
     generator.generate(tmp_path / "sample", tickets=4000, days=90, seed=5,
                        end=datetime(2025, 3, 1))
     db = tmp_path / "wh.duckdb"
@@ -126,3 +137,46 @@ def test_overview_in_chromium(served_app, tmp_path):
             browser.close()
     assert (tmp_path / "overview.png").stat().st_size > 10_000
     assert (tmp_path / "trends.png").stat().st_size > 10_000
+
+
+def wait_for_run(page) -> None:
+    """Until the page's script has finished (Streamlit marks the app root with its state)."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
+        timeout=PAGE_TIMEOUT_MS)
+
+
+def test_every_page_in_chromium(served_app, tmp_path_factory):
+    from playwright import sync_api
+
+    url, _ = served_app
+    shots = tmp_path_factory.mktemp("page_screenshots")
+    print(f"page screenshots: {shots}")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(url)
+            wait_for_run(page)
+            links = page.get_by_test_id("stSidebarNavLink")
+            links.first.wait_for(timeout=PAGE_TIMEOUT_MS)
+            # a link reads "<icon name>\n<title>": the title is its last line
+            nav = {links.nth(i).inner_text().strip().splitlines()[-1].strip():
+                   links.nth(i).get_attribute("href") for i in range(links.count())}
+            assert set(KNOWN_PAGES) <= set(nav), nav
+            for number, (title, href) in enumerate(nav.items(), start=1):
+                page.goto(href if href.startswith("http") else f"{url}/{href.lstrip('/')}")
+                wait_for_run(page)
+                page.get_by_test_id("stMain").get_by_text(title, exact=True).first.wait_for(
+                    timeout=PAGE_TIMEOUT_MS)
+                charts = page.locator('[data-testid="stVegaLiteChart"], canvas')
+                if KNOWN_PAGES.get(title):
+                    charts.first.wait_for(timeout=PAGE_TIMEOUT_MS)
+                    assert charts.count() >= 1, title
+                assert page.get_by_test_id("stException").count() == 0, title
+                slug = "".join(c if c.isalnum() else "-" for c in title.lower())
+                shot = shots / f"{number:02d}_{slug}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 10_000, title
+        finally:
+            browser.close()
+    assert len(list(shots.glob("*.png"))) == len(nav) >= len(KNOWN_PAGES)

@@ -1,0 +1,325 @@
+"""Your data: upload files, see what would load and what would be rejected, load, switch."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+import cs_metrics
+from cs_metrics import TABLES, CsMetricsError
+from cs_metrics import datasets as ds
+from pages._common import (
+    active_db,
+    dataset_label,
+    is_active,
+    is_same,
+    parquet_bytes,
+    switch_dataset,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "mappings"
+DATA_TYPES = ["csv", "gz", "parquet", "jsonl", "ndjson", "json", "tsv", "txt"]
+
+HOW_CANONICAL = "Canonical files (no mapping)"
+HOW_UPLOAD = "An export plus my mapping file"
+HOW_EXAMPLE = "An export plus an example mapping"
+HOWS = (HOW_CANONICAL, HOW_UPLOAD, HOW_EXAMPLE)
+
+# session state of this page
+STAGED = "ds_staged"  # (fingerprint of the upload, staged folder)
+VALIDATION = "ds_validation"  # (fingerprint, Validation)
+FLASH = "ds_flash"  # a message to show once after a rerun
+
+
+def _examples() -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(EXAMPLES.glob("*.toml"))}
+
+
+def _tables_help() -> pd.DataFrame:
+    rows = [
+        {
+            "file": f"{name}.csv / .csv.gz / .parquet / .jsonl",
+            "required columns": ", ".join(table.required) or "–",
+            "optional columns": ", ".join(c for c in table.column_names
+                                          if c not in table.required),
+        }
+        for name, table in TABLES.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def _intro() -> None:
+    st.markdown(
+        "Bring your own tickets in one of two ways, then **validate** them (nothing is loaded "
+        "yet: you see what would load and what would be rejected, and why) and **load** them "
+        "into a dataset of their own. Every page then shows that dataset until you switch."
+    )
+    left, right = st.columns(2)
+    with left.container(border=True):
+        st.markdown(
+            "**1. Canonical files.** One file per table, named after it — `tickets.csv` "
+            "(or `.csv.gz`, `.parquet`, `.jsonl`), optionally `feedback.csv`, "
+            "`representatives.csv`, `customers.csv`, `outages.csv`, `ticket_events.csv` — "
+            "with the canonical column names. Only `tickets` is required."
+        )
+        with st.expander("Tables and columns"):
+            st.dataframe(_tables_help(), hide_index=True)
+    with right.container(border=True):
+        st.markdown(
+            "**2. Any export plus a mapping file (TOML).** One section per table naming its "
+            "`source` file, optional `timezone`, `format` and `delimiter`, a `columns` table "
+            "(canonical column = source column name or a DuckDB SQL expression) and optional "
+            "`values` tables (canonical value = list of source values). See *Bringing your own "
+            "data* in the README; the examples below come from `data/mappings/`."
+        )
+        examples = _examples()
+        if examples:
+            with st.expander("Example mappings"):
+                for name, text in examples.items():
+                    st.caption(f"`data/mappings/{name}`")
+                    st.code(text, language="toml")
+
+
+def _fingerprint(files: list, mapping_text: str | None) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.file_id}|{f.name}|{f.size}\n".encode())
+    h.update(b"\x00" if mapping_text is None else mapping_text.encode("utf-8"))
+    return h.hexdigest()
+
+
+def upload_ui() -> tuple[list, str | None, str | None]:
+    """The upload widgets -> (data files, mapping TOML text or None, a problem to show)."""
+    files = st.file_uploader(
+        "Data files", accept_multiple_files=True, type=DATA_TYPES, key="ds_files",
+        help="Canonical files (tickets.csv, feedback.csv, ...) or your export's files.",
+    ) or []
+    how = st.radio("How are the files laid out?", HOWS, key="ds_how", horizontal=True)
+    mapping_text: str | None = None
+    problem: str | None = None
+    if how == HOW_UPLOAD:
+        up = st.file_uploader("Mapping file (TOML)", type=["toml"], key="ds_mapping")
+        if up is None:
+            problem = "Upload the mapping file that goes with the export."
+        else:
+            try:
+                mapping_text = up.getvalue().decode("utf-8")
+            except UnicodeDecodeError:
+                problem = f"{up.name} is not a UTF-8 text file."
+    elif how == HOW_EXAMPLE:
+        examples = _examples()
+        name = st.selectbox("Example mapping", list(examples), key="ds_example",
+                            help="From data/mappings/; its source names the file to upload.")
+        mapping_text = examples.get(name) if name else None
+    return files, mapping_text, problem
+
+
+def _stage(files: list, mapping_text: str | None, sig: str) -> Path:
+    root = ds.default_root()
+    old = st.session_state.pop(STAGED, None)
+    if old is not None:
+        ds.discard_upload(old[1], root)
+    folder = ds.stage_upload({f.name: f.getvalue() for f in files}, mapping_text, root)
+    st.session_state[STAGED] = (sig, folder)
+    return folder
+
+
+def _show_validation(v: ds.Validation) -> None:
+    if not v.ok:
+        st.error(v.error)
+        st.caption("Nothing was loaded. This is the message `python -m cs_metrics ingest` "
+                   "gives for the same files; fix the files or the mapping and validate again.")
+        return
+    assert v.report is not None and v.quality is not None
+    read = sum(t.read for t in v.report.tables)
+    cols = st.columns(4)
+    cols[0].metric("Rows read", f"{read:,}", border=True)
+    cols[1].metric("Rows that would load", f"{v.loaded:,}", border=True)
+    cols[2].metric("Rows that would be rejected", f"{v.rejected:,}", border=True)
+    score = "–" if v.quality.score is None else f"{v.quality.score:.1f}"
+    cols[3].metric("Quality score (0–100)", score, border=True,
+                   help="The score the Data quality page would show after loading.")
+    st.markdown("**Per table**")
+    st.dataframe(
+        pd.DataFrame([
+            {"table": t.table, "files": ", ".join(Path(f).name for f in t.files),
+             "read": t.read, "loaded": t.loaded, "rejected": t.rejected_total,
+             "warnings": sum(n for _, n in t.warnings), "merged": t.collapsed,
+             "skipped_empty": t.skipped_empty}
+            for t in v.report.tables
+        ]),
+        hide_index=True,
+        column_config={
+            "table": "Table", "files": "Source",
+            "read": st.column_config.NumberColumn("Read", format="localized"),
+            "loaded": st.column_config.NumberColumn("Would load", format="localized"),
+            "rejected": st.column_config.NumberColumn("Rejected", format="localized"),
+            "warnings": st.column_config.NumberColumn("Warnings", format="localized"),
+            "merged": st.column_config.NumberColumn(
+                "Merged duplicates", format="localized",
+                help="Identical dimension rows merged into one."),
+            "skipped_empty": st.column_config.NumberColumn(
+                "Empty feedback skipped", format="localized",
+                help="Feedback rows with no score and no comment."),
+        },
+    )
+    reasons, warnings = v.quality.rejects_by_reason, v.quality.warnings
+    st.markdown("**Rejected rows by reason**")
+    if reasons.empty:
+        st.success("No row would be rejected.")
+    else:
+        st.dataframe(reasons, hide_index=True, column_order=["table", "reason", "rows", "meaning"],
+                     column_config={"table": "Table", "reason": "Reason", "rows": "Rows",
+                                    "meaning": "Meaning"})
+    st.markdown("**Warnings** (the row loads; a value is changed or flagged)")
+    if warnings.empty:
+        st.success("No warnings.")
+    else:
+        st.dataframe(warnings, hide_index=True,
+                     column_order=["table", "warning", "rows", "meaning"],
+                     column_config={"table": "Table", "warning": "Warning", "rows": "Rows",
+                                    "meaning": "Meaning"})
+    if not v.rejects.empty:
+        shown = len(v.rejects)
+        st.markdown(f"**First rejected rows** ({shown:,} of {v.rejected:,}, in source order)")
+        st.caption("Source row 1 is the first data row after the header; raw is the whole "
+                   "source row.")
+        st.dataframe(v.rejects, hide_index=True, column_config={
+            "table_name": "Table", "source_file": "Source file",
+            "source_row": st.column_config.NumberColumn("Source row", format="%d"),
+            "reason": "Reason", "column_name": "Column", "value": "Value",
+            "detail": st.column_config.TextColumn("Detail", width="large"),
+            "raw": st.column_config.TextColumn("Raw", width="large"),
+        })
+        with st.container(horizontal=True):
+            st.download_button(
+                "Download rejected rows (CSV)", v.rejects.to_csv(index=False).encode("utf-8"),
+                file_name="rejects.csv", mime="text/csv", on_click="ignore",
+                icon=":material/download:", key="ds_rejects_csv",
+            )
+            st.download_button(
+                "Download rejected rows (Parquet)", parquet_bytes(v.rejects),
+                file_name="rejects.parquet", mime="application/vnd.apache.parquet",
+                on_click="ignore", icon=":material/download:", key="ds_rejects_parquet",
+            )
+
+
+def _load_ui(folder: Path) -> None:
+    st.subheader("3. Load")
+    root = ds.default_root()
+    name = st.text_input("Dataset name", key="ds_name", placeholder="e.g. zendesk-2024",
+                         help="The dataset is stored as data/datasets/<name>.duckdb.")
+    target: Path | None = None
+    problem: str | None = None
+    if name.strip():
+        try:
+            target = root / f"{ds.slug(name)}.duckdb"
+        except CsMetricsError as exc:
+            problem = str(exc)
+    if problem:
+        st.error(problem)
+    elif target is not None and target.exists():
+        st.warning(f"A dataset {target.stem} exists already: loading replaces what it holds.")
+    if not st.button("Load and switch", key="ds_load", type="primary",
+                     disabled=target is None,
+                     help="Loads the validated files into their own warehouse and makes it "
+                          "this session's dataset on every page."):
+        if target is None and not problem:
+            st.caption("Name the dataset to load it.")
+        return
+    try:
+        with st.spinner(f"Loading into {target}…"):
+            db = ds.load(folder, None, name, root)
+    except CsMetricsError as exc:
+        st.error(str(exc))
+        return
+    st.cache_data.clear()  # a reloaded dataset keeps its file name, so its results are stale
+    switch_dataset(db)
+    ds.discard_upload(folder, root)
+    for key in (STAGED, VALIDATION):
+        st.session_state.pop(key, None)
+    st.session_state[FLASH] = f"Loaded {db.stem} and switched to it: every page now shows it."
+    st.rerun()
+
+
+def _add_ui() -> None:
+    st.header("Add a dataset")
+    _intro()
+    st.subheader("1. Upload")
+    files, mapping_text, problem = upload_ui()
+    sig = _fingerprint(files, mapping_text)
+    staged = st.session_state.get(STAGED)
+    if staged is not None and staged[0] != sig:  # the upload changed: forget the old one
+        ds.discard_upload(staged[1], ds.default_root())
+        st.session_state.pop(STAGED, None)
+        st.session_state.pop(VALIDATION, None)
+    st.subheader("2. Validate")
+    if not files:
+        st.info("Upload at least one data file to validate it.")
+        return
+    if problem:
+        st.warning(problem)
+        return
+    if st.button("Validate", key="ds_validate",
+                 help="Runs the real load into a throwaway warehouse: nothing is loaded yet."):
+        try:
+            folder = _stage(files, mapping_text, sig)
+        except CsMetricsError as exc:
+            st.error(str(exc))
+            return
+        with st.spinner("Validating…"):
+            st.session_state[VALIDATION] = (sig, ds.validate(folder))
+    result = st.session_state.get(VALIDATION)
+    if result is None or result[0] != sig:
+        st.caption("Validate to see what would load before anything is written.")
+        return
+    validation: ds.Validation = result[1]
+    _show_validation(validation)
+    if validation.ok:
+        _load_ui(st.session_state[STAGED][1])
+
+
+def _mb(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:,.1f} MB"
+
+
+def datasets_ui() -> None:
+    """Every dataset with the active one marked, and a Switch button for the others."""
+    st.header("Datasets")
+    default = cs_metrics.default_db_path()
+    loaded = [p for p in ds.list_datasets(ds.default_root()) if not is_same(p, default)]
+    rows = [(default, "the app's default warehouse"), *((p, "loaded here") for p in loaded)]
+    for path, kind in rows:
+        with st.container(border=True, horizontal=True, vertical_alignment="center"):
+            when = ""
+            if path.exists():
+                stamp = datetime.fromtimestamp(path.stat().st_mtime)
+                when = f" · {_mb(path)} · written {stamp:%Y-%m-%d %H:%M}"
+            st.markdown(f"**{dataset_label(path)}** — {kind}{when}")
+            if is_active(path):
+                st.badge("Active", icon=":material/check:", color="green")
+            else:
+                key = "ds_switch__default" if path == default else f"ds_switch_{path.stem}"
+                if st.button("Switch", key=key, help=f"Show {dataset_label(path)} on every page."):
+                    switch_dataset(path)
+                    st.session_state[FLASH] = f"Switched to {dataset_label(path)}."
+                    st.rerun()
+    if not loaded:
+        st.caption("No dataset loaded yet: add one below.")
+
+
+def main() -> None:
+    st.title("Your data")
+    st.caption(f"Every page shows **{dataset_label(active_db())}** (`{active_db()}`).")
+    flash = st.session_state.pop(FLASH, None)
+    if flash:
+        st.success(flash)
+    datasets_ui()
+    _add_ui()
+
+
+main()
