@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import streamlit as st
 
 from cs_metrics.ingest import ingest
 from cs_metrics.warehouse import Warehouse
+from simulations.generator import generate
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
@@ -42,3 +44,22 @@ def sample_wh(sample_dir, tmp_path_factory) -> Warehouse:
     db = tmp_path_factory.mktemp("wh") / "sample.duckdb"
     ingest(sample_dir, db=db)
     return Warehouse(db, read_only=True)
+
+
+@pytest.fixture
+def fresh_caches():
+    """Page tests start and end with empty Streamlit caches (they are process-wide)."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory) -> Path:
+    """A small generated warehouse of the module's own, as the app would open it."""
+    tmp = tmp_path_factory.mktemp("page_sample")
+    generate(tmp / "sample", tickets=4000, days=90, seed=5, end=datetime(2025, 3, 1))
+    ingest(tmp / "sample", db=tmp / "wh.duckdb")
+    return tmp / "wh.duckdb"

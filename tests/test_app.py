@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -26,22 +26,7 @@ KPI_NAMES = (
     "csat_pct", "nps",
 )
 
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-@pytest.fixture(scope="module")
-def sample_db(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("app_sample")
-    generator.generate(tmp / "sample", tickets=4000, days=90, seed=5, end=datetime(2025, 3, 1))
-    cs_metrics.ingest(tmp / "sample", db=tmp / "wh.duckdb")
-    return tmp / "wh.duckdb"
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 @pytest.fixture(scope="module")

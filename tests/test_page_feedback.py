@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import streamlit as st
 from streamlit.runtime.memory_media_file_storage import _calculate_file_id
 from streamlit.testing.v1 import AppTest
 
@@ -20,29 +19,13 @@ from cs_metrics.feedback import (
     latest_comments,
     score_distribution,
 )
-from simulations import generator
 from tests.conftest import REPO, ticket, write_csv
 
 PAGE = str(REPO / "pages" / "feedback.py")
 TIMEOUT = 60
 DEFAULT_DAYS = 90  # the sidebar's default range: the last 90 days of data
 
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-@pytest.fixture(scope="module")
-def sample_db(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("feedback_sample")
-    generator.generate(tmp / "sample", tickets=4000, days=90, seed=5, end=datetime(2025, 3, 1))
-    cs_metrics.ingest(tmp / "sample", db=tmp / "wh.duckdb")
-    return tmp / "wh.duckdb"
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def small_db(folder: Path, feedback: list[dict] | None) -> Path:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse
 from cs_metrics.drilldown import ticket_page
 from cs_metrics.flow import resolved_per_period
-from simulations import generator
 from tests.conftest import REPO, ticket, write_csv
 
 APP = str(REPO / "app.py")
@@ -22,22 +20,7 @@ TRENDS = "pages/trends.py"
 TIMEOUT = 60
 DEFAULT_DAYS = 90
 
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-@pytest.fixture(scope="module")
-def sample_db(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("trends_sample")
-    generator.generate(tmp / "sample", tickets=4000, days=90, seed=5, end=datetime(2025, 3, 1))
-    cs_metrics.ingest(tmp / "sample", db=tmp / "wh.duckdb")
-    return tmp / "wh.duckdb"
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 @pytest.fixture(scope="module")
