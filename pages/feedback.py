@@ -114,7 +114,9 @@ def _kpis(wh: Warehouse, filters: Filters) -> pd.Series:
     missing = {n: missing_text(cs_metrics.get_metric(n), wh) for n in FEEDBACK_METRICS}
     present = tuple(n for n in FEEDBACK_METRICS if not missing[n])
     row = run_query(wh, present, filters=filters).iloc[0] if present else pd.Series()
-    for col, name in zip(st.columns(len(FEEDBACK_METRICS)), FEEDBACK_METRICS, strict=True):
+    # three cards a row, so values and labels fit without being cut
+    columns = [c for _ in range(-(-len(FEEDBACK_METRICS) // 3)) for c in st.columns(3)]
+    for col, name in zip(columns, FEEDBACK_METRICS, strict=False):
         metric = cs_metrics.get_metric(name)
         with col:
             value = row.get(name) if name in present else None
