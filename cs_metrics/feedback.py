@@ -15,7 +15,7 @@ import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.metrics import DIMENSIONS, Filters, filter_sql, get_metric, query
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.warehouse import FEEDBACK_FACTS_SELECT, Warehouse
 
 Score = Literal["csat", "nps", "ces"]
 
@@ -45,6 +45,58 @@ def _has_feedback(wh: Warehouse, column: str = "ticket_id") -> bool:
     return wh.has_table("feedback") and column in wh.columns("feedback")
 
 
+def _facts(wh: Warehouse) -> str:
+    """The survey rows with their ticket's dimensions: the table built at load, or the same
+    rows joined on the fly for a warehouse written before that table existed."""
+    if wh.has_table("feedback_facts"):
+        return "feedback_facts"
+    return f"({FEEDBACK_FACTS_SELECT})"
+
+
+def score_distributions(
+    wh: Warehouse, filters: Filters | None = None, scores: tuple[str, ...] = tuple(SCORE_RANGES)
+) -> dict[str, pd.DataFrame]:
+    """``score_distribution`` of each of ``scores``, counted in one pass over the surveys."""
+    for score in scores:
+        if score not in SCORE_RANGES:
+            raise CsMetricsError(f"Unknown score {score!r}; use {', '.join(SCORE_RANGES)}.")
+    present = [s for s in scores if _has_feedback(wh, s)] if wh.has_table("tickets") else []
+    counts: dict[str, pd.DataFrame] = {}
+    if present:
+        where, params = filter_sql(filters or Filters())
+        # score names are the allow-listed keys of SCORE_RANGES, never user text
+        any_score = " or ".join(f"t.{s} is not null" for s in present)
+        grouped = wh.df(
+            f"select {', '.join(f't.{s}' for s in present)}, count(*) as responses "
+            f"from {_facts(wh)} t where {where} and ({any_score}) "
+            f"group by grouping sets ({', '.join(f'(t.{s})' for s in present)})",
+            params,
+        )
+        for s in present:
+            # a row of the (s) grouping set has s set and the other scores empty
+            mask = grouped[s].notna()
+            for other in present:
+                if other != s:
+                    mask &= grouped[other].isna()
+            counts[s] = grouped.loc[mask, [s, "responses"]].rename(columns={s: "score"})
+    return {s: _on_scale(s, counts.get(s)) for s in scores}
+
+
+def _on_scale(score: str, counts: pd.DataFrame | None) -> pd.DataFrame:
+    lo, hi = SCORE_RANGES[score]
+    scale = pd.DataFrame({"score": np.arange(lo, hi + 1, dtype="int64")})
+    if counts is None or counts.empty:
+        counts = pd.DataFrame({"score": pd.Series(dtype="int64"),
+                               "responses": pd.Series(dtype="int64")})
+    counts = counts.astype({"score": "int64", "responses": "int64"})
+    out = scale.merge(counts, on="score", how="left")
+    out["responses"] = out["responses"].fillna(0).astype("int64")
+    total = int(out["responses"].sum())
+    out["share_pct"] = 100.0 * out["responses"] / total if total else np.nan
+    out["share_pct"] = out["share_pct"].astype("float64")
+    return out
+
+
 def score_distribution(
     wh: Warehouse, filters: Filters | None = None, score: Score = "csat"
 ) -> pd.DataFrame:
@@ -53,29 +105,7 @@ def score_distribution(
     Columns ``score, responses, share_pct``; ``share_pct`` is the share of this score's
     responses (0-100), empty when there are none.
     """
-    if score not in SCORE_RANGES:
-        raise CsMetricsError(f"Unknown score {score!r}; use {', '.join(SCORE_RANGES)}.")
-    lo, hi = SCORE_RANGES[score]
-    scale = pd.DataFrame({"score": np.arange(lo, hi + 1, dtype="int64")})
-    if _has_feedback(wh, score) and wh.has_table("tickets"):
-        where, params = filter_sql(filters or Filters())
-        # ``score`` is one of the allow-listed column names above, never user text
-        counts = wh.df(
-            f"select f.{score} as score, count(*) as responses "
-            f"from feedback f join tickets t on t.ticket_id = f.ticket_id "
-            f"where f.{score} is not null and {where} group by f.{score}",
-            params,
-        )
-        counts["score"] = counts["score"].astype("int64")
-    else:
-        counts = pd.DataFrame({"score": pd.Series(dtype="int64"),
-                               "responses": pd.Series(dtype="int64")})
-    out = scale.merge(counts, on="score", how="left")
-    out["responses"] = out["responses"].fillna(0).astype("int64")
-    total = int(out["responses"].sum())
-    out["share_pct"] = 100.0 * out["responses"] / total if total else np.nan
-    out["share_pct"] = out["share_pct"].astype("float64")
-    return out
+    return score_distributions(wh, filters, (score,))[score]
 
 
 @dataclass(frozen=True)
@@ -152,32 +182,27 @@ def latest_comments(
     if not _has_feedback(wh, "comment") or not wh.has_table("tickets"):
         return CommentPage(empty, 0, limit, offset)
     where, params = filter_sql(filters or Filters())
-    clauses = [where, "f.comment is not null", "trim(f.comment) <> ''"]
+    clauses = [where, "t.comment is not null", "trim(t.comment) <> ''"]
     if min_csat is not None:
-        clauses.append("f.csat >= ?")
+        clauses.append("t.csat >= ?")
         params.append(int(min_csat))
     if max_csat is not None:
-        clauses.append("f.csat <= ?")
+        clauses.append("t.csat <= ?")
         params.append(int(max_csat))
-    matching = (
-        "from feedback f join tickets t on t.ticket_id = f.ticket_id "
-        f"where {' and '.join(clauses)}"
-    )
-    # one pass: the page and, beside each row, how many match in all
+    matching = f"from {_facts(wh)} t where {' and '.join(clauses)}"
+    # the page is a top-N by submission time and the total a plain count: two cheap scans,
+    # where a window count over every match would sort them all
     rows = wh.df(
-        "select f.submitted_at, f.ticket_id, f.csat, f.nps, f.ces, f.comment, t.channel, "
-        f"t.domain, t.rep_name, count(*) over () as __total {matching} "
+        "select t.submitted_at, t.ticket_id, t.csat, t.nps, t.ces, t.comment, t.channel, "
+        f"t.domain, t.rep_name {matching} "
         # feedback_id breaks ties, so pages neither repeat nor skip a comment
-        "order by f.submitted_at desc nulls last, f.feedback_id desc limit ? offset ?",
+        "order by t.submitted_at desc nulls last, t.feedback_id desc limit ? offset ?",
         [*params, limit, offset],
     )
-    if len(rows):
-        total = int(rows["__total"].iloc[0])
-    elif offset == 0:
-        total = 0
-    else:  # past the last page: count without the page
+    if offset == 0 and len(rows) < limit:
+        total = len(rows)
+    else:
         total = int(wh.scalar(f"select count(*) {matching}", params) or 0)
-    rows = rows.drop(columns="__total")
     rows["comment"] = rows["comment"].map(mask_pii)
     return CommentPage(rows, total, limit, offset)
 

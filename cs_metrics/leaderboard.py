@@ -36,6 +36,11 @@ MIX_DIMENSIONS: tuple[str, ...] = ("priority", "domain")
 HIGH_PRIORITIES: tuple[str, ...] = ("high", "urgent")
 MIN_TICKETS = 30
 ALPHA = 0.05
+# Over months of tickets a difference of a few minutes is "significant" yet nothing a lead
+# should act on: a flag also needs a difference this large. Durations: relative to the figure
+# the mix predicts; percentages: in percentage points.
+MIN_EFFECT: dict[str, float] = {"duration": 0.10, "proportion": 5.0}
+SMALL = "small difference"
 NO_DOMAIN = "(no domain)"
 
 
@@ -92,8 +97,11 @@ TEST_EXPLANATION = (
     "scale (so a few very long tickets do not dominate), percentages as a two-proportion test "
     "with the pooled rate of each cell. P-values are corrected for the number of "
     "representatives tested (Benjamini–Hochberg); a representative is flagged when the "
-    "corrected q-value is below {alpha:g} and they have at least {min_n} tickets with a value. "
-    "Smaller groups are marked \"too few tickets\" and not tested."
+    "corrected q-value is below {alpha:g}, they have at least {min_n} tickets with a value, "
+    "and the difference is large enough to matter: at least {min_rel:.0%} of the expected "
+    "figure for times, at least {min_pp:g} percentage points for percentages. A significant "
+    "difference below that is marked \"small difference\". Smaller groups are marked "
+    "\"too few tickets\" and not tested."
 )
 
 
@@ -304,6 +312,7 @@ def unusual(
     metric: str = "avg_resolution_h",
     min_tickets: int = MIN_TICKETS,
     alpha: float = ALPHA,
+    min_effect: float | None = None,
 ) -> pd.DataFrame:
     """Representatives whose ``metric`` differs from what their ticket mix predicts.
 
@@ -313,10 +322,14 @@ def unusual(
     (Benjamini–Hochberg over the representatives tested), flag, status, in_reference and the
     mix summary. The reference is every rep except those found unusual (see
     ``_reference_reps``). Representatives with fewer than ``min_tickets`` tickets with a
-    value are "too few tickets" and not tested.
+    value are "too few tickets" and not tested. A flag also needs ``|difference|`` of at least
+    ``min_effect`` (default ``MIN_EFFECT``: a share of the expected figure for durations,
+    percentage points for percentages); a significant, smaller one is "small difference".
     """
     filters = filters or Filters()
     spec = spec_for(metric)
+    if min_effect is None:
+        min_effect = MIN_EFFECT[spec.kind]
     the_metric = get_metric(metric)
     cells = _cell_stats(wh, filters, spec)
     columns = [
@@ -351,10 +364,15 @@ def unusual(
     out["in_reference"] = out["rep_id"].isin(reference)
 
     enough = out["n"] >= min_tickets
-    out["flag"] = enough & (out["q_value"] < alpha)
+    significant = enough & (out["q_value"] < alpha)
+    threshold = min_effect * out["expected_from_mix"].abs() if spec.kind == "duration" \
+        else pd.Series(min_effect, index=out.index)
+    large = out["difference"].abs() >= threshold
+    out["flag"] = significant & large
     out["status"] = [
-        _status(the_metric.direction, bool(ok), bool(flag), float(z) if pd.notna(z) else 0.0)
-        for ok, flag, z in zip(enough, out["flag"], out["z"], strict=True)
+        SMALL if sig and not flag
+        else _status(the_metric.direction, bool(ok), bool(flag), float(z) if pd.notna(z) else 0.0)
+        for ok, sig, flag, z in zip(enough, significant, out["flag"], out["z"], strict=True)
     ]
     out = out.merge(mix_summary(wh, filters), on="rep_id", how="left")
     out = out.sort_values(["flag", "q_value", "rep_id"], ascending=[False, True, True],

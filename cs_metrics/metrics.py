@@ -14,6 +14,7 @@ from typing import Literal
 import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
+from cs_metrics.schema import DIMENSIONS
 from cs_metrics.settings import Settings, load_settings
 from cs_metrics.warehouse import Warehouse
 
@@ -141,10 +142,6 @@ _METRICS: tuple[Metric, ...] = (
 
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
 
-DIMENSIONS: tuple[str, ...] = (
-    "channel", "priority", "domain", "location", "customer_location", "customer_segment",
-    "rep_id", "rep_name", "team", "manager", "status",
-)
 GRAINS: tuple[str, ...] = ("day", "week", "month")
 
 

@@ -155,3 +155,9 @@ LOAD_ORDER: tuple[str, ...] = (
 
 # Extensions a canonical folder may use, in order of preference.
 FILE_EXTENSIONS: tuple[str, ...] = (".parquet", ".csv", ".csv.gz", ".jsonl")
+
+# What figures can be grouped and filtered by: ticket columns, canonical or derived at load.
+DIMENSIONS: tuple[str, ...] = (
+    "channel", "priority", "domain", "location", "customer_location", "customer_segment",
+    "rep_id", "rep_name", "team", "manager", "status",
+)

@@ -474,11 +474,7 @@ def as_of_text(wh: Warehouse) -> str:
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def _dimension_options(_wh: Warehouse, db: str, dim: str) -> list[str]:
-    if dim not in _wh.nonempty_columns("tickets"):
-        return []
-    df = cs_metrics.query(_wh, ["ticket_count"], [dim]).dropna(subset=[dim])
-    df = df.sort_values(["ticket_count", dim], ascending=[False, True], kind="stable")
-    return [str(v) for v in df[dim]]
+    return _wh.dimension_values(dim)
 
 
 def dimension_options(wh: Warehouse, dim: str) -> list[str]:

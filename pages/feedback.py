@@ -18,7 +18,7 @@ from cs_metrics.feedback import (
     feedback_breakdown,
     latest_comments,
     nps_category,
-    score_distribution,
+    score_distributions,
 )
 from pages._common import (
     QUERY_TTL_S,
@@ -61,8 +61,9 @@ NPS_COLOURS = alt.Scale(domain=["detractor", "passive", "promoter"],
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _distribution(_wh: Warehouse, db: str, filters: Filters, score: str) -> pd.DataFrame:
-    return score_distribution(_wh, filters, score)
+def _distributions_of(_wh: Warehouse, db: str, filters: Filters,
+                      scores: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    return score_distributions(_wh, filters, scores)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -157,6 +158,9 @@ def _distribution_chart(df: pd.DataFrame, score: str) -> alt.Chart:
 def _distributions(wh: Warehouse, filters: Filters) -> None:
     st.subheader("Score distributions")
     st.caption("Survey answers for the tickets created in the range, by score.")
+    shown = tuple(s for s in SCORES
+                  if not missing_text(cs_metrics.get_metric(SCORES[s][2]), wh))
+    dists = _distributions_of(wh, str(wh.path), filters, shown) if shown else {}
     for col, score in zip(st.columns(len(SCORES)), SCORES, strict=True):
         name, _, metric_name = SCORES[score]
         with col:
@@ -164,7 +168,7 @@ def _distributions(wh: Warehouse, filters: Filters) -> None:
             if gone:
                 st.info(gone)
                 continue
-            df = _distribution(wh, str(wh.path), filters, score)
+            df = dists[score]
             if df["responses"].sum() == 0:
                 st.info(f"No {name} scores for the tickets created in this range.")
                 continue

@@ -15,6 +15,7 @@ from cs_metrics.leaderboard import (
     ALPHA,
     LEADERBOARD_METRICS,
     LEVELS,
+    MIN_EFFECT,
     MIN_TICKETS,
     TEST_EXPLANATION,
     TESTS,
@@ -145,7 +146,8 @@ def _unusual_section(wh: Warehouse, filters: Filters) -> None:
         return
     flagged = int(df["flag"].sum())
     st.caption(f"{flagged} of {int((df['status'] != 'too few tickets').sum())} representatives "
-               f"tested are flagged for {metric.label.lower()} (q < {ALPHA:g}).")
+               f"tested are flagged for {metric.label.lower()} (q < {ALPHA:g} and a "
+               "difference large enough to matter; see below).")
     fmt = number_format(metric)
     config = {
         "status": st.column_config.TextColumn(
@@ -176,7 +178,9 @@ def _unusual_section(wh: Warehouse, filters: Filters) -> None:
                  key="unusual_table")
     downloads(df, f"unusual_{name}", filters)
     with st.expander("How a representative is flagged"):
-        st.markdown(TEST_EXPLANATION.format(alpha=ALPHA, min_n=MIN_TICKETS))
+        st.markdown(TEST_EXPLANATION.format(alpha=ALPHA, min_n=MIN_TICKETS,
+                                            min_rel=MIN_EFFECT["duration"],
+                                            min_pp=MIN_EFFECT["proportion"]))
 
 
 def _detail(wh: Warehouse, filters: Filters, reps: pd.DataFrame) -> None:

@@ -20,6 +20,7 @@ from cs_metrics.feedback import (
     mask_pii,
     nps_category,
     score_distribution,
+    score_distributions,
 )
 from cs_metrics.settings import load_settings
 from tests import reference
@@ -61,6 +62,37 @@ def test_score_distribution_matches_pandas(sample_wh, ref, score, filters):
     assert got["responses"].tolist() == want.tolist()
     assert got["share_pct"].tolist() == pytest.approx((100.0 * want / want.sum()).tolist())
     assert got["share_pct"].sum() == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("filters", [Filters(), CHAT_EMAIL], ids=["all", "where"])
+def test_one_pass_distributions_match_pandas(sample_wh, ref, filters):
+    got = score_distributions(sample_wh, filters)
+    assert set(got) == {"csat", "nps", "ces"}
+    rows = joined(ref, filters)
+    for score, (lo, hi) in {"csat": (1, 5), "nps": (0, 10), "ces": (1, 7)}.items():
+        want = rows[score].dropna().astype(int).value_counts()
+        want = want.reindex(range(lo, hi + 1), fill_value=0)
+        assert got[score]["responses"].tolist() == want.tolist(), score
+
+
+def test_warehouse_without_the_feedback_table_of_facts_gives_the_same(sample_dir, tmp_path):
+    """A warehouse written before ``feedback_facts`` existed joins on the fly, same figures."""
+    db = tmp_path / "old.duckdb"
+    cs_metrics.ingest(sample_dir, db=db)
+    wh = Warehouse(db)
+    try:
+        built = score_distributions(wh, CHAT_EMAIL)
+        page = latest_comments(wh, CHAT_EMAIL, limit=15, offset=15)
+        wh.connection().execute("drop table feedback_facts")
+        assert not wh.has_table("feedback_facts")
+        again = score_distributions(wh, CHAT_EMAIL)
+        page_again = latest_comments(wh, CHAT_EMAIL, limit=15, offset=15)
+    finally:
+        wh.close()
+    for score in built:
+        pd.testing.assert_frame_equal(built[score], again[score])
+    pd.testing.assert_frame_equal(page.rows, page_again.rows)
+    assert page.total == page_again.total > 30
 
 
 def test_distribution_agrees_with_the_registry(sample_wh):

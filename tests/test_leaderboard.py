@@ -113,7 +113,11 @@ def test_unusual_figures_match_pandas(sample_wh, prepared, metric):
     tested = got[~few]
     np.testing.assert_allclose(tested["q_value"],
                                multipletests(tested["p_value"], method="fdr_bh")[1])
-    assert (tested["flag"] == (tested["q_value"] < 0.05)).all()
+    rel = {"avg_resolution_h": True, "fcr_pct": False}[metric]
+    big = tested["difference"].abs() >= (0.10 * tested["expected_from_mix"].abs() if rel else 5.0)
+    assert (tested["flag"] == ((tested["q_value"] < 0.05) & big)).all()
+    small = (tested["q_value"] < 0.05) & ~big
+    assert (tested.loc[small, "status"] == "small difference").all()
 
     mix = t.groupby("rep_id").agg(
         high=("priority", lambda s: 100.0 * s.isin(["high", "urgent"]).mean()))
@@ -195,6 +199,16 @@ def test_unusual_flags_the_slow_rep_and_not_the_mix(planted_wh):
     assert not got.loc["SLOW", "in_reference"]
     ordinary = got.loc[[f"R{i}" for i in range(1, 7)]]
     assert (ordinary["z"].abs() < 3).all()
+
+
+def test_a_significant_but_small_difference_is_not_flagged(planted_wh):
+    """SLOW is three times slower: flagged at the default 10 %, not when 250 % is required."""
+    got = unusual(planted_wh, Filters(), "avg_resolution_h", min_effect=2.5).set_index("rep_id")
+    assert got.loc["SLOW", "q_value"] < 0.05
+    assert got.loc["SLOW", "difference"] < 2.5 * got.loc["SLOW", "expected_from_mix"]
+    assert not got.loc["SLOW", "flag"]
+    assert got.loc["SLOW", "status"] == "small difference"
+    assert not got["flag"].any()
 
 
 def test_rep_trend_is_rep_beside_team_median(planted_wh):

@@ -81,7 +81,7 @@ def test_unusual_table_shows_the_test(page_db, monkeypatch):
     tested = int((want["status"] != "too few tickets").sum())
     captions = [c.value for c in at.caption]
     assert f"{flagged} of {tested} representatives tested are flagged for avg resolution " \
-           "(q < 0.05)." in captions
+           "(q < 0.05 and a difference large enough to matter; see below)." in captions
     assert any("Benjamini–Hochberg" in m.value for m in at.markdown)
 
     at.selectbox(key="unusual_metric").select("fcr_pct").run()

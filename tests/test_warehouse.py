@@ -85,3 +85,29 @@ def test_as_of_and_column_stats(tmp_path):
     # created_at sorted storage lets date filters skip data
     ids = [r[0] for r in wh.connection().execute("select ticket_id from tickets").fetchall()]
     assert ids == ["A", "B"]
+
+
+@pytest.mark.parametrize("dim", ["channel", "location", "customer_segment", "team", "rep_name"])
+def test_dimension_values_are_the_dimension_most_tickets_first(sample_wh, dim):
+    counts = sample_wh.df(f"select {dim} as v, is_test from tickets")
+    counts = counts[~counts["is_test"] & counts["v"].notna()]["v"].value_counts().reset_index()
+    counts.columns = ["v", "n"]
+    want = counts.sort_values(["n", "v"], ascending=[False, True])["v"].tolist()
+    assert sample_wh.dimension_values(dim) == want
+    assert query(sample_wh, ["ticket_count"], [dim]).dropna()[dim].nunique() == len(want)
+
+
+def test_dimension_values_of_an_older_warehouse_are_counted(tmp_path):
+    db = tmp_path / "wh.duckdb"
+    rows = [ticket(f"T{i}", "2024-01-02 10:00:00", channel=("chat" if i % 3 else "email"))
+            for i in range(9)]
+    ingest(write_csv(tmp_path / "a", "tickets", rows).parent, db=db)
+    wh = Warehouse(db)
+    try:
+        stored = wh.dimension_values("channel")
+        wh.connection().execute("drop table dimension_values")
+        assert wh.dimension_values("channel") == stored == ["chat", "email"]
+        with pytest.raises(CsMetricsError, match="Unknown dimension"):
+            wh.dimension_values("comment")
+    finally:
+        wh.close()
