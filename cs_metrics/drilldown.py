@@ -96,6 +96,7 @@ def ticket_page(
     period: date | None = None,
     grain: str | None = None,
     extra: dict[str, str | None] | None = None,
+    open_at: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
     order: str = "created_at desc",
@@ -103,7 +104,10 @@ def ticket_page(
     """One page of the tickets matching ``filters`` (test tickets excluded).
 
     ``period`` with ``grain`` narrows to the tickets created in that bucket; ``extra`` adds
-    dimension = value constraints. Only ``limit`` rows are read; ``total`` counts them all.
+    dimension = value constraints. ``open_at`` lists the backlog at that moment instead, as
+    the backlog metric counts it: tickets created before it and not resolved by then, the
+    date range not applying (a stock holds older tickets too). Only ``limit`` rows are
+    read; ``total`` counts them all.
     """
     if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise CsMetricsError(f"A page holds 1 to {MAX_LIMIT} tickets, not {limit!r}.")
@@ -113,12 +117,22 @@ def ticket_page(
         raise CsMetricsError(f"Unknown order {order!r}; use one of: {', '.join(ORDERS)}.")
     if (period is None) != (grain is None):
         raise CsMetricsError("Give both a period and its grain, or neither.")
+    if open_at is not None and period is not None:
+        raise CsMetricsError("List either the tickets created in a period or the backlog at "
+                             "a moment, not both.")
     if not wh.has_table("tickets"):
         raise CsMetricsError(
             f"The warehouse {wh.path} has no tickets yet; run "
             "`python -m cs_metrics ingest SOURCE` first."
         )
-    where, params = filter_sql(filters, extra=extra)
+    if open_at is not None:
+        where, params = filter_sql(filters, date_column=None, extra=extra)
+        moment = _as_ts(open_at)
+        where += (" and t.created_at < ? and (t.effective_resolved_at is null "
+                  "or t.effective_resolved_at >= ?)")
+        params += [moment, moment]
+    else:
+        where, params = filter_sql(filters, extra=extra)
     if period is not None and grain is not None:
         start, end = bucket(period, grain)
         where += " and t.created_at >= ? and t.created_at < ?"

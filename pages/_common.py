@@ -9,9 +9,11 @@ import io
 import re
 import threading
 import time
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -315,11 +317,12 @@ def _tickets(
     period: date | None,
     grain: str | None,
     extra: tuple[tuple[str, str | None], ...],
+    open_at: datetime | None,
     limit: int,
     offset: int,
 ) -> TicketPage:
     return ticket_page(_wh, filters, period=period, grain=grain, extra=dict(extra),
-                       limit=limit, offset=offset)
+                       open_at=open_at, limit=limit, offset=offset)
 
 
 def tickets(
@@ -329,12 +332,114 @@ def tickets(
     period: date | None = None,
     grain: str | None = None,
     extra: dict[str, str | None] | None = None,
+    open_at: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> TicketPage:
     """``cs_metrics.drilldown.ticket_page`` (one page of rows), cached like the queries."""
     return _tickets(wh, str(wh.path), filters, period, grain, tuple((extra or {}).items()),
-                    limit, offset)
+                    open_at, limit, offset)
+
+
+# --- drill-down: from a clicked chart point or a selected table row to its tickets ------------
+
+DRILL_PAGE_SIZE = 50
+# every chart that can be clicked names its point selection this and selects on this field
+PICK = "pick"
+DRILL_COLUMNS = {
+    "created_at": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm"),
+    "first_response_min": st.column_config.NumberColumn("First response (min)", format="%.1f"),
+    "resolution_h": st.column_config.NumberColumn("Resolution (h)", format="%.1f"),
+    "sla_first_response_met": st.column_config.CheckboxColumn("First response SLA met"),
+    "csat": st.column_config.NumberColumn("CSAT (avg 1-5)", format="%.1f"),
+    "rep_name": st.column_config.TextColumn("Representative"),
+}
+
+
+@dataclass(frozen=True)
+class Drill:
+    """The tickets behind one figure: created in a period, in the backlog at a moment, and/or
+    with some dimension values (None: without a value)."""
+
+    label: str
+    period: date | None = None
+    grain: str | None = None
+    open_at: datetime | None = None
+    extra: tuple[tuple[str, str | None], ...] = ()
+
+
+def pick_selection(fields: str = PICK) -> alt.Parameter:
+    """A click selection for an Altair chart; the data carries the drill key in ``fields``."""
+    return alt.selection_point(name=PICK, fields=[fields], on="click")
+
+
+def picked(key: str) -> str | None:
+    """The drill key of the point clicked in the chart ``key`` (None when none is)."""
+    state = st.session_state.get(key)
+    try:
+        chosen = state["selection"][PICK]
+    except (KeyError, TypeError):
+        return None
+    if isinstance(chosen, list) and chosen and isinstance(chosen[0], dict):
+        value = chosen[0].get(PICK)
+    elif isinstance(chosen, dict) and chosen.get(PICK):
+        value = chosen[PICK][0] if isinstance(chosen[PICK], list) else chosen[PICK]
+    else:
+        return None
+    return None if value is None else str(value)
+
+
+def selected_row(key: str, df: pd.DataFrame) -> pd.Series | None:
+    """The row selected in the dataframe ``key`` (shown from ``df``), or None."""
+    state = st.session_state.get(key)
+    try:
+        rows = list(state["selection"]["rows"])
+    except (KeyError, TypeError):
+        return None
+    if not rows or not 0 <= rows[0] < len(df):
+        return None
+    return df.iloc[rows[0]]
+
+
+def row_drill(row: pd.Series | None, dims: tuple[str, ...], label: str) -> Drill | None:
+    """A drill to the tickets with ``row``'s values of ``dims`` (a missing value: none)."""
+    if row is None:
+        return None
+    extra = tuple((d, None if pd.isna(row[d]) else str(row[d])) for d in dims)
+    return Drill(label=label, extra=extra)
+
+
+def _drill_turn(key: str, step: int) -> None:
+    st.session_state[f"{key}_page"] = max(0, st.session_state.get(f"{key}_page", 0) + step)
+
+
+def ticket_list_ui(wh: Warehouse, filters: Filters, drill: Drill, key: str) -> TicketPage | None:
+    """The tickets behind ``drill``, newest first, a page at a time with Previous/Next."""
+    signature = (filters, drill)
+    if st.session_state.get(f"_{key}_for") != signature:
+        st.session_state[f"_{key}_for"] = signature
+        st.session_state[f"{key}_page"] = 0
+    page_no = st.session_state.get(f"{key}_page", 0)
+    page = tickets(wh, filters, period=drill.period, grain=drill.grain,
+                   extra=dict(drill.extra), open_at=drill.open_at, limit=DRILL_PAGE_SIZE,
+                   offset=page_no * DRILL_PAGE_SIZE)
+    if page.total == 0:
+        st.info(f"No tickets match: {drill.label}.")
+        return page
+    if not len(page.rows) and page_no:  # past the end after the data shrank
+        st.session_state[f"{key}_page"] = 0
+        st.rerun()
+    st.markdown(f"**{drill.label}**")
+    st.caption(f"Tickets {page.first:,}–{page.last:,} of {page.total:,}, newest first")
+    st.dataframe(page.rows, hide_index=True, key=f"{key}_rows", column_config=DRILL_COLUMNS)
+    with st.container(horizontal=True):
+        st.button("Previous", key=f"{key}_prev", disabled=page_no == 0,
+                  on_click=_drill_turn, args=(key, -1), icon=":material/chevron_left:")
+        st.button("Next", key=f"{key}_next", disabled=not page.has_next,
+                  on_click=_drill_turn, args=(key, 1), icon=":material/chevron_right:")
+        pages = (page.total + DRILL_PAGE_SIZE - 1) // DRILL_PAGE_SIZE
+        st.caption(f"Page {page_no + 1} of {pages}")
+    return page
 
 
 def missing_text(metric: Metric, wh: Warehouse) -> str | None:

@@ -22,6 +22,7 @@ from cs_metrics.feedback import (
 )
 from pages._common import (
     QUERY_TTL_S,
+    Drill,
     as_of_text,
     describe_range,
     filters_ui,
@@ -29,6 +30,8 @@ from pages._common import (
     missing_text,
     parquet_bytes,
     run_query,
+    selected_row,
+    ticket_list_ui,
 )
 
 COMMENTS_PER_PAGE = 10
@@ -238,7 +241,16 @@ def _breakdown_section(wh: Warehouse, filters: Filters) -> None:
         **_metric_columns(present),
     }
     st.dataframe(df, hide_index=True, column_order=[by, "rank", *present, "note"],
-                 column_config=config)
+                 column_config=config, key="fb_breakdown_table", on_select="rerun",
+                 selection_mode="single-row")
+    row = selected_row("fb_breakdown_table", df)
+    if row is None:
+        st.caption("Select a row to list the tickets of that group.")
+    else:
+        value = None if row[by] == "(none)" else str(row[by])
+        drill = Drill(f"Tickets of {label.lower()} {row[by]} (with or without a survey)",
+                      extra=((by, value),))
+        ticket_list_ui(wh, filters, drill, key="fb_breakdown_drill")
     st.caption(f"Groups with fewer than {MIN_RESPONSES} responses are marked "
                f"“{FEW_RESPONSES}” and not ranked: their scores swing too much to compare.")
     _downloads(df[[by, "rank", *present, "note"]], f"feedback_by_{by}", filters, "breakdown")

@@ -19,7 +19,10 @@ from pages._common import (
     filters_ui,
     missing_text,
     previous_period,
+    row_drill,
     run_query,
+    selected_row,
+    ticket_list_ui,
 )
 
 KPI_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -243,8 +246,16 @@ def _segments(wh: Warehouse, filters: Filters) -> None:
         format="%.1f %%", min_value=0, max_value=100,
     )
     order = ["customer_segment", *[n for n in SEGMENT_METRICS if n in present], "share_pct"]
-    st.dataframe(df, hide_index=True, column_order=order, column_config=config)
+    st.dataframe(df, hide_index=True, column_order=order, column_config=config,
+                 key="segments", on_select="rerun", selection_mode="single-row")
     download_buttons(df[order], "overview_customer_segments", filters)
+    row = selected_row("segments", df)
+    if row is None:
+        st.caption("Select a segment to list its tickets.")
+    else:
+        segment = row["customer_segment"] if pd.notna(row["customer_segment"]) else "(none)"
+        drill = row_drill(row, ("customer_segment",), f"Tickets of customer segment {segment}")
+        ticket_list_ui(wh, filters, drill, key="segments_drill")
     gone = [missing_text(m, wh) for m in metrics if m.name not in present]
     for text in gone:
         st.caption(text)

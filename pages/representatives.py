@@ -31,6 +31,9 @@ from pages._common import (
     filters_ui,
     missing_text,
     parquet_bytes,
+    row_drill,
+    selected_row,
+    ticket_list_ui,
 )
 
 LEVEL_TABS: tuple[tuple[str, str, str], ...] = (
@@ -38,6 +41,8 @@ LEVEL_TABS: tuple[tuple[str, str, str], ...] = (
     ("team", "Teams", "teams"),
     ("manager", "Managers", "managers"),
 )
+# the column a selected row's tickets are found by, per level
+LEVEL_DRILL = {"rep": "rep_id", "team": "team", "manager": "manager"}
 KEY_LABELS = {"rep_id": "Rep id", "rep_name": "Representative", "team": "Team",
               "manager": "Manager"}
 TREND_METRICS: tuple[str, ...] = (
@@ -125,9 +130,27 @@ def _level_table(wh: Warehouse, filters: Filters, level: str, kind: str) -> None
     keys = list(LEVELS[level])
     config = {k: st.column_config.TextColumn(KEY_LABELS[k]) for k in keys}
     config.update(metric_columns(list(LEADERBOARD_METRICS)))
-    st.dataframe(df, hide_index=True, column_config=config,
-                 column_order=[*keys, *LEADERBOARD_METRICS], key=f"board_{level}")
+    key = f"board_{level}"
+    st.dataframe(df, hide_index=True, column_config=config, on_select="rerun",
+                 selection_mode="single-row",
+                 column_order=[*keys, *LEADERBOARD_METRICS], key=key)
     downloads(df, kind, filters)
+    _tickets_of(wh, filters, key, df, LEVEL_DRILL[level])
+
+
+def _tickets_of(wh: Warehouse, filters: Filters, key: str, df: pd.DataFrame, dim: str) -> None:
+    """The tickets of the row selected in table ``key``, or how to get them."""
+    row = selected_row(key, df)
+    if row is None:
+        st.caption("Select a row to list its tickets.")
+        return
+    value = row[dim]
+    name = row.get("rep_name", value) if dim == "rep_id" else value
+    who = {"rep_id": "representative", "team": "team", "manager": "manager"}[dim]
+    label = f"Tickets of {who} {name if pd.notna(name) else '(none)'}"
+    drill = row_drill(row, (dim,), label)
+    if drill is not None:
+        ticket_list_ui(wh, filters, drill, key=f"{key}_drill")
 
 
 def _unusual_section(wh: Warehouse, filters: Filters) -> None:
@@ -175,8 +198,9 @@ def _unusual_section(wh: Warehouse, filters: Filters) -> None:
         "top_domain_pct": st.column_config.NumberColumn("Top domain share", format="%.1f %%"),
     }
     st.dataframe(df, hide_index=True, column_config=config, column_order=list(config),
-                 key="unusual_table")
+                 key="unusual_table", on_select="rerun", selection_mode="single-row")
     downloads(df, f"unusual_{name}", filters)
+    _tickets_of(wh, filters, "unusual_table", df, "rep_id")
     with st.expander("How a representative is flagged"):
         st.markdown(TEST_EXPLANATION.format(alpha=ALPHA, min_n=MIN_TICKETS,
                                             min_rel=MIN_EFFECT["duration"],

@@ -11,16 +11,22 @@ import streamlit as st
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Warehouse
+from cs_metrics.drilldown import bucket
 from pages._common import (
+    PICK,
+    Drill,
     as_of_text,
     describe_filters,
     download_buttons,
     ensure_data,
     filters_ui,
     missing_text,
+    pick_selection,
+    picked,
     resolved,
     run_query,
-    tickets,
+    selected_row,
+    ticket_list_ui,
 )
 
 GRAIN_LABELS: dict[str, str] = {"day": "Day", "week": "Week", "month": "Month"}
@@ -36,8 +42,10 @@ PLACE_DIMENSIONS: tuple[tuple[str, str], ...] = (
     ("location", "Service location"), ("customer_location", "Customer location"),
 )
 TOP_N = 20
-PAGE_SIZE = 50
 NO_VALUE = "(not set)"
+DRILL_BY = "trends_drill_by"
+DRILL_VALUE = "trends_drill_value"
+CLICK_HINT = "Click a point or bar, or select a row of its data, to list the tickets below."
 
 
 def _period_ts(df: pd.DataFrame) -> pd.Series:
@@ -73,10 +81,54 @@ def _has(wh: Warehouse, dim: str) -> bool:
     return dim in wh.nonempty_columns("tickets")
 
 
-def _data(df: pd.DataFrame, name: str, filters: Filters) -> None:
+def _data(df: pd.DataFrame, name: str, filters: Filters, by: str | None = None) -> None:
+    """The chart's data and its downloads; selecting a row lists its tickets (``by``: the
+    drill-down the rows stand for, "period", "backlog" or a dimension)."""
     with st.expander("Data"):
-        st.dataframe(df, hide_index=True, key=f"data_{name}")
+        key = f"data_{name}"
+        if by is None:
+            st.dataframe(df, hide_index=True, key=key)
+        else:
+            st.dataframe(df, hide_index=True, key=key, selection_mode="single-row",
+                         on_select="rerun")
+            row = selected_row(key, df)
+            _on_new(key, None if row is None else _drill_key(row.to_frame().T, by).iloc[0], by)
         download_buttons(df, name, filters)
+
+
+def _drill_key(df: pd.DataFrame, by: str) -> pd.Series:
+    """The value each row or point drills to: a period's ISO day, or a dimension value."""
+    if by in ("period", "backlog"):
+        return pd.to_datetime(df["period"]).dt.strftime("%Y-%m-%d")
+    return df[by].astype("object").astype(str)
+
+
+def _drill_to(by: str, value: str | None) -> None:
+    """Point the drill-down section at ``by`` = ``value`` (runs in a widget callback)."""
+    if value is None:
+        return
+    if value.startswith("Other ("):
+        st.toast("That bar groups several values; pick one of them to list its tickets.")
+        return
+    st.session_state[DRILL_BY] = by
+    st.session_state[DRILL_VALUE] = value
+    st.toast("Tickets listed under *Tickets behind the figures* at the bottom of the page.")
+
+
+def _on_new(key: str, value: str | None, by: str) -> None:
+    """Drill to a point or row when it is newly clicked (the drill-down section is drawn
+    after every chart and table, so its widgets can still be set in this run)."""
+    if st.session_state.get(f"_seen_{key}") != value:
+        st.session_state[f"_seen_{key}"] = value
+        _drill_to(by, value)
+
+
+def _clickable(chart: alt.Chart, key: str, by: str) -> None:
+    pick = pick_selection()
+    chart = chart.add_params(pick).encode(
+        opacity=alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.45)))
+    st.altair_chart(chart, width="stretch", key=key, on_select="rerun", selection_mode=PICK)
+    _on_new(key, picked(key), by)
 
 
 def _flow_chart(df: pd.DataFrame, grain: str, filters: Filters) -> None:
@@ -84,6 +136,7 @@ def _flow_chart(df: pd.DataFrame, grain: str, filters: Filters) -> None:
     long = df.melt(id_vars="period", value_vars=list(series), var_name="series",
                    value_name="tickets")
     long["series"] = long["series"].map(series)
+    long[PICK] = _drill_key(long, "period")
     long["period"] = _period_ts(long)
     chart = (
         alt.Chart(long, title=alt.Title(
@@ -106,8 +159,8 @@ def _flow_chart(df: pd.DataFrame, grain: str, filters: Filters) -> None:
         )
         .properties(height=320)
     )
-    st.altair_chart(chart, width="stretch")
-    _data(df, "created_vs_closed", filters)
+    _clickable(chart, "chart_flow", "period")
+    _data(df, "created_vs_closed", filters, by="period")
 
 
 def _backlog_chart(wh: Warehouse, filters: Filters, grain: str) -> None:
@@ -117,11 +170,11 @@ def _backlog_chart(wh: Warehouse, filters: Filters, grain: str) -> None:
         return
     metric = cs_metrics.get_metric("backlog")
     plot = df.assign(period=_period_ts(df),
-                     period_end=_period_ts(df) + _step(grain))
+                     period_end=_period_ts(df) + _step(grain), **{PICK: _drill_key(df, "backlog")})
     chart = (
         alt.Chart(plot, title=alt.Title(f"Backlog at the end of each {grain}",
                                         subtitle=metric.description))
-        .mark_area(line=True, opacity=0.3)
+        .mark_area(line=True, opacity=0.3, point=True)
         .encode(
             x=alt.X("period:T", title=AXIS_TITLES[grain],
                     axis=alt.Axis(format=AXIS_FORMATS[grain])),
@@ -135,8 +188,8 @@ def _backlog_chart(wh: Warehouse, filters: Filters, grain: str) -> None:
         )
         .properties(height=260)
     )
-    st.altair_chart(chart, width="stretch")
-    _data(df, "backlog", filters)
+    _clickable(chart, "chart_backlog", "backlog")
+    _data(df, "backlog", filters, by="backlog")
 
 
 def _step(grain: str) -> pd.DateOffset:
@@ -146,7 +199,8 @@ def _step(grain: str) -> pd.DateOffset:
 
 def _bar_chart(df: pd.DataFrame, dim: str, label: str, title: str) -> None:
     total = int(df["ticket_count"].sum())
-    plot = df.assign(share=df["ticket_count"] / total if total else 0.0)
+    plot = df.assign(share=df["ticket_count"] / total if total else 0.0,
+                     **{PICK: _drill_key(df, dim)})
     chart = (
         alt.Chart(plot, title=alt.Title(title, subtitle="Tickets created in the range"))
         .mark_bar()
@@ -161,7 +215,7 @@ def _bar_chart(df: pd.DataFrame, dim: str, label: str, title: str) -> None:
         )
         .properties(height=alt.Step(20))
     )
-    st.altair_chart(chart, width="stretch")
+    _clickable(chart, f"chart_{dim}", dim)
 
 
 def _volume(wh: Warehouse, filters: Filters) -> dict[str, pd.DataFrame]:
@@ -179,7 +233,7 @@ def _volume(wh: Warehouse, filters: Filters) -> dict[str, pd.DataFrame]:
                 continue
             frames[dim] = df
             _bar_chart(df, dim, label, f"Tickets by {label.lower()}")
-            _data(df, f"tickets_by_{dim}", filters)
+            _data(df, f"tickets_by_{dim}", filters, by=dim)
     return frames
 
 
@@ -197,7 +251,7 @@ def _places(wh: Warehouse, filters: Filters) -> dict[str, pd.DataFrame]:
                 continue
             frames[dim] = df
             _bar_chart(df, dim, label, f"Tickets by {label.lower()} (top {TOP_N})")
-            _data(df, f"tickets_by_{dim}", filters)
+            _data(df, f"tickets_by_{dim}", filters, by=dim)
     return frames
 
 
@@ -211,7 +265,7 @@ def _csat(wh: Warehouse, filters: Filters, grain: str) -> None:
     if df.empty:
         st.info("No CSAT responses for the tickets matching these filters.")
         return
-    plot = df.assign(period=_period_ts(df))
+    plot = df.assign(period=_period_ts(df), **{PICK: _drill_key(df, "period")})
     chart = (
         alt.Chart(plot, title=alt.Title(f"CSAT by {grain}", subtitle=metric.description +
                                         " Surveys count in the period their ticket was created."))
@@ -229,74 +283,48 @@ def _csat(wh: Warehouse, filters: Filters, grain: str) -> None:
         )
         .properties(height=260)
     )
-    st.altair_chart(chart, width="stretch")
-    _data(df, "csat", filters)
+    _clickable(chart, "chart_csat", "period")
+    _data(df, "csat", filters, by="period")
 
 
-def _turn_page(step: int) -> None:
-    st.session_state["trends_drill_page"] = max(0, st.session_state.get(
-        "trends_drill_page", 0) + step)
+def _drill(by: str, value: str, grain: str, labels: dict[str, str]) -> Drill:
+    if by in ("period", "backlog"):
+        start, end = bucket(date.fromisoformat(value), grain)
+        if by == "backlog":
+            return Drill(f"Backlog at the end of the {grain} starting {start:%a %d %b %Y} "
+                         f"(open at {end:%d %b %Y %H:%M})", open_at=end)
+        return Drill(f"Tickets created in the {grain} starting {start:%a %d %b %Y}",
+                     period=start.date(), grain=grain)
+    return Drill(f"{labels[by]}: {value}", extra=((by, None if value == NO_VALUE else value),))
 
 
-def _drilldown(wh: Warehouse, filters: Filters, grain: str, periods: list[date],
+def _drilldown(wh: Warehouse, filters: Filters, grain: str, periods: list[str],
                frames: dict[str, pd.DataFrame]) -> None:
     labels = {"period": f"{GRAIN_LABELS[grain]} created",
+              "backlog": f"Backlog at the end of a {grain}",
               **dict(VOLUME_DIMENSIONS), **dict(PLACE_DIMENSIONS)}
-    values: dict[str, list] = {"period": sorted(periods, reverse=True)} if periods else {}
+    newest_first = sorted(periods, reverse=True)
+    values: dict[str, list[str]] = {"period": newest_first, "backlog": newest_first}
     for dim, df in frames.items():
-        # "Other" and unset rows are summaries, not values to list tickets for
-        values[dim] = [v for v in df[dim] if v != NO_VALUE and not str(v).startswith("Other (")]
+        # an "Other" row sums several values: not one value to list tickets for
+        values[dim] = [v for v in _drill_key(df, dim) if not v.startswith("Other (")]
     values = {k: v for k, v in values.items() if v}
     if not values:
         st.info("No tickets match these filters, so there is nothing to list.")
         return
+    if st.session_state.get(DRILL_BY) not in values:
+        st.session_state.pop(DRILL_BY, None)
     left, right = st.columns(2)
     with left:
-        by = st.selectbox("Drill into", list(values), format_func=labels.get,
-                          key="trends_drill_by")
+        by = st.selectbox("Drill into", list(values), format_func=labels.get, key=DRILL_BY)
+    if st.session_state.get(DRILL_VALUE) not in values[by]:
+        st.session_state.pop(DRILL_VALUE, None)
     with right:
-        fmt = (lambda d: f"{d:%a %d %b %Y}") if by == "period" else str
-        value = st.selectbox("Value", values[by], format_func=fmt, key="trends_drill_value",
+        fmt = (lambda d: f"{date.fromisoformat(d):%a %d %b %Y}") \
+            if by in ("period", "backlog") else str
+        value = st.selectbox("Value", values[by], format_func=fmt, key=DRILL_VALUE,
                              help="Periods newest first; other values by ticket volume.")
-    signature = (filters, grain, by, value)
-    if st.session_state.get("_trends_drill_for") != signature:
-        st.session_state["_trends_drill_for"] = signature
-        st.session_state["trends_drill_page"] = 0
-    page_no = st.session_state.get("trends_drill_page", 0)
-    if by == "period":
-        page = tickets(wh, filters, period=value, grain=grain, limit=PAGE_SIZE,
-                       offset=page_no * PAGE_SIZE)
-    else:
-        page = tickets(wh, filters, extra={by: value}, limit=PAGE_SIZE,
-                       offset=page_no * PAGE_SIZE)
-    if page.total == 0:
-        st.info("No tickets match this choice.")
-        return
-    if not len(page.rows) and page_no:  # past the end after the data shrank
-        st.session_state["trends_drill_page"] = 0
-        st.rerun()
-    st.caption(f"Tickets {page.first:,}–{page.last:,} of {page.total:,}, newest first")
-    st.dataframe(
-        page.rows,
-        hide_index=True,
-        key="trends_drill_rows",
-        column_config={
-            "created_at": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm"),
-            "first_response_min": st.column_config.NumberColumn("First response (min)",
-                                                                format="%.1f"),
-            "resolution_h": st.column_config.NumberColumn("Resolution (h)", format="%.1f"),
-            "sla_first_response_met": st.column_config.CheckboxColumn("First response SLA met"),
-            "csat": st.column_config.NumberColumn("CSAT (avg 1-5)", format="%.1f"),
-            "rep_name": st.column_config.TextColumn("Representative"),
-        },
-    )
-    with st.container(horizontal=True):
-        st.button("Previous", key="trends_prev", disabled=page_no == 0,
-                  on_click=_turn_page, args=(-1,), icon=":material/chevron_left:")
-        st.button("Next", key="trends_next", disabled=not page.has_next,
-                  on_click=_turn_page, args=(1,), icon=":material/chevron_right:")
-        pages = (page.total + PAGE_SIZE - 1) // PAGE_SIZE
-        st.caption(f"Page {page_no + 1} of {pages}")
+    ticket_list_ui(wh, filters, _drill(by, value, grain, labels), key="trends_drill")
 
 
 def _summary(wh: Warehouse, filters: Filters, flows: pd.DataFrame) -> None:
@@ -328,6 +356,7 @@ def main() -> None:
                     "range or clear a filter.")
             return
         _summary(wh, filters, flows)
+        st.caption(CLICK_HINT)
         _flow_chart(flows, grain, filters)
         _backlog_chart(wh, filters, grain)
         st.subheader("Volume")
@@ -337,7 +366,8 @@ def main() -> None:
         st.subheader("Customer satisfaction")
         _csat(wh, filters, grain)
         st.subheader("Tickets behind the figures")
-        periods = [p for p, n in zip(flows["period"], flows["created"], strict=True) if n]
+        st.caption(CLICK_HINT)
+        periods = _drill_key(flows[flows["created"] > 0], "period").tolist()
         _drilldown(wh, filters, grain, periods, frames)
     except CsMetricsError as exc:
         st.error(str(exc))

@@ -219,6 +219,18 @@ def test_overview_segments_table(sample_db, monkeypatch):
     merged = table.merge(by_segment, on="customer_segment", suffixes=("", "_lib"))
     assert merged["csat_pct"].tolist() == pytest.approx(merged["csat_pct_lib"].tolist())
 
+    # selecting a segment lists its tickets
+    at.session_state["segments"] = {"selection": {"rows": [1], "columns": []}}
+    at.run()
+    assert not at.exception
+    segment = table["customer_segment"].iloc[1]
+    wh = Warehouse(sample_db)
+    page = cs_metrics.ticket_page(wh, filters, extra={"customer_segment": segment})
+    wh.close()
+    listed = next(d.value for d in at.dataframe if d.value.columns[0] == "ticket_id")
+    assert listed["ticket_id"].tolist() == page.rows["ticket_id"].tolist()
+    assert page.total == table["ticket_count"].iloc[1]
+
 
 def test_data_quality_page_shows_the_report(sample_db, monkeypatch):
     wh = Warehouse(sample_db)

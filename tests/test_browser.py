@@ -180,3 +180,39 @@ def test_every_page_in_chromium(served_app, tmp_path_factory):
         finally:
             browser.close()
     assert len(list(shots.glob("*.png"))) == len(nav) >= len(KNOWN_PAGES)
+
+
+def test_clicking_a_bar_lists_its_tickets(served_app, tmp_path):
+    """A click on the biggest bar of "Tickets by channel" lists that channel's tickets."""
+    from playwright import sync_api
+
+    url, _ = served_app
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page.goto(f"{url}/trends")
+            wait_for_run(page)
+            chart = page.get_by_test_id("stVegaLiteChart").filter(
+                has_text="Tickets by channel").first
+            if chart.count() == 0:  # canvas charts carry their title in the aria label
+                chart = page.locator('[data-testid="stVegaLiteChart"]:has([aria-label*='
+                                     '"Tickets by channel"])').first
+            chart.scroll_into_view_if_needed()
+            chart.wait_for(timeout=PAGE_TIMEOUT_MS)
+            box = chart.bounding_box()
+            main = page.get_by_test_id("stMain")
+            clicked = False
+            # the bars sit under the title; the first (largest) one spans the plot's width
+            for dy in range(30, 140, 6):
+                page.mouse.click(box["x"] + box["width"] * 0.4, box["y"] + dy)
+                wait_for_run(page)
+                if main.get_by_text("Channel: ", exact=False).count():
+                    clicked = True
+                    break
+            page.screenshot(path=str(tmp_path / "drill.png"), full_page=True)
+            assert clicked, "no click on the chart listed tickets"
+            assert main.get_by_text("newest first", exact=False).first.is_visible()
+            assert page.get_by_test_id("stException").count() == 0
+        finally:
+            browser.close()

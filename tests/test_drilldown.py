@@ -80,6 +80,22 @@ def test_a_period_lists_the_tickets_its_figure_counts(sample_wh, tickets, grain)
     assert set(page.rows["ticket_id"]) == set(want["ticket_id"])
 
 
+@pytest.mark.parametrize("grain", ["week", "month"])
+def test_the_backlog_at_a_period_end_lists_the_tickets_its_figure_counts(sample_wh, tickets,
+                                                                          grain):
+    filters = Filters.build(date(2025, 1, 1), date(2025, 3, 1), channel=["chat", "email"])
+    backlog = query(sample_wh, ["backlog"], grain=grain, filters=filters)
+    row = backlog.iloc[len(backlog) // 2]
+    _, end = bucket(row["period"], grain)
+    page = ticket_page(sample_wh, filters, open_at=end, limit=1000)
+    assert page.total == row["backlog"] == len(page.rows) > 0
+    t = _match(tickets, Filters(where=filters.where))  # a stock: older tickets count too
+    want = t[(t["created_at"] < end) & (t["eff_resolved"].isna() | (t["eff_resolved"] >= end))]
+    assert set(page.rows["ticket_id"]) == set(want["ticket_id"])
+    with pytest.raises(CsMetricsError, match="not both"):
+        ticket_page(sample_wh, filters, open_at=end, period=row["period"], grain=grain)
+
+
 def test_extra_constraints_and_columns(sample_wh, tickets):
     filters = Filters.build(date(2025, 1, 1), date(2025, 2, 1))
     page = ticket_page(sample_wh, filters, extra={"domain": "billing"}, limit=1000)

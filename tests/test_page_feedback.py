@@ -175,3 +175,20 @@ def test_a_dataset_without_nps_or_ces_says_so(tmp_path, monkeypatch):
     assert comments == ["Too slow; write to me at [email]",
                         "Quick fix, thanks. Call me on [phone] if needed."]
     assert pd.Series(comments).str.contains("@|4567").sum() == 0
+
+
+def test_selecting_a_breakdown_row_lists_that_groups_tickets(sample_db, monkeypatch):
+    at = run_page(monkeypatch, sample_db)
+    at.selectbox(key="fb_breakdown").set_value("Channel").run()
+    table = next(d.value for d in at.dataframe if d.key == "fb_breakdown_table")
+    at.session_state["fb_breakdown_table"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    assert not at.exception
+    channel = table["channel"].iloc[0]
+    page = library(sample_db, cs_metrics.ticket_page, extra={"channel": channel})
+    shown = next(d.value for d in at.dataframe if d.value.columns[0] == "ticket_id")
+    assert shown["ticket_id"].tolist() == page.rows["ticket_id"].tolist()
+    assert any(m.value == f"**Tickets of channel {channel} (with or without a survey)**"
+               for m in at.markdown)
+    assert f"Tickets 1–{len(shown)} of {page.total:,}, newest first" in \
+        [c.value for c in at.caption]

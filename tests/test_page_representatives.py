@@ -160,3 +160,21 @@ def test_reps_without_a_representatives_table(tmp_path, monkeypatch):
     assert sorted(at.dataframe[0].value["rep_id"]) == ["R0", "R1", "R2"]
     assert at.selectbox(key="detail_rep").options == ["R0", "R1", "R2"]
     assert len(at.get("vega_lite_chart")) == 1
+
+
+@pytest.mark.parametrize("level, key, dim", [("rep", "board_rep", "rep_id"),
+                                             ("team", "board_team", "team")])
+def test_selecting_a_leaderboard_row_lists_its_tickets(page_db, monkeypatch, level, key, dim):
+    board, filters = library(page_db, leaderboard, level)
+    at = run_page(monkeypatch, page_db)
+    shown = next(d for d in at.dataframe if d.key == key).value
+    at.session_state[key] = {"selection": {"rows": [2], "columns": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    value = shown[dim].iloc[2]
+    page, _ = library(page_db, lambda wh, f: cs_metrics.ticket_page(wh, f, extra={dim: value}))
+    listed = next(d.value for d in at.dataframe if d.value.columns[0] == "ticket_id")
+    assert listed["ticket_id"].tolist() == page.rows["ticket_id"].tolist()
+    count = board.set_index(dim)["ticket_count"][value]
+    assert page.total == count
+    assert f"Tickets 1–{len(listed)} of {count:,}, newest first" in [c.value for c in at.caption]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -174,18 +174,45 @@ def test_drilldown_lists_the_library_tickets(sample_db, monkeypatch):
     shown = frame(at, "ticket_id")
     assert shown["ticket_id"].tolist() == first.rows["ticket_id"].tolist()
     assert f"Tickets 1–50 of {first.total:,}, newest first" in [c.value for c in at.caption]
-    at.button(key="trends_next").click().run()
+    at.button(key="trends_drill_next").click().run()
     assert frame(at, "ticket_id")["ticket_id"].tolist() == second.rows["ticket_id"].tolist()
-    at.button(key="trends_prev").click().run()
+    at.button(key="trends_drill_prev").click().run()
     assert frame(at, "ticket_id")["ticket_id"].tolist() == first.rows["ticket_id"].tolist()
 
     # a period: the tickets created in that week
     at.selectbox(key="trends_drill_by").set_value("period").run()
-    week = at.selectbox(key="trends_drill_value").value
+    week = date.fromisoformat(at.selectbox(key="trends_drill_value").value)
     page = library(sample_db, lambda wh: ticket_page(wh, filters, period=week, grain="week"))
     assert frame(at, "ticket_id")["ticket_id"].tolist() == page.rows["ticket_id"].tolist()
     created = frame(at, "period", "created").set_index("period")["created"]
     assert page.total == created[week]
+
+    # the backlog at the end of that week: the tickets its figure counts
+    at.selectbox(key="trends_drill_by").set_value("backlog").run()
+    assert at.selectbox(key="trends_drill_value").value == week.isoformat()
+    end = datetime.combine(week + timedelta(days=7), datetime.min.time())
+    page = library(sample_db, lambda wh: ticket_page(wh, filters, open_at=end))
+    assert frame(at, "ticket_id")["ticket_id"].tolist() == page.rows["ticket_id"].tolist()
+    backlog = frame(at, "period", "backlog").set_index("period")["backlog"]
+    assert page.total == backlog[week] > 0
+
+
+def test_selecting_a_row_of_a_chart_table_lists_its_tickets(sample_db, monkeypatch):
+    at = trends(monkeypatch, sample_db)
+    filters = default_filters(sample_db)
+    channels = frame(at, "channel", "ticket_count")
+    at.session_state["data_tickets_by_channel"] = {"selection": {"rows": [1], "columns": []}}
+    at.run()
+    assert not at.exception
+    channel = channels["channel"][1]
+    assert at.selectbox(key="trends_drill_by").value == "channel"
+    assert at.selectbox(key="trends_drill_value").value == channel
+    page = library(sample_db, lambda wh: ticket_page(wh, filters, extra={"channel": channel}))
+    assert frame(at, "ticket_id")["ticket_id"].tolist() == page.rows["ticket_id"].tolist()
+    assert page.total == channels["ticket_count"][1]
+    # the same selection again does not pull the list back after another choice
+    at.selectbox(key="trends_drill_by").set_value("domain").run()
+    assert at.selectbox(key="trends_drill_by").value == "domain"
 
 
 def test_missing_dimensions_are_explained(tiny_db, monkeypatch):
