@@ -10,6 +10,7 @@ from cs_metrics.feedback import (
     latest_comments,
     mask_pii,
     score_distribution,
+    score_distributions,
 )
 from cs_metrics.flow import resolved_per_period
 from cs_metrics.ingest import REJECT_REASONS, IngestReport, TableReport, ingest
@@ -31,7 +32,15 @@ from cs_metrics.metrics import (
 )
 from cs_metrics.quality import QualityReport, latest_rejects, quality_report
 from cs_metrics.schema import TABLES
-from cs_metrics.settings import Settings, load_settings
+from cs_metrics.settings import ServiceLevel, Settings, StaffingSettings, load_settings
+from cs_metrics.staffing import (
+    StaffingResult,
+    current_staffing,
+    erlang_c,
+    handle_time_s,
+    staffing_plan,
+    wait_probability,
+)
 from cs_metrics.warehouse import Warehouse, default_db_path, is_default_db
 
 __all__ = [
@@ -46,6 +55,7 @@ __all__ = [
     "unusual",
     "resolved_per_period",
     "score_distribution",
+    "score_distributions",
     "ticket_page",
     "CsMetricsError",
     "DIMENSIONS",
@@ -57,7 +67,10 @@ __all__ = [
     "Metric",
     "QualityReport",
     "REJECT_REASONS",
+    "ServiceLevel",
     "Settings",
+    "StaffingResult",
+    "StaffingSettings",
     "TABLES",
     "TableMapping",
     "TableReport",
@@ -65,6 +78,11 @@ __all__ = [
     "available",
     "canonical_folder",
     "compile_query",
+    "current_staffing",
+    "erlang_c",
+    "handle_time_s",
+    "staffing_plan",
+    "wait_probability",
     "default_db_path",
     "get_metric",
     "is_default_db",
