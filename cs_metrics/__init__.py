@@ -32,6 +32,16 @@ from cs_metrics.metrics import (
 )
 from cs_metrics.quality import QualityReport, latest_rejects, quality_report
 from cs_metrics.schema import TABLES
+from cs_metrics.seasonality import (
+    Backtest,
+    Decomposition,
+    arrival_heatmap,
+    backtest,
+    daily_series,
+    decompose,
+    forecast_daily,
+    forecast_hourly,
+)
 from cs_metrics.settings import ServiceLevel, Settings, StaffingSettings, load_settings
 from cs_metrics.staffing import (
     StaffingResult,
@@ -44,6 +54,14 @@ from cs_metrics.staffing import (
 from cs_metrics.warehouse import Warehouse, default_db_path, is_default_db
 
 __all__ = [
+    "Backtest",
+    "Decomposition",
+    "arrival_heatmap",
+    "backtest",
+    "daily_series",
+    "decompose",
+    "forecast_daily",
+    "forecast_hourly",
     "CommentPage",
     "TicketPage",
     "feedback_breakdown",
