@@ -14,6 +14,8 @@ page = st.navigation(
         st.Page("pages/trends.py", title="Ticket trends", icon=":material/trending_up:"),
         st.Page("pages/representatives.py", title="Representatives", icon=":material/groups:"),
         st.Page("pages/feedback.py", title="Customer feedback", icon=":material/reviews:"),
+        st.Page("pages/seasonality.py", title="Seasonality & staffing",
+                icon=":material/calendar_month:"),
         st.Page("pages/data_quality.py", title="Data quality", icon=":material/fact_check:"),
         st.Page("pages/data_sources.py", title="Your data", icon=":material/upload_file:"),
     ]

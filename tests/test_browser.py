@@ -31,6 +31,7 @@ KNOWN_PAGES: dict[str, bool] = {
     "Ticket trends": True,
     "Representatives": True,
     "Customer feedback": True,
+    "Seasonality & staffing": True,
     "Data quality": True,
 }
 PAGE_TIMEOUT_MS = 30_000
