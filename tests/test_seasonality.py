@@ -421,6 +421,10 @@ def test_generated_history_seasonality_matches_truth(two_years):
     print("\n".join(result.verdicts))
     assert np.corrcoef(effects, factors)[0, 1] > 0.95
     assert np.abs(effects - factors).max() < 0.08
+    # the weekly amplitude (busiest weekday over quietest, as a share of the average day)
+    amplitude, true_amplitude = np.ptp(effects), np.ptp(factors / factors.mean())
+    print(f"weekly amplitude: measured {amplitude:.3f}, truth {true_amplitude:.3f}")
+    assert amplitude == pytest.approx(true_amplitude, rel=0.10)
     seasonal = result.components["seasonal_7"].groupby(result.components.index.day_of_week)
     assert np.corrcoef(seasonal.mean().to_numpy(), factors)[0, 1] > 0.95
     peak = WEEKDAYS[int(np.argmax(factors))]
