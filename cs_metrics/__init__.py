@@ -16,6 +16,7 @@ from cs_metrics.flow import resolved_per_period
 from cs_metrics.ingest import REJECT_REASONS, IngestReport, TableReport, ingest
 from cs_metrics.leaderboard import mix_summary, rep_trend, unusual
 from cs_metrics.mapping import Mapping, TableMapping, canonical_folder, read_mapping
+from cs_metrics.maps import customer_cells, ticket_density
 from cs_metrics.metrics import (
     DIMENSIONS,
     GRAINS,
@@ -30,6 +31,7 @@ from cs_metrics.metrics import (
     missing_inputs,
     query,
 )
+from cs_metrics.outages import outage_impact, outage_tickets, severity_rates
 from cs_metrics.quality import QualityReport, latest_rejects, quality_report
 from cs_metrics.schema import TABLES
 from cs_metrics.seasonality import (
@@ -54,6 +56,11 @@ from cs_metrics.staffing import (
 from cs_metrics.warehouse import Warehouse, default_db_path, is_default_db
 
 __all__ = [
+    "customer_cells",
+    "outage_impact",
+    "outage_tickets",
+    "severity_rates",
+    "ticket_density",
     "Backtest",
     "Decomposition",
     "arrival_heatmap",

@@ -28,6 +28,7 @@ from faker import Faker
 from faker.providers.geo import Provider as GeoProvider
 from tqdm import tqdm
 
+from cs_metrics.geo import haversine_km
 from cs_metrics.schema import PRIORITIES, SEVERITIES, STATUSES, TABLES
 from simulations import _text
 
@@ -504,22 +505,13 @@ def _outages(rng: np.random.Generator, days: int, cities: dict, end_rel: int) ->
     }
 
 
-def _haversine_km(lat1, lon1, lat2, lon2):
-    """Great-circle distance in km between WGS84 points (arrays broadcast)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dlat = p2 - p1
-    dlon = np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin(dlat / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlon / 2) ** 2
-    return 2 * 6371.0088 * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
-
-
 def _surge(
     rng: np.random.Generator, outages: dict, customers: dict, end_rel: int, n_total: int
 ) -> dict:
     created, cust, domain, outage = [], [], [], []
     affected, expected, window_h = [], [], []
     for i in range(outages["n"]):
-        dist = _haversine_km(
+        dist = haversine_km(
             outages["lat"][i], outages["lon"][i], customers["lat"], customers["lon"]
         )
         inside = np.flatnonzero(dist <= outages["radius"][i])
