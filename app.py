@@ -16,6 +16,7 @@ page = st.navigation(
         st.Page("pages/feedback.py", title="Customer feedback", icon=":material/reviews:"),
         st.Page("pages/seasonality.py", title="Seasonality & staffing",
                 icon=":material/calendar_month:"),
+        st.Page("pages/outages.py", title="Outages", icon=":material/map:"),
         st.Page("pages/data_quality.py", title="Data quality", icon=":material/fact_check:"),
         st.Page("pages/data_sources.py", title="Your data", icon=":material/upload_file:"),
     ]
