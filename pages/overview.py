@@ -11,6 +11,7 @@ import streamlit as st
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, Settings, Warehouse
+from cs_metrics.live import AT_RISK_SHARE, live_snapshot
 from pages._common import (
     as_of_text,
     describe_filters,
@@ -261,12 +262,53 @@ def _segments(wh: Warehouse, filters: Filters) -> None:
         st.caption(text)
 
 
+LIVE_EVERY_S = 15
+
+
+def _minutes(value: float | None) -> str:
+    if value is None:
+        return "none waiting"
+    if value < 120:
+        return f"{value:,.0f} min"
+    if value < 48 * 60:
+        return f"{value / 60:,.1f} h"
+    return f"{value / 1440:,.1f} days"
+
+
+@st.fragment(run_every=LIVE_EVERY_S)
+def _live(wh: Warehouse, filters: Filters) -> None:
+    """The last 60 minutes and the queue now; re-drawn on its own every few seconds, so a
+    warehouse fed from an inbox shows new tickets without a page reload."""
+    snap = live_snapshot(wh, filters, minutes=60)
+    if snap.now is None:
+        return
+    with st.container(border=True):
+        st.markdown(f"**Last 60 minutes** · as of {snap.now:%Y-%m-%d %H:%M:%S} (the data's "
+                    f"latest event) · data refreshed {snap.refreshed_at or 'never'}")
+        cols = st.columns(4)
+        cols[0].metric("Arrivals", f"{snap.arrivals:,}",
+                       delta=f"{snap.arrivals - snap.arrivals_before:+,} vs a week ago",
+                       delta_color="off",
+                       help="Tickets created in the last 60 minutes; the change compares the "
+                       "same hour one week earlier.")
+        cols[1].metric("Open now", f"{snap.open_now:,}",
+                       help=f"Open or in progress; {snap.waiting:,} of them not answered yet.")
+        cols[2].metric("Oldest unanswered", _minutes(snap.oldest_unanswered_min),
+                       help=f"Ticket {snap.oldest_unanswered_id}" if snap.oldest_unanswered_id
+                       else "Every open ticket has had a first response.")
+        cols[3].metric("SLA at risk", f"{snap.at_risk:,}",
+                       delta=f"{snap.breached:,} already breached", delta_color="off",
+                       help=f"Unanswered tickets past {AT_RISK_SHARE:.0%} of their "
+                       "first-response target; breached: past the target.")
+
+
 def main() -> None:
     st.title("Overview")
     try:
         wh = ensure_data()
         filters = filters_ui(wh)
         st.caption(f"{as_of_text(wh)} · {describe_filters(filters)}")
+        _live(wh, filters)
         _kpis(wh, filters)
         st.divider()
         _weekly_chart(wh, filters)

@@ -71,8 +71,12 @@ def run_app(monkeypatch, db: Path | None) -> AppTest:
     return at
 
 
+LIVE_LABELS = {"Arrivals", "Open now", "Oldest unanswered", "SLA at risk"}
+
+
 def cards(at: AppTest) -> dict[str, object]:
-    return {m.label: m for m in at.metric}
+    """The KPI cards (the live panel's are apart)."""
+    return {m.label: m for m in at.metric if m.label not in LIVE_LABELS}
 
 
 def captions(at: AppTest) -> list[str]:
@@ -101,7 +105,23 @@ def test_overview_cards_show_the_library_numbers(sample_db, monkeypatch):
     assert not at.error
     assert any(c.startswith("Data as of 2025-02-28") for c in captions(at))
     # The sample starts 90 days before its end: no earlier window to compare with.
-    assert all(m.delta in ("", None) for m in at.metric)
+    assert all(m.delta in ("", None) for m in cards(at).values())
+
+
+def test_overview_live_panel_is_the_library_snapshot(sample_db, monkeypatch):
+    from cs_metrics.live import live_snapshot
+
+    at = run_app(monkeypatch, sample_db)
+    wh = Warehouse(sample_db)
+    snap = live_snapshot(wh)
+    wh.close()
+    live = {m.label: m for m in at.metric if m.label in LIVE_LABELS}
+    assert live["Arrivals"].value == f"{snap.arrivals:,}"
+    assert live["Open now"].value == f"{snap.open_now:,}"
+    assert live["SLA at risk"].value == f"{snap.at_risk:,}"
+    assert live["SLA at risk"].delta == f"{snap.breached:,} already breached"
+    assert any(m.value.startswith("**Last 60 minutes** · as of 2025-02-28")
+               for m in at.markdown)
 
 
 def test_overview_targets_and_changes(sample_db, monkeypatch):

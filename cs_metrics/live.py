@@ -1,0 +1,120 @@
+"""The queue right now: what arrived in the last hour, what is open, what waits longest, and
+which tickets are close to missing their first-response target.
+
+"Now" is the data's as-of moment (``Warehouse.as_of``: its latest timestamp), so a warehouse
+fed live reads as live and a historical export reads as of its last event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from cs_metrics.errors import CsMetricsError
+from cs_metrics.metrics import Filters, filter_sql
+from cs_metrics.warehouse import Warehouse
+
+__all__ = ["AT_RISK_SHARE", "LiveSnapshot", "at_risk_tickets", "live_snapshot"]
+
+# A ticket is "at risk" once it has waited this share of its first-response target unanswered.
+AT_RISK_SHARE = 0.8
+_WAITING = "t.status in ('open', 'in_progress') and t.first_response_at is null"
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """The last ``minutes`` before ``now`` and the queue at ``now`` (dimension filters apply;
+    the date range does not: the queue holds tickets of any age)."""
+
+    now: datetime | None
+    minutes: int
+    arrivals: int  # tickets created in the last ``minutes``
+    arrivals_before: int  # the same span one week earlier, for comparison
+    open_now: int  # open or in progress at ``now``
+    waiting: int  # of those, not answered yet
+    oldest_unanswered_min: float | None  # how long the longest-waiting ticket has waited
+    oldest_unanswered_id: str | None
+    at_risk: int  # unanswered, past AT_RISK_SHARE of the target, not yet past it
+    breached: int  # unanswered and past the target already
+    refreshed_at: str | None  # when the warehouse was last loaded (meta derived_at)
+
+
+def _undated(filters: Filters | None) -> Filters:
+    filters = filters or Filters()
+    return Filters(None, None, filters.where)
+
+
+def live_snapshot(wh: Warehouse, filters: Filters | None = None, minutes: int = 60
+                  ) -> LiveSnapshot:
+    """The numbers of the Overview's live panel, in one pass over the tickets."""
+    if minutes < 1:
+        raise CsMetricsError(f"Look back at least one minute, not {minutes}.")
+    if not wh.has_table("tickets"):
+        raise CsMetricsError(f"The warehouse {wh.path} has no tickets yet; run "
+                             "`python -m cs_metrics ingest SOURCE` first.")
+    now = wh.as_of()
+    refreshed = wh.meta("derived_at")
+    if now is None:
+        return LiveSnapshot(None, minutes, 0, 0, 0, 0, None, None, 0, 0, refreshed)
+    where, params = filter_sql(_undated(filters), date_column=None)
+    since, week = now - timedelta(minutes=minutes), timedelta(days=7)
+    age = "date_diff('second', t.created_at, cast(? as timestamp)) / 60.0"
+    sql = f"""
+        with final as (
+            select
+                count(*) filter (where t.created_at > ? and t.created_at <= ?) as arrivals,
+                count(*) filter (where t.created_at > ? and t.created_at <= ?) as before,
+                count(*) filter (where t.status in ('open', 'in_progress')) as open_now,
+                count(*) filter (where {_WAITING}) as waiting,
+                max({age}) filter (where {_WAITING}) as oldest_min,
+                arg_max(t.ticket_id, {age}) filter (where {_WAITING}) as oldest_id,
+                count(*) filter (where {_WAITING}
+                    and {age} >= ? * t.sla_first_response_target_min
+                    and {age} < t.sla_first_response_target_min) as at_risk,
+                count(*) filter (where {_WAITING}
+                    and {age} >= t.sla_first_response_target_min) as breached
+            from tickets t where {where}
+        )
+        select * from final
+    """
+    # in the order of the ? marks: the four windows, the ages (oldest, its id, at risk twice
+    # around the share, breached), then the filters
+    args = [since, now, since - week, now - week, now, now, now, AT_RISK_SHARE, now, now,
+            *params]
+    row = wh.df(sql, args).iloc[0]
+
+    def count(name: str) -> int:
+        return 0 if pd.isna(row[name]) else int(row[name])
+
+    return LiveSnapshot(
+        now=now, minutes=minutes, arrivals=count("arrivals"), arrivals_before=count("before"),
+        open_now=count("open_now"), waiting=count("waiting"),
+        oldest_unanswered_min=None if pd.isna(row["oldest_min"]) else float(row["oldest_min"]),
+        oldest_unanswered_id=None if pd.isna(row["oldest_id"]) else str(row["oldest_id"]),
+        at_risk=count("at_risk"), breached=count("breached"), refreshed_at=refreshed,
+    )
+
+
+def at_risk_tickets(wh: Warehouse, filters: Filters | None = None, limit: int = 50
+                    ) -> pd.DataFrame:
+    """Unanswered tickets at or past ``AT_RISK_SHARE`` of their first-response target, most
+    urgent (largest share of the target used) first: ticket_id, created_at, priority,
+    customer_segment, channel, waited_min, target_min, share_of_target."""
+    now = wh.as_of()
+    if now is None or not wh.has_table("tickets"):
+        return pd.DataFrame(columns=["ticket_id", "created_at", "priority", "customer_segment",
+                                     "channel", "waited_min", "target_min", "share_of_target"])
+    where, params = filter_sql(_undated(filters), date_column=None)
+    age = "date_diff('second', t.created_at, cast(? as timestamp)) / 60.0"
+    return wh.df(
+        f"select t.ticket_id, t.created_at, t.priority, t.customer_segment, t.channel, "
+        f"{age} as waited_min, t.sla_first_response_target_min as target_min, "
+        f"{age} / t.sla_first_response_target_min as share_of_target "
+        f"from tickets t where {where} and {_WAITING} "
+        f"and t.sla_first_response_target_min > 0 "
+        f"and {age} >= ? * t.sla_first_response_target_min "
+        "order by share_of_target desc, t.created_at limit ?",
+        [now, now, *params, now, AT_RISK_SHARE, int(limit)],
+    )
