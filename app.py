@@ -17,6 +17,7 @@ page = st.navigation(
         st.Page("pages/seasonality.py", title="Seasonality & staffing",
                 icon=":material/calendar_month:"),
         st.Page("pages/outages.py", title="Outages", icon=":material/map:"),
+        st.Page("pages/whatif.py", title="What-if simulation", icon=":material/science:"),
         st.Page("pages/data_quality.py", title="Data quality", icon=":material/fact_check:"),
         st.Page("pages/data_sources.py", title="Your data", icon=":material/upload_file:"),
     ]

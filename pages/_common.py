@@ -6,9 +6,11 @@ Not a page itself (the leading underscore keeps it out of any page list).
 from __future__ import annotations
 
 import io
+import os
 import re
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -24,6 +26,11 @@ from cs_metrics.flow import resolved_per_period
 from simulations import generator
 
 QUERY_TTL_S = 600
+# Map colours of outage severities, shared by the Outages and What-if pages.
+SEVERITY_COLOURS: dict[str, list[int]] = {
+    "minor": [255, 193, 7], "major": [255, 112, 67], "critical": [211, 47, 47],
+}
+BASEMAP_PROBE = "https://basemaps.cartocdn.com/gl/positron-gl-style/style.json"
 
 # How the UI names a missing input ("this dataset has no ..."), by registry requirement.
 INPUT_NAMES: dict[str, str] = {
@@ -717,3 +724,18 @@ def filters_ui(wh: Warehouse) -> Filters:
             st.caption(f"Ignored in the link (not in this dataset or not valid): "
                        f"{', '.join(notes)}.")
     return filters
+
+
+@st.cache_resource(ttl=3600, show_spinner=False)
+def basemap_reachable() -> bool:
+    """Whether the basemap tiles can be fetched (CS_METRICS_BASEMAP=on/off decides outright).
+
+    Without a network the layers are drawn on a blank background instead of broken tiles."""
+    forced = os.environ.get("CS_METRICS_BASEMAP", "").strip().lower()
+    if forced in ("on", "off"):
+        return forced == "on"
+    try:
+        with urllib.request.urlopen(BASEMAP_PROBE, timeout=1.5) as resp:
+            return resp.status == 200
+    except (OSError, ValueError):
+        return False

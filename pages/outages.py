@@ -4,8 +4,6 @@ and the per-severity rates the what-if simulation is calibrated with."""
 from __future__ import annotations
 
 import math
-import os
-import urllib.request
 from dataclasses import replace
 from datetime import timedelta
 
@@ -19,7 +17,9 @@ from cs_metrics.outages import outage_impact, outage_tickets, severity_rates
 from pages._common import (
     DRILL_COLUMNS,
     QUERY_TTL_S,
+    SEVERITY_COLOURS,
     as_of_text,
+    basemap_reachable,
     describe_filters,
     download_buttons,
     ensure_data,
@@ -28,15 +28,11 @@ from pages._common import (
     selected_row,
 )
 
-SEVERITY_COLOURS: dict[str, list[int]] = {
-    "minor": [255, 193, 7], "major": [255, 112, 67], "critical": [211, 47, 47],
-}
 UNKNOWN_COLOUR = [120, 120, 120]
 SEGMENT_COLOURS = [[31, 119, 180], [44, 160, 44], [148, 103, 189], [140, 86, 75],
                    [23, 190, 207], [127, 127, 127]]
 DENSITY_RAMP = [[255, 255, 204], [161, 218, 180], [65, 182, 196], [44, 127, 184],
                 [37, 52, 148]]
-BASEMAP_PROBE = "https://basemaps.cartocdn.com/gl/positron-gl-style/style.json"
 TICKETS_PER_PAGE = 25
 TABLE_KEY = "outage_table"
 
@@ -67,21 +63,6 @@ def _customers(_wh: Warehouse, db: str, cell_km: float) -> pd.DataFrame:
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def _outage_tickets(_wh: Warehouse, db: str, outage_id: str, filters: Filters, offset: int):
     return outage_tickets(_wh, outage_id, filters, limit=TICKETS_PER_PAGE, offset=offset)
-
-
-@st.cache_resource(ttl=3600, show_spinner=False)
-def basemap_reachable() -> bool:
-    """Whether the basemap tiles can be fetched (CS_METRICS_BASEMAP=on/off decides outright).
-
-    Without a network the layers are drawn on a blank background instead of broken tiles."""
-    forced = os.environ.get("CS_METRICS_BASEMAP", "").strip().lower()
-    if forced in ("on", "off"):
-        return forced == "on"
-    try:
-        with urllib.request.urlopen(BASEMAP_PROBE, timeout=1.5) as resp:
-            return resp.status == 200
-    except (OSError, ValueError):
-        return False
 
 
 # --- helpers ---------------------------------------------------------------------------------

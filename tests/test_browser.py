@@ -33,6 +33,7 @@ KNOWN_PAGES: dict[str, bool] = {
     "Customer feedback": True,
     "Seasonality & staffing": True,
     "Outages": True,
+    "What-if simulation": False,  # nothing is drawn before a scenario runs
     "Data quality": True,
 }
 PAGE_TIMEOUT_MS = 30_000

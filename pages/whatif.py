@@ -1,0 +1,411 @@
+"""What-if simulation: an outage of a chosen place, size and severity, projected hour by hour
+onto arrivals, the first-response queue and the SLA, with the staff that would keep the SLA."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, time, timedelta
+
+import altair as alt
+import pandas as pd
+import pydeck as pdk
+import streamlit as st
+
+from cs_metrics import CsMetricsError, Filters, Warehouse
+from cs_metrics.maps import customer_cells
+from pages._common import (
+    QUERY_TTL_S,
+    SEVERITY_COLOURS,
+    as_of_text,
+    basemap_reachable,
+    download_buttons,
+    ensure_data,
+    last_created_day,
+    parquet_bytes,
+)
+from simulations.whatif import (
+    SCENARIO_SEVERITIES,
+    OutageScenario,
+    WhatIfResult,
+    city_centre,
+    simulate_outage,
+)
+
+SAVED = "whatif_saved"
+CITY, POINT = "City", "Latitude / longitude"
+NO_DOMAIN = "(any: excess tickets keep the usual domain mix)"
+PICK_KEY = "whatif_pick_map"
+BAND = "#4c78a8"
+OUTAGE = "#e45756"
+
+
+# --- cached library calls --------------------------------------------------------------------
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner="Simulating the queue…")
+def _simulate(_wh: Warehouse, db: str, scenario: OutageScenario, runs: int, seed: int
+              ) -> WhatIfResult:
+    return simulate_outage(_wh, scenario, runs=runs, seed=seed)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _cities(_wh: Warehouse, db: str) -> list[str]:
+    if not _wh.has_table("customers") or "city" not in _wh.nonempty_columns("customers"):
+        return []
+    df = _wh.df("select city, count(*) as n from customers where city is not null "
+                "and lat is not null group by city order by n desc, city")
+    return [str(c) for c in df["city"]]
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _customer_cells(_wh: Warehouse, db: str, cell_km: float) -> pd.DataFrame:
+    return customer_cells(_wh, cell_km)
+
+
+# --- the scenario form -----------------------------------------------------------------------
+
+
+def _defaults(wh: Warehouse, cities: list[str]) -> dict[str, object]:
+    last = last_created_day(wh) or datetime.now().date()
+    return {
+        "wi_mode": CITY if cities else POINT,
+        "wi_city": cities[0] if cities else None,
+        "wi_lat": 40.71, "wi_lon": -74.01, "wi_radius": 25.0,
+        "wi_day": last + timedelta(days=1), "wi_time": time(14, 0), "wi_hours": 12.0,
+        "wi_severity": "major", "wi_domain": NO_DOMAIN, "wi_extra": 0, "wi_runs": 200,
+        "wi_seed": 7,
+    }
+
+
+def _load(scenario: OutageScenario, cities: list[str]) -> None:
+    """Put a scenario into the form's widgets (before they are drawn)."""
+    st.session_state.update({
+        "wi_mode": CITY if scenario.city else POINT,
+        "wi_radius": float(scenario.radius_km), "wi_day": scenario.start.date(),
+        "wi_time": scenario.start.time().replace(second=0, microsecond=0),
+        "wi_hours": float(scenario.hours), "wi_severity": scenario.severity,
+        "wi_domain": scenario.domain or NO_DOMAIN,
+        "wi_extra": int(scenario.extra_staff) if isinstance(scenario.extra_staff, int)
+        else max(scenario.extra_staff, default=0),
+    })
+    if scenario.city:
+        st.session_state["wi_city"] = scenario.city if scenario.city in cities else None
+    else:
+        st.session_state["wi_lat"], st.session_state["wi_lon"] = scenario.lat, scenario.lon
+
+
+def _upload_ui(cities: list[str]) -> None:
+    with st.expander("Load a saved scenario (JSON)"):
+        upload = st.file_uploader("Scenario file", type=["json"], key="wi_upload",
+                                  help="A file downloaded from this page.")
+        if upload is not None and st.session_state.get("_wi_loaded") != upload.file_id:
+            st.session_state["_wi_loaded"] = upload.file_id
+            try:
+                _load(OutageScenario.from_json(upload.getvalue()), cities)
+                st.session_state["wi_run"] = True
+                st.rerun()
+            except (CsMetricsError, ValueError, json.JSONDecodeError) as exc:
+                st.error(f"{upload.name} is not a scenario this page can load: {exc}")
+
+
+def _pick_point_ui(wh: Warehouse) -> None:
+    """A map of where the customers are: clicking a cell makes it the outage's centre."""
+    cells = _customer_cells(wh, str(wh.path), 25.0)
+    if cells.empty:
+        return
+    grouped = cells.groupby(["lat", "lon"], as_index=False)["customers"].sum()
+    grouped["radius"] = [800 + 150 * math.sqrt(n) for n in grouped["customers"]]
+    grouped["tip"] = [f"{n:,} customers · click to centre the outage here"
+                      for n in grouped["customers"]]
+    layer = pdk.Layer("ScatterplotLayer", grouped, id="places", get_position="[lon, lat]",
+                      get_radius="radius", radius_min_pixels=3, get_fill_color=[76, 120, 168,
+                                                                                160],
+                      pickable=True)
+    view = pdk.ViewState(latitude=float(grouped["lat"].median()),
+                         longitude=float(grouped["lon"].median()), zoom=3)
+    event = st.pydeck_chart(
+        pdk.Deck(layers=[layer], initial_view_state=view, tooltip={"text": "{tip}"},
+                 map_style="light" if basemap_reachable() else None),
+        height=300, key=PICK_KEY, on_select="rerun", selection_mode="single-object")
+    picked = (event.selection.get("objects", {}) or {}).get("places") if event else None
+    if picked:
+        point = picked[0]
+        if st.session_state.get("_wi_point") != (point["lat"], point["lon"]):
+            st.session_state["_wi_point"] = (point["lat"], point["lon"])
+            st.session_state.update({"wi_mode": POINT, "wi_lat": round(point["lat"], 4),
+                                     "wi_lon": round(point["lon"], 4)})
+            st.rerun()
+
+
+def scenario_ui(wh: Warehouse) -> tuple[OutageScenario, int, int] | None:
+    """The scenario form -> (scenario, runs, seed) once the user runs it, else None."""
+    cities = _cities(wh, str(wh.path))
+    for key, value in _defaults(wh, cities).items():
+        st.session_state.setdefault(key, value)
+    _upload_ui(cities)
+    with st.expander("Pick the centre on a map of the customers"):
+        _pick_point_ui(wh)
+    domains = [NO_DOMAIN, *wh.dimension_values("domain")]
+    with st.form("whatif_form"):
+        left, mid, right = st.columns(3)
+        with left:
+            mode = st.radio("Centre", [CITY, POINT], key="wi_mode", horizontal=True,
+                            disabled=not cities)
+            if mode == CITY and cities:
+                st.selectbox("City", cities, key="wi_city",
+                             help="The centre of the city's customers. Listed by customers.")
+            else:
+                st.number_input("Latitude", -90.0, 90.0, key="wi_lat", format="%.4f")
+                st.number_input("Longitude", -180.0, 180.0, key="wi_lon", format="%.4f")
+            st.slider("Radius (km)", 0.0, 200.0, key="wi_radius", step=1.0)
+        with mid:
+            st.date_input("Start day", key="wi_day")
+            st.time_input("Start time (UTC)", key="wi_time", step=timedelta(minutes=30))
+            st.number_input("Duration (hours)", 0.5, 14 * 24.0, key="wi_hours", step=1.0)
+            st.selectbox("Severity", SCENARIO_SEVERITIES, key="wi_severity",
+                         help="How many extra tickets each affected customer sends per hour: "
+                         "measured on this dataset's outages where it has them.")
+        with right:
+            st.selectbox("Service that fails", domains, key="wi_domain")
+            st.number_input("Extra agents during the outage", 0, 500, key="wi_extra")
+            st.number_input("Simulation runs", 20, 2000, key="wi_runs", step=20)
+            st.number_input("Seed", 0, 2**31 - 1, key="wi_seed")
+        submitted = st.form_submit_button("Run the simulation", type="primary",
+                                          icon=":material/play_arrow:")
+    if submitted:
+        st.session_state["wi_run"] = True
+    if not st.session_state.get("wi_run"):
+        return None
+    ss = st.session_state
+    centre = ({"city": ss["wi_city"]} if ss["wi_mode"] == CITY and cities
+              else {"lat": float(ss["wi_lat"]), "lon": float(ss["wi_lon"])})
+    scenario = OutageScenario(
+        start=datetime.combine(ss["wi_day"], ss["wi_time"]), hours=float(ss["wi_hours"]),
+        severity=ss["wi_severity"], radius_km=float(ss["wi_radius"]),
+        domain=None if ss["wi_domain"] == NO_DOMAIN else ss["wi_domain"],
+        extra_staff=int(ss["wi_extra"]), **centre,
+    )
+    return scenario, int(ss["wi_runs"]), int(ss["wi_seed"])
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+def _area_map(wh: Warehouse, result: WhatIfResult) -> None:
+    cells = _customer_cells(wh, str(wh.path), 5.0)
+    radius = result.scenario.radius_km
+    lat0, lon0 = result.lat, result.lon
+    if len(cells):
+        k = math.cos(math.radians(lat0))
+        near = cells[((cells["lat"] - lat0) * 111.0) ** 2
+                     + ((cells["lon"] - lon0) * 111.0 * k) ** 2 <= (3 * radius + 20) ** 2]
+    else:
+        near = cells
+    colour = SEVERITY_COLOURS.get(result.scenario.severity, [120, 120, 120])
+    area = pd.DataFrame({"lat": [lat0], "lon": [lon0], "radius_m": [radius * 1000],
+                         "tip": [f"{result.affected_customers:,} customers affected within "
+                                 f"{radius:g} km"]})
+    layers = [pdk.Layer("ScatterplotLayer", area, id="area", get_position="[lon, lat]",
+                        get_radius="radius_m", get_fill_color=[*colour, 60],
+                        get_line_color=[*colour, 255], stroked=True, line_width_min_pixels=2,
+                        pickable=True)]
+    if len(near):
+        near = near.assign(radius=[200 + 60 * math.sqrt(n) for n in near["customers"]],
+                           tip=[f"{n:,} customers ({s})" for n, s in
+                                zip(near["customers"], near["segment"], strict=True)])
+        layers.append(pdk.Layer("ScatterplotLayer", near, id="customers",
+                                get_position="[lon, lat]", get_radius="radius",
+                                radius_min_pixels=2, get_fill_color=[31, 119, 180, 180],
+                                pickable=True))
+    zoom = max(3.0, min(12.0, math.log2(40_000 / max(1.0, 8 * radius))))
+    st.pydeck_chart(pdk.Deck(layers=layers, tooltip={"text": "{tip}"},
+                             initial_view_state=pdk.ViewState(latitude=lat0, longitude=lon0,
+                                                              zoom=zoom),
+                             map_style="light" if basemap_reachable() else None),
+                    height=320, key="whatif_area")
+
+
+def _band_chart(hours: pd.DataFrame, stem: str, title: str, unit: str,
+                outage: tuple[datetime, datetime]) -> alt.LayerChart:
+    base = alt.Chart(hours).encode(x=alt.X("hour:T", title="Hour (UTC)",
+                                           axis=alt.Axis(format="%a %H:%M")))
+    shade = alt.Chart(pd.DataFrame({"start": [outage[0]], "end": [outage[1]]})).mark_rect(
+        color=OUTAGE, opacity=0.08).encode(x="start:T", x2="end:T")
+    band = base.mark_area(opacity=0.25, color=BAND).encode(
+        y=alt.Y(f"{stem}_p10:Q", title=unit), y2=f"{stem}_p90:Q")
+    line = base.mark_line(color=BAND).encode(
+        y=f"{stem}_p50:Q",
+        tooltip=[alt.Tooltip("hour:T", title="Hour", format="%a %d %b %H:%M"),
+                 alt.Tooltip(f"{stem}_p10:Q", title="p10", format=",.1f"),
+                 alt.Tooltip(f"{stem}_p50:Q", title="median", format=",.1f"),
+                 alt.Tooltip(f"{stem}_p90:Q", title="p90", format=",.1f"),
+                 alt.Tooltip(f"baseline_{stem}_p50:Q", title="without the outage",
+                             format=",.1f")])
+    baseline = base.mark_line(color="gray", strokeDash=[4, 3]).encode(
+        y=f"baseline_{stem}_p50:Q")
+    return (shade + band + baseline + line).properties(
+        height=240, title=alt.Title(title, subtitle="Median and p10–p90 band over the runs; "
+                                    "dashed: the same hours without the outage; shaded: the "
+                                    "outage."))
+
+
+def _charts(result: WhatIfResult) -> None:
+    hours = result.hours.copy()
+    outage = (result.scenario.start, result.scenario.end)
+    arrivals = hours.melt(id_vars="hour", value_vars=["baseline_arrivals", "extra_arrivals"],
+                          var_name="kind", value_name="tickets")
+    arrivals["kind"] = arrivals["kind"].map({"baseline_arrivals": "Expected anyway",
+                                             "extra_arrivals": "Extra from the outage"})
+    st.altair_chart(
+        alt.Chart(arrivals, title=alt.Title("Arrivals per hour", subtitle="Expected tickets: "
+                                            "the forecast plus the outage's excess."))
+        .mark_bar()
+        .encode(x=alt.X("hour:T", title="Hour (UTC)", axis=alt.Axis(format="%a %H:%M")),
+                y=alt.Y("tickets:Q", title="Tickets per hour", stack=True),
+                color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="top"),
+                                scale=alt.Scale(range=["#9ecae9", OUTAGE])),
+                tooltip=[alt.Tooltip("hour:T", title="Hour", format="%a %d %b %H:%M"),
+                         alt.Tooltip("kind:N", title="Kind"),
+                         alt.Tooltip("tickets:Q", title="Tickets", format=",.1f")])
+        .properties(height=240), width="stretch")
+    left, right = st.columns(2)
+    with left:
+        st.altair_chart(_band_chart(hours, "backlog", "Backlog waiting for a first response",
+                                    "Tickets waiting", outage), width="stretch")
+    with right:
+        st.altair_chart(_band_chart(hours, "sla_breach_pct",
+                                    f"Share missing the {result.sla_minutes:g}-minute target",
+                                    "% of the hour's tickets", outage), width="stretch")
+    st.altair_chart(_band_chart(hours, "first_response_min", "Mean first-response wait",
+                                "Minutes", outage), width="stretch")
+    staff = hours.melt(id_vars="hour", value_vars=["current_agents", "extra_agents_needed"],
+                       var_name="kind", value_name="agents")
+    staff["kind"] = staff["kind"].map({"current_agents": "Active today (average)",
+                                       "extra_agents_needed": "Extra needed for the SLA"})
+    st.altair_chart(
+        alt.Chart(staff, title=alt.Title(
+            "Agents per hour", subtitle=f"Extra needed: Erlang C for {result.sla_target_pct:g} % "
+            f"answered within {result.sla_minutes:g} min on the expected arrivals, minus the "
+            "agents active in that hour today."))
+        .mark_bar()
+        .encode(x=alt.X("hour:T", title="Hour (UTC)", axis=alt.Axis(format="%a %H:%M")),
+                y=alt.Y("agents:Q", title="Agents", stack=True),
+                color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="top"),
+                                scale=alt.Scale(range=["#bab0ac", "#54a24b"])),
+                tooltip=[alt.Tooltip("hour:T", title="Hour", format="%a %d %b %H:%M"),
+                         alt.Tooltip("kind:N", title="Kind"),
+                         alt.Tooltip("agents:Q", title="Agents", format=",.1f")])
+        .properties(height=220), width="stretch")
+
+
+def _stem(result: WhatIfResult) -> str:
+    s = result.scenario
+    place = (result.city or f"{result.lat:.2f}_{result.lon:.2f}").replace(" ", "-").lower()
+    return f"whatif_{place}_{s.radius_km:g}km_{s.severity}_{s.start:%Y%m%dT%H%M}_{s.hours:g}h"
+
+
+def _headline(result: WhatIfResult) -> None:
+    t = result.totals
+    st.success(result.summary)
+    cols = st.columns(4)
+    cols[0].metric("Extra tickets", f"{t.extra_tickets_p50:,.0f}",
+                   help=f"Median over {result.runs} runs; p10–p90 {t.extra_tickets_p10:,.0f}–"
+                   f"{t.extra_tickets_p90:,.0f}; expected {t.expected_extra_tickets:,.1f}.")
+    cols[1].metric("Peak backlog", f"{t.peak_backlog_p50:,.0f}",
+                   delta=f"{t.peak_backlog_p50 - t.baseline_peak_backlog_p50:+,.0f} vs no outage",
+                   delta_color="inverse", help=f"At {t.peak_backlog_hour:%a %d %b %H:%M}.")
+    worse = t.peak_first_response_min_p50 - t.baseline_first_response_min_p50
+    cols[2].metric("Worst first response", f"{t.peak_first_response_min_p50:,.0f} min",
+                   delta=f"{worse:+,.0f} min vs no outage", delta_color="inverse",
+                   help=f"Mean wait of the tickets arriving at "
+                   f"{t.peak_first_response_hour:%a %d %b %H:%M}.")
+    cols[3].metric("Extra agents needed", f"{t.max_extra_agents_needed:,} at most",
+                   help=f"{t.extra_agent_hours:,} agent-hours over the period.")
+    st.caption(f"{result.affected_customers:,} customers within {result.scenario.radius_km:g} "
+               f"km of {result.city or f'{result.lat:.4f}, {result.lon:.4f}'} · "
+               f"{result.rate_note} · AHT {result.aht_s:,.0f} s · "
+               f"first-response target {result.sla_minutes:g} min")
+    for note in result.notes:
+        st.caption(note)
+
+
+def _downloads(result: WhatIfResult) -> None:
+    stem = _stem(result)
+    with st.container(horizontal=True):
+        st.download_button("Download CSV", result.hours.to_csv(index=False).encode(),
+                           f"{stem}.csv", "text/csv", key="wi_csv", on_click="ignore",
+                           icon=":material/download:")
+        st.download_button("Download Parquet", parquet_bytes(result.hours), f"{stem}.parquet",
+                           "application/vnd.apache.parquet", key="wi_parquet",
+                           on_click="ignore", icon=":material/download:")
+        st.download_button("Download the scenario (JSON)", result.scenario.to_json().encode(),
+                           f"{stem}.json", "application/json", key="wi_json",
+                           on_click="ignore", icon=":material/download:",
+                           help="Load it again above to re-run or share it.")
+
+
+def _saved_section(result: WhatIfResult, runs: int, seed: int) -> None:
+    saved: list[dict] = st.session_state.setdefault(SAVED, [])
+    name = st.text_input("Name this scenario", value=_stem(result).removeprefix("whatif_"),
+                         key="wi_name")
+    left, right = st.columns([1, 4])
+    if left.button("Save for comparison", icon=":material/bookmark_add:", key="wi_save"):
+        t = result.totals
+        saved.append({
+            "scenario": name, "start": result.scenario.start, "hours": result.scenario.hours,
+            "severity": result.scenario.severity, "radius_km": result.scenario.radius_km,
+            "affected_customers": result.affected_customers,
+            "extra_staff": str(result.scenario.extra_staff), "runs": runs, "seed": seed,
+            "extra_tickets_p50": t.extra_tickets_p50, "peak_backlog_p50": t.peak_backlog_p50,
+            "worst_first_response_min": t.peak_first_response_min_p50,
+            "sla_breach_pct_p50": t.sla_breach_pct_p50,
+            "max_extra_agents_needed": t.max_extra_agents_needed,
+            "extra_agent_hours": t.extra_agent_hours,
+            "json": result.scenario.to_json(),
+        })
+    if saved and right.button("Clear the comparison", key="wi_clear"):
+        saved.clear()
+        st.rerun()
+    if saved:
+        table = pd.DataFrame(saved)
+        st.subheader("Saved scenarios side by side")
+        st.dataframe(table.drop(columns=["json"]).set_index("scenario").T, key="wi_compare")
+        download_buttons(table, "whatif_comparison", Filters())
+
+
+def main() -> None:
+    st.title("What-if simulation")
+    try:
+        wh = ensure_data()
+        if not wh.has_table("tickets"):
+            st.error(f"The warehouse {wh.path} has no tickets yet. Load data into it with "
+                     f"`python -m cs_metrics ingest SOURCE --db {wh.path}`.")
+            return
+        st.caption(f"{as_of_text(wh)} · An outage you describe, projected onto the queue "
+                   "with today's staffing. The sidebar's filters do not apply here.")
+        chosen = scenario_ui(wh)
+        if chosen is None:
+            st.info("Describe an outage and run the simulation.")
+            return
+        scenario, runs, seed = chosen
+        if isinstance(scenario.city, str):
+            city_centre(wh, scenario.city)  # an unknown city: the library's sentence
+        result = _simulate(wh, str(wh.path), scenario, runs, seed)
+        _headline(result)
+        if result.totals.max_extra_agents_needed > 0 and st.toggle(
+                "Add the recommended extra agents", key="wi_recommended",
+                help="Re-run with the extra agents Erlang C asks for in each hour."):
+            result = _simulate(wh, str(wh.path), result.recommended_scenario(), runs, seed)
+            st.info(f"With the recommended staff: {result.summary}")
+        _area_map(wh, result)
+        _charts(result)
+        with st.expander("Hour by hour"):
+            st.dataframe(result.hours, hide_index=True, key="wi_hours_table")
+        _downloads(result)
+        _saved_section(result, runs, seed)
+    except CsMetricsError as exc:
+        st.error(str(exc))
+
+
+main()
