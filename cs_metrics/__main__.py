@@ -263,6 +263,44 @@ def cmd_simulate_outage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from cs_metrics import reports
+    from cs_metrics.settings import load_settings
+
+    settings = load_settings(args.settings) if args.settings else load_settings()
+    filters = _parse_where(args.where or [])
+    wh = Warehouse(args.db, read_only=True)
+    try:
+        report = reports.build_report(wh, args.audience, args.period, team=args.team,
+                                      rep=args.rep, filters=filters, settings=settings)
+    finally:
+        wh.close()
+    rendered = reports.render(report)
+    for path in reports.write_report(rendered, args.out, args.format):
+        print(path)
+    if args.email is not None:
+        try:
+            sent_to = reports.send_report_email(rendered, _split(args.email), settings)
+        except CsMetricsError as exc:
+            raise CsMetricsError(
+                f"The report was written to {args.out} but not emailed: {exc}") from exc
+        print(f"emailed the report to {', '.join(sent_to)}", file=sys.stderr)
+    return 0
+
+
+def cmd_feed(args: argparse.Namespace) -> int:
+    # The command line is the one place that reaches into simulations: the library does not.
+    from simulations.feed import run_feed
+
+    summary = run_feed(
+        args.inbox, rate=args.rate, duration=args.duration, seed=args.seed,
+        outage=args.outage, db=args.db, batch_s=args.batch_seconds,
+        log=lambda msg: print(msg, file=sys.stderr),
+    )
+    print(summary.text())
+    return 0  # Ctrl-C is the normal way to stop a feed without --duration
+
+
 def build_parser() -> argparse.ArgumentParser:
     db_help = f"warehouse file (default: {default_db_path()}, or $CS_METRICS_DB)"
     p = _Parser(prog="python -m cs_metrics", description=__doc__)
@@ -330,6 +368,39 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--out", help="write to this file instead of stdout")
     so.add_argument("--db", help=db_help)
     so.set_defaults(func=cmd_simulate_outage)
+
+    r = sub.add_parser("report", help="write a performance report (HTML or Markdown, PNG charts)")
+    r.add_argument("--audience", required=True, choices=("executive", "team", "representative"))
+    r.add_argument("--team", help="team audience: a team, or a manager for all of their teams")
+    r.add_argument("--rep", help="representative audience: a rep id or name")
+    r.add_argument("--period", required=True,
+                   help="last-week, last-month, YYYY-MM or FROM:TO (ISO days, both included); "
+                        "relative to the data's last complete day")
+    r.add_argument("--where", action="append", metavar="DIM=VALUE",
+                   help="narrow every figure; repeat it (the same dimension twice: either)")
+    r.add_argument("--format", choices=("html", "md"), default="html")
+    r.add_argument("--out", required=True, help="folder to write the report into")
+    r.add_argument("--email", nargs="?", const="", metavar="TO,...",
+                   help="also email the HTML over the SMTP of [notifications.email]; without "
+                        "addresses, to its recipients")
+    r.add_argument("--settings", help="settings TOML (targets, SMTP)")
+    r.add_argument("--db", help=db_help)
+    r.set_defaults(func=cmd_report)
+
+    fd = sub.add_parser("feed", help="write live events (tickets, status changes, surveys) "
+                                     "into an inbox folder")
+    fd.add_argument("--inbox", required=True, help="folder that receives the batch folders")
+    fd.add_argument("--rate", type=float, required=True,
+                    help="events per second on average (Poisson)")
+    fd.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    fd.add_argument("--seed", type=int, help="random seed (default: a new one each run)")
+    fd.add_argument("--outage", metavar="LAT,LON,RADIUS_KM",
+                    help="add an outage surge inside this circle; write "
+                    "--outage=-33.9,151.2,10 when the latitude is negative")
+    fd.add_argument("--batch-seconds", type=float, default=2.0,
+                    help="seconds between batches (default 2)")
+    fd.add_argument("--db", help=db_help)
+    fd.set_defaults(func=cmd_feed)
 
     m = sub.add_parser("metrics", help="list the metrics of the registry")
     m.set_defaults(func=cmd_metrics)
