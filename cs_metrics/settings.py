@@ -1,5 +1,5 @@
-"""Settings: SLA policies, KPI targets and staffing assumptions, from one TOML file merged over
-the defaults."""
+"""Settings: SLA policies, KPI targets, staffing assumptions, alert rules and notification
+channels, from one TOML file merged over the defaults."""
 
 from __future__ import annotations
 
@@ -77,12 +77,120 @@ class StaffingSettings:
         return levels["default"]
 
 
+ALERT_SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")  # mildest first
+NOTIFICATION_CHANNELS: tuple[str, ...] = ("in_app", "email", "webhook")
+EMAIL_SECURITY: tuple[str, ...] = ("starttls", "tls", "none")
+
+
+@dataclass(frozen=True)
+class OutageRule:
+    """Arrivals far above the same hour of the week (see cs_metrics.alerts)."""
+
+    enabled: bool
+    severity: str
+    cooldown_min: float
+    window_min: float
+    history_weeks: int
+    min_history_weeks: int
+    p_value: float  # family-wise: divided by the number of groups tested
+    min_count: int
+    min_ratio: float
+    dimensions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SlaRule:
+    """Unanswered tickets past (or near) their first-response target."""
+
+    enabled: bool
+    breached_severity: str
+    at_risk_severity: str
+    cooldown_min: float
+    at_risk_share: float
+    priorities: tuple[str, ...]
+    segments: tuple[str, ...]
+    max_ids: int
+
+
+@dataclass(frozen=True)
+class WatchRule:
+    """Status changes on watched tickets: reopened, closed without a first response."""
+
+    enabled: bool
+    severity: str
+    cooldown_min: float
+    reopened_priorities: tuple[str, ...]
+    vip_segments: tuple[str, ...]
+    lookback_min: float
+    active_h: float
+
+
+@dataclass(frozen=True)
+class CsatRule:
+    """CSAT % of the recent days significantly below the days before."""
+
+    enabled: bool
+    severity: str
+    cooldown_min: float
+    recent_days: float
+    baseline_days: float
+    p_value: float
+    min_drop_points: float
+    min_responses: int
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    enabled: bool
+    outage: OutageRule
+    sla: SlaRule
+    watch: WatchRule
+    csat: CsatRule
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    host: str
+    port: int
+    security: str  # starttls, tls (implicit) or none
+    username: str
+    password_env: str  # the name of the environment variable holding the password
+    sender: str
+    recipients: tuple[str, ...]
+    subject_prefix: str
+
+    def password(self) -> str | None:
+        """The SMTP password from the environment (never from the settings file)."""
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    channels: tuple[str, ...]
+    min_severity: str  # email and webhooks get alerts this severe or worse; in-app gets all
+    app_url: str  # base that makes the alerts' relative links absolute ("" keeps them relative)
+    retry_attempts: int  # tries in all, per channel and target
+    retry_base_s: float  # wait before the second try; doubles before each next one
+    timeout_s: float
+    webhook_urls: tuple[str, ...]
+    webhook_urls_env: str
+    email: EmailSettings
+
+    def webhooks(self) -> tuple[str, ...]:
+        """The configured URLs plus those in the environment variable ``webhook_urls_env``."""
+        extra = os.environ.get(self.webhook_urls_env, "") if self.webhook_urls_env else ""
+        urls = [*self.webhook_urls, *extra.replace(",", " ").split()]
+        return tuple(dict.fromkeys(urls))
+
+
 @dataclass(frozen=True)
 class Settings:
     sla_policies: tuple[SlaPolicy, ...]
     targets: tuple[tuple[str, float], ...]
     source: str
     staffing: StaffingSettings
+    alerts: AlertSettings
+    notifications: NotificationSettings
 
     def target(self, metric: str) -> float | None:
         return dict(self.targets).get(metric)
@@ -188,6 +296,226 @@ def _staffing(raw: Any, source: str) -> StaffingSettings:
     return StaffingSettings(shrinkage, occupancy, aht, tuple(levels))
 
 
+class _Section:
+    """Reads one settings table, with errors that name the file and the key."""
+
+    def __init__(self, raw: Any, name: str, source: str, keys: tuple[str, ...]) -> None:
+        if not isinstance(raw, dict):
+            raise CsMetricsError(f"Section [{name}] in {source} must be a table, not {raw!r}.")
+        unknown = sorted(set(raw) - set(keys))
+        if unknown:
+            raise CsMetricsError(
+                f"Section [{name}] in {source} has unknown keys {unknown}; use "
+                f"{', '.join(keys)}."
+            )
+        self.raw, self.name, self.source = raw, name, source
+
+    def where(self, key: str) -> str:
+        return f"Setting {self.name}.{key} in {self.source}"
+
+    def fail(self, key: str, rule: str) -> CsMetricsError:
+        return CsMetricsError(f"{self.where(key)} must be {rule}, not {self.raw.get(key)!r}.")
+
+    def flag(self, key: str) -> bool:
+        value = self.raw.get(key)
+        if not isinstance(value, bool):
+            raise self.fail(key, "true or false")
+        return value
+
+    def number(self, key: str, rule: str, ok: Callable[[float], bool]) -> float:
+        return _number(self.raw.get(key), self.where(key), rule, ok)
+
+    def integer(self, key: str, rule: str, ok: Callable[[int], bool]) -> int:
+        value = self.raw.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not ok(value):
+            raise self.fail(key, rule)
+        return value
+
+    def text(self, key: str) -> str:
+        value = self.raw.get(key)
+        if not isinstance(value, str):
+            raise self.fail(key, "a string (\"\" for none)")
+        return value.strip()
+
+    def choice(self, key: str, options: tuple[str, ...]) -> str:
+        value = self.raw.get(key)
+        if value not in options:
+            raise self.fail(key, f"one of {', '.join(repr(o) for o in options)}")
+        return value
+
+    def texts(self, key: str, options: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        value = self.raw.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, "a list of strings, e.g. [\"a\", \"b\"]")
+        if options is not None:
+            unknown = [v for v in value if v not in options]
+            if unknown:
+                raise CsMetricsError(
+                    f"{self.where(key)} names unknown values {unknown}; use "
+                    f"{', '.join(options)}."
+                )
+        return tuple(dict.fromkeys(v.strip() for v in value))
+
+    def severity(self, key: str = "severity") -> str:
+        return self.choice(key, ALERT_SEVERITIES)
+
+    def cooldown(self) -> float:
+        return self.number("cooldown_min", "zero or more minutes", lambda x: 0 <= x < math.inf)
+
+
+def _positive(x: float) -> bool:
+    return 0 < x < math.inf
+
+
+def _probability(x: float) -> bool:
+    return 0 < x < 1
+
+
+_RULE_KEYS = ("enabled", "cooldown_min")
+
+
+def _alerts(raw: Any, source: str) -> AlertSettings:
+    from cs_metrics.schema import DIMENSIONS
+
+    top = _Section(raw, "alerts", source, ("enabled", "outage", "sla", "watch", "csat"))
+    o = _Section(raw.get("outage"), "alerts.outage", source, (
+        *_RULE_KEYS, "severity", "window_min", "history_weeks", "min_history_weeks", "p_value",
+        "min_count", "min_ratio", "dimensions"))
+    history = o.integer("history_weeks", "a whole number of weeks from 1 to 52",
+                        lambda x: 1 <= x <= 52)
+    outage = OutageRule(
+        enabled=o.flag("enabled"), severity=o.severity(), cooldown_min=o.cooldown(),
+        window_min=o.number("window_min", "minutes from 1 to 10080 (one week)",
+                            lambda x: 1 <= x <= 10080),
+        history_weeks=history,
+        min_history_weeks=o.integer(
+            "min_history_weeks", f"a whole number of weeks from 1 to history_weeks ({history})",
+            lambda x: 1 <= x <= history),
+        p_value=o.number("p_value", "a probability between 0 and 1, e.g. 0.001", _probability),
+        min_count=o.integer("min_count", "a whole number of tickets, 1 or more",
+                            lambda x: x >= 1),
+        min_ratio=o.number("min_ratio", "a ratio of 1 or more, e.g. 3.0",
+                           lambda x: 1 <= x < math.inf),
+        dimensions=o.texts("dimensions", DIMENSIONS),
+    )
+    s = _Section(raw.get("sla"), "alerts.sla", source, (
+        *_RULE_KEYS, "breached_severity", "at_risk_severity", "at_risk_share", "priorities",
+        "segments", "max_ids"))
+    sla = SlaRule(
+        enabled=s.flag("enabled"), breached_severity=s.severity("breached_severity"),
+        at_risk_severity=s.severity("at_risk_severity"), cooldown_min=s.cooldown(),
+        at_risk_share=s.number("at_risk_share", "a fraction between 0 and 1, e.g. 0.8 for 80 % "
+                               "of the target", _probability),
+        priorities=s.texts("priorities", PRIORITIES),
+        segments=s.texts("segments"),
+        max_ids=s.integer("max_ids", "a whole number from 1 to 1000", lambda x: 1 <= x <= 1000),
+    )
+    w = _Section(raw.get("watch"), "alerts.watch", source, (
+        *_RULE_KEYS, "severity", "reopened_priorities", "vip_segments", "lookback_min",
+        "active_h"))
+    watch = WatchRule(
+        enabled=w.flag("enabled"), severity=w.severity(), cooldown_min=w.cooldown(),
+        reopened_priorities=w.texts("reopened_priorities", PRIORITIES),
+        vip_segments=w.texts("vip_segments"),
+        lookback_min=w.number("lookback_min", "a positive number of minutes", _positive),
+        active_h=w.number("active_h", "a positive number of hours", _positive),
+    )
+    c = _Section(raw.get("csat"), "alerts.csat", source, (
+        *_RULE_KEYS, "severity", "recent_days", "baseline_days", "p_value", "min_drop_points",
+        "min_responses"))
+    csat = CsatRule(
+        enabled=c.flag("enabled"), severity=c.severity(), cooldown_min=c.cooldown(),
+        recent_days=c.number("recent_days", "a positive number of days", _positive),
+        baseline_days=c.number("baseline_days", "a positive number of days", _positive),
+        p_value=c.number("p_value", "a probability between 0 and 1, e.g. 0.01", _probability),
+        min_drop_points=c.number("min_drop_points", "zero or more percentage points",
+                                 lambda x: 0 <= x <= 100),
+        min_responses=c.integer("min_responses", "a whole number of responses, 1 or more",
+                                lambda x: x >= 1),
+    )
+    return AlertSettings(top.flag("enabled"), outage, sla, watch, csat)
+
+
+def _notifications(raw: Any, source: str) -> NotificationSettings:
+    n = _Section(raw, "notifications", source, (
+        "channels", "min_severity", "app_url", "retry_attempts", "retry_base_s", "timeout_s",
+        "webhook", "email"))
+    channels = n.texts("channels", NOTIFICATION_CHANNELS)
+    app_url = n.text("app_url").rstrip("/")
+    if app_url and not app_url.startswith(("http://", "https://")):
+        raise n.fail("app_url", "an http:// or https:// address, or \"\"")
+    h = _Section(raw.get("webhook"), "notifications.webhook", source, ("urls", "urls_env"))
+    urls = h.texts("urls")
+    bad = [u for u in urls if not u.startswith(("http://", "https://"))]
+    if bad:
+        raise CsMetricsError(
+            f"{h.where('urls')} must hold http:// or https:// addresses, not {bad!r}."
+        )
+    urls_env = h.text("urls_env")
+    raw_email = raw.get("email")
+    if isinstance(raw_email, dict) and "password" in raw_email:
+        raise CsMetricsError(
+            f"Setting notifications.email.password in {source} is not allowed: a password "
+            "never goes in a settings file; put it in the environment variable named by "
+            "notifications.email.password_env (by default CS_METRICS_SMTP_PASSWORD)."
+        )
+    if isinstance(raw_email, dict) and "from" in raw_email:  # the usual name of the field
+        raw_email = {k: v for k, v in raw_email.items() if k != "from"} | {
+            "sender": raw_email["from"]}
+    e = _Section(raw_email, "notifications.email", source, (
+        "host", "port", "security", "username", "password_env", "sender", "recipients",
+        "subject_prefix"))
+    recipients = e.texts("recipients")
+    bad = [r for r in recipients if "@" not in r]
+    if bad:
+        raise CsMetricsError(f"{e.where('recipients')} must hold email addresses, not {bad!r}.")
+    sender = e.text("sender")
+    if sender and "@" not in sender:
+        raise e.fail("sender", "an email address")
+    email = EmailSettings(
+        host=e.text("host"),
+        port=e.integer("port", "a port number from 1 to 65535", lambda x: 1 <= x <= 65535),
+        security=e.choice("security", EMAIL_SECURITY),
+        username=e.text("username"),
+        password_env=e.text("password_env"),
+        sender=sender,
+        recipients=recipients,
+        subject_prefix=e.text("subject_prefix"),
+    )
+    if "email" in channels:
+        for key, value in (("host", email.host), ("sender", email.sender),
+                           ("recipients", email.recipients)):
+            if not value:
+                raise CsMetricsError(
+                    f"{e.where(key)} must be set when notifications.channels includes "
+                    "\"email\"."
+                )
+        if email.username and not email.password_env:
+            raise CsMetricsError(
+                f"{e.where('password_env')} must name the environment variable holding the "
+                "password of notifications.email.username."
+            )
+    if "webhook" in channels and not urls and not urls_env:
+        raise CsMetricsError(
+            f"{h.where('urls')} (or urls_env) must be set when notifications.channels includes "
+            "\"webhook\"."
+        )
+    return NotificationSettings(
+        channels=channels,
+        min_severity=n.choice("min_severity", ALERT_SEVERITIES),
+        app_url=app_url,
+        # bounded, so a failing channel cannot hold a refresh for long
+        retry_attempts=n.integer("retry_attempts", "a whole number of tries from 1 to 10",
+                                 lambda x: 1 <= x <= 10),
+        retry_base_s=n.number("retry_base_s", "seconds from 0 to 60", lambda x: 0 <= x <= 60),
+        timeout_s=n.number("timeout_s", "seconds above 0 and at most 120",
+                           lambda x: 0 < x <= 120),
+        webhook_urls=urls,
+        webhook_urls_env=urls_env,
+        email=email,
+    )
+
+
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
@@ -245,4 +573,6 @@ def load_settings(path: str | Path | None = None) -> Settings:
         targets=tuple(sorted((k, float(v)) for k, v in targets.items())),
         source=source,
         staffing=_staffing(raw.get("staffing", {}), source),
+        alerts=_alerts(raw.get("alerts", {}), source),
+        notifications=_notifications(raw.get("notifications", {}), source),
     )
