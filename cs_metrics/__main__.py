@@ -288,6 +288,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from cs_metrics.alerts import run_alerts
+    from cs_metrics.settings import load_settings
+
+    settings = load_settings(args.settings) if args.settings else load_settings()
+    wh = Warehouse(args.db)
+    try:
+        # the default notifier sends in-app, e-mail and webhooks as the settings say
+        run = run_alerts(wh, settings, **({"notifier": None} if args.no_notify else {}))
+    finally:
+        wh.close()
+    print(run.summary())
+    return 0
+
+
 def cmd_feed(args: argparse.Namespace) -> int:
     # The command line is the one place that reaches into simulations: the library does not.
     from simulations.feed import run_feed
@@ -386,6 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--settings", help="settings TOML (targets, SMTP)")
     r.add_argument("--db", help=db_help)
     r.set_defaults(func=cmd_report)
+
+    al = sub.add_parser("alerts", help="evaluate the alert rules, store and notify")
+    al.add_argument("--once", action="store_true",
+                    help="evaluate once and exit (the only mode; for cron on a server)")
+    al.add_argument("--no-notify", action="store_true",
+                    help="store the alerts without sending e-mail or webhooks")
+    al.add_argument("--settings", help="settings file (default: $CS_METRICS_SETTINGS or "
+                    "./settings.toml over the defaults)")
+    al.add_argument("--db", help=db_help)
+    al.set_defaults(func=cmd_alerts)
 
     fd = sub.add_parser("feed", help="write live events (tickets, status changes, surveys) "
                                      "into an inbox folder")

@@ -739,3 +739,42 @@ def basemap_reachable() -> bool:
             return resp.status == 200
     except (OSError, ValueError):
         return False
+
+
+def no_filters() -> Filters:
+    """The empty filter, for file names of tables the sidebar does not filter."""
+    return Filters()
+
+
+def who() -> str:
+    """Who is using the app, for acknowledgements and audit: the signed-in user's e-mail in
+    hosted mode, else "local user"."""
+    try:
+        if getattr(st.user, "is_logged_in", False):
+            return str(st.user.get("email") or st.user.get("name") or "signed-in user")
+    except Exception:  # noqa: BLE001 (no user information outside a served session)
+        pass
+    return "local user"
+
+
+def alert_toasts(wh: Warehouse) -> None:
+    """Pop up the alerts raised since they were last shown (the in-app channel)."""
+    from cs_metrics.alerts import mark_in_app_shown, pending_in_app
+
+    try:
+        pending = pending_in_app(wh)
+    except CsMetricsError:
+        return
+    if pending.empty:
+        return
+    shown = st.session_state.setdefault("_toasted", set())
+    fresh = pending[~pending["occurrence_id"].isin(shown)]
+    icons = {"critical": ":material/error:", "warning": ":material/warning:"}
+    for row in fresh.itertuples():
+        st.toast(f"**{row.title}** — {row.message}", icon=icons.get(row.severity,
+                                                                     ":material/info:"))
+        shown.add(row.occurrence_id)
+    try:
+        mark_in_app_shown(wh, fresh["occurrence_id"].tolist())
+    except CsMetricsError:
+        pass  # a read-only warehouse: the session remembers what it showed

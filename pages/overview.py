@@ -13,6 +13,7 @@ import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, Settings, Warehouse
 from cs_metrics.live import AT_RISK_SHARE, live_snapshot
 from pages._common import (
+    alert_toasts,
     as_of_text,
     describe_filters,
     download_buttons,
@@ -279,6 +280,7 @@ def _minutes(value: float | None) -> str:
 def _live(wh: Warehouse, filters: Filters) -> None:
     """The last 60 minutes and the queue now; re-drawn on its own every few seconds, so a
     warehouse fed from an inbox shows new tickets without a page reload."""
+    alert_toasts(wh)
     snap = live_snapshot(wh, filters, minutes=60)
     if snap.now is None:
         return

@@ -34,6 +34,7 @@ KNOWN_PAGES: dict[str, bool] = {
     "Seasonality & staffing": True,
     "Outages": True,
     "What-if simulation": False,  # nothing is drawn before a scenario runs
+    "Alerts": False,
     "Data quality": True,
 }
 PAGE_TIMEOUT_MS = 30_000

@@ -1,0 +1,132 @@
+"""Alerts: what needs attention now, what was raised before, the rules in force and where the
+notifications went."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+
+from cs_metrics import CsMetricsError, Warehouse, load_settings
+from cs_metrics.alerts import (
+    acknowledge,
+    active_alerts,
+    alert_history,
+    mute,
+    mutes,
+    rules_in_force,
+    run_alerts,
+    unmute,
+)
+from cs_metrics.notify import deliveries
+from pages._common import as_of_text, download_buttons, ensure_data, no_filters, who
+
+SEVERITY_ICONS = {"critical": ":material/error:", "warning": ":material/warning:",
+                  "info": ":material/info:"}
+MUTE_HOURS = {"1 hour": 1, "8 hours": 8, "1 day": 24, "1 week": 168}
+
+
+def _evaluate(wh: Warehouse) -> None:
+    try:
+        run = run_alerts(wh, load_settings())
+    except CsMetricsError as exc:
+        st.session_state["_alerts_run"] = f"The rules could not run: {exc}"
+        return
+    st.session_state["_alerts_run"] = run.summary().splitlines()[0]
+
+
+def _ack(wh: Warehouse, alert_id: str) -> None:
+    acknowledge(wh, alert_id, who())
+
+
+def _mute(wh: Warehouse, target: str, key: str) -> None:
+    hours = MUTE_HOURS[st.session_state[key]]
+    mute(wh, target, timedelta(hours=hours), who(), reason="muted on the Alerts page")
+
+
+def _active(wh: Warehouse) -> None:
+    df = active_alerts(wh)
+    st.subheader(f"Active alerts ({len(df)})")
+    if df.empty:
+        st.success("Nothing needs attention: no active alert.")
+        return
+    for row in df.itertuples():
+        with st.container(border=True):
+            icon = SEVERITY_ICONS.get(row.severity, ":material/notifications:")
+            st.markdown(f"{icon} **{row.title}** · {row.severity} · raised "
+                        f"{pd.Timestamp(row.created_at):%Y-%m-%d %H:%M}"
+                        + (f" · seen {row.seen_count} times" if row.seen_count > 1 else ""))
+            st.write(row.message)
+            if row.link:
+                st.markdown(f"[Open the filtered view]({row.link})")
+            figures = json.loads(row.figures) if row.figures else {}
+            with st.expander("Figures behind it"):
+                st.json(figures, expanded=False)
+            if row.acknowledged_by:
+                st.caption(f"Acknowledged by {row.acknowledged_by} at "
+                           f"{pd.Timestamp(row.acknowledged_at):%Y-%m-%d %H:%M}")
+            with st.container(horizontal=True):
+                st.button("Acknowledge", key=f"ack_{row.occurrence_id}",
+                          disabled=bool(row.acknowledged_by), on_click=_ack,
+                          args=(wh, row.occurrence_id), icon=":material/done:")
+                choice = f"mute_for_{row.occurrence_id}"
+                st.selectbox("Mute for", list(MUTE_HOURS), key=choice,
+                             label_visibility="collapsed")
+                st.button("Mute this alert", key=f"mute_{row.occurrence_id}", on_click=_mute,
+                          args=(wh, row.alert_id, choice), icon=":material/notifications_off:")
+                st.button(f"Mute rule {row.rule}", key=f"mute_rule_{row.occurrence_id}",
+                          on_click=_mute, args=(wh, row.rule, choice))
+            if row.deliveries:
+                st.caption(f"Notifications: {row.deliveries}")
+
+
+def _tables(wh: Warehouse) -> None:
+    history, rules, muted, sent = st.tabs(["History", "Rules in force", "Mutes",
+                                           "Deliveries"])
+    with history:
+        df = alert_history(wh)
+        st.dataframe(df, hide_index=True, key="alert_history")
+        download_buttons(df, "alert_history", no_filters())
+    with rules:
+        st.caption("From the settings file (`[alerts]`); change them there.")
+        df = rules_in_force(load_settings())
+        st.dataframe(df, hide_index=True, key="alert_rules")
+    with muted:
+        df = mutes(wh)
+        if df.empty:
+            st.caption("Nothing is muted.")
+        else:
+            st.dataframe(df, hide_index=True, key="alert_mutes")
+            target = st.selectbox("Unmute", df.iloc[:, 0].tolist(), key="unmute_target")
+            if st.button("Unmute", key="unmute"):
+                unmute(wh, target)
+                st.rerun()
+    with sent:
+        df = deliveries(wh)
+        if df.empty:
+            st.caption("No notification has been sent yet (the in-app channel shows alerts "
+                       "as pop-ups; e-mail and webhooks are set in `[notifications]`).")
+        else:
+            st.dataframe(df, hide_index=True, key="alert_deliveries")
+            download_buttons(df, "alert_deliveries", no_filters())
+
+
+def main() -> None:
+    st.title("Alerts")
+    try:
+        wh = ensure_data()
+        st.caption(f"{as_of_text(wh)} · Rules run after every refresh of live data, on "
+                   "this button, or with `python -m cs_metrics alerts --once` from cron.")
+        st.button("Evaluate the rules now", on_click=_evaluate, args=(wh,), key="alerts_run",
+                  icon=":material/refresh:", type="primary")
+        if st.session_state.get("_alerts_run"):
+            st.caption(st.session_state["_alerts_run"])
+        _active(wh)
+        _tables(wh)
+    except CsMetricsError as exc:
+        st.error(str(exc))
+
+
+main()
