@@ -18,6 +18,7 @@ page = st.navigation(
                 icon=":material/calendar_month:"),
         st.Page("pages/outages.py", title="Outages", icon=":material/map:"),
         st.Page("pages/whatif.py", title="What-if simulation", icon=":material/science:"),
+        st.Page("pages/reports.py", title="Reports", icon=":material/summarize:"),
         st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
         st.Page("pages/data_quality.py", title="Data quality", icon=":material/fact_check:"),
         st.Page("pages/data_sources.py", title="Your data", icon=":material/upload_file:"),

@@ -77,6 +77,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from cs_metrics.settings import load_settings
 
     settings = load_settings(args.settings) if args.settings else None
+    if args.inbox:
+        return _ingest_inbox(args, settings)
+    if not args.source:
+        raise CsMetricsError("Name what to load: a SOURCE folder or file, or --inbox DIR.")
     report = ingest(
         args.source, args.mapping, args.db, settings=settings, replace=args.replace,
         rejects_csv=args.rejects,
@@ -101,6 +105,38 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     print(f"rejected rows with their reasons: {report.rejects_csv} ({total_rejects:,d})")
     print(f"warehouse {report.db} (data as of {report.as_of}) in {report.seconds:.1f} s")
     return 0
+
+
+def _ingest_inbox(args: argparse.Namespace, settings) -> int:  # noqa: ANN001 (Settings | None)
+    """``ingest --inbox DIR [--watch]``: load the inbox's new batches, once or every
+    ``--interval`` seconds until Ctrl-C, evaluating the alert rules after each load."""
+    from cs_metrics.alerts import run_alerts
+    from cs_metrics.inbox import refresh_inbox, watch_inbox
+    from cs_metrics.settings import load_settings
+
+    wh = Warehouse(args.db)
+    rules = settings or load_settings()
+
+    def after(report) -> None:  # noqa: ANN001 (a RefreshReport)
+        if report.loaded or report.failed or report.reloaded:
+            print(report.summary(), flush=True)
+        if report.loaded or report.reloaded:
+            if not args.no_alerts:
+                print(run_alerts(wh, rules).summary(), flush=True)
+
+    try:
+        if not args.watch:
+            after(refresh_inbox(args.inbox, warehouse=wh, settings=settings))
+            return 0
+        print(f"watching {args.inbox} every {args.interval:g} s (Ctrl-C stops)", flush=True)
+        try:
+            watch_inbox(args.inbox, warehouse=wh, interval_s=args.interval, on_refresh=after,
+                        settings=settings)
+        except KeyboardInterrupt:
+            print("stopped", file=sys.stderr)
+        return 0
+    finally:
+        wh.close()
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -316,6 +352,43 @@ def cmd_feed(args: argparse.Namespace) -> int:
     return 0  # Ctrl-C is the normal way to stop a feed without --duration
 
 
+TOPIC_COLUMNS: tuple[str, ...] = (
+    "topic", "name", "terms", "comments", "share_pct", "csat_avg", "csat_pct",
+    "sentiment_avg", "negative_pct", "main_domain", "main_domain_pct", "examples", "note",
+)
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from cs_metrics.topics import topics
+
+    where = _parse_where(args.where or [])
+    filters = Filters(
+        date_from=_parse_date(args.date_from, "--from") if args.date_from else None,
+        date_to=_parse_date(args.date_to, "--to") if args.date_to else None,
+        where=where.where,
+    )
+    wh = Warehouse(args.db, read_only=True)
+    try:
+        model = topics(wh, filters, k=args.k, sample=args.sample, seed=args.seed)
+    finally:
+        wh.close()
+    df = model.topics[list(TOPIC_COLUMNS)]
+    if args.format == "json":
+        records = json.loads(df.to_json(orient="records", double_precision=10))
+        text = json.dumps(records, indent=2) + "\n"
+    else:
+        text = df.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    sampled = (f"a sample of {model.modelled:,} of {model.total:,} comments (seed {model.seed}); "
+               "volumes scaled to all" if model.sampled else f"all {model.total:,} comments")
+    print(f"{model.k} topics (TF-IDF + NMF) of {sampled}; examples are masked.",
+          file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     db_help = f"warehouse file (default: {default_db_path()}, or $CS_METRICS_DB)"
     p = _Parser(prog="python -m cs_metrics", description=__doc__)
@@ -332,7 +405,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_generate)
 
     i = sub.add_parser("ingest", help="validate and load a dataset into the warehouse")
-    i.add_argument("source", help="canonical folder, or the export a mapping reads (file/folder)")
+    i.add_argument("source", nargs="?",
+                   help="canonical folder, or the export a mapping reads (file/folder)")
+    i.add_argument("--inbox", help="load the new batches of this live inbox folder instead "
+                   "(each once: a manifest in the warehouse remembers them)")
+    i.add_argument("--watch", action="store_true",
+                   help="with --inbox: keep loading new batches until Ctrl-C")
+    i.add_argument("--interval", type=float, default=5.0,
+                   help="with --watch: seconds between looks at the inbox (default 5)")
+    i.add_argument("--no-alerts", action="store_true",
+                   help="with --inbox: do not evaluate the alert rules after a load")
     i.add_argument("--mapping", help="mapping TOML for a foreign export")
     i.add_argument("--db", help=db_help)
     i.add_argument("--replace", action="store_true", help="empty the warehouse first")
@@ -426,6 +508,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds between batches (default 2)")
     fd.add_argument("--db", help=db_help)
     fd.set_defaults(func=cmd_feed)
+
+    tp = sub.add_parser("topics", help="topics of the survey comments (TF-IDF + NMF)")
+    tp.add_argument("--k", type=int, default=15, help="number of topics (default 15)")
+    tp.add_argument("--from", dest="date_from", help="inclusive start date on created_at")
+    tp.add_argument("--to", dest="date_to", help="exclusive end date on created_at")
+    tp.add_argument("--where", action="append", metavar="DIM=VALUE",
+                    help="filter; repeat it (the same dimension twice means either value)")
+    tp.add_argument("--sample", type=int, default=20_000,
+                    help="model at most this many comments (default 20000)")
+    tp.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    tp.add_argument("--format", choices=("csv", "json"), default="csv")
+    tp.add_argument("--out", help="write to this file instead of stdout")
+    tp.add_argument("--db", help=db_help)
+    tp.set_defaults(func=cmd_topics)
 
     m = sub.add_parser("metrics", help="list the metrics of the registry")
     m.set_defaults(func=cmd_metrics)

@@ -161,9 +161,11 @@ def _bootstrap_lock() -> threading.Lock:
 
 
 def ensure_data() -> Warehouse:
-    """The warehouse, with data: on the very first start, generate and load the sample."""
+    """The warehouse, with data: on the very first start, generate and load the sample.
+    With an inbox configured, live batches are loaded into it in the background."""
     wh = get_warehouse()
     if wh.has_table("tickets"):
+        live_refresher(wh)
         return wh
     if not _is_default(wh.path):  # only the app's own warehouse gets the sample
         how = (
@@ -778,3 +780,71 @@ def alert_toasts(wh: Warehouse) -> None:
         mark_in_app_shown(wh, fresh["occurrence_id"].tolist())
     except CsMetricsError:
         pass  # a read-only warehouse: the session remembers what it showed
+
+
+# --- live data: a background refresher of the app's warehouse from an inbox folder ----------
+
+INBOX_ENV = "CS_METRICS_INBOX"
+INBOX_INTERVAL_ENV = "CS_METRICS_INBOX_INTERVAL"
+
+
+@dataclass
+class LiveRefresher:
+    """The thread that loads the inbox's new batches into the app's warehouse; what it did
+    last, for the pages to say."""
+
+    inbox: Path
+    interval_s: float
+    stop: threading.Event
+    thread: threading.Thread | None = None
+    last_report: object | None = None  # cs_metrics.inbox.RefreshReport
+    last_error: str | None = None
+    refreshes: int = 0
+
+
+def _after_refresh(live: LiveRefresher, wh: Warehouse, report: object) -> None:
+    from cs_metrics.alerts import run_alerts
+
+    live.last_report = report
+    live.refreshes += 1
+    if getattr(report, "changed", False):
+        st.cache_data.clear()  # every page reads the new figures on its next run
+        try:
+            run_alerts(wh, cs_metrics.load_settings())
+        except CsMetricsError as exc:
+            live.last_error = f"The alert rules could not run: {exc}"
+
+
+@st.cache_resource(show_spinner=False)
+def _live_refresher(db: str, inbox: str, interval_s: float, _wh: Warehouse) -> LiveRefresher:
+    from cs_metrics.inbox import watch_inbox
+
+    live = LiveRefresher(Path(inbox), interval_s, threading.Event())
+
+    def on_error(exc: Exception) -> None:
+        live.last_error = str(exc)
+
+    def run() -> None:
+        try:
+            watch_inbox(inbox, warehouse=_wh, interval_s=interval_s, stop=live.stop,
+                        on_refresh=lambda r: _after_refresh(live, _wh, r), on_error=on_error)
+        except CsMetricsError as exc:
+            live.last_error = str(exc)
+
+    live.thread = threading.Thread(target=run, name="cs-metrics-inbox", daemon=True)
+    live.thread.start()
+    return live
+
+
+def live_refresher(wh: Warehouse) -> LiveRefresher | None:
+    """Start (once per process) loading ``$CS_METRICS_INBOX`` into the app's own warehouse
+    every ``$CS_METRICS_INBOX_INTERVAL`` seconds (default 5); None without an inbox, for a
+    read-only warehouse or for another dataset than the app's."""
+    inbox = os.environ.get(INBOX_ENV, "").strip()
+    if not inbox or wh.read_only or not is_same(wh.path, cs_metrics.default_db_path()):
+        return None
+    try:
+        interval = float(os.environ.get(INBOX_INTERVAL_ENV, "") or 5.0)
+    except ValueError:
+        interval = 5.0
+    return _live_refresher(str(wh.path), inbox, max(0.5, interval), wh)

@@ -19,6 +19,7 @@ from pages._common import (
     download_buttons,
     ensure_data,
     filters_ui,
+    live_refresher,
     missing_text,
     previous_period,
     row_drill,
@@ -287,6 +288,13 @@ def _live(wh: Warehouse, filters: Filters) -> None:
     with st.container(border=True):
         st.markdown(f"**Last 60 minutes** · as of {snap.now:%Y-%m-%d %H:%M:%S} (the data's "
                     f"latest event) · data refreshed {snap.refreshed_at or 'never'}")
+        live = live_refresher(wh)
+        if live is not None:
+            last = live.last_report
+            st.caption(f"Live: loading new batches from `{live.inbox}` every "
+                       f"{live.interval_s:g} s"
+                       + (f"; last look: {last.summary().splitlines()[0]}" if last else "")
+                       + (f" · {live.last_error}" if live.last_error else ""))
         cols = st.columns(4)
         cols[0].metric("Arrivals", f"{snap.arrivals:,}",
                        delta=f"{snap.arrivals - snap.arrivals_before:+,} vs a week ago",

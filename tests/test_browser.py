@@ -35,6 +35,7 @@ KNOWN_PAGES: dict[str, bool] = {
     "Outages": True,
     "What-if simulation": False,  # nothing is drawn before a scenario runs
     "Alerts": False,
+    "Reports": False,  # charts are PNG images inside the report preview
     "Data quality": True,
 }
 PAGE_TIMEOUT_MS = 30_000

@@ -1,0 +1,189 @@
+"""Reports: the executive, team or representative report for a period, previewed in the page
+and downloaded as one HTML file, Markdown with its charts (zip), the reference charts (PNG)
+and the figures (JSON)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from cs_metrics import CsMetricsError, Filters, Warehouse, get_metric, reports
+from pages._common import (
+    QUERY_TTL_S,
+    as_of_text,
+    describe_filters,
+    dimension_options,
+    ensure_data,
+    filters_ui,
+    run_query,
+)
+
+AUDIENCE_LABELS: dict[str, str] = {
+    "executive": "Executive (whole organisation)",
+    "team": "Team (a team, or a manager's teams)",
+    "representative": "Representative (against their team's median)",
+}
+PERIODS: dict[str, str] = {
+    "last-week": "Last complete week",
+    "last-month": "Last complete month",
+    "month": "A calendar month",
+    "sidebar": "The sidebar's date range",
+}
+# the figures shown as cards above the preview (the preview holds them all)
+HEADLINE: tuple[str, ...] = (
+    "ticket_count", "sla_first_response_pct", "avg_resolution_h", "csat_pct",
+)
+PREVIEW_HEIGHT = 900
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False, max_entries=16)
+def _rendered(
+    _wh: Warehouse,
+    db: str,
+    audience: str,
+    subject: str | None,
+    period: str | reports.Period,
+    filters: Filters,
+) -> reports.RenderedReport:
+    # ``_wh`` is not hashable; ``db`` (its file) keys the cache instead.
+    report = reports.build_report(
+        _wh, audience, period, filters=filters,
+        team=subject if audience == "team" else None,
+        rep=subject if audience == "representative" else None,
+    )
+    return reports.render(report)
+
+
+def _months(wh: Warehouse) -> list[str]:
+    span = wh.created_range()
+    if span is None:
+        return []
+    first, last = span[0].date().replace(day=1), span[1].date().replace(day=1)
+    out = []
+    while last >= first:
+        out.append(f"{last:%Y-%m}")
+        last = (last - timedelta(days=1)).replace(day=1)
+    return out
+
+
+def _subject_ui(wh: Warehouse, audience: str) -> str | None:
+    if audience == "team":
+        teams = dimension_options(wh, "team")
+        managers = [m for m in dimension_options(wh, "manager") if m not in teams]
+        if not teams and not managers:
+            st.info("This dataset has no teams or managers (its representatives have none).")
+            st.stop()
+        labels = {t: f"{t} (team)" for t in teams}
+        labels.update({m: f"{m} (manager: all of their teams)" for m in managers})
+        return st.selectbox("Team or manager", list(labels), format_func=labels.get,
+                            key="report_team",
+                            help="A team's report lists only its representatives; a manager's "
+                            "covers every team they manage.")
+    if audience == "representative":
+        reps = run_query(wh, ("ticket_count",), by=("rep_id", "rep_name"))
+        reps = reps[reps["rep_id"].notna()].sort_values(["rep_name", "rep_id"])
+        if reps.empty:
+            st.info("This dataset has no representatives (its tickets have no rep_id).")
+            st.stop()
+        names = {r.rep_id: f"{r.rep_name} ({r.rep_id})" if pd.notna(r.rep_name) else r.rep_id
+                 for r in reps.itertuples()}
+        return st.selectbox("Representative", list(names), format_func=names.get,
+                            key="report_rep",
+                            help="The representative's figures beside their team's median.")
+    return None
+
+
+def _period_ui(wh: Warehouse, filters: Filters) -> str | reports.Period:
+    choice = st.selectbox("Period", list(PERIODS), format_func=PERIODS.get, key="report_period",
+                          help="Weeks run Monday to Sunday. \"Last complete\" is counted from "
+                          "the last complete day of data, not today. Each period is compared "
+                          "with the one before it.")
+    if choice == "month":
+        months = _months(wh)
+        return st.selectbox("Month", months, key="report_month",
+                            format_func=lambda m: f"{date.fromisoformat(m + '-01'):%B %Y}")
+    if choice == "sidebar":
+        start, stop = filters.date_from, filters.date_to
+        span = wh.created_range()
+        if span is not None:
+            start = start or span[0].date()
+            stop = stop or span[1].date() + timedelta(days=1)
+        if start is None or stop is None:
+            raise CsMetricsError("There are no tickets to report on.")
+        return reports.period_between(start, stop)
+    return choice
+
+
+def _headline(rendered: reports.RenderedReport) -> None:
+    kpis = rendered.report.kpis.df.set_index("metric")
+    shown = [m for m in HEADLINE if m in kpis.index]
+    cols = st.columns(len(shown))
+    for col, name in zip(cols, shown, strict=True):
+        metric = get_metric(name)
+        row = kpis.loc[name]
+        change = reports.change_text(metric, row["value"], row["previous"])
+        col.metric(metric.label, metric.display(row["value"]),
+                   delta=None if change == "–" else change,
+                   delta_color="off",
+                   help=f"{metric.description}\n\nThe change is against the previous period.")
+
+
+def _downloads(rendered: reports.RenderedReport) -> None:
+    stem = rendered.stem
+    with st.container(horizontal=True):
+        st.download_button(
+            "Download HTML", rendered.html.encode("utf-8"), file_name=f"{stem}.html",
+            mime="text/html", key="report_dl_html", on_click="ignore",
+            icon=":material/download:",
+            help="One self-contained file: opens offline, prints cleanly.")
+        st.download_button(
+            "Download Markdown (zip)", rendered.markdown_zip(), file_name=f"{stem}_md.zip",
+            mime="application/zip", key="report_dl_md", on_click="ignore",
+            icon=":material/download:", help="report.md with its PNG charts and report.json.")
+        for name in reports.REFERENCE_CHARTS:
+            st.download_button(
+                name, rendered.images[name], file_name=f"{stem}_{name}", mime="image/png",
+                key=f"report_dl_{name}", on_click="ignore", icon=":material/image:")
+        st.download_button(
+            "Download JSON", rendered.json_text.encode("utf-8"), file_name=f"{stem}.json",
+            mime="application/json", key="report_dl_json", on_click="ignore",
+            icon=":material/data_object:", help="Every figure of the report, machine-readable.")
+
+
+def main() -> None:
+    st.title("Reports")
+    try:
+        wh = ensure_data()
+        filters = filters_ui(wh)
+        st.caption(f"{as_of_text(wh)} · the sidebar's filters narrow the report; its date "
+                   "range counts only when chosen as the period below.")
+        cols = st.columns(3)
+        with cols[0]:
+            audience = st.selectbox("Audience", list(AUDIENCE_LABELS),
+                                    format_func=AUDIENCE_LABELS.get, key="report_audience")
+        with cols[1]:
+            subject = _subject_ui(wh, audience)
+        with cols[2]:
+            period = _period_ui(wh, filters)
+        narrowing = Filters(where=filters.where)
+        with st.spinner("Building the report…"):
+            rendered = _rendered(wh, str(wh.path), audience, subject, period, narrowing)
+        report = rendered.report
+        st.subheader(report.scope.title)
+        st.caption(describe_filters(Filters(report.scope.period.date_from,
+                                            report.scope.period.date_to, narrowing.where)))
+        _headline(rendered)
+        _downloads(rendered)
+        if st.button("Rebuild", key="report_rebuild", icon=":material/refresh:",
+                     help="Build the report again (a new run id and generation time)."):
+            _rendered.clear()
+            st.rerun()
+        with st.container(height=PREVIEW_HEIGHT, border=True):
+            st.html(rendered.preview_html)
+    except CsMetricsError as exc:
+        st.error(str(exc))
+
+
+main()
