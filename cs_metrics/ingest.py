@@ -549,6 +549,9 @@ def ingest(
         raise CsMetricsError(
             f"Loading {source} failed and nothing was changed: {str(exc).splitlines()[0]}"
         ) from exc
+    except BaseException:
+        con.execute("rollback")  # never leave the caller's connection inside a transaction
+        raise
     finally:
         _drop_temp(con)
         con.execute(f"set memory_limit = {sql_literal(memory)}")
@@ -664,7 +667,9 @@ def _load_table(
         k = quote_ident(table.key)
         con.execute(
             f"create or replace table {stored} as "
-            f"select {cols} from {stored} where {k} not in (select {k} from {good}) "
+            # "not in" a set holding a null is never true: a null key must not empty the table
+            f"select {cols} from {stored} where {k} not in "
+            f"(select {k} from {good} where {k} is not null) "
             f"union all select * from {good}"
         )
     else:

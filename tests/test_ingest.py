@@ -301,3 +301,23 @@ def test_lock_held_by_another_process_gives_a_clear_message(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_row_without_a_key_does_not_empty_the_stored_table(tmp_path):
+    """A null id in a new load must not match (and drop) every stored row."""
+    db = tmp_path / "wh.duckdb"
+    write_csv(tmp_path / "a", "tickets", [ticket("T1"), ticket("T2")])
+    write_csv(tmp_path / "a", "feedback", [
+        {"feedback_id": "F1", "ticket_id": "T1", "csat": 5},
+        {"feedback_id": "F2", "ticket_id": "T2", "csat": 4},
+    ])
+    ingest(tmp_path / "a", db=db)
+    write_csv(tmp_path / "b", "tickets", [ticket("T3")])
+    write_csv(tmp_path / "b", "feedback", [{"feedback_id": "", "ticket_id": "T3", "csat": 3}])
+    ingest(tmp_path / "b", db=db)
+    wh = Warehouse(db, read_only=True)
+    try:
+        rows = wh.df("select ticket_id from feedback order by ticket_id")
+    finally:
+        wh.close()
+    assert rows["ticket_id"].tolist() == ["T1", "T2", "T3"]
