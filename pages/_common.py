@@ -833,7 +833,20 @@ def _live_refresher(db: str, inbox: str, interval_s: float, _wh: Warehouse) -> L
 
     live.thread = threading.Thread(target=run, name="cs-metrics-inbox", daemon=True)
     live.thread.start()
+    _REFRESHERS.append(live)
     return live
+
+
+_REFRESHERS: list[LiveRefresher] = []
+
+
+def stop_live_refreshers(timeout_s: float = 10.0) -> None:
+    """Stop every background refresher of this process (tests; a server stops with it)."""
+    while _REFRESHERS:
+        live = _REFRESHERS.pop()
+        live.stop.set()
+        if live.thread is not None:
+            live.thread.join(timeout_s)
 
 
 def live_refresher(wh: Warehouse) -> LiveRefresher | None:

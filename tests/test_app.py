@@ -426,3 +426,47 @@ def test_file_names_carry_the_filters():
     assert filters_slug(filters) == \
         "2025-01-01_2025-01-31_channel-chat+email_location-New-York-NY"
     assert filters_slug(Filters()) == "start_end"
+
+
+def test_overview_loads_a_live_inbox_in_the_background(sample_db, tmp_path, monkeypatch):
+    """With CS_METRICS_INBOX set, the app loads new batches itself and the live panel shows
+    them on its next run."""
+    import shutil
+    import time as clock
+
+    from cs_metrics.live import live_snapshot
+    from tests.conftest import ticket, write_csv
+
+    db = tmp_path / "wh.duckdb"
+    shutil.copy(sample_db, db)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monkeypatch.setenv("CS_METRICS_INBOX", str(inbox))
+    monkeypatch.setenv("CS_METRICS_INBOX_INTERVAL", "0.5")
+    at = run_app(monkeypatch, db)
+    before = {m.label: m.value for m in at.metric}
+    assert any(c.startswith(f"Live: loading new batches from `{inbox}`") for c in captions(at))
+    wh = Warehouse(db)  # the same process: the app's warehouse object serves both
+    now = wh.as_of()
+    wh.close()
+    stamp = (now + timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
+    batch = write_csv(tmp_path / "staging", "tickets", [
+        ticket(f"LIVE{i}", stamp, "open", priority="urgent") for i in range(7)]).parent
+    batch.rename(inbox / "batch-20990101T000000000000-000001")
+    deadline = clock.monotonic() + 30
+    after = before
+    try:
+        while clock.monotonic() < deadline and after["Arrivals"] == before["Arrivals"]:
+            clock.sleep(0.5)
+            at.run()
+            after = {m.label: m.value for m in at.metric}
+    finally:
+        from pages._common import stop_live_refreshers
+
+        stop_live_refreshers()
+    assert after["Arrivals"] != before["Arrivals"]
+    wh = Warehouse(db)
+    want = live_snapshot(wh)
+    wh.close()
+    assert after["Arrivals"] == f"{want.arrivals:,}"
+    assert want.arrivals >= 7
