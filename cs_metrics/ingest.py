@@ -163,6 +163,14 @@ def check_mapping(mapping: Mapping) -> dict[str, dict[str, str]]:
                     f"{where}: required column {missing[0]} is missing from {tm.files[0].name}"
                     f" (it has {', '.join(cols[:12])}{' ...' if len(cols) > 12 else ''})."
                 )
+            safe_all = [make_row_safe(expr).sql for expr in exprs.values()]
+            try:  # every expression binds in one query (each reads the file's header again)
+                con.execute(f"select {', '.join(safe_all) or '1'} from {_reader_sql(tm)} "
+                            "limit 0").fetchall()
+                resolved[tm.table] = exprs
+                continue
+            except duckdb.Error:
+                pass  # find which one does not, for the message
             for canon, expr in exprs.items():
                 safe = make_row_safe(expr).sql
                 try:
@@ -494,6 +502,7 @@ def ingest(
                 con.execute(f"drop table if exists {name}")
             con.execute("delete from rejects")
             con.execute("delete from ingest_log")
+        live = _incremental(con, m, settings, replace)
         for i, name in enumerate(LOAD_ORDER):
             tm = m.for_table(name)
             if tm is None:
@@ -525,9 +534,16 @@ def ingest(
                         f"from {raw}_t"
                     )
                 raw_cache[key] = raw
-            reports.append(_load_table(con, tm, exprs[name], raw, tag, ingest_id))
+            reports.append(_load_table(con, tm, exprs[name], raw, tag, ingest_id, live))
         loads_tickets = m.for_table("tickets") is not None
-        as_of = rebuild_derived(con, settings, TICKETS_CANON if loads_tickets else None)
+        if live and live["small"]:
+            # a small load into a big warehouse: derive only the tickets it touches
+            as_of = rebuild_derived(con, settings, DELTA if loads_tickets else None,
+                                    changed=CHANGED)
+        else:
+            if live and loads_tickets:
+                _canonical_merge(con)
+            as_of = rebuild_derived(con, settings, TICKETS_CANON if loads_tickets else None)
         _orphan_warnings(con, reports)
         for rep in reports:
             tm = m.for_table(rep.table)
@@ -608,6 +624,46 @@ def _fmt_counts(pairs: tuple[tuple[str, int], ...]) -> str:
     return ";".join(f"{k}={v}" for k, v in pairs)
 
 
+# A load this small, against the tickets already stored, refreshes the derived tables
+# incrementally (a live inbox batch); larger ones rebuild them.
+INCREMENTAL_SHARE = 0.05
+DELTA = "tickets_delta_src"  # temp: the loaded canonical ticket rows of an incremental load
+CHANGED = "changed_ticket_ids"  # temp: tickets whose surveys changed in it
+
+
+def _incremental(con: duckdb.DuckDBPyConnection, m, settings: Settings,  # noqa: ANN001
+                 replace: bool) -> dict | None:
+    """Whether this load can refresh the derived tables incrementally: the warehouse has its
+    tickets, the load brings only tickets, events and surveys (representatives, customers
+    and outages change many tickets at once), under the same settings. None: rebuild."""
+    if replace or any(m.for_table(t) is not None
+                      for t in ("representatives", "customers", "outages")):
+        return None
+    present = {r[0] for r in con.execute(
+        "select table_name from information_schema.tables where table_schema = 'main'"
+    ).fetchall()}
+    if not {"tickets", "meta", "dimension_values"} <= present:
+        return None
+    stored = dict(con.execute("select key, value from meta").fetchall())
+    if stored.get("settings") != settings.source:
+        return None
+    size = con.execute("select count(*) from tickets").fetchall()[0][0]
+    con.execute(f"create or replace temp table {CHANGED} (ticket_id varchar)")
+    return {"size": int(size), "small": True}
+
+
+def _canonical_merge(con: duckdb.DuckDBPyConnection) -> None:
+    """The full rebuild's source after all: every stored ticket with the loaded ones."""
+    from cs_metrics.schema import TABLES as _T
+
+    cols = ", ".join(quote_ident(c) for c in _T["tickets"].column_names)
+    con.execute(
+        f"create or replace temp table {TICKETS_CANON} as select {cols} from tickets_src "
+        f"where ticket_id not in (select ticket_id from {DELTA}) "
+        f"union all select {cols} from {DELTA}"
+    )
+
+
 def _load_table(
     con: duckdb.DuckDBPyConnection,
     tm: TableMapping,
@@ -615,6 +671,7 @@ def _load_table(
     raw: str,
     tag: str,
     ingest_id: str,
+    live: dict | None = None,
 ) -> TableReport:
     table = TABLES[tm.table]
     _build_checked(con, tm, exprs, raw, tag)
@@ -651,7 +708,14 @@ def _load_table(
         "and table_name = ?",
         [stored],
     ).fetchall()[0][0]
-    if tm.table == "tickets":
+    if live is not None and tm.table == "feedback":
+        con.execute(f"insert into {CHANGED} select distinct ticket_id from {good}")
+    if tm.table == "tickets" and live is not None:
+        # only the loaded rows: the derived tables are refreshed from them
+        con.execute(f"create or replace temp table {DELTA} as select * from {good}")
+        n = con.execute(f"select count(*) from {DELTA}").fetchall()[0][0]
+        live["small"] = n <= INCREMENTAL_SHARE * live["size"]
+    elif tm.table == "tickets":
         # the query table is rebuilt from these rows once every table of the load is in
         if not exists:
             con.execute(f"create temp view {TICKETS_CANON} as select * from {good}")
@@ -664,18 +728,17 @@ def _load_table(
     elif not exists:
         con.execute(f"create table {stored} as select * from {good}")
     elif table.key:
+        # an upsert by id: the stored rows of the loaded ids make way for the loaded ones
+        # ("in" a set holding a null is never true: a null key must not empty the table)
         k = quote_ident(table.key)
-        con.execute(
-            f"create or replace table {stored} as "
-            # "not in" a set holding a null is never true: a null key must not empty the table
-            f"select {cols} from {stored} where {k} not in "
-            f"(select {k} from {good} where {k} is not null) "
-            f"union all select * from {good}"
-        )
+        con.execute(f"delete from {stored} where {k} in "
+                    f"(select {k} from {good} where {k} is not null)")
+        con.execute(f"insert into {stored} ({cols}) select {cols} from {good}")
     else:
+        # rows without an id (status events): the loaded ones not stored yet, each once
         con.execute(
-            f"create or replace table {stored} as select distinct * from ("
-            f"select {cols} from {stored} union all select * from {good})"
+            f"insert into {stored} ({cols}) select distinct {cols} from {good} "
+            f"except select {cols} from {stored}"
         )
     # a reload of the same files replaces their earlier rejects instead of adding to them
     files = [str(f) for f in tm.files]
