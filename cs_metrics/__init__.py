@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from cs_metrics.cohorts import cohort_table, cohort_tables
+from cs_metrics.compare import (
+    Comparison,
+    Correlation,
+    Group,
+    compare_groups,
+    hodges_lehmann,
+    resolution_csat,
+    two_proportion_test,
+)
 from cs_metrics.drilldown import TicketPage, ticket_page
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.feedback import (
     CommentPage,
     feedback_breakdown,
     latest_comments,
+    mask_comment,
     mask_pii,
+    name_mask,
     score_distribution,
     score_distributions,
 )
@@ -44,6 +56,7 @@ from cs_metrics.seasonality import (
     forecast_daily,
     forecast_hourly,
 )
+from cs_metrics.sentiment import SentimentByScore, score_texts, sentiment_by_csat
 from cs_metrics.settings import ServiceLevel, Settings, StaffingSettings, load_settings
 from cs_metrics.staffing import (
     StaffingResult,
@@ -53,9 +66,31 @@ from cs_metrics.staffing import (
     staffing_plan,
     wait_probability,
 )
+
+# the function `topics` is exported as comment_topics: the name `topics` is the module's
+from cs_metrics.topics import EmergingIssues, TopicModel, emerging_issues
+from cs_metrics.topics import topics as comment_topics
 from cs_metrics.warehouse import Warehouse, default_db_path, is_default_db
 
 __all__ = [
+    "Comparison",
+    "Correlation",
+    "EmergingIssues",
+    "Group",
+    "SentimentByScore",
+    "TopicModel",
+    "cohort_table",
+    "cohort_tables",
+    "compare_groups",
+    "emerging_issues",
+    "hodges_lehmann",
+    "mask_comment",
+    "name_mask",
+    "resolution_csat",
+    "score_texts",
+    "sentiment_by_csat",
+    "comment_topics",
+    "two_proportion_test",
     "customer_cells",
     "outage_impact",
     "outage_tickets",

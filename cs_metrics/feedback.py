@@ -7,6 +7,7 @@ dimensions), and test tickets are left out, like the registry's feedback metrics
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -152,12 +153,85 @@ def _phone(match: re.Match[str]) -> str:
 def mask_pii(text: str | None) -> str | None:
     """The text with e-mail addresses and phone numbers replaced by ``[email]``/``[phone]``.
 
-    Names stay: comments are shown to the support team, who know the customers anyway; the
-    contact details are what must not travel in screenshots and exports.
+    Customer names are masked too where the customers are known: see ``mask_comment``.
     """
     if text is None or (not isinstance(text, str) and pd.isna(text)):
         return None
     return _PHONE.sub(_phone, _EMAIL.sub("[email]", text))
+
+
+# a word: letters and digits, with inner apostrophes (O'Brien); hyphens and dots separate
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+
+
+@dataclass(frozen=True)
+class NameMask:
+    """Customer names to find in free text, as sequences of lower-case words.
+
+    A name matches as a whole, in any case and with any punctuation between its words
+    ("Smith, Jones and Brown", "JOHN SMITH"); names of one word are left out, since a
+    single word (a surname, "Will") matches ordinary words far too often.
+    """
+
+    names: frozenset[tuple[str, ...]] = frozenset()
+    firsts: frozenset[str] = frozenset()  # first words, to skip most words at once
+    lengths: tuple[int, ...] = ()  # name lengths in words, longest first
+
+    @staticmethod
+    def of(names: Iterable[str]) -> NameMask:
+        found = set()
+        for name in names:
+            words = tuple(w.lower() for w in _WORD.findall(str(name)))
+            if len(words) >= 2:
+                found.add(words)
+        return NameMask(frozenset(found), frozenset(w[0] for w in found),
+                        tuple(sorted({len(w) for w in found}, reverse=True)))
+
+    def __call__(self, text: str | None) -> str | None:
+        if text is None or (not isinstance(text, str) and pd.isna(text)) or not self.names:
+            return text
+        words = [(m.start(), m.end(), m.group(0).lower()) for m in _WORD.finditer(text)]
+        spans: list[tuple[int, int]] = []
+        i = 0
+        while i < len(words):
+            if words[i][2] in self.firsts:
+                for n in self.lengths:  # the longest name wins
+                    if i + n <= len(words) and \
+                            tuple(w[2] for w in words[i:i + n]) in self.names:
+                        spans.append((words[i][0], words[i + n - 1][1]))
+                        i += n - 1
+                        break
+            i += 1
+        for start, end in reversed(spans):
+            text = text[:start] + "[name]" + text[end:]
+        return text
+
+
+_NAME_MASKS: dict[tuple[str, str | None], NameMask] = {}
+
+
+def name_mask(wh: Warehouse) -> NameMask:
+    """The names of the warehouse's customers (table ``customers``), read once per load."""
+    if not wh.has_table("customers") or "name" not in wh.columns("customers"):
+        return NameMask()
+    key = (str(wh.path), wh.meta("derived_at"))
+    mask = _NAME_MASKS.get(key)
+    if mask is None:
+        rows = wh.connection().execute(
+            "select distinct name from customers where name is not null"
+        ).fetchall()
+        mask = NameMask.of(r[0] for r in rows)
+        if len(_NAME_MASKS) > 8:
+            _NAME_MASKS.clear()
+        _NAME_MASKS[key] = mask
+    return mask
+
+
+def mask_comment(text: str | None, names: NameMask | None = None) -> str | None:
+    """``mask_pii`` and then customer names (``[name]``): how every comment is shown or
+    exported."""
+    masked = mask_pii(text)
+    return names(masked) if names is not None else masked
 
 
 def latest_comments(
@@ -172,7 +246,8 @@ def latest_comments(
     """Survey comments for the filtered tickets, newest submitted first, one page at a time.
 
     ``min_csat``/``max_csat`` (inclusive) keep comments in a CSAT band; a band leaves out
-    comments without a CSAT score. Comments are masked (``mask_pii``).
+    comments without a CSAT score. Comments are masked (``mask_comment``: e-mail addresses,
+    phone numbers and the names of the warehouse's customers).
     """
     if not 1 <= limit <= MAX_COMMENT_PAGE:
         raise CsMetricsError(f"Ask for 1 to {MAX_COMMENT_PAGE} comments at a time, not {limit}.")
@@ -203,7 +278,8 @@ def latest_comments(
         total = len(rows)
     else:
         total = int(wh.scalar(f"select count(*) {matching}", params) or 0)
-    rows["comment"] = rows["comment"].map(mask_pii)
+    names = name_mask(wh)
+    rows["comment"] = rows["comment"].map(lambda c: mask_comment(c, names))
     return CommentPage(rows, total, limit, offset)
 
 

@@ -544,7 +544,7 @@ def ingest(
             if live and loads_tickets:
                 _canonical_merge(con)
             as_of = rebuild_derived(con, settings, TICKETS_CANON if loads_tickets else None)
-        _orphan_warnings(con, reports)
+        _orphan_warnings(con, reports, only_loaded=live is not None)
         for rep in reports:
             tm = m.for_table(rep.table)
             con.execute(
@@ -710,6 +710,9 @@ def _load_table(
     ).fetchall()[0][0]
     if live is not None and tm.table == "feedback":
         con.execute(f"insert into {CHANGED} select distinct ticket_id from {good}")
+    if live is not None and tm.table in ("feedback", "ticket_events"):
+        con.execute(f"create or replace temp table loaded_ids_{tm.table} as "
+                    f"select distinct ticket_id from {good}")
     if tm.table == "tickets" and live is not None:
         # only the loaded rows: the derived tables are refreshed from them
         con.execute(f"create or replace temp table {DELTA} as select * from {good}")
@@ -731,6 +734,10 @@ def _load_table(
         # an upsert by id: the stored rows of the loaded ids make way for the loaded ones
         # ("in" a set holding a null is never true: a null key must not empty the table)
         k = quote_ident(table.key)
+        if live is not None and tm.table == "feedback":
+            # a survey moved to another ticket leaves its old ticket changed too
+            con.execute(f"insert into {CHANGED} select ticket_id from {stored} where {k} in "
+                        f"(select {k} from {good} where {k} is not null)")
         con.execute(f"delete from {stored} where {k} in "
                     f"(select {k} from {good} where {k} is not null)")
         con.execute(f"insert into {stored} ({cols}) select {cols} from {good}")
@@ -738,7 +745,8 @@ def _load_table(
         # rows without an id (status events): the loaded ones not stored yet, each once
         con.execute(
             f"insert into {stored} ({cols}) select distinct {cols} from {good} "
-            f"except select {cols} from {stored}"
+            f"except select {cols} from {stored} "
+            f"where ticket_id in (select ticket_id from {good})"
         )
     # a reload of the same files replaces their earlier rejects instead of adding to them
     files = [str(f) for f in tm.files]
@@ -794,14 +802,27 @@ def _report(tm, files, read, loaded, counts, warnings, collapsed, skipped) -> Ta
     )
 
 
-def _orphan_warnings(con: duckdb.DuckDBPyConnection, reports: list[TableReport]) -> None:
+def _orphan_warnings(con: duckdb.DuckDBPyConnection, reports: list[TableReport],
+                     only_loaded: bool = False) -> None:
+    """Rows whose ticket the warehouse does not have: in the whole table, or (a live load
+    into a big warehouse) among the tickets of this load's rows."""
     for i, rep in enumerate(reports):
         if rep.table not in ("feedback", "ticket_events"):
             continue
-        n = con.execute(
-            f"select count(*) from {rep.table} x where not exists "
-            "(select 1 from tickets t where t.ticket_id = x.ticket_id)"
-        ).fetchall()[0][0]
+        if only_loaded:  # the loaded ids without a ticket first: usually none, then no scan
+            orphans = con.execute(
+                f"select list(l.ticket_id) from loaded_ids_{rep.table} l where not exists "
+                "(select 1 from tickets t where t.ticket_id = l.ticket_id)"
+            ).fetchall()[0][0] or []
+            n = con.execute(
+                f"select count(*) from {rep.table} where ticket_id in "
+                f"(select unnest(?::varchar[]))", [orphans]
+            ).fetchall()[0][0] if orphans else 0
+        else:
+            n = con.execute(
+                f"select count(*) from {rep.table} x where not exists "
+                "(select 1 from tickets t where t.ticket_id = x.ticket_id)"
+            ).fetchall()[0][0]
         if n:
             name = "feedback_unknown_ticket" if rep.table == "feedback" else \
                 "event_unknown_ticket"

@@ -135,6 +135,17 @@ _METRICS: tuple[Metric, ...] = (
     Metric("ces_avg", "CES (avg)", "Mean customer effort score (1-7, lower is easier).",
            "score", ".2f", "sum(t.fb_ces_sum) * 1.0 / nullif(sum(t.fb_ces_n), 0)",
            direction="lower", requires=("feedback.ces",)),
+    # Comment sentiment: each comment's VADER compound score (-1..1), stored at load
+    # (cs_metrics.sentiment) and summed per ticket like the survey scores.
+    Metric("sentiment_avg", "Comment sentiment",
+           "Mean VADER compound score of the survey comments, from -1 (most negative) to +1 "
+           "(most positive).", "score", "+.2f",
+           "sum(t.fb_sent_sum) * 1.0 / nullif(sum(t.fb_sent_n), 0)", direction="higher",
+           requires=("feedback.comment",)),
+    Metric("negative_comment_pct", "Negative comments",
+           "% of survey comments whose VADER compound score is -0.05 or lower.", "%", ".1f",
+           "100.0 * sum(t.fb_sent_neg) / nullif(sum(t.fb_sent_n), 0)", direction="lower",
+           requires=("feedback.comment",)),
     Metric("backlog", "Backlog",
            "Tickets open at the end of the period: created before its end and not resolved by "
            "then.", "tickets", ",.0f", "", source="backlog", direction="lower", is_count=True),

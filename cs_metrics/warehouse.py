@@ -182,8 +182,12 @@ fb as (
         count(*) filter (where csat >= 4) as fb_csat_good,
         count(nps) as fb_nps_n, count(*) filter (where nps >= 9) as fb_nps_promoters,
         count(*) filter (where nps <= 6) as fb_nps_detractors,
-        count(ces) as fb_ces_n, sum(ces) as fb_ces_sum
-    from {feedback} group by ticket_id
+        count(ces) as fb_ces_n, sum(ces) as fb_ces_sum,
+        -- comment sentiment (VADER compound, scored once per text at load)
+        count(s.sentiment) as fb_sent_n, sum(s.sentiment) as fb_sent_sum,
+        count(*) filter (where s.sentiment <= -0.05) as fb_sent_neg
+    from {feedback} f left join {sentiment} s on s.comment = f.comment
+    group by ticket_id
 ),
 final as (
     select
@@ -225,7 +229,8 @@ final as (
         end as sla_resolution_met,
         coalesce(fb.fb_n, 0) > 0 as has_feedback,
         fb.fb_n, fb.fb_csat_n, fb.fb_csat_sum, fb.fb_csat_good, fb.fb_nps_n,
-        fb.fb_nps_promoters, fb.fb_nps_detractors, fb.fb_ces_n, fb.fb_ces_sum
+        fb.fb_nps_promoters, fb.fb_nps_detractors, fb.fb_ces_n, fb.fb_ces_sum,
+        fb.fb_sent_n, fb.fb_sent_sum, fb.fb_sent_neg
     from src s
     left join fb on fb.ticket_id = s.ticket_id
     left join {representatives} r on r.rep_id = s.rep_id
@@ -273,6 +278,7 @@ def rebuild_derived(
     con: duckdb.DuckDBPyConnection,
     settings: Settings | None = None,
     source: str | None = None,
+    changed: str | None = None,
 ) -> datetime | None:
     """Rebuild the query table ``tickets`` from canonical ticket rows and the other tables.
 
@@ -280,9 +286,17 @@ def rebuild_derived(
     rows); by default the current ones (view ``tickets_src``). There is one stored copy of
     the tickets: the canonical columns plus everything derived at load. Runs inside the
     caller's transaction, so readers switch from the old table to the new one at commit.
+
+    With ``changed`` (a relation with a ``ticket_id`` column: tickets whose surveys changed)
+    the refresh is incremental, for small live loads: ``source`` then holds only the new
+    and updated canonical rows, and only those tickets, the ``changed`` ones and every ticket
+    not yet answered or resolved (their SLA flags move with the data's "now") are derived
+    again; the side tables are adjusted, not rebuilt. The result is the same as a rebuild.
     """
     settings = settings or load_settings()
     tables = _tables(con)
+    if changed is not None and {"tickets", "meta", "dimension_values"} <= tables:
+        return _refresh_derived(con, settings, tables, source, changed)
     if source is None:
         if "tickets" not in tables:
             return None
@@ -295,6 +309,22 @@ def rebuild_derived(
         f"list(distinct customer_segment) from {source}"
     ).fetchall()[0]
     as_of = _as_of(con, tables, latest)
+    _sla_targets(con, settings, tables, segments)
+    if "feedback" in tables:
+        from cs_metrics.sentiment import SENTIMENT_TABLE, update_comment_sentiment
+
+        update_comment_sentiment(con)
+        tables.add(SENTIMENT_TABLE)
+    sql = _derived_sql(tables, source)
+    as_of_param = as_of or datetime(1970, 1, 1)
+    con.execute(sql, [as_of_param, as_of_param])
+    _after_derived(con, settings, tables, as_of)
+    return as_of
+
+
+def _sla_targets(con: duckdb.DuckDBPyConnection, settings: Settings, tables: set[str],
+                 segments: list | None) -> None:
+    """Temp table ``sla_targets``: the policy targets of every priority x segment in use."""
     segment_set = {seg for seg in (segments or []) if seg is not None} | {"Unknown"}
     if "customers" in tables:
         segment_set |= {
@@ -317,6 +347,10 @@ def rebuild_derived(
     con.register("sla_targets_df", targets)
     con.execute("create or replace temp table sla_targets as select * from sla_targets_df")
     con.unregister("sla_targets_df")
+
+
+def _derived_sql(tables: set[str], source: str, feedback: str | None = None) -> str:
+    """The derivation of ``source``'s tickets; ``feedback`` narrows the surveys read."""
     sql = _DERIVED_SQL.format(
         source=source,
         customers=_empty_or(
@@ -329,11 +363,20 @@ def rebuild_derived(
         ),
         feedback=_empty_or(
             tables, "feedback", "null::varchar as ticket_id, null::integer as csat, "
-            "null::integer as nps, null::integer as ces"
+            "null::integer as nps, null::integer as ces, null::varchar as comment"
+        ),
+        sentiment=_empty_or(
+            tables, "comment_sentiment", "null::varchar as comment, null::double as sentiment"
         ),
     )
-    as_of_param = as_of or datetime(1970, 1, 1)
-    con.execute(sql, [as_of_param, as_of_param])
+    return sql if feedback is None else sql.replace(
+        "from feedback f left join", f"from {feedback} f left join", 1)
+
+
+def _after_derived(con: duckdb.DuckDBPyConnection, settings: Settings, tables: set[str],
+                   as_of: datetime | None) -> None:
+    """A full rebuild's side tables: order, the source view, filter lists, survey facts,
+    meta and column statistics."""
     # Sources usually arrive in created_at order. A parallel join keeps each thread's rows in
     # order but may emit the threads' runs in another order: a few sorted runs skip row
     # groups on date filters as well as one does, so only a disordered table (a source in
@@ -360,7 +403,12 @@ def rebuild_derived(
         )
     )
     if "feedback" in tables:
-        con.execute(f"create or replace table feedback_facts as {FEEDBACK_FACTS_SELECT}")
+        # with each comment's sentiment score (cs_metrics.sentiment)
+        con.execute(
+            "create or replace table feedback_facts as select ff.*, s.sentiment "
+            f"from ({FEEDBACK_FACTS_SELECT}) ff "
+            "left join comment_sentiment s on s.comment = ff.comment"
+        )
     else:
         con.execute("drop table if exists feedback_facts")
     first, last = con.execute(
@@ -379,10 +427,196 @@ def rebuild_derived(
         ],
     )
     _column_stats(con)
-    return as_of
 
 
 SORTED_RUNS_ALLOWED = 64
+
+
+def _dimension_counts(relation: str) -> str:
+    """SQL: (dimension, value, tickets) of the non-test rows of ``relation`` (alias-free)."""
+    return " union all ".join(
+        f"select '{dim}' as dimension, cast({dim} as varchar) as value, count(*) as tickets "
+        f"from {relation} where not is_test and {dim} is not null group by {dim}"
+        for dim in DIMENSIONS
+    )
+
+
+def _refresh_derived(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    tables: set[str],
+    source: str | None,
+    changed: str,
+) -> datetime | None:
+    """``rebuild_derived`` for a small load: derive again only the tickets it touches."""
+    from cs_metrics.schema import TABLES
+
+    cols = ", ".join(TABLES["tickets"].column_names)
+    new = f"(select ticket_id from {source})" if source else "(select null::varchar " \
+        "as ticket_id where false)"
+    parts = [f"select {cols} from {source}"] if source else []
+    # The untouched tickets whose derived flags move with "now": an unanswered (unresolved)
+    # ticket's first-response (resolution) flag turns false once its deadline passes, so
+    # those whose deadline falls between the previous "now" and this load's are derived
+    # again; the rest keep their rows.
+    before = con.execute("select value from meta where key = 'as_of'").fetchall()
+    previous = datetime.fromisoformat(before[0][0]) if before and before[0][0] else None
+    latest = con.execute(
+        f"select greatest(max(created_at), max(first_response_at), max(resolved_at)) "
+        f"from {source}").fetchall()[0][0] if source else None
+    stamps = [s for s in (latest, previous) if s is not None]
+    as_of = _as_of(con, tables, max(stamps) if stamps else None)
+    fr_due = ("t.created_at + to_microseconds(cast(t.sla_first_response_target_min * "
+              "60000000 as bigint))")
+    res_due = ("t.created_at + to_microseconds(cast(t.sla_resolution_target_h * "
+               "3600000000 as bigint))")
+    if previous is None or as_of is None:
+        moving = "t.first_response_at is null or t.status <> 'closed'"
+        window: list = []
+    else:
+        moving = (f"(t.first_response_at is null and {fr_due} >= ? and {fr_due} < ?) or "
+                  f"(t.status <> 'closed' and {res_due} >= ? and {res_due} < ?)")
+        window = [previous, as_of, previous, as_of]
+    con.execute(
+        "create or replace temp table derive_ids as "
+        f"select ticket_id from {changed} where ticket_id is not null union "
+        f"select t.ticket_id from tickets t where {moving}", window)
+    parts.append(
+        f"select {cols} from tickets_src t where t.ticket_id not in {new} and "
+        "t.ticket_id in (select ticket_id from derive_ids)"
+    )
+    con.execute("create or replace temp table derive_src as " + " union all ".join(parts))
+    segments = [r[0] for r in con.execute(
+        "select value from dimension_values where dimension = 'customer_segment' union "
+        "select distinct customer_segment from derive_src"
+    ).fetchall()]
+    _sla_targets(con, settings, tables, segments)
+    if "feedback" in tables:
+        from cs_metrics.sentiment import SENTIMENT_TABLE, update_comment_sentiment
+
+        update_comment_sentiment(con)
+        tables.add(SENTIMENT_TABLE)
+    surveys = "(select * from feedback where ticket_id in (select ticket_id from derive_src))" \
+        if "feedback" in tables else None
+    sql = _derived_sql(tables, "derive_src", surveys).replace(
+        "create or replace table tickets as", "create or replace temp table tickets_delta as", 1)
+    as_of_param = as_of or datetime(1970, 1, 1)
+    con.execute(sql, [as_of_param, as_of_param])
+    if _columns_of(con, "tickets_delta") != _columns_of(con, "tickets"):
+        # a warehouse written by an earlier version derives other columns: rebuild it all
+        merged = (f"select {cols} from tickets_src where ticket_id not in {new}"
+                  + (f" union all select {cols} from {source}" if source else ""))
+        con.execute(f"create or replace temp table tickets_src_copy as {merged}")
+        return rebuild_derived(con, settings, "tickets_src_copy")
+    # the side tables move by what leaves and what comes in
+    delta = "(select ticket_id from tickets_delta)"
+    con.execute(f"create or replace temp table old_rows as select * from tickets "
+                f"where ticket_id in {delta}")
+    con.execute(f"create or replace temp table dv_old as {_dimension_counts('old_rows')}")
+    stats_before = _ticket_counts(con, "old_rows")
+    con.execute(f"delete from tickets where ticket_id in {delta}")
+    con.execute("insert into tickets select * from tickets_delta")
+    con.execute(
+        "create or replace table dimension_values as select dimension, value, "
+        "sum(tickets) as tickets from (select * from dimension_values union all "
+        "select dimension, value, -tickets from dv_old union all "
+        f"{_dimension_counts('tickets_delta')}) group by dimension, value "
+        "having sum(tickets) > 0"
+    )
+    if "feedback" in tables:
+        # the surveys of the derived tickets, joined to their new rows only
+        survey_facts = FEEDBACK_FACTS_SELECT.replace(
+            "join tickets t on", "join tickets_delta t on", 1)
+        facts = (
+            "select ff.*, s.sentiment from ("
+            f"{survey_facts} where f.ticket_id in {delta}) ff "
+            "left join comment_sentiment s on s.comment = ff.comment"
+        )
+        if "feedback_facts" in tables:
+            con.execute(f"delete from feedback_facts where ticket_id in {delta}")
+            con.execute(f"insert into feedback_facts {facts}")
+        else:
+            con.execute(
+                "create or replace table feedback_facts as select ff.*, s.sentiment "
+                f"from ({FEEDBACK_FACTS_SELECT}) ff "
+                "left join comment_sentiment s on s.comment = ff.comment"
+            )
+    first, last = con.execute(
+        "select min(created_at), max(created_at) from tickets_delta where not is_test"
+    ).fetchall()[0]
+    meta = dict(con.execute("select key, value from meta").fetchall())
+    if first is not None:
+        known = meta.get("first_created")
+        first = min(first, datetime.fromisoformat(known)) if known else first
+        known = meta.get("last_created")
+        last = max(last, datetime.fromisoformat(known)) if known else last
+        meta["first_created"] = first.isoformat(sep=" ")
+        meta["last_created"] = last.isoformat(sep=" ")
+    meta["as_of"] = as_of.isoformat(sep=" ") if as_of else None
+    meta["derived_at"] = datetime.now().isoformat(sep=" ", timespec="seconds")
+    con.execute("delete from meta")
+    con.executemany("insert into meta values (?, ?)", list(meta.items()))
+    _update_column_stats(con, stats_before, _ticket_counts(con, "tickets_delta"))
+    con.execute("drop table if exists temp.main.old_rows")
+    return as_of
+
+
+def _columns_of(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [r[0] for r in con.execute(
+        "select column_name from information_schema.columns where table_name = ? "
+        "order by ordinal_position", [table]).fetchall()]
+
+
+def _ticket_counts(con: duckdb.DuckDBPyConnection, rows: str) -> dict[tuple[str, str], int]:
+    """(relation, column) -> non-null count over ``rows`` (a table of query-table rows) as
+    the query table and as its canonical view; (relation, "") is the row count."""
+    out: dict[tuple[str, str], int] = {}
+    view = SRC_VIEW_SQL.replace("create or replace view tickets_src",
+                                "create or replace temp view counted_src", 1)
+    con.execute(view.replace("from tickets", f"from {rows}", 1))
+    for name, relation in (("tickets", rows), ("tickets_src", "counted_src")):
+        cols = [r[0] for r in con.execute(
+            "select column_name from information_schema.columns where table_schema = 'main' "
+            "and table_name = ? order by ordinal_position", [name]).fetchall()]
+        counts = ", ".join(f'count("{c}")' for c in cols)
+        values = con.execute(f"select count(*), {counts} from {relation}").fetchall()[0]
+        out[(name, "")] = int(values[0])
+        out.update({(name, c): int(n) for c, n in zip(cols, values[1:], strict=True)})
+    return out
+
+
+def _update_column_stats(con: duckdb.DuckDBPyConnection, before: dict, after: dict) -> None:
+    """Column statistics after an incremental refresh: the tickets' moved by the difference
+    of the rows replaced, the other tables' (changed by the load itself) counted again."""
+    from cs_metrics.schema import TABLES
+
+    if "column_stats" not in _tables(con):
+        _column_stats(con)
+        return
+    stats = con.execute("select * from column_stats").df()
+    for i, row in stats.iterrows():
+        key = (row["table_name"], row["column_name"])
+        if row["table_name"] in ("tickets", "tickets_src") and key in after:
+            total_key = (row["table_name"], "")
+            stats.at[i, "total"] = row["total"] + after[total_key] - before[total_key]
+            stats.at[i, "non_null"] = row["non_null"] + after[key] - before.get(key, 0)
+    present = _tables(con)
+    for name in TABLES:
+        if name == "tickets" or name not in present:
+            continue
+        cols = stats.loc[stats["table_name"] == name, "column_name"].tolist()
+        if not cols:
+            continue
+        values = con.execute(
+            f"select count(*), {', '.join(f'count({chr(34)}{c}{chr(34)})' for c in cols)} "
+            f"from {name}").fetchall()[0]
+        for c, n in zip(cols, values[1:], strict=True):
+            mask = (stats["table_name"] == name) & (stats["column_name"] == c)
+            stats.loc[mask, "total"] = int(values[0])
+            stats.loc[mask, "non_null"] = int(n)
+    con.register("column_stats_df", stats)
+    con.execute("create or replace table column_stats as select * from column_stats_df")
+    con.unregister("column_stats_df")
 
 
 def _as_of(

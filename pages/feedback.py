@@ -1,15 +1,28 @@
-"""Customer feedback: survey KPIs, score distributions, trends, breakdowns and latest comments."""
+"""Customer feedback: survey KPIs, score distributions, trends, breakdowns, comment sentiment,
+topics and emerging issues, cohorts, honest comparisons and the latest comments."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Warehouse
+from cs_metrics.cohorts import RECONTACT_DAYS, cohort_tables
+from cs_metrics.compare import (
+    CAUSATION_CAVEAT,
+    COMPARABLE_METRICS,
+    MIN_GROUP,
+    Comparison,
+    Correlation,
+    Group,
+    compare_groups,
+    resolution_csat,
+)
 from cs_metrics.feedback import (
     FEEDBACK_METRICS,
     FEW_RESPONSES,
@@ -20,11 +33,14 @@ from cs_metrics.feedback import (
     nps_category,
     score_distributions,
 )
+from cs_metrics.sentiment import SentimentByScore, sentiment_by_csat
+from cs_metrics.topics import DEFAULT_K, EmergingIssues, TopicModel, emerging_issues, topics
 from pages._common import (
     QUERY_TTL_S,
     Drill,
     as_of_text,
     describe_range,
+    dimension_options,
     filters_ui,
     get_warehouse,
     missing_text,
@@ -79,6 +95,39 @@ def _comments(_wh: Warehouse, db: str, filters: Filters, band: tuple[int | None,
               offset: int) -> CommentPage:
     return latest_comments(_wh, filters, min_csat=band[0], max_csat=band[1],
                            limit=COMMENTS_PER_PAGE, offset=offset)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _sentiment_by_csat(_wh: Warehouse, db: str, filters: Filters) -> SentimentByScore:
+    return sentiment_by_csat(_wh, filters)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner="Finding topics in the comments…")
+def _topics(_wh: Warehouse, db: str, filters: Filters, k: int) -> TopicModel:
+    return topics(_wh, filters, k=k)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _emerging(_wh: Warehouse, db: str, filters: Filters, recent_days: int) -> EmergingIssues:
+    return emerging_issues(_wh, filters, recent_days=recent_days,
+                           baseline_days=4 * recent_days)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner="Following customers from their first ticket…")
+def _cohorts(_wh: Warehouse, db: str, filters: Filters, by: str,
+             days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return cohort_tables(_wh, filters, by, recontact_days=days)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _compare(_wh: Warehouse, db: str, filters: Filters, metric: str, a: Group,
+             b: Group) -> Comparison:
+    return compare_groups(_wh, metric, a, b, filters)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _resolution_csat(_wh: Warehouse, db: str, filters: Filters) -> Correlation:
+    return resolution_csat(_wh, filters)
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -282,6 +331,379 @@ def _breakdown_section(wh: Warehouse, filters: Filters) -> None:
     st.altair_chart(chart, width="stretch")
 
 
+def _has_sentiment(wh: Warehouse) -> bool:
+    return "fb_sent_n" in wh.columns("tickets")
+
+
+def _no_comments(wh: Warehouse) -> bool:
+    """Says so and returns True when the dataset has no scored comments to analyse."""
+    if missing_text(cs_metrics.get_metric("sentiment_avg"), wh):
+        st.info("This dataset has no survey comments, so there is no sentiment, topic or "
+                "emerging-issue analysis.")
+        return True
+    if not _has_sentiment(wh):
+        st.info(f"This warehouse was loaded before comment sentiment existed; load the data "
+                f"again (`python -m cs_metrics ingest SOURCE --db {wh.path}`) to score it.")
+        return True
+    return False
+
+
+def _sentiment_section(wh: Warehouse, filters: Filters) -> None:
+    st.subheader("Comment sentiment")
+    if _no_comments(wh):
+        return
+    names = ("sentiment_avg", "negative_comment_pct")
+    row = run_query(wh, names, filters=filters).iloc[0]
+    # a line, not more KPI cards: the cards above are the survey's own figures
+    metrics = [cs_metrics.get_metric(n) for n in names]
+    st.markdown(" · ".join(f"{m.label}: **{m.display(row[m.name])}**" for m in metrics),
+                help=" ".join(m.description for m in metrics))
+    by_score = _sentiment_by_csat(wh, str(wh.path), filters)
+    data = by_score.table[by_score.table["comments"] > 0]
+    if data.empty:
+        st.info("No comments with a CSAT score for the tickets created in this range.")
+        return
+    chart = (
+        alt.Chart(data, title=alt.Title("Comment sentiment by CSAT score",
+                                        subtitle="Mean VADER compound score, −1 to +1"))
+        .mark_bar()
+        .encode(
+            x=alt.X("csat:O", title="CSAT score", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("sentiment_avg:Q", title="Mean sentiment (−1 to +1)",
+                    scale=alt.Scale(domain=[-1, 1])),
+            color=alt.condition(alt.datum.sentiment_avg < 0, alt.value("#d62728"),
+                                alt.value("#2ca02c")),
+            tooltip=[
+                alt.Tooltip("csat:O", title="CSAT score"),
+                alt.Tooltip("comments:Q", title="Comments", format=","),
+                alt.Tooltip("sentiment_avg:Q", title="Mean sentiment", format="+.2f"),
+                alt.Tooltip("negative_pct:Q", title="Negative (%)", format=".1f"),
+            ],
+        )
+        .properties(height=240)
+    )
+    st.altair_chart(chart, width="stretch")
+    if by_score.rho is not None:
+        st.caption(f"Sentiment and CSAT agree: Spearman's ρ = {by_score.rho:.2f} over "
+                   f"{by_score.n:,} comments with a CSAT score. VADER reads tone from words, "
+                   "so sarcasm and domain words (“charge”, “drop”) can fool it.")
+    _downloads(data, "sentiment_by_csat", filters, "fbx_sentiment")
+
+
+def _topics_section(wh: Warehouse, filters: Filters) -> None:
+    st.subheader("Topics")
+    if _no_comments(wh):
+        return
+    k = st.slider("Topics", 3, 30, DEFAULT_K, key="fbx_k",
+                  help="How many topics to split the comments into (TF-IDF + NMF).")
+    try:
+        model = _topics(wh, str(wh.path), filters, k)
+    except CsMetricsError as exc:
+        st.info(str(exc))
+        return
+    df = model.topics
+    sampled = (f"a sample of {model.modelled:,} of {model.total:,} comments, volumes scaled "
+               "to all" if model.sampled else f"all {model.total:,} comments")
+    st.caption(f"{model.k} topics of {sampled}; each topic is named by its heaviest words, "
+               "and each comment belongs to its heaviest topic. Examples are masked.")
+    chart_data = df[df["topic"] > 0]
+    chart = (
+        alt.Chart(chart_data, title=alt.Title("Comments per topic",
+                                              subtitle="Colour: CSAT % of the topic"))
+        .mark_bar()
+        .encode(
+            y=alt.Y("name:N", title="Topic", sort="-x",
+                    axis=alt.Axis(labelLimit=260, labelOverlap=False)),
+            x=alt.X("comments:Q", title="Comments (count)"),
+            color=alt.Color("csat_pct:Q", title="CSAT (%)",
+                            scale=alt.Scale(scheme="redyellowgreen", domain=[40, 100])),
+            tooltip=[
+                alt.Tooltip("name:N", title="Topic"),
+                alt.Tooltip("comments:Q", title="Comments", format=","),
+                alt.Tooltip("csat_pct:Q", title="CSAT (%)", format=".1f"),
+                alt.Tooltip("sentiment_avg:Q", title="Mean sentiment", format="+.2f"),
+                alt.Tooltip("main_domain:N", title="Main domain"),
+            ],
+        )
+        .properties(height=alt.Step(20))
+    )
+    st.altair_chart(chart, width="stretch")
+    cols = ["name", "comments", "share_pct", "csat_pct", "csat_avg", "sentiment_avg",
+            "negative_pct", "main_domain", "main_domain_pct", "examples", "note"]
+    st.dataframe(
+        df[cols], hide_index=True, key="fbx_topics_table",
+        column_config={
+            "name": st.column_config.TextColumn("Topic", help="Its heaviest words"),
+            "comments": st.column_config.NumberColumn("Comments", format="localized"),
+            "share_pct": st.column_config.NumberColumn("Share", format="%.1f %%"),
+            "csat_pct": st.column_config.NumberColumn("CSAT", format="%.1f %%"),
+            "csat_avg": st.column_config.NumberColumn("CSAT (avg)", format="%.2f"),
+            "sentiment_avg": st.column_config.NumberColumn("Sentiment", format="%+.2f"),
+            "negative_pct": st.column_config.NumberColumn("Negative", format="%.1f %%"),
+            "main_domain": st.column_config.TextColumn("Main domain"),
+            "main_domain_pct": st.column_config.NumberColumn("of the topic", format="%.0f %%"),
+            "examples": st.column_config.TextColumn("Examples (masked)", width="large"),
+            "note": st.column_config.TextColumn("Note"),
+        },
+    )
+    _downloads(df, f"topics_k{model.k}", filters, "fbx_topics")
+
+
+def _emerging_section(wh: Warehouse, filters: Filters) -> None:
+    st.subheader("Emerging issues")
+    if _no_comments(wh):
+        return
+    labels = {"Last 7 days": 7, "Last 14 days": 14, "Last 28 days": 28}
+    label = st.radio("Latest period", list(labels), index=1, horizontal=True, key="fbx_recent",
+                     help="Compared with the four periods of the same length before it.")
+    try:
+        found = _emerging(wh, str(wh.path), filters, labels[label])
+    except CsMetricsError as exc:
+        st.info(str(exc))
+        return
+    if not found.found:
+        st.success(found.describe())
+    else:
+        st.warning(found.describe())
+        st.dataframe(
+            found.issues, hide_index=True, key="fbx_emerging_table",
+            column_config={
+                "issue": st.column_config.TextColumn("Issue"),
+                "terms": st.column_config.TextColumn("Terms"),
+                "recent_comments": st.column_config.NumberColumn("Recent comments"),
+                "recent_share_pct": st.column_config.NumberColumn("Recent share",
+                                                                  format="%.1f %%"),
+                "baseline_comments": st.column_config.NumberColumn("Before"),
+                "baseline_share_pct": st.column_config.NumberColumn("Share before",
+                                                                    format="%.1f %%"),
+                "growth": st.column_config.NumberColumn("Growth (×)", format="%.1f"),
+                "z": None,
+                "p_value": None,
+                "q_value": st.column_config.NumberColumn("q (BH)", format="%.2g"),
+                "domains": st.column_config.TextColumn("Domains"),
+                "locations": st.column_config.TextColumn("Locations"),
+                "examples": st.column_config.TextColumn("Examples (masked)", width="large"),
+            },
+        )
+        _downloads(found.issues, "emerging_issues", filters, "fbx_emerging")
+    st.caption(f"Test: {found.test}. The periods end where the date range ends; the filters "
+               "other than dates apply.")
+
+
+COHORT_GROUPS = {
+    "Cohort (month of first ticket)": "cohort",
+    "Customer segment": "customer_segment",
+    "Customer tenure": "tenure",
+}
+
+
+def _cohorts_section(wh: Warehouse, filters: Filters) -> None:
+    st.subheader("Cohorts")
+    left, right = st.columns([3, 1])
+    label = left.radio("Group customers by", list(COHORT_GROUPS), horizontal=True,
+                       key="fbx_cohort_by")
+    days = int(right.number_input(
+        "Recontact within (days)", min_value=0, max_value=90, value=RECONTACT_DAYS,
+        key="fbx_recontact", help="A closed ticket is recontacted when the same customer opens "
+        "another ticket before this many days after its resolution."))
+    by = COHORT_GROUPS[label]
+    try:
+        df, grid = _cohorts(wh, str(wh.path), filters, by, days)
+    except CsMetricsError as exc:
+        st.info(str(exc))
+        return
+    if df.empty:
+        st.info("No tickets with a customer in this range.")
+        return
+    shown = df.assign(**{by: df[by].astype(str)})
+    if by == "cohort":
+        shown["cohort"] = [f"{c} (or before)" if cens else c
+                           for c, cens in zip(shown["cohort"], df["left_censored"], strict=True)]
+    config = {
+        by: st.column_config.TextColumn(label),
+        "customers": st.column_config.NumberColumn("Customers", format="localized"),
+        "tickets": st.column_config.NumberColumn("Tickets", format="localized"),
+        "csat_responses": st.column_config.NumberColumn("CSAT responses", format="localized"),
+        "csat_pct": st.column_config.NumberColumn("CSAT", format="%.1f %%"),
+        "csat_avg": st.column_config.NumberColumn("CSAT (avg)", format="%.2f"),
+        "recontact_base": st.column_config.NumberColumn(
+            "Closed tickets", help="Closed tickets whose recontact window has ended"),
+        "recontacts": None,
+        "recontact_pct": st.column_config.NumberColumn(f"Recontact ≤ {days} d",
+                                                       format="%.1f %%"),
+        "note": st.column_config.TextColumn("Note"),
+        "left_censored": None,
+    }
+    st.dataframe(shown, hide_index=True, key="fbx_cohort_table", column_config=config)
+    st.caption(f"Groups with fewer than {MIN_RESPONSES} CSAT responses are marked “{FEW_RESPONSES}”"
+               ": compare them with care. The first month of the data holds every customer "
+               "who was already there.")
+    _downloads(df, f"cohorts_by_{by}", filters, "fbx_cohorts")
+    if by != "cohort":
+        return
+    grid = grid[grid["csat_responses"] >= 5].assign(
+        cohort=lambda d: pd.to_datetime(d["cohort"]).dt.strftime("%Y-%m"),
+        period=lambda d: pd.to_datetime(d["period"]).dt.strftime("%Y-%m"))
+    if grid.empty:
+        return
+    heat = (
+        alt.Chart(grid, title=alt.Title("CSAT % by cohort and month",
+                                        subtitle="Rows: month of the customer's first ticket; "
+                                                 "columns: month the ticket was created"))
+        .mark_rect()
+        .encode(
+            x=alt.X("period:O", title="Ticket month"),
+            y=alt.Y("cohort:O", title="Cohort (first ticket)"),
+            color=alt.Color("csat_pct:Q", title="CSAT (%)",
+                            scale=alt.Scale(scheme="redyellowgreen")),
+            tooltip=[
+                alt.Tooltip("cohort:O", title="Cohort"),
+                alt.Tooltip("period:O", title="Ticket month"),
+                alt.Tooltip("csat_pct:Q", title="CSAT (%)", format=".1f"),
+                alt.Tooltip("csat_responses:Q", title="CSAT responses", format=","),
+                alt.Tooltip("recontact_pct:Q", title="Recontact (%)", format=".1f"),
+            ],
+        )
+    )
+    st.altair_chart(heat, width="stretch")
+
+
+COMPARE_DIMENSIONS = {
+    "Channel": "channel", "Team": "team", "Domain": "domain", "Priority": "priority",
+    "Customer segment": "customer_segment", "Service location": "location",
+    "Representative": "rep_name",
+}
+
+
+def _compare_section(wh: Warehouse, filters: Filters) -> None:
+    st.subheader("Compare two groups")
+    metrics = [m for m in COMPARABLE_METRICS if not missing_text(cs_metrics.get_metric(m), wh)
+               and (m not in ("sentiment_avg", "negative_comment_pct") or _has_sentiment(wh))]
+    if not metrics:
+        st.info("This dataset has none of the figures a comparison needs.")
+        return
+    labels = {cs_metrics.get_metric(m).label: m for m in metrics}
+    c1, c2 = st.columns(2)
+    metric = labels[c1.selectbox("Figure", list(labels), key="fbx_cmp_metric")]
+    mode = c2.radio("Groups", ["Two values", "Before and after a date"], horizontal=True,
+                    key="fbx_cmp_mode")
+    if mode == "Two values":
+        dims = {k: v for k, v in COMPARE_DIMENSIONS.items() if dimension_options(wh, v)}
+        if not dims:
+            st.info("This dataset has no dimension to compare on.")
+            return
+        d1, d2, d3 = st.columns(3)
+        dim = dims[d1.selectbox("Dimension", list(dims), key="fbx_cmp_dim")]
+        values = dimension_options(wh, dim)
+        if len(values) < 2:
+            st.info("This dimension has a single value in the data.")
+            return
+        va = d2.selectbox("Group A", values, index=0, key=f"fbx_cmp_a_{dim}")
+        vb = d3.selectbox("Group B", values, index=1, key=f"fbx_cmp_b_{dim}")
+        if va == vb:
+            st.info("Pick two different values.")
+            return
+        a, b = Group.build(str(va), **{dim: va}), Group.build(str(vb), **{dim: vb})
+    else:
+        lo = filters.date_from or (wh.created_range()[0].date() if wh.created_range() else None)
+        hi = filters.date_to
+        default = lo + (hi - lo) / 2 if lo and hi else lo
+        split = st.date_input("Split at (the after group starts that day)", value=default,
+                              key="fbx_cmp_split")
+        a = Group("after", date_from=split)
+        b = Group("before", date_to=split)
+    result = _compare(wh, str(wh.path), filters, metric, a, b)
+    m = cs_metrics.get_metric(metric)
+    if result.difference is None:
+        st.warning(result.note)
+    elif result.significant:
+        st.success(result.verdict)
+    else:
+        st.info(result.verdict)
+    table = pd.DataFrame({
+        "group": [result.label_a, result.label_b],
+        m.label: [result.value_a, result.value_b],
+        result.unit_of_n: [result.n_a, result.n_b],
+    })
+    st.dataframe(table, hide_index=True, key="fbx_cmp_table")
+    if result.difference is not None and np.isfinite(result.ci_low) and \
+            np.isfinite(result.ci_high):
+        unit = "points" if m.unit == "%" else m.unit
+        ci = pd.DataFrame({"difference": [result.difference], "low": [result.ci_low],
+                           "high": [result.ci_high], "what": [f"{result.label_a} − "
+                                                              f"{result.label_b}"]})
+        base = alt.Chart(ci, title=alt.Title(
+            f"{m.label}: {result.label_a} − {result.label_b}",
+            subtitle=f"{int(result.confidence * 100)} % interval; 0 means no difference"))
+        bars = base.mark_rule(strokeWidth=3).encode(
+            x=alt.X("low:Q", title=f"Difference ({unit})"), x2="high:Q",
+            y=alt.Y("what:N", title=None))
+        point = base.mark_point(filled=True, size=90).encode(
+            x="difference:Q", y="what:N",
+            tooltip=[alt.Tooltip("difference:Q", title="Difference", format=".2f"),
+                     alt.Tooltip("low:Q", title="Interval from", format=".2f"),
+                     alt.Tooltip("high:Q", title="Interval to", format=".2f")])
+        zero = alt.Chart(pd.DataFrame({"x": [0]})).mark_rule(strokeDash=[4, 4]).encode(x="x:Q")
+        st.altair_chart((bars + point + zero).properties(height=90), width="stretch")
+    st.caption(f"Percentages: pooled two-proportion z-test with Newcombe's interval; times: "
+               f"Mann-Whitney rank test with the Hodges-Lehmann shift (the typical difference, "
+               f"robust to a few very long tickets); mean scores: Welch's t-test. Groups with "
+               f"fewer than {MIN_GROUP} observations are not compared.")
+
+
+def _correlation_section(wh: Warehouse, filters: Filters) -> None:
+    st.subheader("Resolution time and CSAT")
+    if missing_text(cs_metrics.get_metric("avg_resolution_h"), wh):
+        st.info(missing_text(cs_metrics.get_metric("avg_resolution_h"), wh))
+        return
+    corr = _resolution_csat(wh, str(wh.path), filters)
+    data = corr.bands[corr.bands["csat_responses"] > 0]
+    if data.empty:
+        st.info("No closed tickets with a CSAT answer in this range.")
+        return
+    st.markdown(corr.summary)
+    chart = (
+        alt.Chart(data, title=alt.Title("CSAT by resolution time",
+                                        subtitle="Closed tickets with a CSAT answer"))
+        .mark_bar()
+        .encode(
+            x=alt.X("band:N", title="Resolution time", sort=list(corr.bands["band"]),
+                    axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("csat_pct:Q", title="CSAT (%)", scale=alt.Scale(domain=[0, 100])),
+            opacity=alt.condition(alt.datum.note == "", alt.value(1.0), alt.value(0.4)),
+            tooltip=[
+                alt.Tooltip("band:N", title="Resolution time"),
+                alt.Tooltip("csat_pct:Q", title="CSAT (%)", format=".1f"),
+                alt.Tooltip("csat_responses:Q", title="CSAT responses", format=","),
+                alt.Tooltip("tickets:Q", title="Tickets", format=","),
+                alt.Tooltip("note:N", title="Note"),
+            ],
+        )
+        .properties(height=260)
+    )
+    st.altair_chart(chart, width="stretch")
+    st.info(CAUSATION_CAVEAT)
+    _downloads(corr.bands, "csat_by_resolution_time", filters, "fbx_corr")
+
+
+ANALYSES = {
+    "Sentiment": _sentiment_section,
+    "Topics": _topics_section,
+    "Emerging issues": _emerging_section,
+    "Cohorts": _cohorts_section,
+    "Compare groups": _compare_section,
+    "Resolution time and CSAT": _correlation_section,
+}
+
+
+def _analysis_section(wh: Warehouse, filters: Filters) -> None:
+    # one analysis at a time: each costs a query or a model, computed when it is opened
+    choice = st.radio("Analyse", list(ANALYSES), horizontal=True, key="fbx_view",
+                      help="Comment sentiment, topics and emerging issues, customer cohorts, "
+                           "a comparison of two groups, resolution time against CSAT.")
+    ANALYSES[choice](wh, filters)
+
+
 def _move(key: str, step: int) -> None:
     st.session_state[key] = max(0, st.session_state.get(key, 0) + step)
 
@@ -324,7 +746,8 @@ def _comments_section(wh: Warehouse, filters: Filters) -> None:
                     on_click=_move, args=("fb_offset", -COMMENTS_PER_PAGE),
                     icon=":material/chevron_left:")
     text_col.caption(f"Comments {first:,}–{last:,} of {page.total:,} · page {page.page:,} of "
-                     f"{page.pages:,} · e-mail addresses and phone numbers are masked")
+                     f"{page.pages:,} · e-mail addresses, phone numbers and customer names "
+                     "are masked")
     next_col.button("Next", key="fb_next", disabled=not page.has_next, on_click=_move,
                     args=("fb_offset", COMMENTS_PER_PAGE), icon=":material/chevron_right:")
     _downloads(page.rows, f"feedback_comments_page{page.page}", filters, "comments")
@@ -356,6 +779,8 @@ def main() -> None:
         _trend(wh, filters)
         st.divider()
         _breakdown_section(wh, filters)
+        st.divider()
+        _analysis_section(wh, filters)
         st.divider()
         _comments_section(wh, filters)
     except CsMetricsError as exc:

@@ -34,6 +34,7 @@ def prepare(folder: Path, settings: Settings) -> tuple[pd.DataFrame, pd.DataFram
     if feedback is not None:
         # a survey row with no score and no comment is not a response (README)
         feedback = feedback[feedback[["csat", "nps", "ces", "comment"]].notna().any(axis=1)]
+        feedback = feedback.assign(sentiment=vader_compound(feedback["comment"]))
     if customers is not None:
         c = customers.set_index("customer_id")
         t["customer_segment"] = t["customer_segment"].fillna(t["customer_id"].map(c["segment"]))
@@ -93,6 +94,17 @@ def prepare(folder: Path, settings: Settings) -> tuple[pd.DataFrame, pd.DataFram
     else:
         t["has_feedback"] = False
     return t, feedback
+
+
+def vader_compound(comments: pd.Series) -> pd.Series:
+    """VADER's compound score of each non-blank comment (NaN for none), straight from the
+    package: the README defines comment sentiment as exactly this."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    text = comments.where(comments.notna() & (comments.astype(str).str.strip() != ""))
+    scores = {c: analyzer.polarity_scores(c)["compound"] for c in text.dropna().unique()}
+    return text.map(scores).astype("float64")
 
 
 def _pct(num: pd.Series, den: pd.Series) -> float:
@@ -160,10 +172,16 @@ def feedback_metric(name: str, g: pd.DataFrame) -> float:
             return np.nan if n.empty else 100.0 * ((n >= 9).sum() - (n <= 6).sum()) / len(n)
         case "ces_avg":
             return g["ces"].mean()
+        case "sentiment_avg":
+            return g["sentiment"].mean()
+        case "negative_comment_pct":
+            c = g["sentiment"].dropna()
+            return np.nan if c.empty else 100.0 * (c <= -0.05).sum() / len(c)
     raise KeyError(name)
 
 
-FEEDBACK_METRICS = {"feedback_count", "csat_avg", "csat_pct", "nps", "ces_avg"}
+FEEDBACK_METRICS = {"feedback_count", "csat_avg", "csat_pct", "nps", "ces_avg", "sentiment_avg",
+                    "negative_comment_pct"}
 
 
 def bucket(ts: pd.Series, grain: str) -> pd.Series:

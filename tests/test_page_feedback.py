@@ -192,3 +192,139 @@ def test_selecting_a_breakdown_row_lists_that_groups_tickets(sample_db, monkeypa
                for m in at.markdown)
     assert f"Tickets 1–{len(shown)} of {page.total:,}, newest first" in \
         [c.value for c in at.caption]
+
+
+# --- comment analysis, cohorts and comparisons (issue 8) -------------------------------------
+
+
+def _frame(at: AppTest, column: str) -> pd.DataFrame:
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def test_text_analysis_cohorts_and_comparisons(sample_db, monkeypatch):
+    from cs_metrics.cohorts import cohort_table
+    from cs_metrics.compare import CAUSATION_CAVEAT, Group, compare_groups, resolution_csat
+    from cs_metrics.topics import DEFAULT_K, emerging_issues, topics
+
+    at = run_page(monkeypatch, sample_db)
+    heads = [h.value for h in at.subheader]
+    # one analysis at a time, sentiment first; the latest comments stay last
+    assert heads[-2:] == ["Comment sentiment", "Latest comments"]
+    assert "Topics" not in heads
+
+    row = library(sample_db, lambda wh, f: cs_metrics.query(
+        wh, ["sentiment_avg", "negative_comment_pct"], filters=f).iloc[0])
+    line = next(m.value for m in at.markdown if m.value.startswith("Comment sentiment: "))
+    assert get_metric("sentiment_avg").display(row["sentiment_avg"]) in line
+    assert get_metric("negative_comment_pct").display(row["negative_comment_pct"]) in line
+    assert any("Spearman's ρ" in c.value and "comments with a CSAT score" in c.value
+               for c in at.caption)
+
+    at.radio(key="fbx_view").set_value("Topics").run()
+    assert not at.exception
+    model = library(sample_db, topics, k=DEFAULT_K)
+    shown = _frame(at, "examples")
+    assert shown["name"].tolist() == model.topics["name"].tolist()
+    assert shown["comments"].tolist() == model.topics["comments"].tolist()
+    assert any(c.value.startswith(f"{model.k} topics of all {model.total:,} comments")
+               for c in at.caption)
+    at.slider(key="fbx_k").set_value(5).run()
+    assert not at.exception
+    assert len(_frame(at, "examples")) == len(library(sample_db, topics, k=5).topics)
+
+    at.radio(key="fbx_view").set_value("Emerging issues").run()
+    found = library(sample_db, emerging_issues, recent_days=14, baseline_days=56)
+    boxes = [b.value for b in (*at.success, *at.warning)]
+    assert found.describe() in boxes
+    assert any(c.value.startswith("Test: per term, a one-sided exact conditional test")
+               for c in at.caption)
+
+    at.radio(key="fbx_view").set_value("Cohorts").run()
+    cohorts = library(sample_db, cohort_table, "cohort")
+    table = _frame(at, "recontact_pct")
+    assert table["tickets"].tolist() == cohorts["tickets"].tolist()
+    assert table["csat_pct"].tolist() == pytest.approx(cohorts["csat_pct"].tolist(),
+                                                       nan_ok=True)
+    assert table["cohort"].iloc[0].endswith("(or before)")
+    assert any("CSAT % by cohort and month" in c.proto.spec
+               for c in at.get("vega_lite_chart"))
+    at.radio(key="fbx_cohort_by").set_value("Customer segment").run()
+    segments = library(sample_db, cohort_table, "customer_segment")
+    assert _frame(at, "recontact_pct")["customer_segment"].tolist() == \
+        segments["customer_segment"].tolist()
+
+    # the first comparable figure, the two biggest channels
+    at.radio(key="fbx_view").set_value("Compare groups").run()
+    wh = Warehouse(sample_db)
+    channels = wh.dimension_values("channel")
+    wh.close()
+    result = library(sample_db, lambda wh, f: compare_groups(
+        wh, "csat_pct", Group.build(channels[0], channel=channels[0]),
+        Group.build(channels[1], channel=channels[1]), f))
+    verdicts = [b.value for b in (*at.success, *at.info, *at.warning)]
+    assert (result.verdict if result.difference is not None else result.note) in verdicts
+    at.radio(key="fbx_cmp_mode").set_value("Before and after a date").run()
+    assert not at.exception
+    assert any("for after than for before" in v.value or "Too few" in v.value
+               for v in (*at.success, *at.info, *at.warning))
+
+    at.radio(key="fbx_view").set_value("Resolution time and CSAT").run()
+    corr = library(sample_db, resolution_csat)
+    assert corr.summary in [m.value for m in at.markdown]
+    assert CAUSATION_CAVEAT in [i.value for i in at.info]
+
+
+def test_a_dataset_without_comments_says_so(tmp_path, monkeypatch):
+    db = small_db(tmp_path, [
+        {"ticket_id": "T1", "submitted_at": "2025-01-10 13:00:00", "csat": 5},
+        {"ticket_id": "T2", "submitted_at": "2025-01-12 12:00:00", "csat": 2},
+    ])
+    at = run_page(monkeypatch, db)
+    at.selectbox(key="date_preset").select("All time").run()
+    for view in ("Sentiment", "Topics", "Emerging issues"):
+        at.radio(key="fbx_view").set_value(view).run()
+        assert not at.exception and not at.error
+        assert any(i.value.startswith("This dataset has no survey comments")
+                   for i in at.info), view
+    at.radio(key="fbx_view").set_value("Cohorts").run()
+    assert "This dataset has no customer ids, so it has no customer cohorts." in \
+        [i.value for i in at.info]
+    at.radio(key="fbx_view").set_value("Compare groups").run()
+    assert not at.exception and not at.error
+
+
+def test_comments_on_the_page_are_masked(tmp_path, monkeypatch):
+    folder = tmp_path / "src"
+    people = ["Ann Lee", "Omar Haddad", "Julia Costa"]
+    write_csv(folder, "customers", [
+        {"customer_id": f"C{i}", "name": n, "segment": "S", "city": "Austin"}
+        for i, n in enumerate(people)])
+    tickets, feedback = [], []
+    topics_ = ["router keeps rebooting at night", "refund for the double invoice",
+               "tv channels missing since Monday"]
+    for i in range(90):
+        day = 1 + i % 28
+        tickets.append(ticket(f"T{i}", f"2025-01-{day:02d} 09:00:00", "closed",
+                              resolved_at=f"2025-01-{day:02d} 15:00:00",
+                              customer_id=f"C{i % 3}", channel="chat"))
+        extra = [f" Call {people[i % 3]} on 555-{200 + i}-4411.",
+                 f" Mail {people[i % 3].split()[0].lower()}@example.org please.", ""][i % 3]
+        feedback.append({"ticket_id": f"T{i}", "submitted_at": f"2025-01-{day:02d} 18:00:00",
+                         "csat": 1 + i % 5, "comment": f"My {topics_[i % 3]}.{extra}"})
+    write_csv(folder, "tickets", tickets)
+    write_csv(folder, "feedback", feedback)
+    cs_metrics.ingest(folder, db=tmp_path / "wh.duckdb")
+    at = run_page(monkeypatch, tmp_path / "wh.duckdb")
+    at.selectbox(key="date_preset").select("All time").run()
+    at.radio(key="fbx_view").set_value("Topics").run()
+    assert not at.exception and not at.error
+    cells = [v for frame in at.dataframe for col in frame.value.columns
+             for v in frame.value[col].tolist() if isinstance(v, str)]
+    assert any("[name]" in c for c in _frame(at, "examples")["examples"])
+    assert any("[name]" in c for c in cells) and any("[email]" in c for c in cells)
+    assert any("[phone]" in c for c in cells)
+    text = " ".join(cells)
+    assert "@example.org" not in text and "4411" not in text
+    for person in people:
+        assert person not in text
+    assert "customer names are masked" in comments_caption(at)
