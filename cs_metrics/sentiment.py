@@ -14,13 +14,10 @@ from it when the warehouse rebuilds its derived tables.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
-from multiprocessing import get_context
 
 import duckdb
 import numpy as np
@@ -44,10 +41,9 @@ NEGATIVE_AT = -0.05  # compound <= this is negative (VADER's convention)
 POSITIVE_AT = 0.05  # compound >= this is positive
 SENTIMENT_TABLE = "comment_sentiment"
 
-# Scoring runs in worker processes only when it pays for their start-up (about a second):
-# VADER scores about 10,000 comments a second on one core of this machine.
-PARALLEL_FROM = 50_000
-_MIN_CHUNK = 1_000
+# VADER scores about 10,000 distinct comments a second on one core of this machine. It runs
+# in this process: worker processes would have to start by spawning, and a spawned worker
+# re-runs the parent's main script, which in the app is a page.
 _BATCH = 200_000  # distinct texts read from the warehouse at a time, to bound memory
 
 
@@ -77,28 +73,14 @@ def _score_chunk(texts: list[str]) -> list[float]:
     return [analyzer.polarity_scores(t)["compound"] for t in texts]
 
 
-def score_texts(texts: Sequence[str], processes: int | None = None) -> np.ndarray:
-    """VADER compound score (-1..1) of each text, in order; each distinct text scored once.
-
-    ``processes`` > 1 spreads the work over worker processes (default: the CPU count when
-    there are at least ``PARALLEL_FROM`` distinct texts, else this process only).
-    """
+def score_texts(texts: Sequence[str | None]) -> np.ndarray:
+    """VADER compound score (-1..1) of each text, in order (NaN for None); each distinct text
+    is scored once."""
     if len(texts) == 0:
         return np.zeros(0, dtype="float64")
     codes, uniques = pd.factorize(pd.Series(texts, dtype="object"), use_na_sentinel=True)
     distinct = ["" if u is None else str(u) for u in uniques]
-    if processes is None:
-        processes = (os.cpu_count() or 1) if len(distinct) >= PARALLEL_FROM else 1
-    if processes > 1 and len(distinct) >= 2 * _MIN_CHUNK:
-        # spawn, not fork: the parent holds DuckDB and (in the app) server threads. The
-        # workers get the analyzer's bound method, so they import vaderSentiment only.
-        chunk = max(_MIN_CHUNK, -(-len(distinct) // (4 * processes)))
-        with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
-            scores = [d["compound"] for d in
-                      pool.map(_analyzer().polarity_scores, distinct, chunksize=chunk)]
-    else:
-        scores = _score_chunk(distinct)
-    values = np.asarray(scores, dtype="float64")
+    values = np.asarray(_score_chunk(distinct), dtype="float64")
     out = np.full(len(codes), np.nan)
     ok = codes >= 0
     out[ok] = values[codes[ok]]
@@ -121,14 +103,13 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in rows}
 
 
-def update_comment_sentiment(
-    con: duckdb.DuckDBPyConnection, processes: int | None = None
-) -> int:
+def update_comment_sentiment(con: duckdb.DuckDBPyConnection, feedback: str = "feedback") -> int:
     """Score the distinct comments of ``feedback`` that have no score from this model yet.
 
-    Runs inside the caller's transaction (a load). Scores of texts no survey holds any more
-    are removed, so deleted comments do not linger in the warehouse. Returns how many texts
-    were scored.
+    Runs inside the caller's transaction (a load). ``feedback`` is the table, or a relation
+    of the survey rows a small (live) load touched, so only those are looked at. After a
+    look at the whole table, scores of texts no survey holds any more are removed, so
+    deleted comments do not linger in the warehouse. Returns how many texts were scored.
     """
     con.execute(
         f"create table if not exists {SENTIMENT_TABLE} "
@@ -136,6 +117,7 @@ def update_comment_sentiment(
     )
     model = model_name()
     con.execute(f"delete from {SENTIMENT_TABLE} where model is distinct from ?", [model])
+    whole = feedback == "feedback"
     if "feedback" not in _tables(con):
         con.execute(f"delete from {SENTIMENT_TABLE}")
         return 0
@@ -144,7 +126,7 @@ def update_comment_sentiment(
         f"""
         create or replace temp table sentiment_todo as
         select comment, row_number() over () as i from (
-            select distinct comment from feedback
+            select distinct comment from {feedback}
             where comment is not null and trim(comment) <> ''
             except
             select comment from {SENTIMENT_TABLE})
@@ -156,16 +138,17 @@ def update_comment_sentiment(
             "select comment from sentiment_todo where i > ? and i <= ? order by i",
             [start, start + _BATCH],
         ).fetchall()]
-        scores = score_texts(texts, processes)
+        scores = score_texts(texts)
         batch = pd.DataFrame({"comment": texts, "sentiment": scores, "model": model})
         con.register("sentiment_batch_df", batch)
         con.execute(f"insert into {SENTIMENT_TABLE} select * from sentiment_batch_df")
         con.unregister("sentiment_batch_df")
     con.execute("drop table if exists temp.main.sentiment_todo")
-    con.execute(
-        f"delete from {SENTIMENT_TABLE} s where not exists "
-        "(select 1 from feedback f where f.comment = s.comment)"
-    )
+    if whole:
+        con.execute(
+            f"delete from {SENTIMENT_TABLE} s where not exists "
+            "(select 1 from feedback f where f.comment = s.comment)"
+        )
     return int(todo)
 
 

@@ -491,13 +491,14 @@ def _refresh_derived(
         "select distinct customer_segment from derive_src"
     ).fetchall()]
     _sla_targets(con, settings, tables, segments)
-    if "feedback" in tables:
-        from cs_metrics.sentiment import SENTIMENT_TABLE, update_comment_sentiment
-
-        update_comment_sentiment(con)
-        tables.add(SENTIMENT_TABLE)
     surveys = "(select * from feedback where ticket_id in (select ticket_id from derive_src))" \
         if "feedback" in tables else None
+    if surveys is not None:
+        from cs_metrics.sentiment import SENTIMENT_TABLE, update_comment_sentiment
+
+        # only the touched surveys' comments: a scan of every comment costs a second at 10M
+        update_comment_sentiment(con, surveys)
+        tables.add(SENTIMENT_TABLE)
     sql = _derived_sql(tables, "derive_src", surveys).replace(
         "create or replace table tickets as", "create or replace temp table tickets_delta as", 1)
     as_of_param = as_of or datetime(1970, 1, 1)

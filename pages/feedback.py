@@ -610,8 +610,11 @@ def _compare_section(wh: Warehouse, filters: Filters) -> None:
         default = lo + (hi - lo) / 2 if lo and hi else lo
         split = st.date_input("Split at (the after group starts that day)", value=default,
                               key="fbx_cmp_split")
-        a = Group("after", date_from=split)
-        b = Group("before", date_to=split)
+        if split is None:
+            st.info("Pick the day the after group starts.")
+            return
+        a = Group(f"tickets created from {split:%d %b %Y}", date_from=split)
+        b = Group(f"tickets created before {split:%d %b %Y}", date_to=split)
     result = _compare(wh, str(wh.path), filters, metric, a, b)
     m = cs_metrics.get_metric(metric)
     if result.difference is None:
