@@ -89,6 +89,7 @@ RULES: dict[str, RuleInfo] = {
         RuleInfo("vip_closed_unanswered", "Closed without a first response", "alerts.watch",
                  "event"),
         RuleInfo("csat_drop", "CSAT drop", "alerts.csat", "state"),
+        RuleInfo("emerging_issue", "Emerging issue in comments", "alerts.emerging", "state"),
     )
 }
 
@@ -649,6 +650,43 @@ def _csat_alerts(wh: Warehouse, settings: Settings, now: datetime) -> tuple[list
     )], True
 
 
+def _emerging_alerts(wh: Warehouse, settings: Settings, now: datetime
+                     ) -> tuple[list[Alert], bool]:
+    rule = settings.alerts.emerging
+    if not _has(wh, "feedback_facts") or "comment" not in wh.columns("feedback_facts"):
+        return [], False
+    from cs_metrics.topics import emerging_issues
+
+    found = emerging_issues(wh, end=now, recent_days=rule.recent_days,
+                            baseline_days=rule.baseline_days, min_count=rule.min_count,
+                            min_growth=rule.min_growth, alpha=rule.alpha)
+    alerts = []
+    for row in found.issues.itertuples():
+        growth = "new" if not math.isfinite(row.growth) else f"{row.growth:.1f}x"
+        alerts.append(Alert(
+            id=f"emerging_issue:{row.issue}",
+            rule="emerging_issue",
+            severity=rule.severity,
+            title=f"Emerging issue: {row.issue}",
+            message=(
+                f"Comments about \"{row.issue}\" rose to {row.recent_share_pct:.1f} % of the "
+                f"last {rule.recent_days} days' comments ({row.recent_comments}) from "
+                f"{row.baseline_share_pct:.1f} % before ({growth}); q = {row.q_value:.2g}; "
+                f"mostly {row.domains}."
+            ),
+            figures={
+                "issue": row.issue, "recent_comments": int(row.recent_comments),
+                "recent_share_pct": round(float(row.recent_share_pct), 3),
+                "baseline_share_pct": round(float(row.baseline_share_pct), 3),
+                "q_value": float(row.q_value), "domains": str(row.domains),
+                "locations": str(row.locations), "test": found.test,
+            },
+            link=_link("feedback", date_from=found.recent[0], date_to=found.recent[1]),
+            created_at=now,
+        ))
+    return alerts, True
+
+
 def _evaluate(
     wh: Warehouse, settings: Settings, now: datetime, since: datetime | None
 ) -> tuple[list[Alert], list[str]]:
@@ -673,6 +711,10 @@ def _evaluate(
         found, ok = _csat_alerts(wh, settings, now)
         alerts += found
         ran += ["csat_drop"] if ok else []
+    if cfg.emerging.enabled:
+        found, ok = _emerging_alerts(wh, settings, now)
+        alerts += found
+        ran += ["emerging_issue"] if ok else []
     unique = {a.id: a for a in alerts}  # one alert per key
     return list(unique.values()), ran
 
@@ -827,6 +869,7 @@ def _cooldowns(settings: Settings) -> dict[str, float]:
         "outage": a.outage.cooldown_min, "sla_breached": a.sla.cooldown_min,
         "sla_at_risk": a.sla.cooldown_min, "ticket_reopened": a.watch.cooldown_min,
         "vip_closed_unanswered": a.watch.cooldown_min, "csat_drop": a.csat.cooldown_min,
+        "emerging_issue": a.emerging.cooldown_min,
     }
 
 
@@ -1036,7 +1079,7 @@ def rules_in_force(settings: Settings | None = None) -> pd.DataFrame:
     cooldown_min, condition (a sentence with the thresholds)."""
     settings = settings or load_settings()
     a = settings.alerts
-    o, s, w, c = a.outage, a.sla, a.watch, a.csat
+    o, s, w, c, e = a.outage, a.sla, a.watch, a.csat, a.emerging
     scope = " or ".join(
         x for x in (
             f"priority {_or_list(s.priorities)}" if s.priorities else "",
@@ -1069,6 +1112,11 @@ def rules_in_force(settings: Settings | None = None) -> pd.DataFrame:
          f"CSAT % (4-5) of the last {c.recent_days:g} days against the {c.baseline_days:g} days "
          f"before: one-sided two-proportion z-test p < {c.p_value:g}, at least "
          f"{c.min_drop_points:g} points lower, {c.min_responses} responses in each window."),
+        ("emerging_issue", e.enabled, e.severity, e.cooldown_min,
+         f"A comment term's share over the last {e.recent_days} days against the "
+         f"{e.baseline_days} days before: one-sided exact conditional binomial test "
+         f"(over-dispersion corrected), Benjamini-Hochberg q < {e.alpha:g}, at least "
+         f"{e.min_count} recent comments and {e.min_growth:g}x the earlier share."),
     ]
     return pd.DataFrame(
         [

@@ -140,12 +140,27 @@ class CsatRule:
 
 
 @dataclass(frozen=True)
+class EmergingRule:
+    """Comment terms whose share rose significantly (cs_metrics.topics.emerging_issues)."""
+
+    enabled: bool
+    severity: str
+    cooldown_min: float
+    recent_days: int
+    baseline_days: int
+    min_count: int
+    min_growth: float
+    alpha: float
+
+
+@dataclass(frozen=True)
 class AlertSettings:
     enabled: bool
     outage: OutageRule
     sla: SlaRule
     watch: WatchRule
     csat: CsatRule
+    emerging: EmergingRule
 
 
 @dataclass(frozen=True)
@@ -377,7 +392,8 @@ _RULE_KEYS = ("enabled", "cooldown_min")
 def _alerts(raw: Any, source: str) -> AlertSettings:
     from cs_metrics.schema import DIMENSIONS
 
-    top = _Section(raw, "alerts", source, ("enabled", "outage", "sla", "watch", "csat"))
+    top = _Section(raw, "alerts", source,
+                   ("enabled", "outage", "sla", "watch", "csat", "emerging"))
     o = _Section(raw.get("outage"), "alerts.outage", source, (
         *_RULE_KEYS, "severity", "window_min", "history_weeks", "min_history_weeks", "p_value",
         "min_count", "min_ratio", "dimensions"))
@@ -433,7 +449,22 @@ def _alerts(raw: Any, source: str) -> AlertSettings:
         min_responses=c.integer("min_responses", "a whole number of responses, 1 or more",
                                 lambda x: x >= 1),
     )
-    return AlertSettings(top.flag("enabled"), outage, sla, watch, csat)
+    e = _Section(raw.get("emerging"), "alerts.emerging", source, (
+        *_RULE_KEYS, "severity", "recent_days", "baseline_days", "min_count", "min_growth",
+        "alpha"))
+    emerging = EmergingRule(
+        enabled=e.flag("enabled"), severity=e.severity(), cooldown_min=e.cooldown(),
+        recent_days=e.integer("recent_days", "a whole number of days from 1 to 365",
+                              lambda x: 1 <= x <= 365),
+        baseline_days=e.integer("baseline_days", "a whole number of days from 1 to 730",
+                                lambda x: 1 <= x <= 730),
+        min_count=e.integer("min_count", "a whole number of comments, 1 or more",
+                            lambda x: x >= 1),
+        min_growth=e.number("min_growth", "a ratio of 1 or more, e.g. 2.0",
+                            lambda x: 1 <= x < math.inf),
+        alpha=e.number("alpha", "a probability between 0 and 1, e.g. 0.01", _probability),
+    )
+    return AlertSettings(top.flag("enabled"), outage, sla, watch, csat, emerging)
 
 
 def _notifications(raw: Any, source: str) -> NotificationSettings:

@@ -232,3 +232,21 @@ def test_other_collects_comments_without_topic_words(tmp_path):
     assert t.iloc[-1]["name"] == OTHER and t.iloc[-1]["comments"] == 10
     assert sorted(t["comments"][:-1]) == [16, 17, 17]
     assert (t["note"][:-1] == "few comments").all()
+
+
+def test_the_emerging_issue_alert_rule(planted, calm):
+    """The alert rule raises the planted issue, and nothing on the calm data."""
+    from cs_metrics import load_settings
+    from cs_metrics.alerts import evaluate
+
+    wh, _ = planted
+    raised = [a for a in evaluate(wh, load_settings(), now=END) if a.rule == "emerging_issue"]
+    assert raised
+    top = emerging_issues(wh, end=END).issues.iloc[0]
+    alert = next(a for a in raised if a.id == f"emerging_issue:{top['issue']}")
+    assert alert.figures["recent_comments"] == top["recent_comments"]
+    assert "Benjamini-Hochberg" in alert.figures["test"]
+    assert alert.link.startswith("/feedback?")
+    calm_raised = [a for a in evaluate(calm, load_settings(), now=END)
+                   if a.rule == "emerging_issue"]
+    assert calm_raised == []
