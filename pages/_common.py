@@ -44,6 +44,7 @@ INPUT_NAMES: dict[str, str] = {
     "feedback.csat": "CSAT scores",
     "feedback.nps": "NPS scores",
     "feedback.ces": "CES scores",
+    "feedback.comment": "survey comments",
 }
 
 DATE_PRESETS: tuple[str, ...] = (
