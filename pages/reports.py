@@ -168,6 +168,15 @@ def main() -> None:
         with cols[2]:
             period = _period_ui(wh, filters)
         narrowing = Filters(where=filters.where)
+        # building renders every chart (a second or two): only when asked for
+        wanted = (audience, subject, period, narrowing)
+        if st.button("Build the report", type="primary", key="report_build",
+                     icon=":material/summarize:"):
+            st.session_state["_report_wanted"] = wanted
+        if st.session_state.get("_report_wanted") != wanted:
+            st.info("Choose the audience and the period, then build the report to preview "
+                    "and download it.")
+            return
         with st.spinner("Building the report…"):
             rendered = _rendered(wh, str(wh.path), audience, subject, period, narrowing)
         report = rendered.report

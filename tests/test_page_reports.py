@@ -36,6 +36,9 @@ def run_page(monkeypatch, db: Path, **choices: object) -> AppTest:
         at.session_state[key] = value
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    assert any("build the report" in i.value for i in at.info)  # nothing built unasked
+    at.button(key="report_build").click().run()
+    assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
 
@@ -127,6 +130,7 @@ def test_an_empty_scope_says_so(sample_db, monkeypatch):
     at.session_state["report_team"] = team
     at.session_state["_kept_filter_rep_name"] = [stranger]
     at.run()
+    at.button(key="report_build").click().run()
     assert not at.exception
     assert at.error and "No tickets were created" in at.error[0].value
     assert not at.get("download_button")
