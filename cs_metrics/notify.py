@@ -176,8 +176,31 @@ def send_email(
     sends in the clear (a local relay only). With a ``username``, the password is ``password``
     or the environment variable ``email.password_env``. Raises ``DeliveryError``.
     """
+    if not email.recipients:
+        raise DeliveryError(
+            "Email needs notifications.email.host, sender and recipients in the settings.",
+            retriable=False,
+        )
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = email.sender
+    msg["To"] = ", ".join(email.recipients)
+    msg.set_content(body)
+    send_message(email, msg, timeout=timeout, password=password)
+
+
+def send_message(
+    email: EmailSettings,
+    msg: EmailMessage,
+    *,
+    timeout: float = 10.0,
+    password: str | None = None,
+) -> None:
+    """Send a composed message (its own recipients) through the SMTP server of ``email``:
+    the one connection, TLS and login code for alerts and reports. Raises ``DeliveryError``.
+    """
     where = f"{email.host}:{email.port}"
-    if not email.host or not email.sender or not email.recipients:
+    if not email.host or not email.sender:
         raise DeliveryError(
             "Email needs notifications.email.host, sender and recipients in the settings.",
             retriable=False,
@@ -191,11 +214,6 @@ def send_email(
                 f"variable {email.password_env or '(notifications.email.password_env)'}.",
                 retriable=False,
             )
-    msg = EmailMessage()
-    msg["Subject"] = subject
-    msg["From"] = email.sender
-    msg["To"] = ", ".join(email.recipients)
-    msg.set_content(body)
     context = ssl.create_default_context()
     try:
         if email.security == "tls":

@@ -24,8 +24,6 @@ import json
 import math
 import re
 import secrets
-import smtplib
-import ssl
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -1668,20 +1666,11 @@ def send_report_email(
     bad = [r for r in to if "@" not in r]
     if bad:
         raise CsMetricsError(f"--email {', '.join(bad)}: not an email address.")
-    where = f"{email.host}:{email.port}"
     if not email.host or not email.sender or not to:
         raise CsMetricsError(
             "Emailing a report needs notifications.email.host and sender in the settings "
             "(and recipients, in the settings or after --email)."
         )
-    secret = None
-    if email.username:
-        secret = email.password()
-        if not secret:
-            raise CsMetricsError(
-                f"The SMTP password for {email.username} is not set: put it in the environment "
-                f"variable {email.password_env or '(notifications.email.password_env)'}."
-            )
     report = rendered.report
     msg = EmailMessage()
     msg["Subject"] = (f"{email.subject_prefix} {report.scope.title} · "
@@ -1692,24 +1681,8 @@ def send_report_email(
     msg.add_alternative(rendered.html, subtype="html")
     msg.add_attachment(rendered.html.encode("utf-8"), maintype="text", subtype="html",
                        filename=f"{rendered.stem}.html")
-    context = ssl.create_default_context()
+    from cs_metrics.notify import send_message
+
     wait = timeout if timeout is not None else settings.notifications.timeout_s
-    try:
-        if email.security == "tls":
-            smtp = smtplib.SMTP_SSL(email.host, email.port, timeout=wait, context=context)
-        else:
-            smtp = smtplib.SMTP(email.host, email.port, timeout=wait)
-        with smtp:
-            if email.security == "starttls":
-                smtp.starttls(context=context)
-            if email.username:
-                smtp.login(email.username, secret or "")
-            smtp.send_message(msg)
-    except smtplib.SMTPAuthenticationError as exc:
-        raise CsMetricsError(
-            f"The mail server {where} refused the login of {email.username} "
-            f"({exc.smtp_code}); check the username and ${email.password_env}."
-        ) from exc
-    except (smtplib.SMTPException, OSError) as exc:
-        raise CsMetricsError(f"Sending the report through {where} failed: {exc}.") from exc
+    send_message(email, msg, timeout=wait)  # a DeliveryError is a CsMetricsError
     return to
