@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._common import ensure_data
+from views._common import ensure_data
 
 st.set_page_config(page_title="Customer service metrics", page_icon="📞", layout="wide")
 
 page = st.navigation(
     [
-        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-        st.Page("pages/trends.py", title="Ticket trends", icon=":material/trending_up:"),
-        st.Page("pages/representatives.py", title="Representatives", icon=":material/groups:"),
-        st.Page("pages/feedback.py", title="Customer feedback", icon=":material/reviews:"),
-        st.Page("pages/seasonality.py", title="Seasonality & staffing",
+        st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("views/trends.py", title="Ticket trends", icon=":material/trending_up:"),
+        st.Page("views/representatives.py", title="Representatives", icon=":material/groups:"),
+        st.Page("views/feedback.py", title="Customer feedback", icon=":material/reviews:"),
+        st.Page("views/seasonality.py", title="Seasonality & staffing",
                 icon=":material/calendar_month:"),
-        st.Page("pages/outages.py", title="Outages", icon=":material/map:"),
-        st.Page("pages/whatif.py", title="What-if simulation", icon=":material/science:"),
-        st.Page("pages/reports.py", title="Reports", icon=":material/summarize:"),
-        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
-        st.Page("pages/data_quality.py", title="Data quality", icon=":material/fact_check:"),
-        st.Page("pages/data_sources.py", title="Your data", icon=":material/upload_file:"),
+        st.Page("views/outages.py", title="Outages", icon=":material/map:"),
+        st.Page("views/whatif.py", title="What-if simulation", icon=":material/science:"),
+        st.Page("views/reports.py", title="Reports", icon=":material/summarize:"),
+        st.Page("views/alerts.py", title="Alerts", icon=":material/notifications:"),
+        st.Page("views/data_quality.py", title="Data quality", icon=":material/fact_check:"),
+        st.Page("views/data_sources.py", title="Your data", icon=":material/upload_file:"),
     ]
 )
 ensure_data()  # the first start generates and loads the sample dataset

@@ -93,7 +93,7 @@ RULES: dict[str, RuleInfo] = {
     )
 }
 
-# the app's filter query parameters (pages/_common.py); other dimensions are left out of links
+# the app's filter query parameters (views/_common.py); other dimensions are left out of links
 _LINK_DIMENSIONS = ("channel", "priority", "domain", "location", "customer_segment", "team",
                     "rep_name")
 

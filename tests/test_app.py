@@ -17,7 +17,7 @@ from simulations import generator
 from tests.conftest import REPO, ticket, write_csv
 
 APP = str(REPO / "app.py")
-QUALITY_PAGE = "pages/data_quality.py"
+QUALITY_PAGE = "views/data_quality.py"
 TIMEOUT = 60
 DEFAULT_DAYS = 90  # the Overview's default date range: the last 90 days of data
 KPI_NAMES = (
@@ -155,7 +155,7 @@ def test_overview_targets_and_changes(sample_db, monkeypatch):
 
     # The choice survives a visit to another page.
     at.switch_page(QUALITY_PAGE).run()
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("views/overview.py").run()
     assert at.selectbox(key="date_preset").value == "Last 30 days"
     assert cards(at)["Tickets"].value == get_metric("ticket_count").display(want["ticket_count"])
 
@@ -356,7 +356,7 @@ def test_custom_range(sample_db, monkeypatch):
     ],
 )
 def test_date_presets_end_on_the_data_day(preset, start):
-    from pages._common import _preset_window, previous_period
+    from views._common import _preset_window, previous_period
 
     end = date(2025, 3, 1)  # the day after the data's last day, 28 Feb 2025
     got = _preset_window(preset, end)
@@ -391,7 +391,7 @@ def test_overview_uses_the_global_filters(sample_db, monkeypatch):
 
     # the filters survive a page without them, and the Clear button resets everything
     at.switch_page(QUALITY_PAGE).run()
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("views/overview.py").run()
     assert at.multiselect(key="filter_priority").value == ["high", "urgent"]
     assert cards(at)["Tickets"].value == get_metric("ticket_count").display(want)
     at.button(key="filters_clear").click().run()
@@ -419,7 +419,7 @@ def test_overview_opens_the_view_of_a_shared_link(sample_db, monkeypatch):
 
 
 def test_file_names_carry_the_filters():
-    from pages._common import filters_slug
+    from views._common import filters_slug
 
     filters = Filters.build(date(2025, 1, 1), date(2025, 2, 1), channel=["email", "chat"],
                             location="New York/NY")
@@ -461,7 +461,7 @@ def test_overview_loads_a_live_inbox_in_the_background(sample_db, tmp_path, monk
             at.run()
             after = {m.label: m.value for m in at.metric}
     finally:
-        from pages._common import stop_live_refreshers
+        from views._common import stop_live_refreshers
 
         stop_live_refreshers()
     assert after["Arrivals"] != before["Arrivals"]

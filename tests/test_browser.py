@@ -107,6 +107,27 @@ def served_app(tmp_path_factory):
             proc.wait()
 
 
+def test_a_shared_link_opened_first_shows_the_apps_navigation(served_app):
+    """The first visitor of a fresh server opening a deep link gets the app's pages in the
+    sidebar (a folder named pages/ would make Streamlit list its files instead)."""
+    from playwright import sync_api
+
+    url, _ = served_app
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.goto(f"{url}/trends?range=last-30-days")
+            wait_for_run(page)
+            links = page.get_by_test_id("stSidebarNavLink")
+            links.first.wait_for(timeout=PAGE_TIMEOUT_MS)
+            titles = {links.nth(i).inner_text().strip().splitlines()[-1].strip()
+                      for i in range(links.count())}
+            assert set(KNOWN_PAGES) <= titles, titles
+        finally:
+            browser.close()
+
+
 def test_overview_in_chromium(served_app, tmp_path):
     from playwright import sync_api
 

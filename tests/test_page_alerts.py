@@ -12,8 +12,8 @@ from cs_metrics import Warehouse, load_settings
 from cs_metrics.alerts import active_alerts, alert_history, evaluate, mutes, rules_in_force
 from tests.conftest import REPO
 
-PAGE = str(REPO / "pages" / "alerts.py")
-OVERVIEW = str(REPO / "pages" / "overview.py")
+PAGE = str(REPO / "views" / "alerts.py")
+OVERVIEW = str(REPO / "views" / "overview.py")
 TIMEOUT = 60
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")

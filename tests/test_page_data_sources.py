@@ -14,8 +14,8 @@ from cs_metrics import datasets as ds
 from tests.conftest import REPO, ticket, write_csv
 
 APP = str(REPO / "app.py")
-PAGE = "pages/data_sources.py"
-OVERVIEW = "pages/overview.py"
+PAGE = "views/data_sources.py"
+OVERVIEW = "views/overview.py"
 TIMEOUT = 60
 STAGED = "ds_staged"  # the page's (upload fingerprint, staged folder)
 

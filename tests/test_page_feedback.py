@@ -21,7 +21,7 @@ from cs_metrics.feedback import (
 )
 from tests.conftest import REPO, ticket, write_csv
 
-PAGE = str(REPO / "pages" / "feedback.py")
+PAGE = str(REPO / "views" / "feedback.py")
 TIMEOUT = 60
 DEFAULT_DAYS = 90  # the sidebar's default range: the last 90 days of data
 

@@ -27,7 +27,7 @@ def db(tmp_path_factory) -> Path:
 
 def run(monkeypatch, db: Path, page: str, **params: str) -> AppTest:
     monkeypatch.setenv("CS_METRICS_DB", str(db))
-    at = AppTest.from_file(str(REPO / "pages" / page), default_timeout=60)
+    at = AppTest.from_file(str(REPO / "views" / page), default_timeout=60)
     for key, value in params.items():
         at.query_params[key] = value
     at.run()

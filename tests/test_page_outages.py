@@ -17,7 +17,7 @@ from cs_metrics.outages import outage_impact, outage_tickets, severity_rates
 from simulations.generator import generate
 from tests.conftest import REPO, ticket, write_csv
 
-PAGE = str(REPO / "pages" / "outages.py")
+PAGE = str(REPO / "views" / "outages.py")
 TIMEOUT = 60
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")

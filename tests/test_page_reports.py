@@ -14,7 +14,7 @@ from cs_metrics import Warehouse, get_metric, query
 from cs_metrics import reports as R
 from tests.conftest import REPO
 
-PAGE = str(REPO / "pages" / "reports.py")
+PAGE = str(REPO / "views" / "reports.py")
 TIMEOUT = 120
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")

@@ -17,7 +17,7 @@ from cs_metrics import Filters, Warehouse, get_metric
 from cs_metrics.leaderboard import leaderboard, rep_trend, unusual
 from tests.conftest import REPO, ticket, write_csv
 
-PAGE = str(REPO / "pages" / "representatives.py")
+PAGE = str(REPO / "views" / "representatives.py")
 TIMEOUT = 60
 DEFAULT_DAYS = 90  # the sidebar's default range: the last 90 days of data
 

@@ -22,7 +22,7 @@ from cs_metrics.seasonality import (
 from cs_metrics.staffing import handle_time_s, staffing_plan
 from tests.conftest import REPO, ticket, write_csv
 
-PAGE = str(REPO / "pages" / "seasonality.py")
+PAGE = str(REPO / "views" / "seasonality.py")
 TIMEOUT = 120
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")

@@ -13,7 +13,7 @@ from cs_metrics import Warehouse
 from simulations.whatif import OutageScenario, simulate_outage
 from tests.conftest import REPO
 
-PAGE = str(REPO / "pages" / "whatif.py")
+PAGE = str(REPO / "views" / "whatif.py")
 TIMEOUT = 120
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")

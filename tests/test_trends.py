@@ -16,7 +16,7 @@ from cs_metrics.flow import resolved_per_period
 from tests.conftest import REPO, ticket, write_csv
 
 APP = str(REPO / "app.py")
-TRENDS = "pages/trends.py"
+TRENDS = "views/trends.py"
 TIMEOUT = 60
 DEFAULT_DAYS = 90
 

@@ -12,7 +12,7 @@ import streamlit as st
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Warehouse
 from cs_metrics.drilldown import bucket
-from pages._common import (
+from views._common import (
     PICK,
     Drill,
     as_of_text,

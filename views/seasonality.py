@@ -23,7 +23,7 @@ from cs_metrics.seasonality import (
     forecast_hourly,
 )
 from cs_metrics.staffing import current_staffing, handle_time_s, staffing_plan
-from pages._common import (
+from views._common import (
     QUERY_TTL_S,
     as_of_text,
     describe_filters,

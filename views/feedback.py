@@ -35,7 +35,7 @@ from cs_metrics.feedback import (
 )
 from cs_metrics.sentiment import SentimentByScore, sentiment_by_csat
 from cs_metrics.topics import DEFAULT_K, EmergingIssues, TopicModel, emerging_issues, topics
-from pages._common import (
+from views._common import (
     QUERY_TTL_S,
     Drill,
     as_of_text,

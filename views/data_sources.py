@@ -12,7 +12,7 @@ import streamlit as st
 import cs_metrics
 from cs_metrics import TABLES, CsMetricsError
 from cs_metrics import datasets as ds
-from pages._common import (
+from views._common import (
     active_db,
     dataset_label,
     is_active,

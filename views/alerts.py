@@ -21,7 +21,7 @@ from cs_metrics.alerts import (
     unmute,
 )
 from cs_metrics.notify import deliveries
-from pages._common import as_of_text, download_buttons, ensure_data, no_filters, who
+from views._common import as_of_text, download_buttons, ensure_data, no_filters, who
 
 SEVERITY_ICONS = {"critical": ":material/error:", "warning": ":material/warning:",
                   "info": ":material/info:"}

@@ -14,7 +14,14 @@ import streamlit as st
 
 from cs_metrics import CsMetricsError, Filters, Warehouse
 from cs_metrics.maps import customer_cells
-from pages._common import (
+from simulations.whatif import (
+    SCENARIO_SEVERITIES,
+    OutageScenario,
+    WhatIfResult,
+    city_centre,
+    simulate_outage,
+)
+from views._common import (
     QUERY_TTL_S,
     SEVERITY_COLOURS,
     as_of_text,
@@ -23,13 +30,6 @@ from pages._common import (
     ensure_data,
     last_created_day,
     parquet_bytes,
-)
-from simulations.whatif import (
-    SCENARIO_SEVERITIES,
-    OutageScenario,
-    WhatIfResult,
-    city_centre,
-    simulate_outage,
 )
 
 SAVED = "whatif_saved"
@@ -349,7 +349,7 @@ def _saved_section(result: WhatIfResult, runs: int, seed: int) -> None:
     saved: list[dict] = st.session_state.setdefault(SAVED, [])
     name = st.text_input("Name this scenario", value=_stem(result).removeprefix("whatif_"),
                          key="wi_name")
-    left, right = st.columns([1, 4])
+    left, right = st.columns(2)
     if left.button("Save for comparison", icon=":material/bookmark_add:", key="wi_save"):
         t = result.totals
         saved.append({

@@ -14,7 +14,7 @@ import streamlit as st
 from cs_metrics import CsMetricsError, Filters, Warehouse
 from cs_metrics.maps import auto_cell_km, customer_cells, ticket_density
 from cs_metrics.outages import outage_impact, outage_tickets, severity_rates
-from pages._common import (
+from views._common import (
     DRILL_COLUMNS,
     QUERY_TTL_S,
     SEVERITY_COLOURS,

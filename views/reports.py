@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from cs_metrics import CsMetricsError, Filters, Warehouse, get_metric, reports
-from pages._common import (
+from views._common import (
     QUERY_TTL_S,
     as_of_text,
     describe_filters,

@@ -23,7 +23,7 @@ from cs_metrics.leaderboard import (
     rep_trend,
     unusual,
 )
-from pages._common import (
+from views._common import (
     QUERY_TTL_S,
     as_of_text,
     describe_range,

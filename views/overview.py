@@ -12,7 +12,7 @@ import streamlit as st
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, Settings, Warehouse
 from cs_metrics.live import AT_RISK_SHARE, live_snapshot
-from pages._common import (
+from views._common import (
     alert_toasts,
     as_of_text,
     describe_filters,

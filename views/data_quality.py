@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from cs_metrics import CsMetricsError, QualityReport
-from pages._common import as_of_text, ensure_data, latest_rejects, parquet_bytes, quality
+from views._common import as_of_text, ensure_data, latest_rejects, parquet_bytes, quality
 
 LATEST_REJECTS = 200
 
