@@ -137,6 +137,9 @@ def ticket_page(
         start, end = bucket(period, grain)
         where += " and t.created_at >= ? and t.created_at < ?"
         params += [start, end]
+    own, own_params = wh.listing_sql("t")
+    where += f" and {own}"
+    params += own_params
     total = int(wh.scalar(f"select count(*) from tickets t where {where}", params) or 0)
     rows = wh.df(
         f"select {_SELECT} from tickets t where {where} order by {ORDERS[order]} "

@@ -211,7 +211,11 @@ _NAME_MASKS: dict[tuple[str, str | None], NameMask] = {}
 
 
 def name_mask(wh: Warehouse) -> NameMask:
-    """The names of the warehouse's customers (table ``customers``), read once per load."""
+    """The names of the warehouse's customers (table ``customers``), read once per load.
+
+    Read from the unscoped warehouse: a scope hides names, and every name must be found.
+    """
+    wh = wh.base
     if not wh.has_table("customers") or "name" not in wh.columns("customers"):
         return NameMask()
     key = (str(wh.path), wh.meta("derived_at"))
@@ -247,7 +251,8 @@ def latest_comments(
 
     ``min_csat``/``max_csat`` (inclusive) keep comments in a CSAT band; a band leaves out
     comments without a CSAT score. Comments are masked (``mask_comment``: e-mail addresses,
-    phone numbers and the names of the warehouse's customers).
+    phone numbers and the names of the warehouse's customers), unless the warehouse is seen
+    through a scope whose role may see customer details (``cs_metrics.access``).
     """
     if not 1 <= limit <= MAX_COMMENT_PAGE:
         raise CsMetricsError(f"Ask for 1 to {MAX_COMMENT_PAGE} comments at a time, not {limit}.")
@@ -257,7 +262,9 @@ def latest_comments(
     if not _has_feedback(wh, "comment") or not wh.has_table("tickets"):
         return CommentPage(empty, 0, limit, offset)
     where, params = filter_sql(filters or Filters())
-    clauses = [where, "t.comment is not null", "trim(t.comment) <> ''"]
+    own, own_params = wh.listing_sql("t")
+    params += own_params
+    clauses = [where, own, "t.comment is not null", "trim(t.comment) <> ''"]
     if min_csat is not None:
         clauses.append("t.csat >= ?")
         params.append(int(min_csat))
@@ -278,8 +285,9 @@ def latest_comments(
         total = len(rows)
     else:
         total = int(wh.scalar(f"select count(*) {matching}", params) or 0)
-    names = name_mask(wh)
-    rows["comment"] = rows["comment"].map(lambda c: mask_comment(c, names))
+    if wh.scope is None or not wh.scope.customer_details:
+        names = name_mask(wh)
+        rows["comment"] = rows["comment"].map(lambda c: mask_comment(c, names))
     return CommentPage(rows, total, limit, offset)
 
 

@@ -107,6 +107,8 @@ def at_risk_tickets(wh: Warehouse, filters: Filters | None = None, limit: int = 
         return pd.DataFrame(columns=["ticket_id", "created_at", "priority", "customer_segment",
                                      "channel", "waited_min", "target_min", "share_of_target"])
     where, params = filter_sql(_undated(filters), date_column=None)
+    own, own_params = wh.listing_sql("t")
+    where, params = f"{where} and {own}", [*params, *own_params]
     age = "date_diff('second', t.created_at, cast(? as timestamp)) / 60.0"
     return wh.df(
         f"select t.ticket_id, t.created_at, t.priority, t.customer_segment, t.channel, "

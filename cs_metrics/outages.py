@@ -501,6 +501,8 @@ def outage_tickets(
     if as_of is not None and end is not None:
         end = min(pd.Timestamp(end), pd.Timestamp(as_of))
     where, params = filter_sql(filters, date_column=None)
+    own, own_params = wh.listing_sql("t")
+    where, params = f"{where} and {own}", [*params, *own_params]
     band = float(o["radius_km"]) / KM_PER_DEGREE_LAT + 1e-6
     # the outage as a one-row relation, so the distance formula names it without parameters
     source = (

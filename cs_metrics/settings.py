@@ -1,5 +1,6 @@
-"""Settings: SLA policies, KPI targets, staffing assumptions, alert rules and notification
-channels, from one TOML file merged over the defaults."""
+"""Settings: SLA policies, KPI targets, staffing assumptions, alert rules, notification
+channels and, for the hosted app, who may see what; from one TOML file merged over the
+defaults."""
 
 from __future__ import annotations
 
@@ -198,6 +199,25 @@ class NotificationSettings:
         return tuple(dict.fromkeys(urls))
 
 
+ROLES: tuple[str, ...] = ("admin", "manager", "team_lead", "representative")
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """Who may see what when people sign in to the hosted app (section ``[access]``).
+
+    An identity is an e-mail address from the identity provider (any case) or
+    ``group:NAME`` for a group claim. ``customer_details`` lists the roles that see customer
+    names, e-mail addresses and phone numbers unmasked.
+    """
+
+    admins: tuple[str, ...] = ()
+    managers: tuple[str, ...] = ()
+    team_leads: tuple[tuple[str, tuple[str, ...]], ...] = ()  # identity -> teams
+    representatives: tuple[tuple[str, str], ...] = ()  # identity -> rep_id
+    customer_details: tuple[str, ...] = ("admin",)
+
+
 @dataclass(frozen=True)
 class Settings:
     sla_policies: tuple[SlaPolicy, ...]
@@ -206,6 +226,7 @@ class Settings:
     staffing: StaffingSettings
     alerts: AlertSettings
     notifications: NotificationSettings
+    access: AccessSettings = AccessSettings()
 
     def target(self, metric: str) -> float | None:
         return dict(self.targets).get(metric)
@@ -547,6 +568,51 @@ def _notifications(raw: Any, source: str) -> NotificationSettings:
     )
 
 
+def _identity(value: str, where: str) -> str:
+    ident = value.strip()
+    if ident.lower().startswith("group:"):
+        if not ident[6:].strip():
+            raise CsMetricsError(f"{where} has an empty group name in {value!r}.")
+        return "group:" + ident[6:].strip()
+    if "@" not in ident:
+        raise CsMetricsError(
+            f"{where} names {value!r}, which is neither an e-mail address nor group:NAME."
+        )
+    return ident.lower()
+
+
+def _access(raw: Any, source: str) -> AccessSettings:
+    top = _Section(raw, "access", source, ("admins", "managers", "team_leads",
+                                           "representatives", "customer_details"))
+    admins = tuple(_identity(v, top.where("admins")) for v in top.texts("admins"))
+    managers = tuple(_identity(v, top.where("managers")) for v in top.texts("managers"))
+    leads = top.raw.get("team_leads")
+    if not isinstance(leads, dict):
+        raise top.fail("team_leads", 'a table of identity = ["team", ...]')
+    team_leads = []
+    for ident, teams in leads.items():
+        where = f"{top.where('team_leads')} ({ident})"
+        if isinstance(teams, str):
+            teams = [teams]
+        if not isinstance(teams, list) or not teams or \
+                not all(isinstance(t, str) and t.strip() for t in teams):
+            raise CsMetricsError(f"{where} must be a non-empty list of team names, "
+                                 f"not {teams!r}.")
+        team_leads.append((_identity(ident, where), tuple(dict.fromkeys(t.strip()
+                                                                         for t in teams))))
+    reps = top.raw.get("representatives")
+    if not isinstance(reps, dict):
+        raise top.fail("representatives", 'a table of identity = "rep_id"')
+    representatives = []
+    for ident, rep_id in reps.items():
+        where = f"{top.where('representatives')} ({ident})"
+        if not isinstance(rep_id, str) or not rep_id.strip():
+            raise CsMetricsError(f"{where} must be a rep_id string, not {rep_id!r}.")
+        representatives.append((_identity(ident, where), rep_id.strip()))
+    return AccessSettings(admins, managers, tuple(team_leads), tuple(representatives),
+                          top.texts("customer_details", ROLES))
+
+
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
@@ -606,4 +672,5 @@ def load_settings(path: str | Path | None = None) -> Settings:
         staffing=_staffing(raw.get("staffing", {}), source),
         alerts=_alerts(raw.get("alerts", {}), source),
         notifications=_notifications(raw.get("notifications", {}), source),
+        access=_access(raw.get("access", {}), source),
     )

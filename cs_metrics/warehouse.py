@@ -81,6 +81,26 @@ class Warehouse:
             con.close()
             self._local.con = None
 
+    @property
+    def scope(self):  # -> cs_metrics.access.Scope | None
+        """Whose view of the data this is: None for the whole warehouse (local mode)."""
+        return None
+
+    @property
+    def base(self) -> Warehouse:
+        """The unscoped warehouse, where writes go."""
+        return self
+
+    @property
+    def cache_key(self) -> str:
+        """Tells apart cached results of different files and of different scopes."""
+        return str(self.path)
+
+    def listing_sql(self, alias: str = "t") -> tuple[str, list[Any]]:
+        """The extra condition on ``tickets`` (as ``alias``) for lists of single tickets:
+        a representative lists only their own, though their team's figures count all."""
+        return "true", []
+
     def df(self, sql: str, params: list[Any] | tuple[Any, ...] | None = None) -> pd.DataFrame:
         try:
             return self.connection().execute(sql, params or []).df()

@@ -5,6 +5,7 @@ Not a page itself (the leading underscore keeps it out of any page list).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -12,18 +13,22 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import altair as alt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import streamlit as st
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, QualityReport, Warehouse
+from cs_metrics.access import LOCAL, Scope, ScopedWarehouse
 from cs_metrics.drilldown import TicketPage, ticket_page
 from cs_metrics.flow import resolved_per_period
 from simulations import generator
+from views._auth import current_scope
 
 QUERY_TTL_S = 600
 # Map colours of outage severities, shared by the Outages and What-if pages.
@@ -127,10 +132,12 @@ def dataset_label(path: Path) -> str:
     return path.stem
 
 
-def get_warehouse() -> Warehouse:
-    """This session's warehouse (one cached object per file); stops the page with a message
-    if CS_METRICS_DB names a file that does not exist or the file cannot be opened. A chosen
-    dataset that was deleted meanwhile falls back to the default with a warning."""
+def base_warehouse() -> Warehouse:
+    """This session's warehouse (one cached object per file), whole, without a scope: for
+    the sign-in gate and for writes (audit log, alert acknowledgements) after the caller
+    has checked the scope allows them. Stops the page with a message if CS_METRICS_DB
+    names a file that does not exist or the file cannot be opened. A chosen dataset that
+    was deleted meanwhile falls back to the default with a warning."""
     path = active_db()
     default = cs_metrics.default_db_path()
     if not is_same(path, default) and not path.exists():
@@ -152,6 +159,31 @@ def get_warehouse() -> Warehouse:
     except CsMetricsError as exc:
         st.error(str(exc))
         st.stop()
+
+
+def get_warehouse() -> Warehouse:
+    """This session's warehouse as its scope sees it: whole in local mode, else only the
+    rows the signed-in person's role covers (``cs_metrics.access``)."""
+    base = base_warehouse()
+    scope = current_scope()
+    if scope is None:  # the app's sign-in gate runs first; a page never sees this
+        st.error("Sign in to see this page.")
+        st.stop()
+    if scope.role == "local":
+        return base
+    try:
+        return _scoped_warehouse(str(base.path), scope.key, base, scope)
+    except CsMetricsError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _scoped_warehouse(path: str, scope_key: str, _base: Warehouse, _scope: Scope) -> Warehouse:
+    # one object per file and scope: its connections carry the scope's views
+    return ScopedWarehouse(_base, _scope)
+
+
 
 
 @st.cache_resource(show_spinner=False)
@@ -184,7 +216,7 @@ def ensure_data() -> Warehouse:
             status.update(label="Sample dataset ready", state="complete", expanded=False)
     try:
         if not wh.has_table("tickets"):
-            _prepare_sample(wh)
+            _prepare_sample(wh.base)
     finally:
         lock.release()
     return wh
@@ -251,7 +283,7 @@ def run_query(
     filters: Filters | None = None,
 ) -> pd.DataFrame:
     """``cs_metrics.query``, cached for ten minutes per (file, metrics, by, grain, filters)."""
-    return _query(wh, str(wh.path), tuple(metrics), tuple(by), grain, filters)
+    return _query(wh, wh.cache_key, tuple(metrics), tuple(by), grain, filters)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -261,7 +293,7 @@ def _quality(_wh: Warehouse, db: str) -> QualityReport:
 
 def quality(wh: Warehouse) -> QualityReport:
     """``cs_metrics.quality_report``, cached like the queries."""
-    return _quality(wh, str(wh.path))
+    return _quality(wh, wh.cache_key)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -271,13 +303,52 @@ def _latest_rejects(_wh: Warehouse, db: str, limit: int) -> pd.DataFrame:
 
 def latest_rejects(wh: Warehouse, limit: int = 200) -> pd.DataFrame:
     """The ``limit`` most recently rejected source rows, with their reasons."""
-    return _latest_rejects(wh, str(wh.path), limit)
+    return _latest_rejects(wh, wh.cache_key, limit)
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:
+    """``df`` as Parquet, with who made the file and when in its key-value metadata
+    (``exported_by``, ``exported_role``, ``exported_at``)."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    scope = current_scope() or LOCAL
+    meta = dict(table.schema.metadata or {})
+    meta.update({b"exported_by": scope.actor.encode(), b"exported_role": scope.role.encode(),
+                 b"exported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode()})
     buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
+    pq.write_table(table.replace_schema_metadata(meta), buf)
     return buf.getvalue()
+
+
+def _record_export(file_name: str, detail: dict) -> None:
+    from views._auth import audit
+
+    audit(base_warehouse(), current_scope() or LOCAL, "export", file_name, detail)
+
+
+def export_button(
+    label: str,
+    data: bytes,
+    file_name: str,
+    mime: str,
+    *,
+    key: str | None = None,
+    rows: int | None = None,
+    filters: Filters | None = None,
+    icon: str = ":material/download:",
+    help: str | None = None,  # noqa: A002 (Streamlit's name)
+    where: object = st,
+) -> None:
+    """A download button whose download is written to the audit log: who, which file, its
+    size and SHA-256 (to trace a file back to its export), rows and filters."""
+    detail = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    if rows is not None:
+        detail["rows"] = int(rows)
+    if filters is not None:
+        detail["filters"] = describe_filters(filters)
+    where.download_button(  # type: ignore[attr-defined]
+        label, data, file_name=file_name, mime=mime, key=key, icon=icon, help=help,
+        on_click=_record_export, args=(file_name, detail),
+    )
 
 
 def filters_slug(filters: Filters) -> str:
@@ -295,17 +366,15 @@ def download_buttons(df: pd.DataFrame, name: str, filters: Filters) -> None:
     """CSV and Parquet downloads of ``df``; the file name carries the active filters."""
     stem = f"{name}_{filters_slug(filters)}"
     with st.container(horizontal=True):
-        st.download_button(
-            "Download CSV", df.to_csv(index=False).encode(), file_name=f"{stem}.csv",
-            mime="text/csv",
-            key=f"dl_{name}_csv", on_click="ignore", icon=":material/download:",
+        export_button(
+            "Download CSV", df.to_csv(index=False).encode(), f"{stem}.csv", "text/csv",
+            key=f"dl_{name}_csv", rows=len(df), filters=filters,
             help=f"This chart's data as CSV: {stem}.csv",
         )
-        st.download_button(
-            "Download Parquet", parquet_bytes(df), file_name=f"{stem}.parquet",
-            mime="application/vnd.apache.parquet", key=f"dl_{name}_parquet",
-            on_click="ignore", icon=":material/download:",
-            help=f"This chart's data as Parquet: {stem}.parquet",
+        export_button(
+            "Download Parquet", parquet_bytes(df), f"{stem}.parquet",
+            "application/vnd.apache.parquet", key=f"dl_{name}_parquet", rows=len(df),
+            filters=filters, help=f"This chart's data as Parquet: {stem}.parquet",
         )
 
 
@@ -316,7 +385,7 @@ def _resolved(_wh: Warehouse, db: str, filters: Filters, grain: str) -> pd.DataF
 
 def resolved(wh: Warehouse, filters: Filters, grain: str) -> pd.DataFrame:
     """``cs_metrics.flow.resolved_per_period``, cached like the queries."""
-    return _resolved(wh, str(wh.path), filters, grain)
+    return _resolved(wh, wh.cache_key, filters, grain)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -347,7 +416,7 @@ def tickets(
     offset: int = 0,
 ) -> TicketPage:
     """``cs_metrics.drilldown.ticket_page`` (one page of rows), cached like the queries."""
-    return _tickets(wh, str(wh.path), filters, period, grain, tuple((extra or {}).items()),
+    return _tickets(wh, wh.cache_key, filters, period, grain, tuple((extra or {}).items()),
                     open_at, limit, offset)
 
 
@@ -594,7 +663,7 @@ def _dimension_options(_wh: Warehouse, db: str, dim: str) -> list[str]:
 
 def dimension_options(wh: Warehouse, dim: str) -> list[str]:
     """The values of ``dim`` in the data, most tickets first (empty if the dataset lacks it)."""
-    return _dimension_options(wh, str(wh.path), dim)
+    return _dimension_options(wh, wh.cache_key, dim)
 
 
 def _read_url(options: dict[str, list[str]], last: date) -> list[str]:
@@ -752,12 +821,10 @@ def no_filters() -> Filters:
 def who() -> str:
     """Who is using the app, for acknowledgements and audit: the signed-in user's e-mail in
     hosted mode, else "local user"."""
-    try:
-        if getattr(st.user, "is_logged_in", False):
-            return str(st.user.get("email") or st.user.get("name") or "signed-in user")
-    except Exception:  # noqa: BLE001 (no user information outside a served session)
-        pass
-    return "local user"
+    scope = current_scope()
+    if scope is None or scope.role == "local":
+        return "local user"
+    return scope.actor
 
 
 def alert_toasts(wh: Warehouse) -> None:
@@ -861,4 +928,4 @@ def live_refresher(wh: Warehouse) -> LiveRefresher | None:
         interval = float(os.environ.get(INBOX_INTERVAL_ENV, "") or 5.0)
     except ValueError:
         interval = 5.0
-    return _live_refresher(str(wh.path), inbox, max(0.5, interval), wh)
+    return _live_refresher(str(wh.path), inbox, max(0.5, interval), wh.base)

@@ -7,7 +7,16 @@ import pandas as pd
 import streamlit as st
 
 from cs_metrics import CsMetricsError, QualityReport
-from views._common import as_of_text, ensure_data, latest_rejects, parquet_bytes, quality
+from cs_metrics.access import LOCAL
+from views._auth import require
+from views._common import (
+    as_of_text,
+    ensure_data,
+    export_button,
+    latest_rejects,
+    parquet_bytes,
+    quality,
+)
 
 LATEST_REJECTS = 200
 
@@ -169,15 +178,13 @@ def _rejected_rows(rows: pd.DataFrame) -> None:
         },
     )
     left, right = st.columns(2)
-    left.download_button(
+    export_button(
         "Download these rows (CSV)", rows.to_csv(index=False).encode("utf-8"),
-        file_name="rejects.csv", mime="text/csv", on_click="ignore",
-        icon=":material/download:",
+        "rejects.csv", "text/csv", rows=len(rows), where=left,
     )
-    right.download_button(
-        "Download these rows (Parquet)", parquet_bytes(rows),
-        file_name="rejects.parquet", mime="application/vnd.apache.parquet", on_click="ignore",
-        icon=":material/download:",
+    export_button(
+        "Download these rows (Parquet)", parquet_bytes(rows), "rejects.parquet",
+        "application/vnd.apache.parquet", rows=len(rows), where=right,
     )
 
 
@@ -185,6 +192,7 @@ def main() -> None:
     st.title("Data quality")
     try:
         wh = ensure_data()
+        require(wh.scope or LOCAL, "view_quality", "see the data-quality report")
         st.caption(f"{as_of_text(wh)} · warehouse `{wh.path}`")
         report = quality(wh)
         if report.score is None:

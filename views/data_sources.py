@@ -12,9 +12,12 @@ import streamlit as st
 import cs_metrics
 from cs_metrics import TABLES, CsMetricsError
 from cs_metrics import datasets as ds
+from cs_metrics.access import LOCAL
+from views._auth import current_scope, require
 from views._common import (
     active_db,
     dataset_label,
+    export_button,
     is_active,
     is_same,
     parquet_bytes,
@@ -196,15 +199,14 @@ def _show_validation(v: ds.Validation) -> None:
             "raw": st.column_config.TextColumn("Raw", width="large"),
         })
         with st.container(horizontal=True):
-            st.download_button(
+            export_button(
                 "Download rejected rows (CSV)", v.rejects.to_csv(index=False).encode("utf-8"),
-                file_name="rejects.csv", mime="text/csv", on_click="ignore",
-                icon=":material/download:", key="ds_rejects_csv",
+                "rejects.csv", "text/csv", key="ds_rejects_csv", rows=len(v.rejects),
             )
-            st.download_button(
+            export_button(
                 "Download rejected rows (Parquet)", parquet_bytes(v.rejects),
-                file_name="rejects.parquet", mime="application/vnd.apache.parquet",
-                on_click="ignore", icon=":material/download:", key="ds_rejects_parquet",
+                "rejects.parquet", "application/vnd.apache.parquet",
+                key="ds_rejects_parquet", rows=len(v.rejects),
             )
 
 
@@ -314,6 +316,7 @@ def datasets_ui() -> None:
 
 def main() -> None:
     st.title("Your data")
+    require(current_scope() or LOCAL, "manage_data", "load data or switch datasets")
     st.caption(f"Every page shows **{dataset_label(active_db())}** (`{active_db()}`).")
     flash = st.session_state.pop(FLASH, None)
     if flash:

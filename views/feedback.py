@@ -41,6 +41,7 @@ from views._common import (
     as_of_text,
     describe_range,
     dimension_options,
+    export_button,
     filters_ui,
     get_warehouse,
     missing_text,
@@ -142,12 +143,11 @@ def _range_slug(filters: Filters) -> str:
 def _downloads(df: pd.DataFrame, stem: str, filters: Filters, key: str) -> None:
     name = f"{stem}_{_range_slug(filters)}"
     with st.container(horizontal=True):
-        st.download_button("Download CSV", df.to_csv(index=False).encode(), f"{name}.csv",
-                           "text/csv", key=f"{key}_csv", on_click="ignore",
-                           icon=":material/download:")
-        st.download_button("Download Parquet", parquet_bytes(df), f"{name}.parquet",
-                           "application/octet-stream", key=f"{key}_parquet", on_click="ignore",
-                           icon=":material/download:")
+        export_button("Download CSV", df.to_csv(index=False).encode(), f"{name}.csv",
+                      "text/csv", key=f"{key}_csv", rows=len(df), filters=filters)
+        export_button("Download Parquet", parquet_bytes(df), f"{name}.parquet",
+                      "application/octet-stream", key=f"{key}_parquet", rows=len(df),
+                      filters=filters)
 
 
 def _metric_columns(names: tuple[str, ...]) -> dict[str, object]:
@@ -212,7 +212,7 @@ def _distributions(wh: Warehouse, filters: Filters) -> None:
     st.caption("Survey answers for the tickets created in the range, by score.")
     shown = tuple(s for s in SCORES
                   if not missing_text(cs_metrics.get_metric(SCORES[s][2]), wh))
-    dists = _distributions_of(wh, str(wh.path), filters, shown) if shown else {}
+    dists = _distributions_of(wh, wh.cache_key, filters, shown) if shown else {}
     for col, score in zip(st.columns(len(SCORES)), SCORES, strict=True):
         name, _, metric_name = SCORES[score]
         with col:
@@ -274,7 +274,7 @@ def _breakdown_section(wh: Warehouse, filters: Filters) -> None:
     st.subheader("Breakdown")
     label = st.selectbox("Break down by", list(BREAKDOWNS), key="fb_breakdown")
     by = BREAKDOWNS[label]
-    df = _breakdown(wh, str(wh.path), filters, by)
+    df = _breakdown(wh, wh.cache_key, filters, by)
     df = df[df["feedback_count"] > 0]
     if df.empty:
         st.info("No survey responses for the tickets created in this range.")
@@ -358,7 +358,7 @@ def _sentiment_section(wh: Warehouse, filters: Filters) -> None:
     metrics = [cs_metrics.get_metric(n) for n in names]
     st.markdown(" · ".join(f"{m.label}: **{m.display(row[m.name])}**" for m in metrics),
                 help=" ".join(m.description for m in metrics))
-    by_score = _sentiment_by_csat(wh, str(wh.path), filters)
+    by_score = _sentiment_by_csat(wh, wh.cache_key, filters)
     data = by_score.table[by_score.table["comments"] > 0]
     if data.empty:
         st.info("No comments with a CSAT score for the tickets created in this range.")
@@ -397,7 +397,7 @@ def _topics_section(wh: Warehouse, filters: Filters) -> None:
     k = st.slider("Topics", 3, 30, DEFAULT_K, key="fbx_k",
                   help="How many topics to split the comments into (TF-IDF + NMF).")
     try:
-        model = _topics(wh, str(wh.path), filters, k)
+        model = _topics(wh, wh.cache_key, filters, k)
     except CsMetricsError as exc:
         st.info(str(exc))
         return
@@ -457,7 +457,7 @@ def _emerging_section(wh: Warehouse, filters: Filters) -> None:
     label = st.radio("Latest period", list(labels), index=1, horizontal=True, key="fbx_recent",
                      help="Compared with the four periods of the same length before it.")
     try:
-        found = _emerging(wh, str(wh.path), filters, labels[label])
+        found = _emerging(wh, wh.cache_key, filters, labels[label])
     except CsMetricsError as exc:
         st.info(str(exc))
         return
@@ -508,7 +508,7 @@ def _cohorts_section(wh: Warehouse, filters: Filters) -> None:
         "another ticket before this many days after its resolution."))
     by = COHORT_GROUPS[label]
     try:
-        df, grid = _cohorts(wh, str(wh.path), filters, by, days)
+        df, grid = _cohorts(wh, wh.cache_key, filters, by, days)
     except CsMetricsError as exc:
         st.info(str(exc))
         return
@@ -615,7 +615,7 @@ def _compare_section(wh: Warehouse, filters: Filters) -> None:
             return
         a = Group(f"tickets created from {split:%d %b %Y}", date_from=split)
         b = Group(f"tickets created before {split:%d %b %Y}", date_to=split)
-    result = _compare(wh, str(wh.path), filters, metric, a, b)
+    result = _compare(wh, wh.cache_key, filters, metric, a, b)
     m = cs_metrics.get_metric(metric)
     if result.difference is None:
         st.warning(result.note)
@@ -659,7 +659,7 @@ def _correlation_section(wh: Warehouse, filters: Filters) -> None:
     if missing_text(cs_metrics.get_metric("avg_resolution_h"), wh):
         st.info(missing_text(cs_metrics.get_metric("avg_resolution_h"), wh))
         return
-    corr = _resolution_csat(wh, str(wh.path), filters)
+    corr = _resolution_csat(wh, wh.cache_key, filters)
     data = corr.bands[corr.bands["csat_responses"] > 0]
     if data.empty:
         st.info("No closed tickets with a CSAT answer in this range.")
@@ -722,7 +722,7 @@ def _comments_section(wh: Warehouse, filters: Filters) -> None:
         st.session_state["_fb_comments_view"] = view
         st.session_state["fb_offset"] = 0
     offset = st.session_state.get("fb_offset", 0)
-    page = _comments(wh, str(wh.path), filters, band, offset)
+    page = _comments(wh, wh.cache_key, filters, band, offset)
     if page.total == 0:
         st.info("No survey comments match.")
         return

@@ -186,7 +186,7 @@ def _map(wh: Warehouse, filters: Filters, impact: pd.DataFrame, focus: pd.Series
         density_filters = replace(filters, date_from=focus["started_at"].to_pydatetime(),
                                   date_to=pd.Timestamp(end).to_pydatetime()
                                   + timedelta(seconds=1))
-    probe = _density(wh, str(wh.path), density_filters, 50.0)
+    probe = _density(wh, wh.cache_key, density_filters, 50.0)
     span_km = 111.0 * max(probe["lat"].max() - probe["lat"].min(),
                           probe["lon"].max() - probe["lon"].min()) if len(probe) else 500.0
     cell = auto_cell_km(span_km if focus is None else 4 * float(focus["radius_km"]))
@@ -194,12 +194,12 @@ def _map(wh: Warehouse, filters: Filters, impact: pd.DataFrame, focus: pd.Series
     with right:
         st.caption(f"Tickets created in {when}, counted in cells of {cell:g} km in the "
                    "warehouse.")
-    density = _density(wh, str(wh.path), density_filters, cell)
+    density = _density(wh, wh.cache_key, density_filters, cell)
     layers: list[pdk.Layer] = []
     if "Ticket density" in (show or []) and len(density):
         layers.append(_density_layer(density, cell))
     if "Customers" in (show or []):
-        customers = _customers(wh, str(wh.path), max(cell, 5.0))
+        customers = _customers(wh, wh.cache_key, max(cell, 5.0))
         if len(customers):
             layers.append(_customer_layer(customers))
     if "Outages" in (show or []) and len(impact):
@@ -277,7 +277,7 @@ def _outage_detail(wh: Warehouse, filters: Filters, focus: pd.Series) -> None:
     cols[3].metric("SLA breaches caused", _fmt(focus["sla_breaches_caused"], ",.0f"))
     key = f"outage_page_{focus['outage_id']}"
     offset = st.session_state.get(key, 0)
-    page = _outage_tickets(wh, str(wh.path), str(focus["outage_id"]), filters, offset)
+    page = _outage_tickets(wh, wh.cache_key, str(focus["outage_id"]), filters, offset)
     if page.total == 0:
         st.info("No located tickets inside this outage's circle and window.")
         return
@@ -298,7 +298,7 @@ def _outage_detail(wh: Warehouse, filters: Filters, focus: pd.Series) -> None:
 
 def _rates_section(wh: Warehouse, filters: Filters) -> None:
     st.subheader("Extra tickets per affected customer and hour, by severity")
-    rates = _rates(wh, str(wh.path), filters)
+    rates = _rates(wh, wh.cache_key, filters)
     if rates.empty:
         st.info(rates.attrs.get("notes", ["No outages to measure."])[-1])
         return
@@ -338,7 +338,7 @@ def main() -> None:
                     "with `python -m cs_metrics ingest`.")
             impact = pd.DataFrame()
         else:
-            impact = _impact(wh, str(wh.path), window)
+            impact = _impact(wh, wh.cache_key, window)
             for note in impact.attrs.get("notes", []):
                 st.caption(note)
         if len(impact):

@@ -178,7 +178,7 @@ def main() -> None:
                     "and download it.")
             return
         with st.spinner("Building the report…"):
-            rendered = _rendered(wh, str(wh.path), audience, subject, period, narrowing)
+            rendered = _rendered(wh, wh.cache_key, audience, subject, period, narrowing)
         report = rendered.report
         st.subheader(report.scope.title)
         st.caption(describe_filters(Filters(report.scope.period.date_from,

@@ -120,7 +120,7 @@ def _missing_captions(wh: Warehouse) -> None:
 
 
 def _level_table(wh: Warehouse, filters: Filters, level: str, kind: str) -> None:
-    df = _leaderboard(wh, str(wh.path), filters, level)
+    df = _leaderboard(wh, wh.cache_key, filters, level)
     if df.empty:
         # reps are known to have tickets here (main checked): an empty team or manager board
         # means the dataset does not say who is in which team
@@ -163,7 +163,7 @@ def _unusual_section(wh: Warehouse, filters: Filters) -> None:
     name = st.selectbox("Metric tested", testable, key="unusual_metric",
                         format_func=lambda n: cs_metrics.get_metric(n).label)
     metric = cs_metrics.get_metric(name)
-    df = _unusual(wh, str(wh.path), filters, name)
+    df = _unusual(wh, wh.cache_key, filters, name)
     if df.empty:
         st.info("No representative has a value of this metric in this date range.")
         return
@@ -225,7 +225,7 @@ def _detail(wh: Warehouse, filters: Filters, reps: pd.DataFrame) -> None:
     st.caption(f"Team: {row['team'] if pd.notna(row['team']) else '–'} · Manager: "
                f"{row['manager'] if pd.notna(row['manager']) else '–'} · "
                f"{metric.label} in the range: {metric.display(row[name])}")
-    df = _trend(wh, str(wh.path), filters, rep_id, name)
+    df = _trend(wh, wh.cache_key, filters, rep_id, name)
     if df.empty:
         st.info("No tickets for this representative's team in this date range.")
         return
@@ -269,7 +269,7 @@ def main() -> None:
         if "rep_id" not in wh.nonempty_columns("tickets_src"):
             st.info(NO_REPS)
             return
-        reps = _leaderboard(wh, str(wh.path), filters, "rep")
+        reps = _leaderboard(wh, wh.cache_key, filters, "rep")
         if reps.empty:
             st.info("No tickets with a representative were created in this date range.")
             return

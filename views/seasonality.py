@@ -164,7 +164,7 @@ def _decomposition_section(dec: Decomposition, filters: Filters) -> None:
 
 def _heatmap_section(wh: Warehouse, filters: Filters) -> None:
     st.subheader("When tickets arrive")
-    df = _heatmap(wh, str(wh.path), filters)
+    df = _heatmap(wh, wh.cache_key, filters)
     chart = (
         alt.Chart(df, title=alt.Title(
             "Average tickets per hour, by weekday",
@@ -191,7 +191,7 @@ def _heatmap_section(wh: Warehouse, filters: Filters) -> None:
 
 def _forecast_section(wh: Warehouse, filters: Filters, series: pd.Series, days: int) -> None:
     st.subheader("Forecast")
-    fc = _forecast(wh, str(wh.path), filters, days)
+    fc = _forecast(wh, wh.cache_key, filters, days)
     history = series.tail(HISTORY_SHOWN_DAYS).rename("tickets").reset_index()
     history.columns = ["date", "tickets"]
     history["series"] = "Actual"
@@ -227,7 +227,7 @@ def _forecast_section(wh: Warehouse, filters: Filters, series: pd.Series, days: 
     with st.expander("Data"):
         st.dataframe(fc, hide_index=True, key="season_forecast")
         download_buttons(fc, f"forecast_{days}d", filters)
-    bt = _backtest(wh, str(wh.path), filters)
+    bt = _backtest(wh, wh.cache_key, filters)
     cols = st.columns(4)
     cols[0].metric("MAPE, model", f"{bt.model_mape_pct:.1f} %",
                    help="Mean absolute percentage error over the backtest days.")
@@ -253,7 +253,7 @@ def _staffing_inputs(wh: Warehouse, filters: Filters) -> tuple[float, ServiceLev
     options = list(levels)
     chosen = channels[0].lower() if len(channels) == 1 else "default"
     default_level = settings.service_level(chosen)
-    aht_data = _handle_time(wh, str(wh.path), filters)
+    aht_data = _handle_time(wh, wh.cache_key, filters)
     cols = st.columns(5)
     queue = cols[0].selectbox(
         "Service-level target of", options,
@@ -285,7 +285,7 @@ def _staffing_inputs(wh: Warehouse, filters: Filters) -> tuple[float, ServiceLev
 def _staffing_section(wh: Warehouse, filters: Filters, days: int) -> None:
     st.subheader("Staffing")
     aht, level, shrinkage, occupancy = _staffing_inputs(wh, filters)
-    hourly = _hourly(wh, str(wh.path), filters, days)
+    hourly = _hourly(wh, wh.cache_key, filters, days)
     plan = staffing_plan(hourly[["hour", "arrivals"]], aht, level, shrinkage=shrinkage,
                          max_occupancy=occupancy)
     plan["weekday"] = pd.to_datetime(plan["hour"]).dt.day_of_week
@@ -293,7 +293,7 @@ def _staffing_section(wh: Warehouse, filters: Filters, days: int) -> None:
     need = (plan.groupby(["weekday", "hour_of_day"], as_index=False)
             .agg(arrivals=("arrivals", "mean"), scheduled_agents=("scheduled_agents", "mean"),
                  peak_agents=("scheduled_agents", "max"), service_level=("service_level", "mean")))
-    now = _current(wh, str(wh.path), filters).rename(columns={"hour": "hour_of_day"})
+    now = _current(wh, wh.cache_key, filters).rename(columns={"hour": "hour_of_day"})
     table = need.merge(now[["weekday", "hour_of_day", "active_reps"]],
                        on=["weekday", "hour_of_day"], how="left")
     table["active_reps"] = table["active_reps"].fillna(0.0)
@@ -380,9 +380,9 @@ def main() -> None:
             weeks = st.select_slider("Forecast horizon (weeks)", HORIZONS, value=4,
                                      key="season_weeks")
         st.caption(f"{as_of_text(wh)} · {describe_filters(history)}")
-        series = _series(wh, str(wh.path), history)
+        series = _series(wh, wh.cache_key, history)
         try:
-            dec = _decomposition(wh, str(wh.path), history)
+            dec = _decomposition(wh, wh.cache_key, history)
         except CsMetricsError as exc:
             st.info(f"{exc} Widen the date range or clear a filter.")
             return

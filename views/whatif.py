@@ -111,7 +111,7 @@ def _upload_ui(cities: list[str]) -> None:
 
 def _pick_point_ui(wh: Warehouse) -> None:
     """A map of where the customers are: clicking a cell makes it the outage's centre."""
-    cells = _customer_cells(wh, str(wh.path), 25.0)
+    cells = _customer_cells(wh, wh.cache_key, 25.0)
     if cells.empty:
         return
     grouped = cells.groupby(["lat", "lon"], as_index=False)["customers"].sum()
@@ -140,7 +140,7 @@ def _pick_point_ui(wh: Warehouse) -> None:
 
 def scenario_ui(wh: Warehouse) -> tuple[OutageScenario, int, int] | None:
     """The scenario form -> (scenario, runs, seed) once the user runs it, else None."""
-    cities = _cities(wh, str(wh.path))
+    cities = _cities(wh, wh.cache_key)
     for key, value in _defaults(wh, cities).items():
         st.session_state.setdefault(key, value)
     _upload_ui(cities)
@@ -193,7 +193,7 @@ def scenario_ui(wh: Warehouse) -> tuple[OutageScenario, int, int] | None:
 
 
 def _area_map(wh: Warehouse, result: WhatIfResult) -> None:
-    cells = _customer_cells(wh, str(wh.path), 5.0)
+    cells = _customer_cells(wh, wh.cache_key, 5.0)
     radius = result.scenario.radius_km
     lat0, lon0 = result.lat, result.lon
     if len(cells):
@@ -391,12 +391,12 @@ def main() -> None:
         scenario, runs, seed = chosen
         if isinstance(scenario.city, str):
             city_centre(wh, scenario.city)  # an unknown city: the library's sentence
-        result = _simulate(wh, str(wh.path), scenario, runs, seed)
+        result = _simulate(wh, wh.cache_key, scenario, runs, seed)
         _headline(result)
         if result.totals.max_extra_agents_needed > 0 and st.toggle(
                 "Add the recommended extra agents", key="wi_recommended",
                 help="Re-run with the extra agents Erlang C asks for in each hour."):
-            result = _simulate(wh, str(wh.path), result.recommended_scenario(), runs, seed)
+            result = _simulate(wh, wh.cache_key, result.recommended_scenario(), runs, seed)
             st.info(f"With the recommended staff: {result.summary}")
         _area_map(wh, result)
         _charts(result)

@@ -1,0 +1,367 @@
+"""Who may see what: roles, their scope of rows, and a warehouse that enforces it.
+
+In the hosted app people sign in, and the ``[access]`` section of the settings maps each
+identity (an e-mail address, or ``group:NAME`` for a group claim) to a role:
+
+- ``admin``: every row, customer details when ``customer_details`` lists the role, the
+  audit log, loading data and the rejected rows;
+- ``manager``: every row;
+- ``team_lead``: the tickets of their teams, and what hangs off them (events, surveys, the
+  customers who wrote them, ticket alerts);
+- ``representative``: their team's tickets for team figures, with every other
+  representative's id and name replaced by a stable pseudonym, and only their own tickets in
+  ticket lists.
+
+The scope is enforced in the warehouse, not in the pages: ``ScopedWarehouse`` opens its own
+connections, on which temporary views named like the warehouse's tables shadow them. Every
+query of the library - metrics, drill-downs, exports, reports, simulations - runs through
+``Warehouse.connection()`` and so sees only the rows in scope, whatever filters a page or a
+crafted link asks for. A table this module does not know is shadowed by an empty view, so a
+new table is private until it is given a rule here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+
+from cs_metrics.errors import CsMetricsError
+from cs_metrics.schema import DIMENSIONS
+from cs_metrics.settings import ROLES, AccessSettings, Settings, load_settings
+from cs_metrics.warehouse import Warehouse
+
+__all__ = [
+    "PERMISSIONS",
+    "LOCAL",
+    "Scope",
+    "ScopedWarehouse",
+    "resolve_scope",
+    "scoped",
+]
+
+# What a role may do besides reading its rows.
+PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "view_audit": ("admin", "local"),
+    "manage_data": ("admin", "local"),  # load data, switch datasets
+    # the load's counts over every team, and rejected rows with raw source lines
+    "view_quality": ("admin", "manager", "local"),
+    "view_deliveries": ("admin", "manager", "local"),
+    "mute_alerts": ("admin", "manager", "local"),
+    "all_alerts": ("admin", "manager", "local"),  # alerts computed over every team
+}
+
+# Alert rules about a place or a topic rather than about teams: every role sees them.
+_PUBLIC_ALERT_RULES = ("outage", "emerging_issue")
+# Alert rules about one ticket: their id is "rule:ticket_id".
+_TICKET_ALERT_RULES = ("ticket_reopened", "vip_closed_unanswered")
+
+# Tables that hold nothing about a team or a person: shown as they are.
+_PUBLIC_TABLES = frozenset({
+    "meta", "column_stats", "ingest_log", "outages", "inbox_manifest", "alert_mutes",
+    "alert_runs",
+})
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The rows and rights of one person. ``teams`` None means every team."""
+
+    role: str  # local, admin, manager, team_lead or representative
+    actor: str  # e-mail address, or "local"
+    teams: tuple[str, ...] | None = None
+    rep_id: str | None = None  # a representative's own id
+    customer_details: bool = False
+
+    def __post_init__(self) -> None:
+        if self.role not in ("local", *ROLES):
+            raise CsMetricsError(f"Unknown role {self.role!r}; roles: {', '.join(ROLES)}.")
+        if self.role == "representative" and not self.rep_id:
+            raise CsMetricsError("A representative's scope needs their rep_id.")
+
+    @property
+    def full(self) -> bool:
+        """Every row: the roles that see every team. Any other role sees only its teams,
+        and no team at all when it has none."""
+        return self.role in ("local", "admin", "manager")
+
+    def may(self, permission: str) -> bool:
+        try:
+            return self.role in PERMISSIONS[permission]
+        except KeyError:
+            raise CsMetricsError(
+                f"Unknown permission {permission!r}; valid: {', '.join(PERMISSIONS)}."
+            ) from None
+
+    @property
+    def key(self) -> str:
+        """A short stable text that tells two scopes apart, for cache keys."""
+        raw = repr((self.role, self.teams, self.rep_id, self.customer_details))
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        if self.role == "local":
+            return "local mode: every team"
+        if self.full:
+            return f"{self.role}: every team"
+        if self.rep_id is not None:
+            return (f"representative {self.rep_id}: your own tickets, and your team's figures "
+                    "without colleagues' names")
+        teams = ", ".join(self.teams or ()) or "no team"
+        return f"team lead: {teams}"
+
+
+LOCAL = Scope(role="local", actor="local")
+
+
+def _matches(ident: str, email: str, groups: Iterable[str]) -> bool:
+    if ident.startswith("group:"):
+        return ident[6:] in set(groups)
+    return ident == email
+
+
+def resolve_scope(
+    email: str | None,
+    groups: Iterable[str] = (),
+    settings: Settings | AccessSettings | None = None,
+) -> Scope | None:
+    """The scope of a signed-in person, or None when the settings give them no role.
+
+    The widest role wins: admin, then manager, then team lead (the teams of every entry
+    that matches, by e-mail or group), then representative.
+    """
+    access = settings if isinstance(settings, AccessSettings) else \
+        (settings or load_settings()).access
+    email = (email or "").strip().lower()
+    groups = tuple(str(g).strip() for g in groups)
+    if not email and not groups:
+        return None
+    details = access.customer_details
+
+    def scope(role: str, **kw: object) -> Scope:
+        return Scope(role=role, actor=email or "unknown", customer_details=role in details,
+                     **kw)  # type: ignore[arg-type]
+
+    if any(_matches(i, email, groups) for i in access.admins):
+        return scope("admin")
+    if any(_matches(i, email, groups) for i in access.managers):
+        return scope("manager")
+    teams = [t for ident, ts in access.team_leads if _matches(ident, email, groups) for t in ts]
+    if teams:
+        return scope("team_lead", teams=tuple(dict.fromkeys(teams)))
+    for ident, rep_id in access.representatives:
+        if _matches(ident, email, groups):
+            return scope("representative", rep_id=rep_id, teams=())  # team filled on use
+    return None
+
+
+def _lit(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _in_list(values: Iterable[str]) -> str:
+    items = [_lit(v) for v in values]
+    return f"({', '.join(items)})" if items else "(null)"  # `in (null)` matches nothing
+
+
+# pseudonyms hold within one server run; a random salt keeps them from being reversed by
+# hashing every rep_id
+_PSEUDONYM_SALT = secrets.token_hex(16)
+
+
+class ScopedWarehouse(Warehouse):
+    """The same warehouse file, seen through ``scope``.
+
+    Reads only: writes (alerts acknowledged, audit entries) go to ``base``, after the
+    caller has checked the row is in scope.
+    """
+
+    _RECHECK_S = 1.0  # how often a connection looks for tables created since
+
+    def __init__(self, base: Warehouse, scope: Scope) -> None:
+        if base.scope is not None and not base.scope.full:
+            raise CsMetricsError("A scoped warehouse cannot be scoped again; scope its base.")
+        self.path = base.path
+        self.read_only = base.read_only
+        self._local = threading.local()
+        self._base = base
+        self._scope = scope
+        if scope.rep_id is not None:
+            team = base.scalar(
+                "select team from representatives where rep_id = ?", [scope.rep_id]
+            ) if base.has_table("representatives") else None
+            if team is None and base.has_table("tickets"):
+                team = base.scalar(
+                    "select team from tickets where rep_id = ? and team is not null "
+                    "group by team order by count(*) desc limit 1", [scope.rep_id])
+            self._scope = Scope(scope.role, scope.actor, (team,) if team else (),
+                                scope.rep_id, scope.customer_details)
+        self.connection()
+
+    @property
+    def scope(self) -> Scope:
+        return self._scope
+
+    @property
+    def base(self) -> Warehouse:
+        return self._base
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.path}#{self._scope.key}"
+
+    def listing_sql(self, alias: str = "t") -> tuple[str, list]:
+        if self._scope.rep_id is None:
+            return "true", []
+        return f"{alias}.rep_id = ?", [self._scope.rep_id]
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        con = getattr(self._local, "con", None)
+        now = time.monotonic()
+        if con is None:
+            try:
+                con = duckdb.connect(str(self.path), read_only=self.read_only)
+            except duckdb.Error as exc:
+                raise CsMetricsError(f"Cannot open the warehouse {self.path}: {exc}") from exc
+            # unqualified names resolve to the views alone: a table created later stays
+            # out of reach (an error, not a leak) until it has a view
+            self._local.db = con.execute("select current_database()").fetchone()[0]
+            con.execute("set search_path = 'temp.main'")
+            self._local.con = con
+            self._local.shadowed = frozenset()
+            self._local.checked = 0.0
+        if now - self._local.checked >= self._RECHECK_S:
+            self._shadow(con)
+            self._local.checked = now
+        return con
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    def tables(self) -> set[str]:
+        rows = self.connection().execute(
+            "select view_name from duckdb_views() where temporary and not internal "
+            "and schema_name = 'main'"
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def columns(self, table: str) -> list[str]:
+        rows = self.connection().execute(
+            "select column_name from information_schema.columns where table_catalog = 'temp' "
+            "and table_schema = 'main' and table_name = ? order by ordinal_position",
+            [table],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    # -- the views ------------------------------------------------------------------------
+
+    def _shadow(self, con: duckdb.DuckDBPyConnection) -> None:
+        db = self._local.db
+        rows = con.execute(
+            "select table_name from duckdb_tables() where database_name = ? "
+            "and schema_name = 'main'", [db]
+        ).fetchall()
+        tables = frozenset(r[0] for r in rows)
+        if tables == self._local.shadowed:
+            return
+        columns: dict[str, list[str]] = {}
+        for table, column in con.execute(
+            "select table_name, column_name from duckdb_columns() where database_name = ? "
+            "and schema_name = 'main' order by table_name, column_index", [db]
+        ).fetchall():
+            columns.setdefault(table, []).append(column)
+        # tickets, then feedback: the other views select from them
+        first = {"tickets": 0, "feedback": 1}
+        order = sorted(tables, key=lambda t: (first.get(t, 2), t))
+        try:
+            con.execute("begin")
+            for table in order:
+                sql = self._view(table, f'"{db}".main."{table}"', columns.get(table, []),
+                                 tables)
+                con.execute(f'create or replace temp view "{table}" as {sql}')
+            con.execute("commit")
+        except duckdb.Error as exc:
+            con.execute("rollback")
+            raise CsMetricsError(f"Cannot apply the access scope to {self.path}: {exc}") from exc
+        self._local.shadowed = tables
+
+    def _rep_columns(self, cols: list[str]) -> str:
+        """``* replace (...)`` hiding other representatives' ids and names."""
+        me = _lit(self._scope.rep_id or "")
+        code = f"upper(substr(md5(rep_id || {_lit(_PSEUDONYM_SALT)}), 1, 5))"
+        parts = []
+        if "rep_id" in cols:
+            parts.append(f"case when rep_id is null or rep_id = {me} then rep_id "
+                         f"else 'colleague-' || lower({code}) end as rep_id")
+        for name in ("rep_name", "name"):
+            if name in cols and "rep_id" in cols:
+                parts.append(f"case when rep_id is null or rep_id = {me} then {name} "
+                             f"else 'Colleague ' || {code} end as {name}")
+        return f"* replace ({', '.join(parts)})" if parts else "*"
+
+    def _view(self, table: str, src: str, cols: list[str], tables: frozenset[str]) -> str:
+        s = self._scope
+        teams = _in_list(s.teams or ())
+        rep = s.rep_id is not None
+        if table in _PUBLIC_TABLES:
+            return f"select * from {src}"
+        if table == "audit_log":
+            return f"select * from {src}" + ("" if s.may("view_audit") else " where false")
+        if table == "rejects":
+            return f"select * from {src}" + ("" if s.may("view_quality") else " where false")
+        if table == "alert_deliveries":
+            return f"select * from {src}" + ("" if s.may("view_deliveries") else " where false")
+        if s.full:  # every row; only customer details may be hidden
+            if table == "customers" and not s.customer_details and "name" in cols:
+                return f"select * replace ('[name]' as name) from {src}"
+            return f"select * from {src}"
+        in_tickets = "ticket_id in (select ticket_id from tickets)"
+        if table in ("tickets", "feedback_facts"):
+            select = self._rep_columns(cols) if rep else "*"
+            return f"select {select} from {src} where team in {teams}"
+        if table in ("tickets_src", "feedback", "ticket_events"):
+            select = self._rep_columns(cols) if rep else "*"
+            return f"select {select} from {src} where {in_tickets}"
+        if table == "comment_sentiment":
+            return f"select * from {src} where comment in (select comment from feedback)"
+        if table == "customers":
+            name = "" if s.customer_details or "name" not in cols else " replace ('[name]' as name)"
+            return (f"select *{name} from {src} where customer_id in "
+                    "(select customer_id from tickets)")
+        if table == "representatives":
+            select = self._rep_columns(cols) if rep else "*"
+            return f"select {select} from {src} where team in {teams}"
+        if table == "dimension_values":
+            return self._dimension_values(cols)
+        if table == "alerts":
+            if s.may("all_alerts"):
+                return f"select * from {src}"
+            return (f"select * from {src} where rule in {_in_list(_PUBLIC_ALERT_RULES)} or "
+                    f"(rule in {_in_list(_TICKET_ALERT_RULES)} and "
+                    "substr(alert_id, strpos(alert_id, ':') + 1) in "
+                    "(select ticket_id from tickets))")
+        return f"select * from {src} where false"  # unknown: private until given a rule
+
+    def _dimension_values(self, cols: list[str]) -> str:
+        # the filter lists, counted over the scoped tickets
+        casts = ", ".join(f"cast({d} as varchar) as {d}" for d in DIMENSIONS)
+        return (
+            "select dimension, value, count(*) as tickets from (unpivot "
+            f"(select {casts} from tickets where not is_test) on {', '.join(DIMENSIONS)} "
+            "into name dimension value value) where value is not null group by all"
+        )
+
+
+def scoped(wh: Warehouse, scope: Scope | None) -> Warehouse:
+    """``wh`` as ``scope`` sees it: itself for local mode, else a ``ScopedWarehouse``."""
+    if scope is None or scope.role == "local":
+        return wh
+    return ScopedWarehouse(getattr(wh, "base", wh), scope)

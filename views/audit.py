@@ -1,0 +1,55 @@
+"""Audit log: sign-ins, exports, reports, alert acknowledgements and mutes, setting changes;
+for admins, with a check of the hash chain and a download."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import streamlit as st
+
+from cs_metrics import CsMetricsError
+from cs_metrics import audit as audit_log
+from cs_metrics.access import LOCAL
+from views._auth import require
+from views._common import ensure_data, export_button
+
+PAGE_ROWS = 500
+
+
+def main() -> None:
+    st.title("Audit log")
+    try:
+        wh = ensure_data()
+        require(wh.scope or LOCAL, "view_audit", "read the audit log")
+        base = wh.base
+        st.caption("Every sign-in, export, report, alert acknowledgement or mute and settings "
+                   "change, appended and chained by hash: a changed or deleted entry breaks "
+                   "the chain below.")
+        result = audit_log.verify(base)
+        if result.ok:
+            st.success(f"The chain is intact: {result.checked:,} entries checked.",
+                       icon=":material/verified:")
+        else:
+            st.error(f"The chain is broken at entry {result.broken_seq}: {result.reason}",
+                     icon=":material/gpp_bad:")
+        left, mid, right = st.columns(3)
+        action = left.selectbox("Action", ["(any)", *audit_log.ACTIONS], key="audit_action")
+        actor = mid.text_input("Who (exact e-mail)", key="audit_actor").strip().lower()
+        since = right.date_input("Since", value=date.today() - timedelta(days=30),
+                                 key="audit_since")
+        df = audit_log.entries(
+            base, limit=PAGE_ROWS, actor=actor or None,
+            action=None if action == "(any)" else action, since=since,
+        )
+        st.dataframe(df.drop(columns=["prev_hash"]), hide_index=True, key="audit_entries",
+                     column_config={"detail": st.column_config.TextColumn("detail",
+                                                                          width="large")})
+        st.caption(f"The newest {min(len(df), PAGE_ROWS):,} entries that match.")
+        export_button("Download the whole log (CSV)",
+                      audit_log.to_csv_bytes(audit_log.entries(base)), "audit_log.csv",
+                      "text/csv", key="audit_csv")
+    except CsMetricsError as exc:
+        st.error(str(exc))
+
+
+main()
