@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from cs_metrics import CsMetricsError, Warehouse, load_settings
+from cs_metrics.access import LOCAL, Scope
 from cs_metrics.alerts import (
     acknowledge,
     active_alerts,
@@ -30,23 +31,28 @@ MUTE_HOURS = {"1 hour": 1, "8 hours": 8, "1 day": 24, "1 week": 168}
 
 def _evaluate(wh: Warehouse) -> None:
     try:
-        run = run_alerts(wh, load_settings())
+        run = run_alerts(wh.base, load_settings())
     except CsMetricsError as exc:
         st.session_state["_alerts_run"] = f"The rules could not run: {exc}"
         return
     st.session_state["_alerts_run"] = run.summary().splitlines()[0]
 
 
+def _role(wh: Warehouse) -> str:
+    return (wh.scope or LOCAL).role
+
+
 def _ack(wh: Warehouse, alert_id: str) -> None:
-    acknowledge(wh, alert_id, who())
+    acknowledge(wh, alert_id, who(), role=_role(wh))
 
 
 def _mute(wh: Warehouse, target: str, key: str) -> None:
     hours = MUTE_HOURS[st.session_state[key]]
-    mute(wh, target, timedelta(hours=hours), who(), reason="muted on the Alerts page")
+    mute(wh, target, timedelta(hours=hours), who(), reason="muted on the Alerts page",
+         role=_role(wh))
 
 
-def _active(wh: Warehouse) -> None:
+def _active(wh: Warehouse, scope: Scope) -> None:
     df = active_alerts(wh)
     st.subheader(f"Active alerts ({len(df)})")
     if df.empty:
@@ -71,18 +77,20 @@ def _active(wh: Warehouse) -> None:
                 st.button("Acknowledge", key=f"ack_{row.occurrence_id}",
                           disabled=bool(row.acknowledged_by), on_click=_ack,
                           args=(wh, row.occurrence_id), icon=":material/done:")
-                choice = f"mute_for_{row.occurrence_id}"
-                st.selectbox("Mute for", list(MUTE_HOURS), key=choice,
-                             label_visibility="collapsed")
-                st.button("Mute this alert", key=f"mute_{row.occurrence_id}", on_click=_mute,
-                          args=(wh, row.alert_id, choice), icon=":material/notifications_off:")
-                st.button(f"Mute rule {row.rule}", key=f"mute_rule_{row.occurrence_id}",
-                          on_click=_mute, args=(wh, row.rule, choice))
+                if scope.may("mute_alerts"):
+                    choice = f"mute_for_{row.occurrence_id}"
+                    st.selectbox("Mute for", list(MUTE_HOURS), key=choice,
+                                 label_visibility="collapsed")
+                    st.button("Mute this alert", key=f"mute_{row.occurrence_id}",
+                              on_click=_mute, args=(wh, row.alert_id, choice),
+                              icon=":material/notifications_off:")
+                    st.button(f"Mute rule {row.rule}", key=f"mute_rule_{row.occurrence_id}",
+                              on_click=_mute, args=(wh, row.rule, choice))
             if row.deliveries:
                 st.caption(f"Notifications: {row.deliveries}")
 
 
-def _tables(wh: Warehouse) -> None:
+def _tables(wh: Warehouse, scope: Scope) -> None:
     history, rules, muted, sent = st.tabs(["History", "Rules in force", "Mutes",
                                            "Deliveries"])
     with history:
@@ -99,11 +107,15 @@ def _tables(wh: Warehouse) -> None:
             st.caption("Nothing is muted.")
         else:
             st.dataframe(df, hide_index=True, key="alert_mutes")
-            target = st.selectbox("Unmute", df.iloc[:, 0].tolist(), key="unmute_target")
-            if st.button("Unmute", key="unmute"):
-                unmute(wh, target)
-                st.rerun()
+            if scope.may("mute_alerts"):
+                target = st.selectbox("Unmute", df.iloc[:, 0].tolist(), key="unmute_target")
+                if st.button("Unmute", key="unmute"):
+                    unmute(wh, target, by=who(), role=_role(wh))
+                    st.rerun()
     with sent:
+        if not scope.may("view_deliveries"):
+            st.caption("Notification deliveries are shown to managers and admins.")
+            return
         df = deliveries(wh)
         if df.empty:
             st.caption("No notification has been sent yet (the in-app channel shows alerts "
@@ -117,14 +129,19 @@ def main() -> None:
     st.title("Alerts")
     try:
         wh = ensure_data()
+        scope = wh.scope or LOCAL
         st.caption(f"{as_of_text(wh)} · Rules run after every refresh of live data, on "
                    "this button, or with `python -m cs_metrics alerts --once` from cron.")
-        st.button("Evaluate the rules now", on_click=_evaluate, args=(wh,), key="alerts_run",
-                  icon=":material/refresh:", type="primary")
+        if scope.may("all_alerts"):
+            st.button("Evaluate the rules now", on_click=_evaluate, args=(wh,),
+                      key="alerts_run", icon=":material/refresh:", type="primary")
+        else:
+            st.caption("You see the alerts about places and topics, and those about your "
+                       "tickets; alerts over every team are shown to managers and admins.")
         if st.session_state.get("_alerts_run"):
             st.caption(st.session_state["_alerts_run"])
-        _active(wh)
-        _tables(wh)
+        _active(wh, scope)
+        _tables(wh, scope)
     except CsMetricsError as exc:
         st.error(str(exc))
 

@@ -10,12 +10,15 @@ import pandas as pd
 import streamlit as st
 
 from cs_metrics import CsMetricsError, Filters, Warehouse, get_metric, reports
+from cs_metrics.access import LOCAL
+from views._auth import audit
 from views._common import (
     QUERY_TTL_S,
     as_of_text,
     describe_filters,
     dimension_options,
     ensure_data,
+    export_button,
     filters_ui,
     run_query,
 )
@@ -133,23 +136,21 @@ def _headline(rendered: reports.RenderedReport) -> None:
 def _downloads(rendered: reports.RenderedReport) -> None:
     stem = rendered.stem
     with st.container(horizontal=True):
-        st.download_button(
-            "Download HTML", rendered.html.encode("utf-8"), file_name=f"{stem}.html",
-            mime="text/html", key="report_dl_html", on_click="ignore",
-            icon=":material/download:",
+        export_button(
+            "Download HTML", rendered.html.encode("utf-8"), f"{stem}.html", "text/html",
+            key="report_dl_html",
             help="One self-contained file: opens offline, prints cleanly.")
-        st.download_button(
-            "Download Markdown (zip)", rendered.markdown_zip(), file_name=f"{stem}_md.zip",
-            mime="application/zip", key="report_dl_md", on_click="ignore",
-            icon=":material/download:", help="report.md with its PNG charts and report.json.")
+        export_button(
+            "Download Markdown (zip)", rendered.markdown_zip(), f"{stem}_md.zip",
+            "application/zip", key="report_dl_md",
+            help="report.md with its PNG charts and report.json.")
         for name in reports.REFERENCE_CHARTS:
-            st.download_button(
-                name, rendered.images[name], file_name=f"{stem}_{name}", mime="image/png",
-                key=f"report_dl_{name}", on_click="ignore", icon=":material/image:")
-        st.download_button(
-            "Download JSON", rendered.json_text.encode("utf-8"), file_name=f"{stem}.json",
-            mime="application/json", key="report_dl_json", on_click="ignore",
-            icon=":material/data_object:", help="Every figure of the report, machine-readable.")
+            export_button(name, rendered.images[name], f"{stem}_{name}", "image/png",
+                          key=f"report_dl_{name}", icon=":material/image:")
+        export_button(
+            "Download JSON", rendered.json_text.encode("utf-8"), f"{stem}.json",
+            "application/json", key="report_dl_json", icon=":material/data_object:",
+            help="Every figure of the report, machine-readable.")
 
 
 def main() -> None:
@@ -173,6 +174,9 @@ def main() -> None:
         if st.button("Build the report", type="primary", key="report_build",
                      icon=":material/summarize:"):
             st.session_state["_report_wanted"] = wanted
+            audit(wh, wh.scope or LOCAL, "report", f"{audience} report",
+                  {"audience": audience, "subject": subject, "period": str(period),
+                   "filters": describe_filters(narrowing)})
         if st.session_state.get("_report_wanted") != wanted:
             st.info("Choose the audience and the period, then build the report to preview "
                     "and download it.")

@@ -1,0 +1,263 @@
+"""Hosted mode in the app: the sign-in gate, roles and their scope on the pages, the audit
+entries the pages write; and a real sign-in through a local OIDC provider in chromium."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import cs_metrics
+from cs_metrics import Filters, Warehouse, get_metric
+from cs_metrics import audit as audit_log
+from cs_metrics.access import Scope, ScopedWarehouse
+from tests.conftest import REPO
+
+APP = str(REPO / "app.py")
+TIMEOUT = 90
+AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+        "client_id": "cs-metrics", "client_secret": "secret",
+        "server_metadata_url": "http://localhost:1/.well-known/openid-configuration"}
+LEAD = "lee@example.com"
+ADMIN = "ada@example.com"
+
+pytestmark = pytest.mark.usefixtures("fresh_caches")
+
+
+@pytest.fixture()
+def hosted_db(sample_db, tmp_path) -> Path:
+    db = tmp_path / "wh.duckdb"
+    shutil.copy(sample_db, db)
+    return db
+
+
+def _teams(db: Path) -> list[str]:
+    wh = Warehouse(db)
+    try:
+        return wh.dimension_values("team")
+    finally:
+        wh.close()
+
+
+@pytest.fixture()
+def settings_file(hosted_db, tmp_path, monkeypatch) -> Path:
+    teams = _teams(hosted_db)
+    path = tmp_path / "settings.toml"
+    path.write_text(
+        "[access]\n"
+        f'admins = ["{ADMIN}"]\n'
+        'managers = ["group:cs-managers"]\n'
+        '[access.team_leads]\n'
+        f'"{LEAD}" = ["{teams[0]}"]\n'
+    )
+    monkeypatch.setenv("CS_METRICS_SETTINGS", str(path))
+    monkeypatch.setenv("CS_METRICS_DB", str(hosted_db))
+    return path
+
+
+def hosted_app(user: dict | None, page: str = APP) -> AppTest:
+    at = AppTest.from_file(page, default_timeout=TIMEOUT)
+    at.secrets["auth"] = AUTH
+    at.user = user if user is not None else {"is_logged_in": False}
+    return at
+
+
+def signed_in(email: str, groups: tuple[str, ...] = ()) -> dict:
+    return {"is_logged_in": True, "email": email, "groups": list(groups)}
+
+
+def default_filters(wh: Warehouse) -> Filters:
+    end = wh.created_range()[1].date() + timedelta(days=1)
+    return Filters(end - timedelta(days=90), end)
+
+
+def tickets_card(at: AppTest) -> str:
+    return next(m.value for m in at.metric if m.label == "Tickets")
+
+
+def test_local_mode_is_unchanged_and_says_so(hosted_db, monkeypatch):
+    monkeypatch.setenv("CS_METRICS_DB", str(hosted_db))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert any("Local mode" in c.value for c in at.sidebar.caption)
+    wh = Warehouse(hosted_db)
+    want = cs_metrics.query(wh, ["ticket_count"], filters=default_filters(wh)).iloc[0, 0]
+    wh.close()
+    assert tickets_card(at) == get_metric("ticket_count").display(want)
+
+
+def test_nobody_signed_in_sees_only_the_sign_in_button(settings_file):
+    at = hosted_app(None).run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Sign in"]
+    assert not at.metric and not at.dataframe
+
+
+def test_someone_without_a_role_is_refused_and_logged(settings_file, hosted_db):
+    at = hosted_app(signed_in("stranger@example.com")).run()
+    assert not at.exception
+    assert "no role" in at.error[0].value
+    assert not at.metric
+    wh = Warehouse(hosted_db)
+    log = audit_log.entries(wh, action="access_denied")
+    wh.close()
+    assert log["actor"].tolist() == ["stranger@example.com"]
+
+
+def test_a_team_lead_sees_their_team_only_even_with_a_crafted_link(settings_file, hosted_db):
+    teams = _teams(hosted_db)
+    base = Warehouse(hosted_db)
+    scoped = ScopedWarehouse(base, Scope("team_lead", LEAD, teams=(teams[0],)))
+    want = cs_metrics.query(scoped, ["ticket_count"], filters=default_filters(scoped))
+    everyone = cs_metrics.query(base, ["ticket_count"], filters=default_filters(scoped))
+    scoped.close()
+    base.close()
+    want_text = get_metric("ticket_count").display(want.iloc[0, 0])
+    assert want.iloc[0, 0] < everyone.iloc[0, 0]
+
+    at = hosted_app(signed_in(LEAD))
+    at.query_params["team"] = teams[1]  # another team's figures, asked for in the link
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert tickets_card(at) == want_text
+    assert any(f"Signed in as **{LEAD}**" in c.value for c in at.sidebar.caption)
+    team_filter = next(w for w in at.sidebar.multiselect if w.label == "Team")
+    assert team_filter.options == [teams[0]]
+    at.run()  # a rerun is not a second sign-in
+    wh = Warehouse(hosted_db)
+    sign_ins = audit_log.entries(wh, action="sign_in")
+    wh.close()
+    assert sign_ins["actor"].tolist() == [LEAD]
+    assert sign_ins["role"].tolist() == ["team_lead"]
+
+
+@pytest.mark.parametrize("page", ["views/data_sources.py", "views/data_quality.py",
+                                  "views/audit.py"])
+def test_admin_pages_refuse_a_team_lead_even_when_run_directly(settings_file, page):
+    at = hosted_app(signed_in(LEAD), str(REPO / page)).run()
+    assert not at.exception
+    assert any("may not" in e.value for e in at.error)
+    assert not at.dataframe
+
+
+def test_a_manager_by_group_sees_every_team(settings_file, hosted_db):
+    at = hosted_app(signed_in("mia@example.com", ("cs-managers",))).run()
+    assert not at.exception
+    wh = Warehouse(hosted_db)
+    want = cs_metrics.query(wh, ["ticket_count"], filters=default_filters(wh)).iloc[0, 0]
+    wh.close()
+    assert tickets_card(at) == get_metric("ticket_count").display(want)
+
+
+def test_an_export_is_logged_with_who_made_it(settings_file, hosted_db):
+    at = hosted_app(signed_in(LEAD)).run()
+    button = next(b for b in at.get("download_button")
+                  if b.proto.label == "Download Parquet")
+    button.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    wh = Warehouse(hosted_db)
+    exports = audit_log.entries(wh, action="export")
+    assert audit_log.verify(wh).ok
+    wh.close()
+    assert exports["actor"].tolist() == [LEAD]
+    assert exports["target"].iloc[0].endswith(".parquet")
+    assert '"sha256"' in exports["detail"].iloc[0]
+
+
+def test_parquet_exports_carry_who_made_them(settings_file, monkeypatch):
+    from views import _common
+
+    monkeypatch.setattr(_common, "current_scope",
+                        lambda: Scope("team_lead", LEAD, teams=("x",)))
+    import pandas as pd
+
+    data = _common.parquet_bytes(pd.DataFrame({"a": [1, 2]}))
+    meta = pq.read_schema(__import__("io").BytesIO(data)).metadata
+    assert meta[b"exported_by"] == LEAD.encode()
+    assert meta[b"exported_role"] == b"team_lead"
+
+
+def test_an_admin_reads_the_audit_log(settings_file, hosted_db):
+    at = hosted_app(signed_in(ADMIN)).run()
+    assert not at.exception
+    at.switch_page("views/audit.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("chain is intact" in s.value for s in at.success)
+    shown = at.dataframe[0].value
+    assert shown["action"].tolist()[-1] == "sign_in"
+    assert shown["actor"].tolist()[-1] == ADMIN
+
+
+# --- a real sign-in ------------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+
+
+@pytest.fixture
+def harness():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium package)")
+    pytest.importorskip("playwright.sync_api",
+                        reason="the playwright Python package is not installed")
+    pytest.importorskip("authlib", reason="Authlib is not installed (requirements.txt)")
+    with warnings.catch_warnings():
+        import authlib.deprecate  # noqa: F401
+    pytest.importorskip("oidc_provider_mock",
+                        reason="oidc-provider-mock is not installed (requirements-dev.txt)")
+    from tests import oidc_harness
+
+    return oidc_harness
+
+
+@pytest.mark.browser
+@pytest.mark.filterwarnings("ignore:authlib.jose module is deprecated")
+@pytest.mark.filterwarnings("ignore:The httpx module is deprecated")
+@pytest.mark.filterwarnings("ignore:get_jwt_config")
+def test_a_team_lead_signs_in_in_a_browser_and_sees_only_their_team(
+        harness, settings_file, hosted_db, tmp_path):
+    from playwright import sync_api
+
+    teams = _teams(hosted_db)
+    base = Warehouse(hosted_db)
+    scoped = ScopedWarehouse(base, Scope("team_lead", LEAD, teams=(teams[0],)))
+    want = get_metric("ticket_count").display(
+        cs_metrics.query(scoped, ["ticket_count"], filters=default_filters(scoped)).iloc[0, 0])
+    scoped.close()
+    base.close()
+    env = {"CS_METRICS_DB": str(hosted_db), "CS_METRICS_SETTINGS": str(settings_file)}
+    with harness.oidc_provider() as idp:
+        port = harness.free_port()
+        secrets = harness.write_auth_secrets(tmp_path / "secrets", idp, port)
+        with harness.run_streamlit(REPO / "app.py", port=port, secrets=secrets, cwd=REPO,
+                                   env=env, log=tmp_path / "streamlit.log") as url, \
+                sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(url)
+                page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+                assert page.get_by_test_id("stMetric").count() == 0
+                harness.sign_in(page, url, LEAD)
+                sidebar = page.get_by_test_id("stSidebar")
+                sidebar.get_by_text(f"Signed in as {LEAD}").wait_for(timeout=60_000)
+                metric = page.get_by_test_id("stMetric").filter(has_text="Tickets").first
+                metric.wait_for(timeout=60_000)
+                value = metric.get_by_test_id("stMetricValue").inner_text().strip()
+                assert value == want
+                nav = sidebar.get_by_test_id("stSidebarNav").inner_text()
+                assert "Overview" in nav and "Your data" not in nav
+                assert "Audit log" not in nav and "Data quality" not in nav
+            finally:
+                browser.close()
+    wh = Warehouse(hosted_db, read_only=True)
+    sign_ins = audit_log.entries(wh, action="sign_in")
+    wh.close()
+    assert sign_ins["actor"].tolist() == [LEAD]
