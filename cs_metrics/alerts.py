@@ -43,6 +43,7 @@ from urllib.parse import urlencode
 import duckdb
 import pandas as pd
 
+from cs_metrics import audit
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.notify import Delivery, ensure_deliveries_table, notify
 from cs_metrics.schema import DIMENSIONS
@@ -959,29 +960,37 @@ def alert_history(wh: Warehouse, limit: int = 200) -> pd.DataFrame:
     )
 
 
-def acknowledge(wh: Warehouse, alert_id: str, by: str, at: datetime | None = None) -> int:
+def acknowledge(wh: Warehouse, alert_id: str, by: str, at: datetime | None = None, *,
+                role: str = "") -> int:
     """Acknowledge an occurrence (``id#n``) or every unacknowledged occurrence of an alert id.
 
-    Returns how many were newly acknowledged (0 if they already were).
+    Returns how many were newly acknowledged (0 if they already were). When any were, the
+    audit log gets an ``alert_acknowledged`` entry by ``by`` (with ``role``) in the same
+    transaction.
     """
     if not by or not by.strip():
         raise CsMetricsError("Say who acknowledges the alert (a name or an email address).")
-    con = _writable(wh, "acknowledge an alert")
-    known = con.execute(
-        "select count(*) from alerts where occurrence_id = ? or alert_id = ?",
-        [alert_id, alert_id],
-    ).fetchall()[0][0]
-    if not known:
-        raise CsMetricsError(
-            f"There is no alert {alert_id!r}; the ids are listed by active_alerts (the Alerts "
-            "page)."
-        )
-    rows = con.execute(
-        "update alerts set acknowledged_at = ?, acknowledged_by = ? "
-        "where (occurrence_id = ? or alert_id = ?) and acknowledged_at is null "
-        "returning occurrence_id",
-        [at or datetime.now(), by.strip(), alert_id, alert_id],
-    ).fetchall()
+    _writable(wh, "acknowledge an alert")
+    with audit.appending(wh, "acknowledge an alert") as log:
+        known = log.con.execute(
+            "select count(*) from alerts where occurrence_id = ? or alert_id = ?",
+            [alert_id, alert_id],
+        ).fetchall()[0][0]
+        if not known:
+            raise CsMetricsError(
+                f"There is no alert {alert_id!r}; the ids are listed by active_alerts (the "
+                "Alerts page)."
+            )
+        at = at or datetime.now()
+        rows = log.con.execute(
+            "update alerts set acknowledged_at = ?, acknowledged_by = ? "
+            "where (occurrence_id = ? or alert_id = ?) and acknowledged_at is null "
+            "returning occurrence_id",
+            [at, by.strip(), alert_id, alert_id],
+        ).fetchall()
+        if rows:
+            log.record(by, role, "alert_acknowledged", alert_id,
+                       {"occurrences": sorted(r[0] for r in rows), "acknowledged_at": at})
     return len(rows)
 
 
@@ -1000,11 +1009,14 @@ def mute(
     until: datetime | timedelta,
     by: str,
     reason: str = "",
+    *,
+    role: str = "",
 ) -> datetime:
     """Mute an alert id or a whole rule until ``until`` on the data's clock.
 
     A ``timedelta`` counts from the data's clock (the last run, else the as-of moment). Muted
-    alerts are still stored, not notified and not listed as active. Returns the end.
+    alerts are still stored, not notified and not listed as active. Returns the end. The
+    audit log gets an ``alert_muted`` entry by ``by`` (with ``role``) in the same transaction.
     """
     _check_target(key_or_rule)
     if not by or not by.strip():
@@ -1019,20 +1031,31 @@ def mute(
             f"Cannot mute {key_or_rule!r} until {until:%Y-%m-%d %H:%M}: the data's clock is "
             f"already at {base:%Y-%m-%d %H:%M}; pick a later end."
         )
-    con = _writable(wh, "mute an alert")
-    con.execute(
-        "insert into alert_mutes values (?, ?, ?, ?, ?)",
-        [key_or_rule, until, by.strip(), datetime.now(), reason],
-    )
+    _writable(wh, "mute an alert")
+    with audit.appending(wh, "mute an alert") as log:
+        log.con.execute(
+            "insert into alert_mutes values (?, ?, ?, ?, ?)",
+            [key_or_rule, until, by.strip(), datetime.now(), reason],
+        )
+        log.record(by, role, "alert_muted", key_or_rule, {"until": until, "reason": reason})
     return until
 
 
-def unmute(wh: Warehouse, key_or_rule: str) -> int:
-    """Lift every mute of an alert id or rule; returns how many were lifted."""
-    con = _writable(wh, "unmute an alert")
-    return len(con.execute(
-        "delete from alert_mutes where target = ? returning target", [key_or_rule]
-    ).fetchall())
+def unmute(wh: Warehouse, key_or_rule: str, *, by: str = "", role: str = "") -> int:
+    """Lift every mute of an alert id or rule; returns how many were lifted.
+
+    When any were, the audit log gets an ``alert_unmuted`` entry by ``by`` (``unknown`` when
+    not given) in the same transaction.
+    """
+    _writable(wh, "unmute an alert")
+    with audit.appending(wh, "unmute an alert") as log:
+        lifted = len(log.con.execute(
+            "delete from alert_mutes where target = ? returning target", [key_or_rule]
+        ).fetchall())
+        if lifted:
+            log.record((by or "").strip() or audit.UNKNOWN_ACTOR, role, "alert_unmuted",
+                       key_or_rule, {"lifted": lifted})
+    return lifted
 
 
 def mutes(wh: Warehouse) -> pd.DataFrame:

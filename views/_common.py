@@ -845,7 +845,7 @@ def alert_toasts(wh: Warehouse) -> None:
                                                                      ":material/info:"))
         shown.add(row.occurrence_id)
     try:
-        mark_in_app_shown(wh, fresh["occurrence_id"].tolist())
+        mark_in_app_shown(wh.base, fresh["occurrence_id"].tolist())
     except CsMetricsError:
         pass  # a read-only warehouse: the session remembers what it showed
 
