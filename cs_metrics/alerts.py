@@ -777,6 +777,31 @@ def _writable(wh: Warehouse, what: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _in_scope(wh: Warehouse, alert_id: str) -> Warehouse:
+    """The warehouse to write an acknowledgement to, once the alert is one the caller's
+    scope sees (``cs_metrics.access``); the scope's own connections only read."""
+    if wh.scope is None:
+        return wh
+    seen = wh.has_table("alerts") and wh.scalar(
+        "select count(*) from alerts where occurrence_id = ? or alert_id = ?",
+        [alert_id, alert_id])
+    if not seen:
+        raise CsMetricsError(
+            f"There is no alert {alert_id!r} among those you can see; the ids are listed by "
+            "active_alerts (the Alerts page)."
+        )
+    return wh.base
+
+
+def _allowed(wh: Warehouse, permission: str, what: str) -> Warehouse:
+    """The unscoped warehouse, if the caller's scope may do ``what``."""
+    if wh.scope is None:
+        return wh
+    if not wh.scope.may(permission):
+        raise CsMetricsError(f"Your role ({wh.scope.role}) may not {what}.")
+    return wh.base
+
+
 def _muted(con: duckdb.DuckDBPyConnection, alert: Alert, now: datetime) -> bool:
     rows = con.execute(
         "select 1 from alert_mutes where target in (?, ?) and until > ? limit 1",
@@ -803,6 +828,7 @@ def run_alerts(
     now = now or wh.as_of()
     if now is None:
         return AlertRun(None, (), (), (), (), (), ())
+    wh = _allowed(wh, "all_alerts", "run the alert rules over every team")
     con = _writable(wh, "store alerts")
     alerts, ran = _evaluate(wh, settings, now, None)
     cooldowns = _cooldowns(settings)
@@ -970,6 +996,7 @@ def acknowledge(wh: Warehouse, alert_id: str, by: str, at: datetime | None = Non
     """
     if not by or not by.strip():
         raise CsMetricsError("Say who acknowledges the alert (a name or an email address).")
+    wh = _in_scope(wh, alert_id)
     _writable(wh, "acknowledge an alert")
     with audit.appending(wh, "acknowledge an alert") as log:
         known = log.con.execute(
@@ -1031,6 +1058,7 @@ def mute(
             f"Cannot mute {key_or_rule!r} until {until:%Y-%m-%d %H:%M}: the data's clock is "
             f"already at {base:%Y-%m-%d %H:%M}; pick a later end."
         )
+    wh = _allowed(wh, "mute_alerts", "mute alerts")
     _writable(wh, "mute an alert")
     with audit.appending(wh, "mute an alert") as log:
         log.con.execute(
@@ -1047,6 +1075,7 @@ def unmute(wh: Warehouse, key_or_rule: str, *, by: str = "", role: str = "") -> 
     When any were, the audit log gets an ``alert_unmuted`` entry by ``by`` (``unknown`` when
     not given) in the same transaction.
     """
+    wh = _allowed(wh, "mute_alerts", "unmute alerts")
     _writable(wh, "unmute an alert")
     with audit.appending(wh, "unmute an alert") as log:
         lifted = len(log.con.execute(
@@ -1088,6 +1117,7 @@ def mark_in_app_shown(wh: Warehouse, occurrence_ids: Sequence[str]) -> int:
     """Record that the app showed these alerts; returns how many were pending."""
     if not occurrence_ids:
         return 0
+    wh = wh.base  # the scope saw them; marking them shown changes nothing else
     con = _writable(wh, "mark alerts as shown")
     return len(con.execute(
         "update alert_deliveries set status = 'shown', \"at\" = ? where channel = 'in_app' "

@@ -261,3 +261,55 @@ def test_a_team_lead_signs_in_in_a_browser_and_sees_only_their_team(
     sign_ins = audit_log.entries(wh, action="sign_in")
     wh.close()
     assert sign_ins["actor"].tolist() == [LEAD]
+
+
+# --- alerts through a scope ---------------------------------------------------------------
+
+
+def _store_alerts(db: Path, rows: list[tuple[str, str]]) -> None:
+    from cs_metrics.alerts import _writable
+
+    wh = Warehouse(db)
+    con = _writable(wh, "store alerts")
+    for i, (rule, alert_id) in enumerate(rows):
+        con.execute(
+            "insert into alerts (occurrence_id, alert_id, seq, rule, severity, title, message, "
+            "figures, link, created_at, last_seen_at, seen_count, muted) values "
+            "(?, ?, 1, ?, 'warning', ?, 'm', '{}', '/', ?, ?, 1, false)",
+            [f"{alert_id}#1", alert_id, rule, f"alert {i}", "2025-02-28", "2025-02-28"])
+    wh.close()
+
+
+def test_alerts_through_a_team_leads_scope(hosted_db):
+    from cs_metrics.alerts import acknowledge, active_alerts, mute, run_alerts
+
+    teams = _teams(hosted_db)
+    base = Warehouse(hosted_db)
+    mine = base.scalar("select ticket_id from tickets where team = ? limit 1", [teams[0]])
+    theirs = base.scalar("select ticket_id from tickets where team = ? limit 1", [teams[1]])
+    base.close()
+    _store_alerts(hosted_db, [("ticket_reopened", f"ticket_reopened:{mine}"),
+                              ("ticket_reopened", f"ticket_reopened:{theirs}"),
+                              ("sla_breached", "sla_breached:all"),
+                              ("outage", "outage:location=Springfield")])
+    base = Warehouse(hosted_db)
+    lead = ScopedWarehouse(base, Scope("team_lead", LEAD, teams=(teams[0],)))
+    try:
+        seen = set(active_alerts(lead)["alert_id"])
+        assert seen == {f"ticket_reopened:{mine}", "outage:location=Springfield"}
+        assert len(active_alerts(base)) == 4
+        with pytest.raises(cs_metrics.CsMetricsError, match="among those you can see"):
+            acknowledge(lead, f"ticket_reopened:{theirs}", LEAD, role="team_lead")
+        assert acknowledge(lead, f"ticket_reopened:{mine}", LEAD, role="team_lead") == 1
+        with pytest.raises(cs_metrics.CsMetricsError, match="may not mute"):
+            mute(lead, "outage", timedelta(hours=1), LEAD)
+        with pytest.raises(cs_metrics.CsMetricsError, match="may not run the alert rules"):
+            run_alerts(lead)
+        log = audit_log.entries(base, action="alert_acknowledged")
+        assert log[["actor", "role", "target"]].values.tolist() == [
+            [LEAD, "team_lead", f"ticket_reopened:{mine}"]]
+        still = set(active_alerts(base)["alert_id"])
+        assert f"ticket_reopened:{theirs}" in still and f"ticket_reopened:{mine}" not in still
+    finally:
+        lead.close()
+        base.close()
