@@ -139,6 +139,33 @@ def _ingest_inbox(args: argparse.Namespace, settings) -> int:  # noqa: ANN001 (S
         wh.close()
 
 
+AS_HELP = ("see only what IDENTITY (an e-mail, or group:NAME) sees when signed in to the "
+           "hosted app: their role's scope in the settings' [access]")
+
+
+def _as(wh: Warehouse, args: argparse.Namespace) -> Warehouse:
+    """``wh`` as the person named by ``--as`` sees it in the hosted app (their role's scope
+    from the settings' ``[access]``), or whole without ``--as``."""
+    ident = getattr(args, "as_", None)
+    if not ident:
+        return wh
+    from cs_metrics.access import resolve_scope, scoped
+    from cs_metrics.settings import load_settings
+
+    settings = load_settings(getattr(args, "settings", None) or None)
+    ident = ident.strip()
+    if ident.lower().startswith("group:"):
+        scope = resolve_scope(None, (ident[6:].strip(),), settings)
+    else:
+        scope = resolve_scope(ident, (), settings)
+    if scope is None:
+        raise CsMetricsError(
+            f"{ident} has no role in the [access] section of the settings ({settings.source}); "
+            "add them there, or leave out --as."
+        )
+    return scoped(wh, scope)
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     metrics = _split(args.metrics)
     by = _split(args.by)
@@ -162,7 +189,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     )
     if args.format == "parquet" and not args.out:
         raise CsMetricsError("--format parquet needs --out FILE (Parquet is not text).")
-    wh = Warehouse(args.db, read_only=True)
+    wh = _as(Warehouse(args.db, read_only=True), args)
     for m in metrics:
         missing = missing_inputs(METRICS[m], wh)
         if missing:
@@ -265,7 +292,7 @@ def cmd_simulate_outage(args: argparse.Namespace) -> int:
         domain=args.domain,
         extra_staff=_parse_staff(args.extra_staff),
     )
-    wh = Warehouse(args.db, read_only=True)
+    wh = _as(Warehouse(args.db, read_only=True), args)
     try:
         result = simulate_outage(
             wh, scenario, runs=args.runs, seed=args.seed, sla_minutes=args.sla_minutes,
@@ -305,7 +332,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.settings) if args.settings else load_settings()
     filters = _parse_where(args.where or [])
-    wh = Warehouse(args.db, read_only=True)
+    wh = _as(Warehouse(args.db, read_only=True), args)
     try:
         report = reports.build_report(wh, args.audience, args.period, team=args.team,
                                       rep=args.rep, filters=filters, settings=settings)
@@ -464,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
     q.add_argument("--out", help="write to this file instead of stdout")
     q.add_argument("--db", help=db_help)
+    q.add_argument("--as", dest="as_", metavar="IDENTITY",
+                   help=AS_HELP)
     q.set_defaults(func=cmd_query)
 
     qa = sub.add_parser("quality", help="print the data-quality report")
@@ -495,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--format", choices=("csv", "json"), default="csv")
     so.add_argument("--out", help="write to this file instead of stdout")
     so.add_argument("--db", help=db_help)
+    so.add_argument("--as", dest="as_", metavar="IDENTITY",
+                   help=AS_HELP)
     so.set_defaults(func=cmd_simulate_outage)
 
     r = sub.add_parser("report", help="write a performance report (HTML or Markdown, PNG charts)")
@@ -513,6 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "addresses, to its recipients")
     r.add_argument("--settings", help="settings TOML (targets, SMTP)")
     r.add_argument("--db", help=db_help)
+    r.add_argument("--as", dest="as_", metavar="IDENTITY",
+                   help=AS_HELP)
     r.set_defaults(func=cmd_report)
 
     al = sub.add_parser("alerts", help="evaluate the alert rules, store and notify")

@@ -313,3 +313,31 @@ def test_alerts_through_a_team_leads_scope(hosted_db):
     finally:
         lead.close()
         base.close()
+
+
+# --- the command line as someone ------------------------------------------------------------
+
+
+def test_query_as_a_team_lead_sees_their_team_only(settings_file, hosted_db, capsys):
+    import io
+
+    import pandas as pd
+
+    from cs_metrics.__main__ import main
+
+    teams = _teams(hosted_db)
+    assert main(["query", "--metrics", "ticket_count", "--by", "team", "--db", str(hosted_db),
+                 "--as", LEAD.upper(), "--where", f"team={teams[1]}"]) == 0
+    assert pd.read_csv(io.StringIO(capsys.readouterr().out)).empty  # another team: nothing
+    assert main(["query", "--metrics", "ticket_count", "--by", "team", "--db",
+                 str(hosted_db), "--as", LEAD]) == 0
+    got = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    wh = Warehouse(hosted_db, read_only=True)
+    want = wh.df("select team, count(*) as n from tickets where not is_test and team = ? "
+                 "group by team", [teams[0]])
+    wh.close()
+    assert got["team"].tolist() == [teams[0]]
+    assert got["ticket_count"].tolist() == want["n"].tolist()
+    assert main(["query", "--metrics", "ticket_count", "--db", str(hosted_db),
+                 "--as", "nobody@example.com"]) == 2
+    assert "has no role" in capsys.readouterr().err
