@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from views._auth import account_sidebar, gate
+from views._auth import account_sidebar, gate, settings_audit
 from views._common import base_warehouse, ensure_data
 
 st.set_page_config(page_title="Customer service metrics", page_icon="📞", layout="wide")
@@ -12,6 +12,7 @@ st.set_page_config(page_title="Customer service metrics", page_icon="📞", layo
 # In hosted mode (an [auth] section in the secrets) nobody gets past here without signing
 # in and having a role; the scope then applies to every query the pages make.
 scope = gate(base_warehouse)
+settings_audit(base_warehouse)  # a changed settings file is written to the audit log
 
 pages = [
     st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),

@@ -341,3 +341,20 @@ def test_query_as_a_team_lead_sees_their_team_only(settings_file, hosted_db, cap
     assert main(["query", "--metrics", "ticket_count", "--db", str(hosted_db),
                  "--as", "nobody@example.com"]) == 2
     assert "has no role" in capsys.readouterr().err
+
+
+def test_a_changed_settings_file_is_recorded_once(settings_file, hosted_db):
+    from views import _auth
+
+    _auth._SETTINGS_SEEN.clear()
+    hosted_app(signed_in(ADMIN)).run()
+    settings_file.write_text(settings_file.read_text() + "\n[targets]\ncsat_pct = 91\n")
+    _auth._SETTINGS_SEEN.clear()  # as a minute later
+    hosted_app(signed_in(ADMIN)).run()
+    _auth._SETTINGS_SEEN.clear()
+    hosted_app(signed_in(ADMIN)).run()  # unchanged since: nothing new
+    wh = Warehouse(hosted_db, read_only=True)
+    changes = audit_log.entries(wh, action="settings_changed")
+    wh.close()
+    assert len(changes) == 2
+    assert "targets" in changes["detail"].iloc[0]

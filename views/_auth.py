@@ -9,6 +9,7 @@ no sign-in, every row, and it says so in the sidebar.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -145,3 +146,22 @@ def require(scope: Scope, permission: str, what: str) -> None:
     if not scope.may(permission):
         st.error(f"Your role ({scope.role}) may not {what}.")
         st.stop()
+
+
+def settings_audit(warehouse: Callable[[], Warehouse]) -> None:
+    """Compare the settings in force with the audit log's last record of them, at most once a
+    minute per warehouse, and record a change (by ``app``: the file changed under it)."""
+    from cs_metrics import audit as audit_log
+
+    wh = warehouse()
+    minute = int(time.time() // 60)
+    if _SETTINGS_SEEN.get(str(wh.path)) == minute:
+        return
+    _SETTINGS_SEEN[str(wh.path)] = minute
+    try:
+        audit_log.record_settings(wh.base, actor="app", role="")
+    except CsMetricsError as exc:
+        _log.warning("Could not compare the settings with the audit log: %s", exc)
+
+
+_SETTINGS_SEEN: dict[str, int] = {}  # warehouse -> the minute it was last compared

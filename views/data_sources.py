@@ -13,9 +13,10 @@ import cs_metrics
 from cs_metrics import TABLES, CsMetricsError
 from cs_metrics import datasets as ds
 from cs_metrics.access import LOCAL
-from views._auth import current_scope, require
+from views._auth import audit, current_scope, require
 from views._common import (
     active_db,
+    base_warehouse,
     dataset_label,
     export_button,
     is_active,
@@ -240,6 +241,8 @@ def _load_ui(folder: Path) -> None:
         st.error(str(exc))
         return
     st.cache_data.clear()  # a reloaded dataset keeps its file name, so its results are stale
+    scope = current_scope() or LOCAL
+    audit(base_warehouse(), scope, "dataset_loaded", db.stem, {"file": str(db)})
     switch_dataset(db)
     ds.discard_upload(folder, root)
     for key in (STAGED, VALIDATION):
