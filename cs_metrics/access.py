@@ -62,10 +62,7 @@ _PUBLIC_ALERT_RULES = ("outage", "emerging_issue")
 _TICKET_ALERT_RULES = ("ticket_reopened", "vip_closed_unanswered")
 
 # Tables that hold nothing about a team or a person: shown as they are.
-_PUBLIC_TABLES = frozenset({
-    "meta", "column_stats", "ingest_log", "outages", "inbox_manifest", "alert_mutes",
-    "alert_runs",
-})
+_PUBLIC_TABLES = frozenset({"meta", "outages", "inbox_manifest", "alert_runs"})
 
 
 @dataclass(frozen=True)
@@ -267,7 +264,10 @@ class ScopedWarehouse(Warehouse):
         db = self._local.db
         rows = con.execute(
             "select table_name from duckdb_tables() where database_name = ? "
-            "and schema_name = 'main'", [db]
+            "and schema_name = 'main' "
+            # the warehouse's views too (tickets_src): else they have no rule, no view
+            "union select view_name from duckdb_views() where database_name = ? "
+            "and schema_name = 'main' and not internal", [db, db]
         ).fetchall()
         tables = frozenset(r[0] for r in rows)
         if tables == self._local.shadowed:
@@ -319,6 +319,16 @@ class ScopedWarehouse(Warehouse):
             return f"select * from {src}" + ("" if s.may("view_quality") else " where false")
         if table == "alert_deliveries":
             return f"select * from {src}" + ("" if s.may("view_deliveries") else " where false")
+        if table == "ingest_log":  # row counts of the whole load
+            return f"select * from {src}" + ("" if s.may("view_quality") else " where false")
+        if table == "column_stats" and not s.full:
+            # which columns hold values (pages adapt to it), not how many rows the load has
+            return (f"select table_name, column_name, cast(null as bigint) as total, "
+                    f"cast(non_null > 0 as bigint) as non_null from {src}")
+        if table == "alert_mutes" and not s.may("mute_alerts"):
+            # the mutes that hide alerts this scope sees, without who set them
+            return (f"select * replace (cast(null as varchar) as muted_by) from {src} "
+                    f"where {self._visible_alert('target')}")
         if s.full:  # every row; only customer details may be hidden
             if table == "customers" and not s.customer_details and "name" in cols:
                 return f"select * replace ('[name]' as name) from {src}"
@@ -337,18 +347,34 @@ class ScopedWarehouse(Warehouse):
             return (f"select *{name} from {src} where customer_id in "
                     "(select customer_id from tickets)")
         if table == "representatives":
-            select = self._rep_columns(cols) if rep else "*"
+            if not rep:
+                return f"select * from {src} where team in {teams}"
+            # colleagues keep a pseudonym, their team and manager; nothing that names them
+            me = _lit(s.rep_id or "")
+            hidden = [c for c in cols if c not in ("rep_id", "name", "team", "manager")]
+            extra = ", ".join(f"case when rep_id = {me} then {c} end as {c}" for c in hidden)
+            select = self._rep_columns(cols)
+            if extra:
+                select = select[:-1] + ", " + extra + ")" if select != "*" else \
+                    f"* replace ({extra})"
             return f"select {select} from {src} where team in {teams}"
         if table == "dimension_values":
             return self._dimension_values(cols)
         if table == "alerts":
             if s.may("all_alerts"):
                 return f"select * from {src}"
-            return (f"select * from {src} where rule in {_in_list(_PUBLIC_ALERT_RULES)} or "
-                    f"(rule in {_in_list(_TICKET_ALERT_RULES)} and "
-                    "substr(alert_id, strpos(alert_id, ':') + 1) in "
-                    "(select ticket_id from tickets))")
+            return f"select * from {src} where {self._visible_alert('alert_id')}"
         return f"select * from {src} where false"  # unknown: private until given a rule
+
+    @staticmethod
+    def _visible_alert(column: str) -> str:
+        """Whether an alert id or mute target (``rule`` or ``rule:subject``) is one a
+        team-scoped role sees: a place or topic rule, or a ticket of theirs."""
+        rule = f"split_part({column}, ':', 1)"
+        subject = f"substr({column}, strpos({column}, ':') + 1)"
+        return (f"({rule} in {_in_list(_PUBLIC_ALERT_RULES)} or ({rule} in "
+                f"{_in_list(_TICKET_ALERT_RULES)} and strpos({column}, ':') > 0 and "
+                f"{subject} in (select ticket_id from tickets)))")
 
     def _dimension_values(self, cols: list[str]) -> str:
         # the filter lists, counted over the scoped tickets

@@ -403,15 +403,19 @@ def verify(wh: Warehouse, anchor: tuple[int, str] | None = None) -> VerifyResult
     ``anchor`` is a (seq, hash) head noted earlier: the entry must still exist with that hash,
     which also catches the newest entries being deleted. Works read-only.
     """
+    if wh.scope is not None and not wh.scope.may("view_audit"):
+        raise CsMetricsError(f"Your role ({wh.scope.role}) may not read the audit log.")
     if not wh.has_table(TABLE):
         if anchor is not None:
             return VerifyResult(False, 0, anchor[0], "there is no audit log any more.",
                                 None, None)
         return VerifyResult(True, 0, None, "", None, None)
     try:
-        cursor = wh.connection().cursor()
-        cursor.execute(f"select {', '.join(_quoted(c) for c in COLUMNS)} from {TABLE} "
-                       "order by seq nulls first")
+        # read in batches on the warehouse's own connection (a cursor would be another
+        # connection, outside any scope)
+        cursor = wh.connection().execute(
+            f"select {', '.join(_quoted(c) for c in COLUMNS)} from {TABLE} "
+            "order by seq nulls first")
     except duckdb.Error as exc:
         raise CsMetricsError(f"Cannot read the audit log of {wh.path}: {exc}") from exc
 
@@ -419,10 +423,7 @@ def verify(wh: Warehouse, anchor: tuple[int, str] | None = None) -> VerifyResult
         while batch := cursor.fetchmany(10_000):
             yield from batch
 
-    try:
-        return _check_rows(rows(), anchor)
-    finally:
-        cursor.close()
+    return _check_rows(rows(), anchor)
 
 
 def _at_text(value: Any) -> str:

@@ -42,7 +42,9 @@ def _counts(text: str | None) -> dict[str, int]:
 
 def quality_report(wh: Warehouse) -> QualityReport:
     empty = pd.DataFrame()
-    if not wh.has_table("ingest_log"):
+    if not wh.has_table("ingest_log") or (wh.scope is not None
+                                          and not wh.scope.may("view_quality")):
+        # the report counts the whole load: none for a scope that sees part of it
         return QualityReport(None, None, None, None, empty, empty, empty, empty)
     log = wh.df(
         """
