@@ -5,10 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from views._auth import account_sidebar, gate, settings_audit
-from views._common import base_warehouse, ensure_data
+from views._common import base_warehouse, ensure_data, live_refresher
 
 st.set_page_config(page_title="Customer service metrics", page_icon="📞", layout="wide")
 
+# Live data loads from the first run of the server, signed in or not.
+if (_base := base_warehouse()).has_table("tickets"):
+    live_refresher(_base)
 # In hosted mode (an [auth] section in the secrets) nobody gets past here without signing
 # in and having a role; the scope then applies to every query the pages make.
 scope = gate(base_warehouse)
