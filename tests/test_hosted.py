@@ -358,3 +358,19 @@ def test_a_changed_settings_file_is_recorded_once(settings_file, hosted_db):
     wh.close()
     assert len(changes) == 2
     assert "targets" in changes["detail"].iloc[0]
+
+
+def test_a_report_built_by_a_team_lead_is_logged_and_holds_their_team(settings_file, hosted_db):
+    teams = _teams(hosted_db)
+    at = hosted_app(signed_in(LEAD)).run()
+    at.switch_page("views/reports.py").run()
+    at.selectbox(key="report_audience").set_value("team").run()
+    assert at.selectbox(key="report_team").options == [f"{teams[0]} (team)"]
+    at.button(key="report_build").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    wh = Warehouse(hosted_db, read_only=True)
+    reports = audit_log.entries(wh, action="report")
+    wh.close()
+    assert reports[["actor", "role", "target"]].values.tolist() == [
+        [LEAD, "team_lead", "team report"]]
+    assert f'"subject":"{teams[0]}"' in reports["detail"].iloc[0]

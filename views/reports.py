@@ -74,7 +74,10 @@ def _months(wh: Warehouse) -> list[str]:
 def _subject_ui(wh: Warehouse, audience: str) -> str | None:
     if audience == "team":
         teams = dimension_options(wh, "team")
-        managers = [m for m in dimension_options(wh, "manager") if m not in teams]
+        # a manager's report covers all of their teams: not offered to a scope of some teams
+        whole = wh.scope is None or wh.scope.full
+        managers = [m for m in dimension_options(wh, "manager") if m not in teams] \
+            if whole else []
         if not teams and not managers:
             st.info("This dataset has no teams or managers (its representatives have none).")
             st.stop()
