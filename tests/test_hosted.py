@@ -374,3 +374,14 @@ def test_a_report_built_by_a_team_lead_is_logged_and_holds_their_team(settings_f
     assert reports[["actor", "role", "target"]].values.tolist() == [
         [LEAD, "team_lead", "team report"]]
     assert f'"subject":"{teams[0]}"' in reports["detail"].iloc[0]
+
+
+def test_signing_out_is_logged(settings_file, hosted_db):
+    at = hosted_app(signed_in(LEAD)).run()
+    at.sidebar.button(key="logout").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    wh = Warehouse(hosted_db, read_only=True)
+    log = audit_log.entries(wh)
+    wh.close()
+    log = log[log["action"].isin(["sign_in", "sign_out"])]
+    assert log[["action", "actor"]].values.tolist() == [["sign_out", LEAD], ["sign_in", LEAD]]
