@@ -33,6 +33,13 @@ def _landed_at(inbox: Path, name: str) -> float:
     return (inbox / name).stat().st_mtime
 
 
+def _load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:  # not on this system
+        return "n/a"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tickets", type=int, default=200_000,
@@ -64,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
           f"events/s for {args.seconds:g} s, a batch every {args.batch_seconds:g} s, "
           f"{os.cpu_count()} cores")
     print(f"copied the warehouse in {time.perf_counter() - started:.1f} s")
+    load_before = _load_average()
 
     summary: dict[str, object] = {}
     done = threading.Event()
@@ -120,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"refreshes that loaded: {len(refresh_s)}; each took median "
           f"{statistics.median(refresh_s):.2f} s, max {max(refresh_s):.2f} s")
     print(f"landing to visible: median {p50:.2f} s, max {worst:.2f} s")
+    # other work on the machine slows every refresh: the load says how busy it was
+    print(f"load average (1 min) before the feed {load_before}, after it {_load_average()}")
     # the feed is Poisson around --rate: kept up with a feed asked for at least the goal
     ok_rate = kept_up and args.rate >= GOAL_RATE
     ok_latency = worst < GOAL_LATENCY_S

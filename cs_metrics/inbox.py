@@ -74,7 +74,7 @@ import duckdb
 import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import IngestReport, ingest
+from cs_metrics.ingest import IngestReport, csv_options, ingest, scratch_connection
 from cs_metrics.mapping import quote_ident, sql_literal
 from cs_metrics.schema import FILE_EXTENSIONS, TABLES
 from cs_metrics.settings import Settings
@@ -272,14 +272,14 @@ def _format(ext: str) -> str:
     return {".parquet": "parquet", ".jsonl": "jsonl"}.get(ext, "csv")
 
 
-def _reader(path: Path, fmt: str) -> str:
+def _reader(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> str:
     """The reader ``ingest`` uses for a canonical file: same options, rows in file order."""
     files = f"[{sql_literal(str(path))}]"
     if fmt == "parquet":
         return f"read_parquet({files})"
     if fmt == "jsonl":
         return f"read_json({files}, format='newline_delimited')"
-    return f"read_csv({files}, header=true, all_varchar=true)"
+    return f"read_csv({files}, {csv_options(con, path)})"
 
 
 def _mapped_columns(table: str, header: Iterable[str]) -> tuple[tuple[str, str], ...]:
@@ -323,7 +323,7 @@ def _inspect(con: duckdb.DuckDBPyConnection, entry: _Entry, checksum: str) -> _B
     for table, path in entry.files:
         ext = _extension(path.name) or ""
         fmt = _format(ext)
-        reader = _reader(path, fmt)
+        reader = _reader(con, path, fmt)
         where = path.name if entry.path == path else f"{entry.name}/{path.name}"
         try:
             source = {r[0]: r[1] for r in con.execute(
@@ -436,32 +436,26 @@ def _fill_stage(staged: _Staged, group: list[_Batch]) -> _Staged:
         for f in batch.files:
             by_table.setdefault(f.table, []).append((pos, batch.name, f))
     sections: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
-    con: duckdb.DuckDBPyConnection | None = None
-    try:
-        for table, files in by_table.items():
-            first = files[0][2]
-            if len(files) == 1:  # the file itself
-                fmt, header = first.fmt, list(first.header)
-                dst = staged.folder / f"{table}{first.ext}"
-                _link(first.path, dst)
-            else:
-                # One file, not several: ingest's checks bind its reader once per column,
-                # which costs per file, and DuckDB reads several CSV files only when they
-                # have the same columns. Text stays text, typed files stay typed.
-                con = con or duckdb.connect()
-                fmt = "csv" if first.fmt == "csv" else "parquet"
-                header = list(dict.fromkeys(c for _, _, f in reversed(files) for c in f.header))
-                dst = staged.folder / f"{table}.{fmt}"
-                _concatenate(con, [f for _, _, f in files], header, dst, fmt)
-            offset = 0
-            for pos, name, f in files:
-                staged.segments.append(_Segment(str(dst), f, name, pos, offset))
-                offset += f.rows
-            staged.staged_files[table] = str(dst)
-            sections[table] = (fmt, _mapped_columns(table, header))
-    finally:
-        if con is not None:
-            con.close()
+    for table, files in by_table.items():
+        first = files[0][2]
+        if len(files) == 1:  # the file itself
+            fmt, header = first.fmt, list(first.header)
+            dst = staged.folder / f"{table}{first.ext}"
+            _link(first.path, dst)
+        else:
+            # One file, not several: ingest's checks bind its reader once per column,
+            # which costs per file, and DuckDB reads several CSV files only when they
+            # have the same columns. Text stays text, typed files stay typed.
+            fmt = "csv" if first.fmt == "csv" else "parquet"
+            header = list(dict.fromkeys(c for _, _, f in reversed(files) for c in f.header))
+            dst = staged.folder / f"{table}.{fmt}"
+            _concatenate(scratch_connection(), [f for _, _, f in files], header, dst, fmt)
+        offset = 0
+        for pos, name, f in files:
+            staged.segments.append(_Segment(str(dst), f, name, pos, offset))
+            offset += f.rows
+        staged.staged_files[table] = str(dst)
+        sections[table] = (fmt, _mapped_columns(table, header))
     if "tickets" not in by_table:
         # ingest needs a tickets source; an empty one keeps every ticket as it is
         (staged.folder / "tickets.csv").write_text("ticket_id,created_at,status\n")
@@ -486,17 +480,20 @@ def _concatenate(
 ) -> None:
     """Write ``files``' rows, in this order and each in its own order, with every column of
     ``header`` (empty where a file has none) to ``dst``."""
-    for i, f in enumerate(files):
-        have = set(f.header)
-        cols = ", ".join(quote_ident(c) if c in have else f"null::varchar as {quote_ident(c)}"
-                         for c in header)
-        verb = "create or replace temp table inbox_cat as" if i == 0 else \
-            "insert into inbox_cat"
-        con.execute(f"{verb} select {cols} from {_reader(f.path, f.fmt)}")
-    # a table keeps its insertion order in rowid
-    con.execute(f"copy (select * from inbox_cat order by rowid) to {sql_literal(str(dst))} "
-                f"(format {fmt}{', header true' if fmt == 'csv' else ''})")
-    con.execute("drop table inbox_cat")
+    try:
+        for i, f in enumerate(files):
+            have = set(f.header)
+            cols = ", ".join(quote_ident(c) if c in have else
+                             f"null::varchar as {quote_ident(c)}" for c in header)
+            verb = "create or replace temp table inbox_cat as" if i == 0 else \
+                "insert into inbox_cat"
+            con.execute(f"{verb} select {cols} from {_reader(con, f.path, f.fmt)}")
+        # a table keeps its insertion order in rowid
+        con.execute(f"copy (select * from inbox_cat order by rowid) to "
+                    f"{sql_literal(str(dst))} "
+                    f"(format {fmt}{', header true' if fmt == 'csv' else ''})")
+    finally:
+        con.execute("drop table if exists inbox_cat")
 
 
 def _readable(message: str, staged: _Staged) -> str:
@@ -826,15 +823,12 @@ def _refresh(
 
     failed: list[tuple[str, str]] = []
     good: list[_Batch] = []
-    probe = duckdb.connect()  # in memory: reading files needs no warehouse
-    try:
-        for entry, checksum in todo:
-            try:
-                good.append(_inspect(probe, entry, checksum))
-            except CsMetricsError as exc:
-                failed.append((entry.name, str(exc)))
-    finally:
-        probe.close()
+    probe = scratch_connection()  # in memory: reading files needs no warehouse
+    for entry, checksum in todo:
+        try:
+            good.append(_inspect(probe, entry, checksum))
+        except CsMetricsError as exc:
+            failed.append((entry.name, str(exc)))
     checksums = {e.name: c for e, c in todo}
     if failed:
         _mark_failed(con, failed, checksums)

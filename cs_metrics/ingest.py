@@ -11,6 +11,7 @@ import csv
 import hashlib
 import os
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from cs_metrics.mapping import (
     sql_literal,
 )
 from cs_metrics.schema import LOAD_ORDER, SCORE_RANGES, TABLES, Column
+from cs_metrics.sentiment import SENTIMENT_TABLE, model_name
 from cs_metrics.settings import Settings, load_settings
 from cs_metrics.warehouse import Warehouse, rebuild_derived
 
@@ -101,18 +103,80 @@ class IngestReport:
 # --- reading sources ---------------------------------------------------------------------
 
 
-def _reader_sql(tm: TableMapping) -> str:
-    """DuckDB reader of the source; several files add their path as column __path."""
+def _reader_sql(tm: TableMapping, con: duckdb.DuckDBPyConnection | None = None) -> str:
+    """DuckDB reader of the source; several files add their path as column __path. With
+    ``con``, a single CSV file is read with the dialect sniffed once (``csv_options``)."""
     files = "[" + ", ".join(sql_literal(str(f)) for f in tm.files) + "]"
     path = ", filename='__path'" if len(tm.files) > 1 else ""
     if tm.fmt == "parquet":
         return f"read_parquet({files}, file_row_number=true{path})"
     if tm.fmt == "jsonl":
         return f"read_json({files}, format='newline_delimited'{path})"
+    if con is not None and len(tm.files) == 1:
+        return f"read_csv({files}, {csv_options(con, tm.files[0], tm.delimiter)})"
     opts = f"header=true, all_varchar=true{path}"
     if tm.delimiter:
         opts += f", delim={sql_literal(tm.delimiter)}"
     return f"read_csv({files}, {opts})"
+
+
+# Sniffing a CSV file's dialect is most of the cost of reading a small one, and a load reads
+# each file several times (its columns, the mapping's check, its rows; an inbox refresh
+# looks at each batch first): the options found are kept per file version (resolved path,
+# size, modification time) and passed explicitly, which reads exactly as the sniffer would.
+_CSV_OPTIONS: dict[tuple, str] = {}
+_CSV_GUARD = threading.Lock()
+
+
+def csv_options(con: duckdb.DuckDBPyConnection, file: str | Path,
+                delimiter: str | None = None) -> str:
+    """The ``read_csv`` options (after the file list) that read ``file``, all columns as
+    text with a header row, as DuckDB's sniffer reads it (``delimiter`` if given)."""
+    plain = "header=true, all_varchar=true" + \
+        (f", delim={sql_literal(delimiter)}" if delimiter else "")
+    try:
+        st = os.stat(file)
+        key = (os.path.realpath(file), st.st_size, st.st_mtime_ns, delimiter)
+    except OSError:
+        return plain  # the read reports what is wrong
+    with _CSV_GUARD:
+        known = _CSV_OPTIONS.get(key)
+    if known is not None:
+        return known
+    try:
+        # every column is read as text: the sniffer need not guess types (most of its time)
+        prompt = con.execute(
+            f"select Prompt from sniff_csv({sql_literal(str(file))}, {plain}, "
+            "auto_type_candidates=['VARCHAR'])"
+        ).fetchall()[0][0]
+    except duckdb.Error:
+        return plain
+    # FROM read_csv('<file>', <options>);
+    head, end = f"FROM read_csv({sql_literal(str(file))}, ", prompt.rfind(")")
+    if not prompt.startswith(head) or end < len(head):
+        return plain
+    options = prompt[len(head):end]
+    try:  # the options as DuckDB wrote them must read back (odd column names, say)
+        con.execute(f"describe select * from read_csv([{sql_literal(str(file))}], {options})")
+    except duckdb.Error:
+        return plain
+    with _CSV_GUARD:
+        if len(_CSV_OPTIONS) > 10_000:
+            _CSV_OPTIONS.clear()
+        _CSV_OPTIONS[key] = options
+    return options
+
+
+_SCRATCH = threading.local()
+
+
+def scratch_connection() -> duckdb.DuckDBPyConnection:
+    """This thread's connection to an in-memory database of its own, for reading files; it
+    stays open (opening one costs 20 ms) and holds nothing between uses."""
+    con = getattr(_SCRATCH, "con", None)
+    if con is None:
+        con = _SCRATCH.con = duckdb.connect()
+    return con
 
 
 def _file_index(tm: TableMapping) -> str:
@@ -126,7 +190,7 @@ def _file_index(tm: TableMapping) -> str:
 
 def _source_columns(con: duckdb.DuckDBPyConnection, tm: TableMapping) -> list[str]:
     try:
-        rows = con.execute(f"describe select * from {_reader_sql(tm)}").fetchall()
+        rows = con.execute(f"describe select * from {_reader_sql(tm, con)}").fetchall()
     except duckdb.Error as exc:
         raise CsMetricsError(
             f"{tm.origin}, table {tm.table}: cannot read {tm.files[0]} as {tm.fmt} "
@@ -150,42 +214,40 @@ def check_mapping(mapping: Mapping) -> dict[str, dict[str, str]]:
 
     Returns, per table, the canonical column -> SQL expression map.
     """
-    con = duckdb.connect()
+    con = scratch_connection()
     resolved: dict[str, dict[str, str]] = {}
-    try:
-        for tm in mapping.tables:
-            cols = _source_columns(con, tm)
-            exprs = _resolved_columns(tm, cols)
-            where = f"{tm.origin}, table {tm.table}"
-            missing = [c for c in TABLES[tm.table].required if c not in exprs]
-            if missing:
-                raise CsMetricsError(
-                    f"{where}: required column {missing[0]} is missing from {tm.files[0].name}"
-                    f" (it has {', '.join(cols[:12])}{' ...' if len(cols) > 12 else ''})."
-                )
-            safe_all = [make_row_safe(expr).sql for expr in exprs.values()]
-            try:  # every expression binds in one query (each reads the file's header again)
-                con.execute(f"select {', '.join(safe_all) or '1'} from {_reader_sql(tm)} "
-                            "limit 0").fetchall()
-                resolved[tm.table] = exprs
-                continue
-            except duckdb.Error:
-                pass  # find which one does not, for the message
-            for canon, expr in exprs.items():
-                safe = make_row_safe(expr).sql
-                try:
-                    con.execute(f"select {safe} from {_reader_sql(tm)} limit 0").fetchall()
-                except duckdb.Error as exc:
-                    value = tm.column_map().get(canon, canon)
-                    first = str(exc).splitlines()[0]
-                    raise CsMetricsError(
-                        f"{where}, column {canon}: {value!r} is neither a column of "
-                        f"{tm.files[0].name} nor a valid DuckDB expression ({first}); "
-                        "double-quote source names that contain spaces."
-                    ) from exc
+    for tm in mapping.tables:
+        cols = _source_columns(con, tm)
+        exprs = _resolved_columns(tm, cols)
+        where = f"{tm.origin}, table {tm.table}"
+        missing = [c for c in TABLES[tm.table].required if c not in exprs]
+        if missing:
+            raise CsMetricsError(
+                f"{where}: required column {missing[0]} is missing from {tm.files[0].name}"
+                f" (it has {', '.join(cols[:12])}{' ...' if len(cols) > 12 else ''})."
+            )
+        safe_all = [make_row_safe(expr).sql for expr in exprs.values()]
+        try:  # every expression binds in one query (each reads the file's header again)
+            con.execute(f"select {', '.join(safe_all) or '1'} from {_reader_sql(tm, con)} "
+                        "limit 0").fetchall()
             resolved[tm.table] = exprs
-    finally:
-        con.close()
+            continue
+        except duckdb.Error:
+            pass  # find which one does not, for the message
+        for canon, expr in exprs.items():
+            safe = make_row_safe(expr).sql
+            try:
+                con.execute(f"select {safe} from {_reader_sql(tm, con)} limit 0"
+                            ).fetchall()
+            except duckdb.Error as exc:
+                value = tm.column_map().get(canon, canon)
+                first = str(exc).splitlines()[0]
+                raise CsMetricsError(
+                    f"{where}, column {canon}: {value!r} is neither a column of "
+                    f"{tm.files[0].name} nor a valid DuckDB expression ({first}); "
+                    "double-quote source names that contain spaces."
+                ) from exc
+        resolved[tm.table] = exprs
     return resolved
 
 
@@ -526,7 +588,7 @@ def ingest(
                         else f"*, {_file_index(tm)} as __file"
                     con.execute(
                         f"create or replace temp table {raw}_t as select {cols} "
-                        f"from {_reader_sql(tm)}"
+                        f"from {_reader_sql(tm, con)}"
                     )
                     con.execute(
                         f"create or replace temp view {raw} as select *, "
@@ -539,12 +601,13 @@ def ingest(
         if live and live["small"]:
             # a small load into a big warehouse: derive only the tickets it touches
             as_of = rebuild_derived(con, settings, DELTA if loads_tickets else None,
-                                    changed=CHANGED)
+                                    changed=CHANGED, moved=live["moved"])
         else:
             if live and loads_tickets:
                 _canonical_merge(con)
             as_of = rebuild_derived(con, settings, TICKETS_CANON if loads_tickets else None)
-        _orphan_warnings(con, reports, only_loaded=live is not None)
+        _orphan_warnings(con, reports, only_loaded=live is not None,
+                         loaded_tickets=DELTA if live and loads_tickets else None)
         for rep in reports:
             tm = m.for_table(rep.table)
             con.execute(
@@ -629,13 +692,16 @@ def _fmt_counts(pairs: tuple[tuple[str, int], ...]) -> str:
 INCREMENTAL_SHARE = 0.05
 DELTA = "tickets_delta_src"  # temp: the loaded canonical ticket rows of an incremental load
 CHANGED = "changed_ticket_ids"  # temp: tickets whose surveys changed in it
+ADDED = "loaded_rows_"  # temp, + table: the rows an incremental load added to it
+REMOVED = "replaced_rows_"  # temp, + table: the stored rows it replaced
 
 
 def _incremental(con: duckdb.DuckDBPyConnection, m, settings: Settings,  # noqa: ANN001
                  replace: bool) -> dict | None:
     """Whether this load can refresh the derived tables incrementally: the warehouse has its
     tickets, the load brings only tickets, events and surveys (representatives, customers
-    and outages change many tickets at once), under the same settings. None: rebuild."""
+    and outages change many tickets at once), under the same settings and the same
+    sentiment model (a new one scores every comment again). None: rebuild."""
     if replace or any(m.for_table(t) is not None
                       for t in ("representatives", "customers", "outages")):
         return None
@@ -647,9 +713,14 @@ def _incremental(con: duckdb.DuckDBPyConnection, m, settings: Settings,  # noqa:
     stored = dict(con.execute("select key, value from meta").fetchall())
     if stored.get("settings") != settings.source:
         return None
+    if SENTIMENT_TABLE in present and con.execute(
+            f"select count(*) from {SENTIMENT_TABLE} where model is distinct from ?",
+            [model_name()]).fetchall()[0][0]:
+        return None
     size = con.execute("select count(*) from tickets").fetchall()[0][0]
     con.execute(f"create or replace temp table {CHANGED} (ticket_id varchar)")
-    return {"size": int(size), "small": True}
+    # moved: table -> (relation of the rows the load added, of the rows it removed or None)
+    return {"size": int(size), "small": True, "moved": {}}
 
 
 def _canonical_merge(con: duckdb.DuckDBPyConnection) -> None:
@@ -702,12 +773,17 @@ def _load_table(
     counts = sorted((histogram or {}).items())
     cols = ", ".join(quote_ident(c) for c in table.column_names)
     stored = tm.table
-    good = f"(select {cols} from checked_{tag} where __reason is null)"
+    rows = f"select {cols} from checked_{tag} where __reason is null"
+    good = f"({rows})"
     exists = con.execute(
         "select count(*) from information_schema.tables where table_schema = 'main' "
         "and table_name = ?",
         [stored],
     ).fetchall()[0][0]
+    if live is not None and tm.table in ("feedback", "ticket_events"):
+        # a live batch is small: its good rows are typed once into a table, not at every use
+        con.execute(f"create or replace temp table {ADDED}{tm.table} as {rows}")
+        good = f"{ADDED}{tm.table}"
     if live is not None and tm.table == "feedback":
         con.execute(f"insert into {CHANGED} select distinct ticket_id from {good}")
     if live is not None and tm.table in ("feedback", "ticket_events"):
@@ -730,24 +806,41 @@ def _load_table(
             )
     elif not exists:
         con.execute(f"create table {stored} as select * from {good}")
+        if live is not None and stored in ("feedback", "ticket_events"):
+            live["moved"][stored] = (good, None)
     elif table.key:
         # an upsert by id: the stored rows of the loaded ids make way for the loaded ones
         # ("in" a set holding a null is never true: a null key must not empty the table)
         k = quote_ident(table.key)
+        replaced = f"{stored} where {k} in (select {k} from {good} where {k} is not null)"
         if live is not None and tm.table == "feedback":
-            # a survey moved to another ticket leaves its old ticket changed too
-            con.execute(f"insert into {CHANGED} select ticket_id from {stored} where {k} in "
-                        f"(select {k} from {good} where {k} is not null)")
-        con.execute(f"delete from {stored} where {k} in "
-                    f"(select {k} from {good} where {k} is not null)")
+            # the stored rows that make way, read once: for the refresh of the derived
+            # tables (a survey moved to another ticket leaves its old ticket changed too)
+            con.execute(f"create or replace temp table {REMOVED}{stored} as "
+                        f"select rowid as __rowid, * from {replaced}")
+            con.execute(f"insert into {CHANGED} select ticket_id from {REMOVED}{stored}")
+            con.execute(f"delete from {stored} where rowid in "
+                        f"(select __rowid from {REMOVED}{stored})")
+            live["moved"][stored] = (good, f"{REMOVED}{stored}")
+        else:
+            con.execute(f"delete from {replaced}")
         con.execute(f"insert into {stored} ({cols}) select {cols} from {good}")
     else:
-        # rows without an id (status events): the loaded ones not stored yet, each once
-        con.execute(
-            f"insert into {stored} ({cols}) select distinct {cols} from {good} "
-            f"except select {cols} from {stored} "
-            f"where ticket_id in (select ticket_id from {good})"
-        )
+        # Rows without an id (status events): the loaded ones not stored yet, each once. A
+        # stored copy of a loaded event has its time, so only the stored rows of the loaded
+        # span are compared and the table's other row groups are skipped.
+        span = con.execute(f"select min(event_at), max(event_at) from {good}").fetchall()[0]
+        new = (f"select distinct {cols} from {good} except select {cols} from {stored} "
+               f"where event_at >= ? and event_at <= ? "
+               f"and ticket_id in (select ticket_id from {good})")
+        if live is not None:
+            # the rows added, kept for the refresh of the column statistics
+            con.execute(f"create or replace temp table {ADDED}new_{stored} as {new}",
+                        list(span))
+            con.execute(f"insert into {stored} ({cols}) select * from {ADDED}new_{stored}")
+            live["moved"][stored] = (f"{ADDED}new_{stored}", None)
+        elif span[0] is not None:
+            con.execute(f"insert into {stored} ({cols}) {new}", list(span))
     # a reload of the same files replaces their earlier rejects instead of adding to them
     files = [str(f) for f in tm.files]
     con.execute(
@@ -803,17 +896,25 @@ def _report(tm, files, read, loaded, counts, warnings, collapsed, skipped) -> Ta
 
 
 def _orphan_warnings(con: duckdb.DuckDBPyConnection, reports: list[TableReport],
-                     only_loaded: bool = False) -> None:
+                     only_loaded: bool = False, loaded_tickets: str | None = None) -> None:
     """Rows whose ticket the warehouse does not have: in the whole table, or (a live load
-    into a big warehouse) among the tickets of this load's rows."""
+    into a big warehouse) among the tickets of this load's rows. ``loaded_tickets`` holds
+    tickets this load stored, which need no look-up."""
     for i, rep in enumerate(reports):
         if rep.table not in ("feedback", "ticket_events"):
             continue
         if only_loaded:  # the loaded ids without a ticket first: usually none, then no scan
-            orphans = con.execute(
-                f"select list(l.ticket_id) from loaded_ids_{rep.table} l where not exists "
-                "(select 1 from tickets t where t.ticket_id = l.ticket_id)"
-            ).fetchall()[0][0] or []
+            # a live batch carries the ticket row of each of its events and surveys: only
+            # the other ids are looked up, by a list that skips row groups without them
+            others = f" except select ticket_id from {loaded_tickets}" if loaded_tickets \
+                else ""
+            ids = [r[0] for r in con.execute(
+                f"select ticket_id from loaded_ids_{rep.table} where ticket_id is not null"
+                f"{others}").fetchall()]
+            found = {r[0] for r in con.execute(
+                "select ticket_id from tickets where ticket_id = any(?)", [ids]
+            ).fetchall()} if ids else set()
+            orphans = [t for t in ids if t not in found]
             n = con.execute(
                 f"select count(*) from {rep.table} where ticket_id in "
                 f"(select unnest(?::varchar[]))", [orphans]

@@ -61,12 +61,20 @@ def live_snapshot(wh: Warehouse, filters: Filters | None = None, minutes: int = 
     where, params = filter_sql(_undated(filters), date_column=None)
     since, week = now - timedelta(minutes=minutes), timedelta(days=7)
     age = "date_diff('second', t.created_at, cast(? as timestamp)) / 60.0"
+    # Three narrow reads instead of one pass over every ticket: the two windows skip the
+    # row groups outside them on created_at, and the queue keeps the open tickets in the
+    # scan itself. ``status <> 'closed'`` follows from the list, but DuckDB applies a list
+    # only after reading every row's columns, and a plain comparison while scanning.
     sql = f"""
-        with final as (
+        select
+            (select count(*) from tickets t where {where}
+                and t.created_at > ? and t.created_at <= ?) as arrivals,
+            (select count(*) from tickets t where {where}
+                and t.created_at > ? and t.created_at <= ?) as before,
+            q.*
+        from (
             select
-                count(*) filter (where t.created_at > ? and t.created_at <= ?) as arrivals,
-                count(*) filter (where t.created_at > ? and t.created_at <= ?) as before,
-                count(*) filter (where t.status in ('open', 'in_progress')) as open_now,
+                count(*) as open_now,
                 count(*) filter (where {_WAITING}) as waiting,
                 max({age}) filter (where {_WAITING}) as oldest_min,
                 arg_max(t.ticket_id, {age}) filter (where {_WAITING}) as oldest_id,
@@ -75,24 +83,30 @@ def live_snapshot(wh: Warehouse, filters: Filters | None = None, minutes: int = 
                     and {age} < t.sla_first_response_target_min) as at_risk,
                 count(*) filter (where {_WAITING}
                     and {age} >= t.sla_first_response_target_min) as breached
-            from tickets t where {where}
-        )
-        select * from final
+            from tickets t where {where} and t.status in ('open', 'in_progress')
+                and t.status <> 'closed'
+        ) q
     """
-    # in the order of the ? marks: the four windows, the ages (oldest, its id, at risk twice
-    # around the share, breached), then the filters
-    args = [since, now, since - week, now - week, now, now, now, AT_RISK_SHARE, now, now,
-            *params]
+    # in the order of the ? marks: each window with the filters, then the queue's ages
+    # (oldest, its id, at risk twice around the share, breached) and its filters
+    args = [*params, since, now, *params, since - week, now - week,
+            now, now, now, AT_RISK_SHARE, now, now, *params]
     row = wh.df(sql, args).iloc[0]
 
     def count(name: str) -> int:
         return 0 if pd.isna(row[name]) else int(row[name])
 
+    oldest_id = None if pd.isna(row["oldest_id"]) else str(row["oldest_id"])
+    own, own_params = wh.listing_sql("t")
+    if oldest_id is not None and own != "true" and not wh.scalar(
+            f"select count(*) from tickets t where t.ticket_id = ? and {own}",
+            [oldest_id, *own_params]):
+        oldest_id = None  # the team's oldest is someone else's ticket: its age, not its id
     return LiveSnapshot(
         now=now, minutes=minutes, arrivals=count("arrivals"), arrivals_before=count("before"),
         open_now=count("open_now"), waiting=count("waiting"),
         oldest_unanswered_min=None if pd.isna(row["oldest_min"]) else float(row["oldest_min"]),
-        oldest_unanswered_id=None if pd.isna(row["oldest_id"]) else str(row["oldest_id"]),
+        oldest_unanswered_id=oldest_id,
         at_risk=count("at_risk"), breached=count("breached"), refreshed_at=refreshed,
     )
 

@@ -103,13 +103,16 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in rows}
 
 
-def update_comment_sentiment(con: duckdb.DuckDBPyConnection, feedback: str = "feedback") -> int:
+def update_comment_sentiment(con: duckdb.DuckDBPyConnection, feedback: str = "feedback",
+                             dropped: str | None = None) -> int:
     """Score the distinct comments of ``feedback`` that have no score from this model yet.
 
     Runs inside the caller's transaction (a load). ``feedback`` is the table, or a relation
-    of the survey rows a small (live) load touched, so only those are looked at. After a
-    look at the whole table, scores of texts no survey holds any more are removed, so
-    deleted comments do not linger in the warehouse. Returns how many texts were scored.
+    of the survey rows a small (live) load touched, so only those are looked at. Scores of
+    texts no survey holds any more are removed, so deleted comments do not linger in the
+    warehouse: after a look at the whole table, all of them; else those of the comments
+    in ``dropped`` (a relation of the survey rows the load replaced), if any.
+    Returns how many texts were scored.
     """
     con.execute(
         f"create table if not exists {SENTIMENT_TABLE} "
@@ -149,6 +152,13 @@ def update_comment_sentiment(con: duckdb.DuckDBPyConnection, feedback: str = "fe
             f"delete from {SENTIMENT_TABLE} s where not exists "
             "(select 1 from feedback f where f.comment = s.comment)"
         )
+    elif dropped is not None:
+        gone = [r[0] for r in con.execute(
+            f"select distinct comment from {dropped} where comment is not null").fetchall()]
+        if gone:  # usually none: a live survey is new, not a new version of a stored one
+            con.execute(
+                f"delete from {SENTIMENT_TABLE} s where s.comment = any(?) and not exists "
+                "(select 1 from feedback f where f.comment = s.comment)", [gone])
     return int(todo)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -264,14 +264,16 @@ def _empty_or(wh_tables: set[str], name: str, columns: str) -> str:
     return name if name in wh_tables else f"(select {columns} where false)"
 
 
-SRC_VIEW_SQL = """
-create or replace view tickets_src as
+# The canonical rows of query-table rows (``{rows}``: tickets or a table of its rows).
+_CANONICAL_SQL = """
 select ticket_id, created_at, status, first_response_at, resolved_at, priority, channel, domain,
     location, location_lat, location_lon, customer_id,
     src_customer_location as customer_location, src_customer_segment as customer_segment,
     rep_id, contacts, reopened_count, handle_time_s, subject, is_test
-from tickets
+from {rows}
 """
+
+SRC_VIEW_SQL = "create or replace view tickets_src as" + _CANONICAL_SQL.format(rows="tickets")
 
 
 # Survey rows with their ticket's date and dimensions, so feedback figures filter and group on
@@ -299,6 +301,7 @@ def rebuild_derived(
     settings: Settings | None = None,
     source: str | None = None,
     changed: str | None = None,
+    moved: dict[str, tuple[str, str | None]] | None = None,
 ) -> datetime | None:
     """Rebuild the query table ``tickets`` from canonical ticket rows and the other tables.
 
@@ -309,14 +312,18 @@ def rebuild_derived(
 
     With ``changed`` (a relation with a ``ticket_id`` column: tickets whose surveys changed)
     the refresh is incremental, for small live loads: ``source`` then holds only the new
-    and updated canonical rows, and only those tickets, the ``changed`` ones and every ticket
-    not yet answered or resolved (their SLA flags move with the data's "now") are derived
-    again; the side tables are adjusted, not rebuilt. The result is the same as a rebuild.
+    and updated canonical rows, only those tickets and the ``changed`` ones are derived
+    again, the SLA flags of the other unanswered or unresolved tickets move with the
+    data's "now" in place, and the side tables are adjusted, not rebuilt. The result is
+    the same as a rebuild. ``moved`` names, per other table the load changed, the
+    relations of the rows it added and of the rows it removed (or None): their column
+    statistics move by the difference (a table the load changed that is not named is
+    counted again), and the surveys added need not be looked up again.
     """
     settings = settings or load_settings()
     tables = _tables(con)
     if changed is not None and {"tickets", "meta", "dimension_values"} <= tables:
-        return _refresh_derived(con, settings, tables, source, changed)
+        return _refresh_derived(con, settings, tables, source, changed, moved)
     if source is None:
         if "tickets" not in tables:
             return None
@@ -467,105 +474,86 @@ def _refresh_derived(
     tables: set[str],
     source: str | None,
     changed: str,
+    moved: dict[str, tuple[str, str | None]] | None,
 ) -> datetime | None:
-    """``rebuild_derived`` for a small load: derive again only the tickets it touches."""
+    """``rebuild_derived`` for a small load: derive again only the tickets it touches.
+
+    No step reads every ticket: the touched tickets' stored rows are found as
+    ``_stored_rows`` tells and read by row id, the side tables move by the difference
+    between those rows and their new versions, and the SLA flags that move with "now" are
+    set in place.
+    """
     from cs_metrics.schema import TABLES
 
     cols = ", ".join(TABLES["tickets"].column_names)
-    new = f"(select ticket_id from {source})" if source else "(select null::varchar " \
-        "as ticket_id where false)"
-    parts = [f"select {cols} from {source}"] if source else []
-    # The untouched tickets whose derived flags move with "now": an unanswered (unresolved)
-    # ticket's first-response (resolution) flag turns false once its deadline passes, so
-    # those whose deadline falls between the previous "now" and this load's are derived
-    # again; the rest keep their rows.
-    before = con.execute("select value from meta where key = 'as_of'").fetchall()
-    previous = datetime.fromisoformat(before[0][0]) if before and before[0][0] else None
+    meta = dict(con.execute("select key, value from meta").fetchall())
+    previous = datetime.fromisoformat(meta["as_of"]) if meta.get("as_of") else None
     latest = con.execute(
         f"select greatest(max(created_at), max(first_response_at), max(resolved_at)) "
         f"from {source}").fetchall()[0][0] if source else None
     stamps = [s for s in (latest, previous) if s is not None]
-    as_of = _as_of(con, tables, max(stamps) if stamps else None)
-    fr_due = ("t.created_at + to_microseconds(cast(t.sla_first_response_target_min * "
-              "60000000 as bigint))")
-    res_due = ("t.created_at + to_microseconds(cast(t.sla_resolution_target_h * "
-               "3600000000 as bigint))")
-    if previous is None or as_of is None:
-        moving = "t.first_response_at is null or t.status <> 'closed'"
-        window: list = []
-    else:
-        moving = (f"(t.first_response_at is null and {fr_due} >= ? and {fr_due} < ?) or "
-                  f"(t.status <> 'closed' and {res_due} >= ? and {res_due} < ?)")
-        window = [previous, as_of, previous, as_of]
+    as_of = _as_of(con, tables, max(stamps) if stamps else None, since=previous)
+    # The tickets derived again: the loaded ones and those whose surveys changed.
+    new = f"select ticket_id from {source}" if source else \
+        "select null::varchar as ticket_id where false"
     con.execute(
-        "create or replace temp table derive_ids as "
-        f"select ticket_id from {changed} where ticket_id is not null union "
-        f"select t.ticket_id from tickets t where {moving}", window)
-    parts.append(
-        f"select {cols} from tickets_src t where t.ticket_id not in {new} and "
-        "t.ticket_id in (select ticket_id from derive_ids)"
-    )
+        f"create or replace temp table derive_ids as {new} union "
+        f"select ticket_id from {changed} where ticket_id is not null")
+    _stored_rows(con, source)
+    # with the stored canonical rows of the tickets derived again for their surveys only
+    stored = f"select {cols} from ({_CANONICAL_SQL.format(rows='old_rows')}) o"
+    parts = [f"select {cols} from {source}",
+             f"{stored} where o.ticket_id not in (select ticket_id from {source})"] \
+        if source else [stored]
     con.execute("create or replace temp table derive_src as " + " union all ".join(parts))
     segments = [r[0] for r in con.execute(
         "select value from dimension_values where dimension = 'customer_segment' union "
         "select distinct customer_segment from derive_src"
     ).fetchall()]
     _sla_targets(con, settings, tables, segments)
-    surveys = "(select * from feedback where ticket_id in (select ticket_id from derive_src))" \
-        if "feedback" in tables else None
-    if surveys is not None:
+    surveys = None
+    if "feedback" in tables:
+        added, removed = (None, None) if moved is None else \
+            moved.get("feedback", ("(select * from feedback where false)", None))
+        _derive_surveys(con, added)
+        surveys = "derive_surveys"
         from cs_metrics.sentiment import SENTIMENT_TABLE, update_comment_sentiment
 
-        # only the touched surveys' comments: a scan of every comment costs a second at 10M
-        update_comment_sentiment(con, surveys)
+        # only these surveys' comments can be new: a scan of every comment costs a second;
+        # only the replaced surveys' comments can have lost their last survey
+        update_comment_sentiment(con, surveys, dropped=removed)
         tables.add(SENTIMENT_TABLE)
     sql = _derived_sql(tables, "derive_src", surveys).replace(
         "create or replace table tickets as", "create or replace temp table tickets_delta as", 1)
     as_of_param = as_of or datetime(1970, 1, 1)
     con.execute(sql, [as_of_param, as_of_param])
-    if _columns_of(con, "tickets_delta") != _columns_of(con, "tickets"):
+    columns = {name: _columns_of(con, name) for name in ("tickets", "tickets_src")}
+    if _columns_of(con, "tickets_delta") != columns["tickets"]:
         # a warehouse written by an earlier version derives other columns: rebuild it all
-        merged = (f"select {cols} from tickets_src where ticket_id not in {new}"
-                  + (f" union all select {cols} from {source}" if source else ""))
+        merged = f"select {cols} from tickets_src"
+        if source:
+            merged = (f"{merged} where ticket_id not in (select ticket_id from {source}) "
+                      f"union all select {cols} from {source}")
         con.execute(f"create or replace temp table tickets_src_copy as {merged}")
         return rebuild_derived(con, settings, "tickets_src_copy")
-    # the side tables move by what leaves and what comes in
-    delta = "(select ticket_id from tickets_delta)"
-    con.execute(f"create or replace temp table old_rows as select * from tickets "
-                f"where ticket_id in {delta}")
-    con.execute(f"create or replace temp table dv_old as {_dimension_counts('old_rows')}")
-    stats_before = _ticket_counts(con, "old_rows")
-    con.execute(f"delete from tickets where ticket_id in {delta}")
+    # The other tickets keep their rows, except the SLA flags that move with "now".
+    passed = _pass_deadlines(con, settings, previous, as_of)
+    stats_before = _ticket_counts(con, "old_rows", columns)
+    con.execute("delete from tickets where rowid in (select __rowid from old_rows)")
     con.execute("insert into tickets select * from tickets_delta")
+    # the side tables move by what leaves and what comes in
     con.execute(
         "create or replace table dimension_values as select dimension, value, "
         "sum(tickets) as tickets from (select * from dimension_values union all "
-        "select dimension, value, -tickets from dv_old union all "
-        f"{_dimension_counts('tickets_delta')}) group by dimension, value "
+        f"select dimension, value, -tickets from ({_dimension_counts('old_rows')}) "
+        f"union all {_dimension_counts('tickets_delta')}) group by dimension, value "
         "having sum(tickets) > 0"
     )
     if "feedback" in tables:
-        # the surveys of the derived tickets, joined to their new rows only
-        survey_facts = FEEDBACK_FACTS_SELECT.replace(
-            "join tickets t on", "join tickets_delta t on", 1)
-        facts = (
-            "select ff.*, s.sentiment from ("
-            f"{survey_facts} where f.ticket_id in {delta}) ff "
-            "left join comment_sentiment s on s.comment = ff.comment"
-        )
-        if "feedback_facts" in tables:
-            con.execute(f"delete from feedback_facts where ticket_id in {delta}")
-            con.execute(f"insert into feedback_facts {facts}")
-        else:
-            con.execute(
-                "create or replace table feedback_facts as select ff.*, s.sentiment "
-                f"from ({FEEDBACK_FACTS_SELECT}) ff "
-                "left join comment_sentiment s on s.comment = ff.comment"
-            )
+        _refresh_feedback_facts(con, tables)
     first, last = con.execute(
         "select min(created_at), max(created_at) from tickets_delta where not is_test"
     ).fetchall()[0]
-    meta = dict(con.execute("select key, value from meta").fetchall())
     if first is not None:
         known = meta.get("first_created")
         first = min(first, datetime.fromisoformat(known)) if known else first
@@ -577,28 +565,172 @@ def _refresh_derived(
     meta["derived_at"] = datetime.now().isoformat(sep=" ", timespec="seconds")
     con.execute("delete from meta")
     con.executemany("insert into meta values (?, ?)", list(meta.items()))
-    _update_column_stats(con, stats_before, _ticket_counts(con, "tickets_delta"))
-    con.execute("drop table if exists temp.main.old_rows")
+    stats_after = _ticket_counts(con, "tickets_delta", columns)
+    for column, n in passed.items():  # null -> false on rows that stayed
+        stats_after[("tickets", column)] = stats_after.get(("tickets", column), 0) + n
+    _update_column_stats(con, stats_before, stats_after, moved)
+    for name in ("old_rows", "derive_ids", "derive_src", "derive_surveys", "tickets_delta"):
+        con.execute(f"drop table if exists temp.main.{name}")
     return as_of
 
 
+def _derive_surveys(con: duckdb.DuckDBPyConnection, added: str | None) -> None:
+    """Temp table ``derive_surveys``: every survey of the tickets in ``derive_ids``, read
+    once for their sums, the comments' sentiment and the survey facts.
+
+    The surveys table is stored in the order surveys came, so a survey's ticket id says
+    little about where it is: a look-up by id skips only the row groups whose id range
+    misses every id asked for. So the look-ups are kept few. A stored ticket's surveys were
+    counted at its last derive (``fb_n``), and any change to them since is in this load: a
+    stored ticket without surveys then has exactly the surveys the load ``added`` for it.
+    Only the tickets that had surveys, and the new ones (a survey can arrive before its
+    ticket; new ids usually sort apart from the stored ones), are looked up.
+    """
+    if added is None or "fb_n" not in _columns_of(con, "old_rows"):
+        # what the load added is not known: every derived ticket is looked up
+        con.execute("create or replace temp table derive_surveys as select * from feedback "
+                    "where ticket_id in (select ticket_id from derive_ids)")
+        return
+    had = [r[0] for r in con.execute(
+        "select ticket_id from old_rows where fb_n > 0").fetchall()]
+    new = [r[0] for r in con.execute(
+        "select ticket_id from derive_ids anti join old_rows using (ticket_id)").fetchall()]
+    # A few ids are looked up one by one (each reads a few row groups): a list is looked
+    # for between its first and last id, which for ids spread out is the whole table.
+    few = len(had) <= 4
+    parts = ["select * from feedback where ticket_id = ?"] * len(had) if few \
+        else ["select * from feedback where ticket_id = any(?)"]
+    params: list = list(had) if few else [had]
+    parts += [
+        "select * from feedback where ticket_id = any(?)",
+        f"select * from {added} where ticket_id in "
+        "(select ticket_id from old_rows where coalesce(fb_n, 0) = 0)",
+    ]
+    params.append(new)
+    con.execute("create or replace temp table derive_surveys as "
+                + " union all ".join(parts), params)
+
+
+def _stored_rows(con: duckdb.DuckDBPyConnection, source: str | None) -> None:
+    """Temp table ``old_rows``: the stored rows (with ``__rowid``) of the tickets in
+    ``derive_ids``.
+
+    Finding a few hundred ids among millions by ``ticket_id`` decodes every stored id. A
+    loaded ticket row carries its creation time, which rarely changes, so the rows created
+    at those moments are found first (a cheap scan of one timestamp column) and kept where
+    the id matches. Only the ids not found that way (new tickets, tickets whose creation
+    time changed, tickets touched only through their surveys) are looked for by id: a
+    scan for a list of ids skips the row groups outside the list's first and last id, and
+    new ids usually sort apart from the stored ones.
+    """
+    con.execute("create or replace temp table located (__rowid bigint, ticket_id varchar)")
+    if source:
+        moments = [r[0] for r in con.execute(
+            f"select distinct created_at from {source} where created_at is not null"
+        ).fetchall()]
+        if moments:
+            # materialised first: a filter on the id in the same scan would decode every id
+            con.execute("create or replace temp table located_at as select rowid as __rowid, "
+                        "ticket_id from tickets where created_at = any(?)", [moments])
+            con.execute("insert into located select * from located_at "
+                        "where ticket_id in (select ticket_id from derive_ids)")
+            con.execute("drop table located_at")
+    missing = [r[0] for r in con.execute(
+        "select ticket_id from derive_ids except select ticket_id from located").fetchall()]
+    if missing:
+        con.execute("insert into located select rowid, ticket_id from tickets "
+                    "where ticket_id = any(?)", [missing])
+    rowids = [r[0] for r in con.execute("select __rowid from located").fetchall()]
+    con.execute("create or replace temp table old_rows as select rowid as __rowid, * "
+                "from tickets where rowid = any(?::bigint[])", [rowids])
+    con.execute("drop table located")
+
+
+# When a ticket's SLA flag turns: its deadline, from the stored target (as derived).
+_DEADLINES = (
+    ("sla_first_response_met", "t.first_response_at is null",
+     "t.sla_first_response_target_min * 60000000", "first_response_min"),
+    ("sla_resolution_met", "t.status <> 'closed'",
+     "t.sla_resolution_target_h * 3600000000", "resolution_h"),
+)
+
+
+def _pass_deadlines(con: duckdb.DuckDBPyConnection, settings: Settings,
+                    previous: datetime | None, as_of: datetime | None) -> dict[str, int]:
+    """Set the SLA flags of the unanswered (unresolved) tickets whose deadline is now past
+    to false, in place: the rest of such a ticket's row does not depend on "now", so it
+    need not be derived again. The tickets about to be replaced (``old_rows``) are left
+    alone. Returns the flags turned, per column (each was null).
+
+    A flag that turned at an earlier load is false already, so only tickets created at
+    most the longest target before the previous "now" can turn; the older row groups are
+    skipped on ``created_at``.
+    """
+    out: dict[str, int] = {}
+    if as_of is None or (previous is not None and as_of <= previous):
+        return out  # "now" did not move
+    longest = {
+        "first_response_min": max((v for p in settings.sla_policies
+                                   for _, v in p.first_response_min), default=None),
+        "resolution_h": max((v for p in settings.sla_policies
+                             for _, v in p.resolution_h), default=None),
+    }
+    for column, waiting, micros, kind in _DEADLINES:
+        due = f"t.created_at + to_microseconds(cast({micros} as bigint))"
+        sql = (f"update tickets t set {column} = false where {waiting} and {column} is null "
+               f"and {due} < ? and t.rowid not in (select __rowid from old_rows)")
+        params: list = [as_of]
+        if previous is not None and longest[kind] is not None:
+            scale = 60 if kind == "first_response_min" else 3600
+            # a second of slack: the cast to whole microseconds rounds
+            since = previous - timedelta(seconds=longest[kind] * scale + 1)
+            sql += " and t.created_at >= ?"
+            params.append(since)
+        n = con.execute(sql, params).fetchall()[0][0]
+        if n:
+            out[column] = int(n)
+    return out
+
+
+def _refresh_feedback_facts(con: duckdb.DuckDBPyConnection, tables: set[str]) -> None:
+    """The survey facts of the derived tickets: the rows of their stored versions leave, the
+    rows of their surveys joined to the new versions come in."""
+    facts = FEEDBACK_FACTS_SELECT.replace("join tickets t on", "join tickets_delta t on", 1) \
+        .replace("from feedback f", "from derive_surveys f", 1)
+    insert = ("select ff.*, s.sentiment from (" + facts + ") ff "
+              "left join comment_sentiment s on s.comment = ff.comment")
+    if "feedback_facts" not in tables:
+        con.execute(
+            "create or replace table feedback_facts as select ff.*, s.sentiment "
+            f"from ({FEEDBACK_FACTS_SELECT}) ff "
+            "left join comment_sentiment s on s.comment = ff.comment"
+        )
+        return
+    # a stored ticket has survey facts exactly when it had surveys (fb_n) at its last derive
+    had = [r[0] for r in con.execute(
+        "select ticket_id from old_rows where fb_n > 0").fetchall()]
+    if had:
+        con.execute("delete from feedback_facts where ticket_id = any(?)", [had])
+    if con.execute("select count(*) from derive_surveys").fetchall()[0][0]:
+        con.execute(f"insert into feedback_facts {insert}")
+
+
 def _columns_of(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    return [r[0] for r in con.execute(
-        "select column_name from information_schema.columns where table_name = ? "
-        "order by ordinal_position", [table]).fetchall()]
+    """The columns of a table or view, in order (a query of no rows: the information schema
+    lists every table's columns first)."""
+    return [d[0] for d in con.execute(f"select * from {table} limit 0").description]
 
 
-def _ticket_counts(con: duckdb.DuckDBPyConnection, rows: str) -> dict[tuple[str, str], int]:
+def _ticket_counts(con: duckdb.DuckDBPyConnection, rows: str,
+                   columns: dict[str, list[str]]) -> dict[tuple[str, str], int]:
     """(relation, column) -> non-null count over ``rows`` (a table of query-table rows) as
-    the query table and as its canonical view; (relation, "") is the row count."""
+    the query table and as its canonical view; (relation, "") is the row count.
+    ``columns``: the columns of ``tickets`` and ``tickets_src``."""
     out: dict[tuple[str, str], int] = {}
-    view = SRC_VIEW_SQL.replace("create or replace view tickets_src",
-                                "create or replace temp view counted_src", 1)
-    con.execute(view.replace("from tickets", f"from {rows}", 1))
+    con.execute("create or replace temp view counted_src as"
+                + _CANONICAL_SQL.format(rows=rows))
     for name, relation in (("tickets", rows), ("tickets_src", "counted_src")):
-        cols = [r[0] for r in con.execute(
-            "select column_name from information_schema.columns where table_schema = 'main' "
-            "and table_name = ? order by ordinal_position", [name]).fetchall()]
+        cols = columns[name]
         counts = ", ".join(f'count("{c}")' for c in cols)
         values = con.execute(f"select count(*), {counts} from {relation}").fetchall()[0]
         out[(name, "")] = int(values[0])
@@ -606,9 +738,12 @@ def _ticket_counts(con: duckdb.DuckDBPyConnection, rows: str) -> dict[tuple[str,
     return out
 
 
-def _update_column_stats(con: duckdb.DuckDBPyConnection, before: dict, after: dict) -> None:
+def _update_column_stats(con: duckdb.DuckDBPyConnection, before: dict, after: dict,
+                         moved: dict[str, tuple[str, str | None]] | None = None) -> None:
     """Column statistics after an incremental refresh: the tickets' moved by the difference
-    of the rows replaced, the other tables' (changed by the load itself) counted again."""
+    of the rows replaced, the other tables' by the rows the load added and removed
+    (``moved``; without it, every table is counted again); a table without statistics
+    yet is counted."""
     from cs_metrics.schema import TABLES
 
     if "column_stats" not in _tables(con):
@@ -622,30 +757,55 @@ def _update_column_stats(con: duckdb.DuckDBPyConnection, before: dict, after: di
             stats.at[i, "total"] = row["total"] + after[total_key] - before[total_key]
             stats.at[i, "non_null"] = row["non_null"] + after[key] - before.get(key, 0)
     present = _tables(con)
+    rows = []
     for name in TABLES:
         if name == "tickets" or name not in present:
             continue
-        cols = stats.loc[stats["table_name"] == name, "column_name"].tolist()
-        if not cols:
+        mine = stats["table_name"] == name
+        if mine.any() and moved is not None and name not in moved:
+            continue  # the load did not touch it
+        cols = _columns_of(con, name)
+        if mine.any() and moved is not None:
+            added, removed = moved[name]
+            counts = ", ".join(f'count("{c}")' for c in cols)
+            sign = {c: 0 for c in ["", *cols]}
+            for relation, factor in ((added, 1), (removed, -1)):
+                if relation is None:
+                    continue
+                values = con.execute(f"select count(*), {counts} from {relation}").fetchall()[0]
+                for c, n in zip(["", *cols], values, strict=True):
+                    sign[c] += factor * int(n)
+            for c in cols:
+                at = mine & (stats["column_name"] == c)
+                stats.loc[at, "total"] = stats.loc[at, "total"] + sign[""]
+                stats.loc[at, "non_null"] = stats.loc[at, "non_null"] + sign[c]
             continue
+        # new in this load, or what the load did is not known: counted whole
         values = con.execute(
             f"select count(*), {', '.join(f'count({chr(34)}{c}{chr(34)})' for c in cols)} "
             f"from {name}").fetchall()[0]
-        for c, n in zip(cols, values[1:], strict=True):
-            mask = (stats["table_name"] == name) & (stats["column_name"] == c)
-            stats.loc[mask, "total"] = int(values[0])
-            stats.loc[mask, "non_null"] = int(n)
+        stats = stats[~mine]
+        rows += [(name, c, int(values[0]), int(n)) for c, n in zip(cols, values[1:],
+                                                                  strict=True)]
+    if rows:
+        stats = pd.concat([stats, pd.DataFrame(rows, columns=stats.columns)],
+                          ignore_index=True)
     con.register("column_stats_df", stats)
     con.execute("create or replace table column_stats as select * from column_stats_df")
     con.unregister("column_stats_df")
 
 
 def _as_of(
-    con: duckdb.DuckDBPyConnection, tables: set[str], latest: datetime | None
+    con: duckdb.DuckDBPyConnection, tables: set[str], latest: datetime | None,
+    since: datetime | None = None,
 ) -> datetime | None:
+    """The latest of ``latest`` and the status events; ``since`` (at most ``latest``) lets
+    the events before it go unread."""
     stamps = [latest]
     if "ticket_events" in tables:
-        stamps.append(con.execute("select max(event_at) from ticket_events").fetchall()[0][0])
+        where = " where event_at >= ?" if since is not None else ""
+        stamps.append(con.execute(f"select max(event_at) from ticket_events{where}",
+                                  [since] if since is not None else []).fetchall()[0][0])
     stamps = [s for s in stamps if s is not None]
     return max(stamps) if stamps else None
 

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import shutil
 import threading
+from datetime import timedelta
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from cs_metrics.errors import CsMetricsError
@@ -113,41 +117,31 @@ def test_dimension_values_of_an_older_warehouse_are_counted(tmp_path):
         wh.close()
 
 
-def test_a_small_load_refreshed_incrementally_equals_a_rebuild(sample_dir, tmp_path,
-                                                                monkeypatch):
-    """Live batches derive only the tickets they touch; the warehouse must end up exactly as
-    a full rebuild leaves it."""
+def _canonical(row) -> dict:
+    """A tickets_src row as a canonical CSV row."""
+    out = {}
+    for key, value in row.items():
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            out[key] = ""
+        elif isinstance(value, pd.Timestamp):
+            out[key] = value.strftime("%Y-%m-%d %H:%M:%S")
+        elif isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, float) and value.is_integer() and key != "location_lat" \
+                and key != "location_lon":
+            out[key] = str(int(value))
+        else:
+            out[key] = str(value)
+    return out
+
+
+def _incremental_and_rebuild(base: Path, batches: list[Path], tmp_path: Path,
+                             monkeypatch) -> tuple[dict, dict]:
+    """The warehouse's tables after loading ``base`` and then each batch, once refreshed
+    incrementally and once rebuilt at every load; asserts they are the same."""
     import importlib
 
-    import pandas as pd
-
-    # the package exports a function of the same name: fetch the module itself
     ingest_module = importlib.import_module("cs_metrics.ingest")
-
-    base = Warehouse(tmp_path / "probe.duckdb")
-    ingest(sample_dir, warehouse=base)
-    open_rows = base.df("select * from tickets_src where status <> 'closed' "
-                        "order by ticket_id limit 5")
-    closed = base.df("select ticket_id from tickets where status = 'closed' "
-                     "order by ticket_id limit 3")
-    as_of = base.as_of()
-    base.close()
-    stamp = as_of.strftime("%Y-%m-%d %H:%M:%S")
-    updates = [
-        ticket(r.ticket_id, r.created_at.strftime("%Y-%m-%d %H:%M:%S"), "closed",
-               first_response_at=stamp, resolved_at=stamp, priority=r.priority,
-               channel=r.channel, domain=r.domain, rep_id=r.rep_id, customer_id=r.customer_id,
-               contacts=1)
-        for r in open_rows.itertuples()
-    ]
-    new = [ticket(f"NEW{i}", stamp, "open", priority="urgent", channel="chat",
-                  domain="billing", location="Nowhere Town") for i in range(10)]
-    batch = write_csv(tmp_path / "batch", "tickets", updates + new).parent
-    write_csv(batch, "feedback", [
-        {"feedback_id": f"FNEW{i}", "ticket_id": t, "submitted_at": stamp, "csat": 1,
-         "comment": "Terrible, nobody called back."}
-        for i, t in enumerate(closed["ticket_id"])])
-
     warehouse_module = importlib.import_module("cs_metrics.warehouse")
     calls: list[str] = []
     real = warehouse_module._refresh_derived
@@ -161,25 +155,149 @@ def test_a_small_load_refreshed_incrementally_equals_a_rebuild(sample_dir, tmp_p
     for mode, share in (("incremental", 0.05), ("rebuild", 0.0)):
         monkeypatch.setattr(ingest_module, "INCREMENTAL_SHARE", share)
         db = tmp_path / f"{mode}.duckdb"
-        ingest(sample_dir, db=db)
-        ingest(batch, db=db)
+        ingest(base, db=db)
+        for batch in batches:
+            ingest(batch, db=db)
         wh = Warehouse(db, read_only=True)
         try:
+            tables = wh.tables()
             results[mode] = {
-                "tickets": wh.df("select * from tickets order by ticket_id"),
-                "facts": wh.df("select * from feedback_facts order by feedback_id"),
-                "values": wh.df("select * from dimension_values "
-                                "order by dimension, value"),
-                "meta": wh.df("select * from meta where key <> 'derived_at' order by key"),
-                "stats": wh.df("select * from column_stats order by table_name, column_name"),
+                name: wh.df(f"select * from {name} order by all")
+                for name in ("tickets", "feedback_facts", "dimension_values", "column_stats",
+                             "comment_sentiment", "feedback", "ticket_events")
+                if name in tables
             }
+            results[mode]["meta"] = wh.df("select * from meta where key <> 'derived_at' "
+                                          "order by key")
         finally:
             wh.close()
-    assert calls == ["incremental"]  # the batch took the incremental path, and only there
+    # the batches took the incremental path, and only there
+    assert calls == ["incremental"] * len(batches)
     inc, full = results["incremental"], results["rebuild"]
-    assert len(inc["tickets"]) == len(full["tickets"]) == 6000 + len(new)
+    assert inc.keys() == full.keys()
     for name in inc:
         pd.testing.assert_frame_equal(inc[name].reset_index(drop=True),
                                       full[name].reset_index(drop=True),
                                       check_dtype=False, obj=name)
-    assert "Nowhere Town" in set(inc["values"]["value"])
+    return inc, full
+
+
+def test_small_loads_refreshed_incrementally_equal_a_rebuild(sample_dir, tmp_path,
+                                                              monkeypatch):
+    """Live batches derive only the tickets they touch; the warehouse must end up exactly as
+    a full rebuild leaves it, batch after batch."""
+    base = Warehouse(tmp_path / "probe.duckdb")
+    ingest(sample_dir, warehouse=base)
+    open_rows = base.df("select * from tickets_src where status <> 'closed' "
+                        "order by ticket_id limit 5")
+    closed = base.df("select ticket_id from tickets where status = 'closed' and not "
+                     "has_feedback order by ticket_id limit 3")
+    moved_in = base.df("select * from tickets_src where status = 'closed' "
+                       "order by ticket_id desc limit 1")
+    survey = base.df("select f.* from feedback f join tickets t using (ticket_id) "
+                     "where f.comment is not null and t.fb_n = 1 order by f.feedback_id "
+                     "limit 1").iloc[0]
+    event = base.df("select * from ticket_events order by ticket_id, event_at limit 1").iloc[0]
+    waiting = base.scalar("select count(*) from tickets where status <> 'closed' "
+                          "and sla_resolution_met is null")
+    as_of = base.as_of()
+    base.close()
+    assert waiting > 0
+    # a day later: deadlines of tickets nobody touches pass, so their SLA flags move
+    stamp = (as_of + timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+    later = (as_of + timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S")
+    updates = [
+        ticket(r.ticket_id, r.created_at.strftime("%Y-%m-%d %H:%M:%S"), "closed",
+               first_response_at=stamp, resolved_at=stamp, priority=r.priority,
+               channel=r.channel, domain=r.domain, rep_id=r.rep_id, customer_id=r.customer_id,
+               contacts=1)
+        for r in open_rows.itertuples()
+    ]
+    # a ticket whose creation time changes is found by its id
+    shifted = _canonical(moved_in.iloc[0])
+    shifted["created_at"] = (moved_in.iloc[0]["created_at"] - timedelta(hours=1)).strftime(
+        "%Y-%m-%d %H:%M:%S")
+    new = [ticket(f"NEW{i}", stamp, "open", priority="urgent", channel="chat",
+                  domain="billing", location="Nowhere Town") for i in range(10)]
+    first = tmp_path / "batch1"
+    write_csv(first, "tickets", pd.DataFrame(updates + [shifted] + new).astype(str)
+              .replace("nan", ""))
+    write_csv(first, "feedback", [
+        *({"feedback_id": f"FNEW{i}", "ticket_id": t, "submitted_at": stamp, "csat": 1,
+           "comment": "Terrible, nobody called back."}
+          for i, t in enumerate(closed["ticket_id"])),
+        # a survey moved to another ticket, with another comment
+        {"feedback_id": survey["feedback_id"], "ticket_id": shifted["ticket_id"],
+         "submitted_at": stamp, "csat": 5, "comment": "Moved here, and all good."},
+        # a survey that arrives before its ticket
+        {"feedback_id": "FEARLY", "ticket_id": "LATE1", "submitted_at": stamp, "csat": 4,
+         "comment": "Quick and kind."},
+    ])
+    write_csv(first, "ticket_events", [
+        {"ticket_id": "NEW0", "event_at": stamp, "status": "open", "rep_id": ""},
+        # already stored: not added twice
+        {"ticket_id": event["ticket_id"], "event_at": event["event_at"].strftime(
+            "%Y-%m-%d %H:%M:%S"), "status": event["status"], "rep_id": event["rep_id"] or ""},
+    ])
+    second = tmp_path / "batch2"
+    write_csv(second, "tickets", [
+        ticket("LATE1", stamp, "closed", first_response_at=stamp, resolved_at=later,
+               priority="high", channel="email", domain="billing"),
+        ticket("NEW0", stamp, "in_progress", first_response_at=later, priority="urgent",
+               channel="chat", domain="billing", location="Nowhere Town"),
+    ])
+    write_csv(second, "feedback", [
+        # a new version of a survey: its old comment is held by no survey any more
+        {"feedback_id": "FNEW0", "ticket_id": closed["ticket_id"][0], "submitted_at": later,
+         "csat": 2, "comment": "Still waiting for the refund."},
+    ])
+
+    third = tmp_path / "batch3"
+    # tickets only: a ticket with surveys moves on, its survey facts follow
+    write_csv(third, "tickets", [
+        ticket("LATE1", stamp, "open", first_response_at=stamp, priority="high",
+               channel="phone", domain="billing", reopened_count=1),
+    ])
+    inc, full = _incremental_and_rebuild(sample_dir, [first, second, third], tmp_path,
+                                         monkeypatch)
+    assert len(inc["tickets"]) == len(full["tickets"]) == 6000 + len(new) + 1
+    tickets = inc["tickets"].set_index("ticket_id")
+    # what the batches were made to exercise did happen
+    assert "Nowhere Town" in set(inc["dimension_values"]["value"])
+    assert tickets.loc["LATE1", "fb_n"] == 1  # the early survey found its ticket
+    facts = inc["feedback_facts"].set_index("feedback_id")
+    assert facts.loc["FEARLY", "channel"] == "phone"
+    assert not tickets.loc[survey["ticket_id"], "has_feedback"]  # the moved survey left
+    assert str(tickets.loc[shifted["ticket_id"], "created_at"]) == shifted["created_at"]
+    comments = set(inc["comment_sentiment"]["comment"])
+    assert "Still waiting for the refund." in comments
+    assert "Terrible, nobody called back." in comments  # FNEW1 and FNEW2 still hold it
+    assert survey["comment"] not in comments or \
+        survey["comment"] in set(inc["feedback"]["comment"])
+    assert tickets["sla_resolution_met"].isna().sum() < waiting  # deadlines passed
+
+
+def test_the_first_surveys_and_events_of_a_warehouse_load_incrementally(sample_dir, tmp_path,
+                                                                         monkeypatch):
+    """A small load that brings the first surveys and status events creates their tables;
+    the refresh must still equal a rebuild."""
+    base = tmp_path / "base"
+    base.mkdir()
+    for name in ("tickets", "customers", "representatives"):
+        shutil.copy(sample_dir / f"{name}.parquet", base / f"{name}.parquet")
+    probe = Warehouse(tmp_path / "probe.duckdb")
+    ingest(base, warehouse=probe)
+    closed = probe.df("select ticket_id from tickets where status = 'closed' "
+                      "order by ticket_id limit 2")["ticket_id"].tolist()
+    stamp = probe.as_of().strftime("%Y-%m-%d %H:%M:%S")
+    probe.close()
+    batch = tmp_path / "batch"
+    write_csv(batch, "tickets", [ticket("NEW1", stamp, "open", priority="high")])
+    write_csv(batch, "feedback", [
+        {"feedback_id": f"F{i}", "ticket_id": t, "submitted_at": stamp, "csat": 5,
+         "comment": "Lovely."} for i, t in enumerate(closed)])
+    write_csv(batch, "ticket_events", [
+        {"ticket_id": "NEW1", "event_at": stamp, "status": "open", "rep_id": ""}])
+    inc, _ = _incremental_and_rebuild(base, [batch], tmp_path, monkeypatch)
+    assert len(inc["feedback_facts"]) == 2
+    assert set(inc["column_stats"]["table_name"]) >= {"feedback", "ticket_events"}
