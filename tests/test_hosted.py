@@ -4,7 +4,6 @@ entries the pages write; and a real sign-in through a local OIDC provider in chr
 from __future__ import annotations
 
 import shutil
-import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -195,26 +194,8 @@ def test_an_admin_reads_the_audit_log(settings_file, hosted_db):
 
 # --- a real sign-in ------------------------------------------------------------------------
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
-
-
-@pytest.fixture
-def harness():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium package)")
-    pytest.importorskip("playwright.sync_api",
-                        reason="the playwright Python package is not installed")
-    pytest.importorskip("authlib", reason="Authlib is not installed (requirements.txt)")
-    with warnings.catch_warnings():
-        import authlib.deprecate  # noqa: F401
-    pytest.importorskip("oidc_provider_mock",
-                        reason="oidc-provider-mock is not installed (requirements-dev.txt)")
-    from tests import oidc_harness
-
-    return oidc_harness
+# the sign-in harness's fixture (skips with the reason when chromium or a package is missing)
+from tests.test_oidc_harness import CHROMIUM, CHROMIUM_ARGS, harness  # noqa: E402, F401
 
 
 @pytest.mark.browser
@@ -222,7 +203,7 @@ def harness():
 @pytest.mark.filterwarnings("ignore:The httpx module is deprecated")
 @pytest.mark.filterwarnings("ignore:get_jwt_config")
 def test_a_team_lead_signs_in_in_a_browser_and_sees_only_their_team(
-        harness, settings_file, hosted_db, tmp_path):
+        harness, settings_file, hosted_db, tmp_path):  # noqa: F811 (the fixture)
     from playwright import sync_api
 
     teams = _teams(hosted_db)
