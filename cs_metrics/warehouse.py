@@ -81,6 +81,15 @@ class Warehouse:
             con.close()
             self._local.con = None
 
+    def hold_open(self) -> None:
+        """Keep the database open while this object lives, not only while a thread has a
+        connection. A server that runs each request on a new thread would otherwise close
+        the file whenever no request runs, and a request opening it while another thread's
+        last connection closes it fails ("Unique file handle conflict"); every reopening
+        also starts with a cold cache."""
+        if getattr(self, "_held", None) is None:
+            self._held = duckdb.connect(str(self.path), read_only=self.read_only)
+
     @property
     def scope(self):  # -> cs_metrics.access.Scope | None
         """Whose view of the data this is: None for the whole warehouse (local mode)."""

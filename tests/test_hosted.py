@@ -238,7 +238,7 @@ def test_a_team_lead_signs_in_in_a_browser_and_sees_only_their_team(
                 assert "Audit log" not in nav and "Data quality" not in nav
             finally:
                 browser.close()
-    wh = Warehouse(hosted_db, read_only=True)
+    wh = Warehouse(hosted_db)
     sign_ins = audit_log.entries(wh, action="sign_in")
     wh.close()
     assert sign_ins["actor"].tolist() == [LEAD]
@@ -313,7 +313,7 @@ def test_query_as_a_team_lead_sees_their_team_only(settings_file, hosted_db, cap
     assert main(["query", "--metrics", "ticket_count", "--by", "team", "--db",
                  str(hosted_db), "--as", LEAD]) == 0
     got = pd.read_csv(io.StringIO(capsys.readouterr().out))
-    wh = Warehouse(hosted_db, read_only=True)
+    wh = Warehouse(hosted_db)
     want = wh.df("select team, count(*) as n from tickets where not is_test and team = ? "
                  "group by team", [teams[0]])
     wh.close()
@@ -334,7 +334,7 @@ def test_a_changed_settings_file_is_recorded_once(settings_file, hosted_db):
     hosted_app(signed_in(ADMIN)).run()
     _auth._SETTINGS_SEEN.clear()
     hosted_app(signed_in(ADMIN)).run()  # unchanged since: nothing new
-    wh = Warehouse(hosted_db, read_only=True)
+    wh = Warehouse(hosted_db)
     changes = audit_log.entries(wh, action="settings_changed")
     wh.close()
     assert len(changes) == 2
@@ -349,7 +349,7 @@ def test_a_report_built_by_a_team_lead_is_logged_and_holds_their_team(settings_f
     assert at.selectbox(key="report_team").options == [f"{teams[0]} (team)"]
     at.button(key="report_build").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    wh = Warehouse(hosted_db, read_only=True)
+    wh = Warehouse(hosted_db)
     reports = audit_log.entries(wh, action="report")
     wh.close()
     assert reports[["actor", "role", "target"]].values.tolist() == [
@@ -361,7 +361,7 @@ def test_signing_out_is_logged(settings_file, hosted_db):
     at = hosted_app(signed_in(LEAD)).run()
     at.sidebar.button(key="logout").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    wh = Warehouse(hosted_db, read_only=True)
+    wh = Warehouse(hosted_db)
     log = audit_log.entries(wh)
     wh.close()
     log = log[log["action"].isin(["sign_in", "sign_out"])]

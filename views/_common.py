@@ -88,8 +88,11 @@ def _is_default(path: Path) -> bool:
 @st.cache_resource(show_spinner=False)
 def _open_warehouse(path: str) -> Warehouse:
     # The app process owns the file: read-write for every thread (one configuration per
-    # process), so it can load the first-run sample and later refreshes.
-    return Warehouse(path, read_only=False)
+    # process), so it can load the first-run sample and later refreshes. Streamlit runs
+    # every rerun on a new thread: the file stays open between them.
+    wh = Warehouse(path, read_only=False)
+    wh.hold_open()
+    return wh
 
 
 # The session's chosen dataset (a warehouse path); absent means the app's default warehouse.

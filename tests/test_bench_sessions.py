@@ -1,0 +1,56 @@
+"""The sessions benchmark's own arithmetic and parsing (the benchmark itself needs a served
+app and chromium for minutes: bench/bench_sessions.py)."""
+
+from __future__ import annotations
+
+import random
+import sys
+from datetime import date, timedelta
+
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "bench"))
+import bench_sessions  # noqa: E402
+
+
+def test_every_page_of_the_navigation_with_its_url_path():
+    pages = bench_sessions.app_pages()
+    assert pages[0].title == "Overview" and pages[0].path == ""  # the default page lands
+    paths = [p.path for p in pages]
+    assert len(set(paths)) == len(paths)
+    assert {"trends", "feedback", "data_quality"} <= set(paths)
+    assert all((REPO / p.file).exists() for p in pages)
+
+
+def test_percentile_interpolates_between_ranks():
+    assert bench_sessions.percentile([3.0], 0.95) == 3.0
+    assert bench_sessions.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.5) == 3.0
+    assert abs(bench_sessions.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.95) - 4.8) < 1e-12
+
+
+def test_cache_compute_time_per_function_from_streamlits_metrics():
+    metrics = {
+        'cache_compute_duration_seconds_sum{cache="views._common._query",'
+        'cache_type="st_cache_data",trigger="miss"}': 1.5,
+        'cache_compute_duration_seconds_count{cache="views._common._query",'
+        'cache_type="st_cache_data",trigger="miss"}': 6.0,
+        'cache_compute_duration_seconds_bucket{cache="views._common._query",'
+        'cache_type="st_cache_data",le="0.5",trigger="miss"}': 6.0,
+        'cache_compute_duration_seconds_sum{cache="views._common._open_warehouse",'
+        'cache_type="st_cache_resource",trigger="miss"}': 0.2,
+    }
+    assert bench_sessions.cache_totals(metrics) == {"_query sum": 1.5, "_query count": 6.0}
+
+
+def test_each_session_has_its_own_range_and_starts_at_another_page():
+    pages = bench_sessions.app_pages()
+    last = date(2025, 1, 1)
+    plans = bench_sessions.make_plans(pages, 3, 6, last, 10.0, 10.0, random.Random(1))
+    assert [p.window for p in plans] == [
+        (last - timedelta(days=n + 89), last - timedelta(days=n)) for n in (6, 7, 8)]
+    assert [p.order[0] for p in plans] == pages[1:4]
+    assert all(sorted(p.order, key=pages.index) == pages[1:] for p in plans)
+    assert all(5.0 <= t <= 15.0 for p in plans for t in p.thinks)
+    again = bench_sessions.make_plans(pages, 3, 30, last, 10.0, 10.0, random.Random(1),
+                                      [p.window for p in plans])
+    assert [p.window for p in again] == [p.window for p in plans]
