@@ -4,40 +4,43 @@ from __future__ import annotations
 
 import streamlit as st
 
+from cs_metrics.warehouse import catalog_snapshot
 from views._auth import account_sidebar, gate, settings_audit
 from views._common import base_warehouse, ensure_data, live_refresher
 
 st.set_page_config(page_title="Customer service metrics", page_icon="📞", layout="wide")
 
-# Live data loads from the first run of the server, signed in or not.
-if (_base := base_warehouse()).has_table("tickets"):
-    live_refresher(_base)
-# In hosted mode (an [auth] section in the secrets) nobody gets past here without signing
-# in and having a role; the scope then applies to every query the pages make.
-scope = gate(base_warehouse)
-settings_audit(base_warehouse)  # a changed settings file is written to the audit log
+# One run reads the warehouse's catalog (its tables, columns, meta) once, not per question.
+with catalog_snapshot():
+    # Live data loads from the first run of the server, signed in or not.
+    if (_base := base_warehouse()).has_table("tickets"):
+        live_refresher(_base)
+    # In hosted mode (an [auth] section in the secrets) nobody gets past here without signing
+    # in and having a role; the scope then applies to every query the pages make.
+    scope = gate(base_warehouse)
+    settings_audit(base_warehouse)  # a changed settings file is written to the audit log
 
-pages = [
-    st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-    st.Page("views/trends.py", title="Ticket trends", icon=":material/trending_up:"),
-    st.Page("views/representatives.py", title="Representatives", icon=":material/groups:"),
-    st.Page("views/feedback.py", title="Customer feedback", icon=":material/reviews:"),
-    st.Page("views/seasonality.py", title="Seasonality & staffing",
-            icon=":material/calendar_month:"),
-    st.Page("views/outages.py", title="Outages", icon=":material/map:"),
-    st.Page("views/whatif.py", title="What-if simulation", icon=":material/science:"),
-    st.Page("views/reports.py", title="Reports", icon=":material/summarize:"),
-    st.Page("views/alerts.py", title="Alerts", icon=":material/notifications:"),
-]
-if scope.may("view_quality"):  # load-wide counts and raw rejected source rows
-    pages.append(st.Page("views/data_quality.py", title="Data quality",
-                         icon=":material/fact_check:"))
-if scope.may("manage_data"):
-    pages.append(st.Page("views/data_sources.py", title="Your data",
-                         icon=":material/upload_file:"))
-if scope.may("view_audit"):
-    pages.append(st.Page("views/audit.py", title="Audit log", icon=":material/policy:"))
-page = st.navigation(pages)
-account_sidebar(base_warehouse, scope)
-ensure_data()  # the first start generates and loads the sample dataset
-page.run()
+    pages = [
+        st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("views/trends.py", title="Ticket trends", icon=":material/trending_up:"),
+        st.Page("views/representatives.py", title="Representatives", icon=":material/groups:"),
+        st.Page("views/feedback.py", title="Customer feedback", icon=":material/reviews:"),
+        st.Page("views/seasonality.py", title="Seasonality & staffing",
+                icon=":material/calendar_month:"),
+        st.Page("views/outages.py", title="Outages", icon=":material/map:"),
+        st.Page("views/whatif.py", title="What-if simulation", icon=":material/science:"),
+        st.Page("views/reports.py", title="Reports", icon=":material/summarize:"),
+        st.Page("views/alerts.py", title="Alerts", icon=":material/notifications:"),
+    ]
+    if scope.may("view_quality"):  # load-wide counts and raw rejected source rows
+        pages.append(st.Page("views/data_quality.py", title="Data quality",
+                             icon=":material/fact_check:"))
+    if scope.may("manage_data"):
+        pages.append(st.Page("views/data_sources.py", title="Your data",
+                             icon=":material/upload_file:"))
+    if scope.may("view_audit"):
+        pages.append(st.Page("views/audit.py", title="Audit log", icon=":material/policy:"))
+    page = st.navigation(pages)
+    account_sidebar(base_warehouse, scope)
+    ensure_data()  # the first start generates and loads the sample dataset
+    page.run()

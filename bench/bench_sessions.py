@@ -379,8 +379,33 @@ async def open_visit(page: Any, probe: Probe, visit: Visit, title: str, url: str
             text = (await problems.first.inner_text()).strip().splitlines()
             visit.error = f"shown on the page: {' '.join(text)[:300]}"
     except Exception as exc:  # noqa: BLE001 (a timeout or a crash is a failed visit)
-        visit.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        # Playwright's call log says what it was waiting for (the link missing, not
+        # visible, not stable, covered by another element...)
+        visit.error = f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
+        if len(lines) > 1:
+            visit.error += f" [last: {lines[-1][:200]}]"
+        visit.error += await page_state(page)
     return visit
+
+
+async def page_state(page: Any) -> str:
+    """What the page showed when a visit failed: its path, Streamlit's script state, how many
+    sidebar links it had and whether the connection-lost dialog or a skeleton was up."""
+    try:
+        return " " + str(await page.evaluate(
+            """() => {
+                const app = document.querySelector('[data-testid="stApp"]');
+                return {path: location.pathname,
+                        state: app ? app.getAttribute('data-test-script-state') : null,
+                        links: document.querySelectorAll('[data-testid="stSidebarNavLink"]').length,
+                        sidebar: !!document.querySelector('[data-testid="stSidebar"]'),
+                        status: document.querySelector('[data-testid="stStatusWidget"]')?.innerText ?? null,
+                        dialog: document.querySelector('[role="dialog"]')?.innerText?.slice(0, 120) ?? null,
+                        skeleton: document.querySelectorAll('[data-testid="stSkeleton"]').length};
+            }""", ))
+    except Exception as exc:  # noqa: BLE001 (the page may be gone)
+        return f" (page state unreadable: {type(exc).__name__})"
 
 
 @dataclass
@@ -901,6 +926,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
+            kept = source.parent / "sessions_server.log"
+            shutil.copyfile(server.log, kept)  # the work folder goes; the server's log stays
+            print(f"server log: {kept}")
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -243,20 +243,20 @@ class ScopedWarehouse(Warehouse):
             con.close()
             self._local.con = None
 
-    def tables(self) -> set[str]:
+    def _read_tables(self) -> frozenset[str]:
         rows = self.connection().execute(
             "select view_name from duckdb_views() where temporary and not internal "
             "and schema_name = 'main'"
         ).fetchall()
-        return {r[0] for r in rows}
+        return frozenset(r[0] for r in rows)
 
-    def columns(self, table: str) -> list[str]:
+    def _read_columns(self, table: str) -> tuple[str, ...]:
         rows = self.connection().execute(
             "select column_name from information_schema.columns where table_catalog = 'temp' "
             "and table_schema = 'main' and table_name = ? order by ordinal_position",
             [table],
         ).fetchall()
-        return [r[0] for r in rows]
+        return tuple(r[0] for r in rows)
 
     # -- the views ------------------------------------------------------------------------
 

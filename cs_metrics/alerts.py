@@ -48,7 +48,7 @@ from cs_metrics.errors import CsMetricsError
 from cs_metrics.notify import Delivery, ensure_deliveries_table, notify
 from cs_metrics.schema import DIMENSIONS
 from cs_metrics.settings import ALERT_SEVERITIES, NotificationSettings, Settings, load_settings
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.warehouse import Warehouse, catalog_changed
 
 __all__ = [
     "RULES",
@@ -774,6 +774,8 @@ def _writable(wh: Warehouse, what: str) -> duckdb.DuckDBPyConnection:
         ensure_deliveries_table(con)
     except duckdb.Error as exc:
         raise CsMetricsError(f"Cannot create the alert tables in {wh.path}: {exc}") from exc
+    finally:
+        catalog_changed()
     return con
 
 

@@ -42,7 +42,7 @@ import duckdb
 import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.warehouse import Warehouse, catalog_changed
 
 __all__ = [
     "ACTIONS",
@@ -263,6 +263,8 @@ def _writable(wh: Warehouse, what: str) -> duckdb.DuckDBPyConnection:
         con.execute(_DDL)
     except duckdb.Error as exc:
         raise CsMetricsError(f"Cannot create the audit log in {wh.path}: {exc}") from exc
+    finally:
+        catalog_changed()
     return con
 
 

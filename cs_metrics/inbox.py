@@ -78,7 +78,7 @@ from cs_metrics.ingest import IngestReport, csv_options, ingest, scratch_connect
 from cs_metrics.mapping import quote_ident, sql_literal
 from cs_metrics.schema import FILE_EXTENSIONS, TABLES
 from cs_metrics.settings import Settings
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.warehouse import Warehouse, catalog_changed
 
 __all__ = ["MANIFEST", "RefreshReport", "read_manifest", "refresh_inbox", "watch_inbox"]
 
@@ -648,6 +648,7 @@ def _ensure_manifest(con: duckdb.DuckDBPyConnection) -> None:
         f"create table if not exists {MANIFEST} (name varchar, checksum varchar, "
         "status varchar, loaded_at timestamp, rows bigint, message varchar)"
     )
+    catalog_changed()
 
 
 def _record(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:

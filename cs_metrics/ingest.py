@@ -33,7 +33,7 @@ from cs_metrics.mapping import (
 from cs_metrics.schema import LOAD_ORDER, SCORE_RANGES, TABLES, Column
 from cs_metrics.sentiment import SENTIMENT_TABLE, model_name
 from cs_metrics.settings import Settings, load_settings
-from cs_metrics.warehouse import Warehouse, rebuild_derived
+from cs_metrics.warehouse import Warehouse, catalog_changed, rebuild_derived
 
 # Every reason a row can be rejected for, with the sentence shown to users.
 REJECT_REASONS: dict[str, str] = {
@@ -632,6 +632,7 @@ def ingest(
         con.execute("rollback")  # never leave the caller's connection inside a transaction
         raise
     finally:
+        catalog_changed()  # tables, columns and meta as this load left them
         _drop_temp(con)
         con.execute(f"set memory_limit = {sql_literal(memory)}")
         if warehouse is None and sys.exc_info()[0] is not None:

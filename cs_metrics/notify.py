@@ -33,6 +33,7 @@ import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.settings import ALERT_SEVERITIES, EmailSettings, NotificationSettings
+from cs_metrics.warehouse import catalog_changed
 
 if TYPE_CHECKING:
     from cs_metrics.alerts import Alert
@@ -86,6 +87,7 @@ _DELIVERIES_DDL = """create table if not exists alert_deliveries (
 
 def ensure_deliveries_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_DELIVERIES_DDL)
+    catalog_changed()
 
 
 def redact_url(url: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,36 @@ def _lock_message(path: Path, exc: Exception) -> str:
         f"The warehouse {path} is held open by {holder} (probably the Streamlit app or another "
         "cs_metrics command); stop that process or pass --db with another file, then try again."
     )
+
+
+# What a page run has read of the catalog (table list, columns, column statistics, meta
+# values), per thread, while a catalog_snapshot() is open; None outside one.
+_catalog = threading.local()
+
+
+@contextmanager
+def catalog_snapshot() -> Iterator[None]:
+    """Within the block, this thread reads the table list, the columns and column statistics
+    of a table and the meta values once per warehouse and reuses them: one page run asks
+    ``has_table`` a dozen times, and each answer is a catalog query. Code in the block that
+    creates or drops tables calls catalog_changed(); another thread's changes are seen by
+    the next block (as they would be mid-run anyway). Nested blocks share the outer one."""
+    if getattr(_catalog, "memo", None) is not None:
+        yield
+        return
+    _catalog.memo = {}
+    try:
+        yield
+    finally:
+        _catalog.memo = None
+
+
+def catalog_changed() -> None:
+    """Forget this thread's snapshot of the catalog (after creating or dropping a table or
+    rewriting meta): its next question reads the warehouse again."""
+    memo = getattr(_catalog, "memo", None)
+    if memo is not None:
+        memo.clear()
 
 
 class Warehouse:
@@ -123,32 +155,51 @@ class Warehouse:
             raise CsMetricsError(f"Query failed on {self.path}: {exc}") from exc
         return rows[0][0] if rows else None
 
+    def _memo(self, key: tuple[str, ...], read: Callable[[], Any]) -> Any:
+        """``read()``, or what it returned earlier in this thread's catalog_snapshot()."""
+        memo = getattr(_catalog, "memo", None)
+        if memo is None:
+            return read()
+        full = (self.cache_key, *key)
+        if full not in memo:
+            memo[full] = read()
+        return memo[full]
+
     def tables(self) -> set[str]:
+        return set(self._memo(("tables",), self._read_tables))
+
+    def _read_tables(self) -> frozenset[str]:
         rows = self.connection().execute(
             "select table_name from information_schema.tables where table_schema = 'main'"
         ).fetchall()
-        return {r[0] for r in rows}
+        return frozenset(r[0] for r in rows)
 
     def has_table(self, name: str) -> bool:
-        return name in self.tables()
+        return name in self._memo(("tables",), self._read_tables)
 
     def columns(self, table: str) -> list[str]:
+        return list(self._memo(("columns", table), lambda: self._read_columns(table)))
+
+    def _read_columns(self, table: str) -> tuple[str, ...]:
         rows = self.connection().execute(
             "select column_name from information_schema.columns "
             "where table_schema = 'main' and table_name = ? order by ordinal_position",
             [table],
         ).fetchall()
-        return [r[0] for r in rows]
+        return tuple(r[0] for r in rows)
 
     def nonempty_columns(self, table: str) -> set[str]:
         """Columns of ``table`` that hold at least one value (cached in the meta table)."""
+        return set(self._memo(("nonempty", table), lambda: self._read_nonempty(table)))
+
+    def _read_nonempty(self, table: str) -> frozenset[str]:
         if not self.has_table("column_stats"):
-            return set()
+            return frozenset()
         rows = self.connection().execute(
             "select column_name from column_stats where table_name = ? and non_null > 0",
             [table],
         ).fetchall()
-        return {r[0] for r in rows}
+        return frozenset(r[0] for r in rows)
 
     def dimension_values(self, dim: str) -> list[str]:
         """The values of ticket dimension ``dim``, most (non-test) tickets first, then by value.
@@ -174,9 +225,13 @@ class Warehouse:
         return [r[0] for r in rows]
 
     def meta(self, key: str) -> str | None:
+        return self._memo(("meta",), self._read_meta).get(key)
+
+    def _read_meta(self) -> dict[str, str]:
         if not self.has_table("meta"):
-            return None
-        return self.scalar("select value from meta where key = ?", [key])
+            return {}
+        rows = self.connection().execute("select key, value from meta").fetchall()
+        return dict(rows)
 
     def as_of(self) -> datetime | None:
         """The moment the data describes: its latest timestamp."""

@@ -11,7 +11,7 @@ import pytest
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.ingest import ingest
 from cs_metrics.metrics import query
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.warehouse import Warehouse, catalog_changed, catalog_snapshot
 from tests.conftest import ticket, write_csv
 
 
@@ -67,6 +67,51 @@ def test_refresh_is_atomic_for_readers(tmp_path):
     assert len(counts) > 3
     assert counts == sorted(counts)
     assert int(query(wh, ["ticket_count"])["ticket_count"].iloc[0]) == 5000
+
+
+def test_a_catalog_snapshot_reads_the_catalog_once_per_run(tmp_path):
+    db = tmp_path / "wh.duckdb"
+    ingest(_folder(tmp_path, "a", 5), db=db)
+    wh = Warehouse(db)
+    con = wh.connection()
+    with catalog_snapshot():
+        assert wh.has_table("tickets") and not wh.has_table("extra")
+        columns, as_of = wh.columns("tickets"), wh.meta("as_of")
+        con.execute("create table extra (a int)")  # behind the snapshot's back
+        con.execute("update meta set value = '2030-01-01 00:00:00' where key = 'as_of'")
+        assert not wh.has_table("extra") and "extra" not in wh.tables()
+        assert wh.meta("as_of") == as_of
+        wh.columns("tickets").append("mutated")  # callers get copies
+        assert wh.columns("tickets") == columns
+        with catalog_snapshot():  # a nested block shares the outer snapshot
+            assert not wh.has_table("extra")
+        catalog_changed()  # what code that creates tables says
+        assert wh.has_table("extra") and wh.meta("as_of") == "2030-01-01 00:00:00"
+        con.execute("drop table extra")
+    assert not wh.has_table("extra")  # outside a snapshot every answer is read afresh
+    con.execute("create table extra (a int)")
+    assert wh.has_table("extra")
+
+
+def test_loads_and_new_tables_in_a_snapshot_are_seen_at_once(tmp_path):
+    from cs_metrics import alerts, audit
+
+    db = tmp_path / "wh.duckdb"
+    ingest(_folder(tmp_path, "a", 5), db=db)
+    wh = Warehouse(db)
+    with catalog_snapshot():
+        assert wh.scalar("select count(*) from tickets") == 5
+        assert not wh.has_table("audit_log") and not wh.has_table("alerts")
+        before = wh.meta("last_created")
+        ingest(_folder(tmp_path, "b", 3, start=40), db=db, warehouse=wh)
+        assert wh.meta("last_created") != before
+        assert wh.meta("last_created") == str(wh.scalar(
+            "select max(created_at) from tickets where not is_test"))
+        audit.record(wh, "ana@example.com", "admin", "export", "x.csv", {})
+        assert wh.has_table(audit.TABLE)
+        alerts.mute(wh, "sla_breached", timedelta(hours=1), "ana@example.com")
+        assert wh.has_table("alert_mutes")
+        assert alerts.mutes(wh)["target"].tolist() == ["sla_breached"]
 
 
 def test_read_only_warehouse_must_exist(tmp_path):
