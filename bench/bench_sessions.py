@@ -389,21 +389,23 @@ async def open_visit(page: Any, probe: Probe, visit: Visit, title: str, url: str
     return visit
 
 
+PAGE_STATE_JS = """() => {
+    const one = (id) => document.querySelector(`[data-testid="${id}"]`);
+    const all = (id) => document.querySelectorAll(`[data-testid="${id}"]`).length;
+    return {path: location.pathname,
+            state: one("stApp")?.getAttribute("data-test-script-state") ?? null,
+            links: all("stSidebarNavLink"), sidebar: !!one("stSidebar"),
+            status: one("stStatusWidget")?.innerText ?? null,
+            dialog: document.querySelector('[role="dialog"]')?.innerText?.slice(0, 120) ?? null,
+            skeleton: all("stSkeleton")};
+}"""
+
+
 async def page_state(page: Any) -> str:
     """What the page showed when a visit failed: its path, Streamlit's script state, how many
     sidebar links it had and whether the connection-lost dialog or a skeleton was up."""
     try:
-        return " " + str(await page.evaluate(
-            """() => {
-                const app = document.querySelector('[data-testid="stApp"]');
-                return {path: location.pathname,
-                        state: app ? app.getAttribute('data-test-script-state') : null,
-                        links: document.querySelectorAll('[data-testid="stSidebarNavLink"]').length,
-                        sidebar: !!document.querySelector('[data-testid="stSidebar"]'),
-                        status: document.querySelector('[data-testid="stStatusWidget"]')?.innerText ?? null,
-                        dialog: document.querySelector('[role="dialog"]')?.innerText?.slice(0, 120) ?? null,
-                        skeleton: document.querySelectorAll('[data-testid="stSkeleton"]').length};
-            }""", ))
+        return " " + str(await page.evaluate(PAGE_STATE_JS))
     except Exception as exc:  # noqa: BLE001 (the page may be gone)
         return f" (page state unreadable: {type(exc).__name__})"
 
@@ -704,6 +706,13 @@ def report(args: argparse.Namespace, pages: list[AppPage], single: Phase,
         print(f"ERROR {v.phase} session {v.session} {v.page}: {v.error}")
     if len(errors) > 10:
         print(f"... {len(errors) - 10} more errors")
+    if errors:  # the kinds of failure, by what Playwright last waited for
+        kinds: dict[str, int] = {}
+        for v in errors:
+            kind = v.error.split(" {", 1)[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        for kind, count in sorted(kinds.items(), key=lambda kv: -kv[1]):
+            print(f"  {count:>4} x {kind}")
 
     print()
     print(f"server memory (RSS, MiB): after the warm-up {baseline_mib:,.0f}")
