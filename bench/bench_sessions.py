@@ -364,7 +364,11 @@ async def open_visit(page: Any, probe: Probe, visit: Visit, title: str, url: str
         if url is not None:
             await page.goto(url, timeout=timeout_ms)
         else:
-            await page.locator(link).click(timeout=min(timeout_ms, CLICK_TIMEOUT_MS))
+            # no_wait_after: the link navigates inside the app (history.pushState); under
+            # load Playwright could wait its whole timeout for a navigation it "scheduled"
+            # after the page had already changed
+            await page.locator(link).click(timeout=min(timeout_ms, CLICK_TIMEOUT_MS),
+                                           no_wait_after=True)
         heading = page.get_by_test_id("stMain").get_by_role("heading", name=title, exact=True)
         await heading.or_(page.locator(PROBLEMS)).first.wait_for(timeout=timeout_ms)
         await page.locator(IDLE).wait_for(timeout=timeout_ms)

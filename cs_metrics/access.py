@@ -26,6 +26,7 @@ import hashlib
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -171,6 +172,29 @@ def _in_list(values: Iterable[str]) -> str:
 _PSEUDONYM_SALT = secrets.token_hex(16)
 
 
+class _Lease:
+    """A connection a thread of a ScopedWarehouse holds, with the state of its views; when
+    the thread ends (and its thread-local storage with it) the connection goes back to the
+    pool."""
+
+    __slots__ = ("con", "db", "layout", "checked", "_owner")
+
+    def __init__(self, owner: ScopedWarehouse, con: duckdb.DuckDBPyConnection, db: str,
+                 layout: tuple, checked: float) -> None:
+        self._owner = weakref.ref(owner)
+        self.con: duckdb.DuckDBPyConnection | None = con
+        self.db = db
+        self.layout = layout  # the tables and columns the views were made for
+        self.checked = checked
+
+    def __del__(self) -> None:
+        owner = self._owner()
+        if owner is not None and self.con is not None:
+            owner._give_back(self)
+        elif self.con is not None:
+            self.con.close()
+
+
 class ScopedWarehouse(Warehouse):
     """The same warehouse file, seen through ``scope``.
 
@@ -179,6 +203,7 @@ class ScopedWarehouse(Warehouse):
     """
 
     _RECHECK_S = 1.0  # how often a connection looks for tables created since
+    _POOL_MAX = 16  # idle connections kept for the next runs
 
     def __init__(self, base: Warehouse, scope: Scope) -> None:
         if base.scope is not None and not base.scope.full:
@@ -186,6 +211,8 @@ class ScopedWarehouse(Warehouse):
         self.path = base.path
         self.read_only = base.read_only
         self._local = threading.local()
+        self._pool: list[_Lease] = []
+        self._pool_lock = threading.Lock()
         self._base = base
         self._scope = scope
         if scope.rep_id is not None:
@@ -218,30 +245,60 @@ class ScopedWarehouse(Warehouse):
         return f"{alias}.rep_id = ?", [self._scope.rep_id]
 
     def connection(self) -> duckdb.DuckDBPyConnection:
-        con = getattr(self._local, "con", None)
+        lease = getattr(self._local, "lease", None)
+        if lease is None:
+            lease = self._lease()
+            self._local.lease = lease
         now = time.monotonic()
-        if con is None:
-            try:
-                con = duckdb.connect(str(self.path), read_only=self.read_only)
-            except duckdb.Error as exc:
-                raise CsMetricsError(f"Cannot open the warehouse {self.path}: {exc}") from exc
-            # unqualified names resolve to the views alone: a table created later stays
-            # out of reach (an error, not a leak) until it has a view
-            self._local.db = con.execute("select current_database()").fetchone()[0]
-            con.execute("set search_path = 'temp.main'")
-            self._local.con = con
-            self._local.shadowed = frozenset()
-            self._local.checked = 0.0
-        if now - self._local.checked >= self._RECHECK_S:
-            self._shadow(con)
-            self._local.checked = now
-        return con
+        if now - lease.checked >= self._RECHECK_S:
+            self._shadow(lease)
+            lease.checked = now
+        return lease.con
+
+    def _lease(self) -> _Lease:
+        """An idle connection with its views from the pool, else a new one. Streamlit runs
+        each script run on a new thread: without the pool every run would open a connection
+        and create its views again."""
+        with self._pool_lock:
+            while self._pool:
+                idle = self._pool.pop()
+                con, idle.con = idle.con, None
+                if con is not None:  # a new lease: an object's __del__ runs only once
+                    return _Lease(self, con, idle.db, idle.layout, idle.checked)
+        try:
+            con = duckdb.connect(str(self.path), read_only=self.read_only)
+        except duckdb.Error as exc:
+            raise CsMetricsError(f"Cannot open the warehouse {self.path}: {exc}") from exc
+        # unqualified names resolve to the views alone: a table created later stays
+        # out of reach (an error, not a leak) until it has a view
+        db = con.execute("select current_database()").fetchone()[0]
+        con.execute("set search_path = 'temp.main'")
+        return _Lease(self, con, db, (), 0.0)
+
+    def _give_back(self, lease: _Lease) -> None:
+        """The thread holding ``lease`` has ended: its connection waits for the next one."""
+        if lease.con is None:
+            return
+        try:
+            lease.con.execute("rollback")  # a run that stopped inside a transaction
+        except duckdb.Error:
+            pass  # none was open
+        with self._pool_lock:
+            if len(self._pool) < self._POOL_MAX:
+                self._pool.append(lease)
+                return
+        lease.con.close()
 
     def close(self) -> None:
-        con = getattr(self._local, "con", None)
-        if con is not None:
-            con.close()
-            self._local.con = None
+        """Close this thread's connection and the idle ones."""
+        lease = getattr(self._local, "lease", None)
+        self._local.lease = None
+        with self._pool_lock:
+            idle, self._pool = self._pool, []
+        for held in ([lease] if lease is not None else []) + idle:
+            if held.con is not None:
+                held.con.close()
+                held.con = None
 
     def _read_tables(self) -> frozenset[str]:
         rows = self.connection().execute(
@@ -260,24 +317,21 @@ class ScopedWarehouse(Warehouse):
 
     # -- the views ------------------------------------------------------------------------
 
-    def _shadow(self, con: duckdb.DuckDBPyConnection) -> None:
-        db = self._local.db
-        rows = con.execute(
-            "select table_name from duckdb_tables() where database_name = ? "
-            "and schema_name = 'main' "
-            # the warehouse's views too (tickets_src): else they have no rule, no view
-            "union select view_name from duckdb_views() where database_name = ? "
-            "and schema_name = 'main' and not internal", [db, db]
-        ).fetchall()
-        tables = frozenset(r[0] for r in rows)
-        if tables == self._local.shadowed:
-            return
+    def _shadow(self, lease: _Lease) -> None:
+        """(Re)create the connection's views when the warehouse's tables or their columns
+        differ from those it last made them for."""
+        con, db = lease.con, lease.db
         columns: dict[str, list[str]] = {}
+        # the warehouse's views too (tickets_src): else they have no rule, no view
         for table, column in con.execute(
             "select table_name, column_name from duckdb_columns() where database_name = ? "
             "and schema_name = 'main' order by table_name, column_index", [db]
         ).fetchall():
             columns.setdefault(table, []).append(column)
+        layout = tuple((table, tuple(cols)) for table, cols in columns.items())
+        if layout == lease.layout:
+            return
+        tables = frozenset(columns)
         # tickets, then feedback: the other views select from them
         first = {"tickets": 0, "feedback": 1}
         order = sorted(tables, key=lambda t: (first.get(t, 2), t))
@@ -287,11 +341,18 @@ class ScopedWarehouse(Warehouse):
                 sql = self._view(table, f'"{db}".main."{table}"', columns.get(table, []),
                                  tables)
                 con.execute(f'create or replace temp view "{table}" as {sql}')
+            # views of tables that are gone would fail on use: drop them
+            for (stale,) in con.execute(
+                "select view_name from duckdb_views() where temporary and not internal "
+                "and schema_name = 'main'"
+            ).fetchall():
+                if stale not in tables:
+                    con.execute(f'drop view "{stale}"')
             con.execute("commit")
         except duckdb.Error as exc:
             con.execute("rollback")
             raise CsMetricsError(f"Cannot apply the access scope to {self.path}: {exc}") from exc
-        self._local.shadowed = tables
+        lease.layout = layout
 
     def _rep_columns(self, cols: list[str]) -> str:
         """``* replace (...)`` hiding other representatives' ids and names."""

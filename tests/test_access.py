@@ -435,6 +435,70 @@ def test_a_table_created_later_is_not_readable(writable, mine, monkeypatch):
     wh.close()
 
 
+def test_runs_on_new_threads_reuse_a_connection_and_its_views(writable, mine, monkeypatch):
+    """Streamlit runs every script run on a new thread: the scoped connection and its views
+    outlive the thread, for the next run, and follow the warehouse's tables and columns."""
+    monkeypatch.setattr(ScopedWarehouse, "_RECHECK_S", 0.0)  # look at the tables every time
+    wh = scoped(writable, Scope("team_lead", LEAD, teams=mine))
+    expected = writable.scalar("select count(*) from tickets where team in (?, ?)", list(mine))
+    seen: list[tuple[int, int]] = []
+    made: list[int] = []
+    real_view = ScopedWarehouse._view
+
+    def counting_view(self, *args, **kwargs):
+        made.append(1)
+        return real_view(self, *args, **kwargs)
+
+    monkeypatch.setattr(ScopedWarehouse, "_view", counting_view)
+
+    def run(sql: str = "select count(*) from tickets") -> None:
+        seen.append((id(wh.connection()), wh.scalar(sql)))
+
+    def in_thread(target, *args) -> None:
+        thread = threading.Thread(target=target, args=args)
+        thread.start()
+        thread.join()
+
+    for _ in range(4):
+        in_thread(run)
+    assert [count for _, count in seen] == [expected] * 4
+    assert len({con for con, _ in seen}) == 1  # one connection, handed from run to run
+    first_views = len(made)
+    assert first_views == len(writable.tables()) and first_views > 5  # made once
+
+    # a run that stops inside a transaction leaves none open for the next
+    def stuck() -> None:
+        wh.connection().execute("begin")
+
+    in_thread(stuck)
+    in_thread(run)
+    assert seen[-1][1] == expected
+    in_thread(lambda: wh.connection().execute("begin").execute("commit"))
+
+    # a column added to a table: the views are made again, with it
+    writable.connection().execute("alter table outages add column note varchar")
+    in_thread(run, "select count(*) from outages where note is null")
+    assert len(made) > first_views
+    # a table dropped: its view goes too, so it cannot be read through a stale view
+    writable.connection().execute("create table scratch as select 1 as a")
+    in_thread(run, "select count(*) from scratch")
+    assert seen[-1][1] == 0  # a new table's rows are out of scope
+    writable.connection().execute("drop table scratch")
+    errors: list[Exception] = []
+
+    def gone() -> None:
+        try:
+            wh.scalar("select count(*) from scratch")
+        except CsMetricsError as exc:
+            errors.append(exc)
+
+    in_thread(gone)
+    assert len(errors) == 1 and "scratch" in str(errors[0])
+    writable.connection().execute("alter table outages drop column note")
+    wh.close()
+    assert wh._pool == []  # closed with its idle connections
+
+
 def test_another_thread_is_scoped_as_well(lead, full, mine):
     seen = {}
 
