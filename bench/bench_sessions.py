@@ -241,10 +241,12 @@ class Server:
 class Sampler(threading.Thread):
     """Samples the server's RSS every SAMPLE_S and Streamlit's active sessions every second."""
 
-    def __init__(self, server: Server, nice_browser: bool = False) -> None:
+    def __init__(self, server: Server, nice_browser: bool = False,
+                 whole_browser: bool = True) -> None:
         super().__init__(name="rss-sampler", daemon=True)
         self.server = server
         self.nice_browser = nice_browser
+        self.whole_browser = whole_browser
         self.rss: list[tuple[float, float, int]] = []  # (time, MiB, threads)
         self.active: list[tuple[float, int]] = []
         self.stop = threading.Event()
@@ -262,7 +264,7 @@ class Sampler(threading.Thread):
                 if count is not None:
                     self.active.append((now, count))
             if self.nice_browser:
-                nice_renderers(self.server)
+                nice_renderers(self.server, self.whole_browser)
             self.stop.wait(SAMPLE_S)
 
     def peak(self, start: float, end: float) -> tuple[float, int]:
@@ -772,20 +774,27 @@ def capped_chromium(folder: Path) -> Path:
 NICED_TYPES = (b"--type=renderer", b"--type=gpu-process", b"--type=zygote")
 
 
-def nice_renderers(server: Server) -> None:
-    """Chromium's renderers, GPU process and zygotes (which fork the renderers), every thread,
-    to the SCHED_IDLE policy at nice CLIENT_NICE: 25 pages drawing charts must not take the
-    CPU from the server (at plain nice 10, 25 runnable renderer threads still outweigh the
-    server's one busy thread on its core). The browser process and the network service, which
-    carry the websocket frames and the DevTools events that time the server, stay as they are,
-    as do Playwright and this script."""
+def nice_renderers(server: Server, everything: bool = True) -> None:
+    """The browser side to the SCHED_IDLE policy at nice CLIENT_NICE, every thread: with
+    ``everything``, every chromium process and Playwright's driver; else only chromium's
+    renderers, GPU process and zygotes (which fork the renderers). In a deployment the
+    browsers run on their users' machines: here 25 pages drawing charts, and the browser
+    and network processes carrying 25 pages' traffic, share the server's 2 cores and must
+    not take the CPU from it (at plain nice 10, 25 runnable renderer threads still outweigh
+    the server's one busy thread on its core). They still get every cycle the server leaves.
+    This script stays at normal priority."""
     for pid in descendants(os.getpid(), skip=server.pid):
+        if pid == os.getpid():
+            continue
         try:
             # chromium's children rewrite their command line as one string
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             program = cmdline.split(b"\0")[0].split(b" ")[0]
-            if not program.endswith(b"chromium") or not any(t in cmdline
-                                                            for t in NICED_TYPES):
+            if everything:
+                if not (program.endswith(b"chromium") or b"run-driver" in cmdline):
+                    continue
+            elif not program.endswith(b"chromium") or not any(t in cmdline
+                                                              for t in NICED_TYPES):
                 continue
             for task in Path(f"/proc/{pid}/task").iterdir():
                 tid = int(task.name)
@@ -803,7 +812,8 @@ async def run(args: argparse.Namespace, server: Server, pages: list[AppPage],
 
     rng = random.Random(args.seed)
     timeout_ms = int(args.timeout * 1000)
-    sampler = Sampler(server, nice_browser=chromium != CHROMIUM)
+    sampler = Sampler(server, nice_browser=chromium != CHROMIUM,
+                      whole_browser=args.client_priority == "idle")
     sampler.start()
     try:
         async with async_playwright() as p:
@@ -863,6 +873,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="a Streamlit option for the server, e.g. runner.postScriptGC=false "
                     "or server.disconnectedSessionTTL=30 (repeatable; default: the app's "
                     "config)")
+    ap.add_argument("--client-priority", choices=("idle", "renderers"), default="idle",
+                    help="idle (default): the whole browser side runs under SCHED_IDLE, as if "
+                    "on the users' own machines; renderers: only chromium's renderers and "
+                    "GPU process (the figures in bench/README.md before 2026-11-24)")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds per page at most")
     ap.add_argument("--seed", type=int, default=7, help="think times and start delays")
     args = ap.parse_args(argv)
@@ -930,9 +944,16 @@ def main(argv: list[str] | None = None) -> int:
               "starved of CPU)")
         chromium = capped_chromium(work)
         if chromium != CHROMIUM:
-            print("chromium's renderers and GPU process under SCHED_IDLE (chromium runs "
-                  "without CAP_SYS_NICE, so they stay there); its browser process and network "
-                  "service, Playwright and this script at normal priority, as the server")
+            if args.client_priority == "idle":
+                print("every chromium process and Playwright's driver under SCHED_IDLE at "
+                      f"nice {CLIENT_NICE} (chromium runs without CAP_SYS_NICE, so they stay "
+                      "there): the browsers take only the CPU the server leaves; this script "
+                      "at normal priority, as the server")
+            else:
+                print("chromium's renderers and GPU process under SCHED_IDLE (chromium runs "
+                      "without CAP_SYS_NICE, so they stay there); its browser process and "
+                      "network service, Playwright and this script at normal priority, as "
+                      "the server")
         else:
             print("chromium at its own priorities (no setpriv, or not root)")
         single, waves, baseline = asyncio.run(run(args, server, pages, last_day, chromium))

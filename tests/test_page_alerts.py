@@ -49,9 +49,19 @@ def test_evaluate_acknowledge_and_mute(alert_db, monkeypatch):
     assert expected, "the sample should raise at least one alert"
     at = run_page(monkeypatch, alert_db)
     assert "Nothing needs attention: no active alert." in [s.value for s in at.success]
+    empty = "No alert has fired yet."
+    assert any(c.value.startswith(empty) for c in at.caption)  # the History tab says so
+    # rather than an empty table (the other table is the rules in force)
+    assert not [d for d in at.dataframe if "occurrence_id" in d.value.columns]
     at.button(key="alerts_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
     active = library(alert_db, active_alerts)
+    assert not any(c.value.startswith(empty) for c in at.caption)
+    history = library(alert_db, alert_history)
+    assert len(history) == len(active)
+    assert sorted(history["occurrence_id"]) in [sorted(d.value["occurrence_id"])
+                                                for d in at.dataframe
+                                                if "occurrence_id" in d.value.columns]
     assert sorted(active["alert_id"]) == sorted(a.id for a in expected)
     assert f"Active alerts ({len(active)})" in [h.value for h in at.subheader]
     shown = [m.value for m in at.markdown]

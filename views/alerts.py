@@ -95,8 +95,14 @@ def _tables(wh: Warehouse, scope: Scope) -> None:
                                            "Deliveries"])
     with history:
         df = alert_history(wh)
-        st.dataframe(df, hide_index=True, key="alert_history")
-        download_buttons(df, "alert_history", no_filters())
+        if df.empty:
+            seen = "" if scope.may("all_alerts") else " that you may see"
+            st.caption(f"No alert{seen} has fired yet. The rules run after every refresh of "
+                       "live data and on the button above; what they find stays listed here, "
+                       "with who acknowledged it.")
+        else:
+            st.dataframe(df, hide_index=True, key="alert_history")
+            download_buttons(df, "alert_history", no_filters())
     with rules:
         st.caption("From the settings file (`[alerts]`); change them there.")
         df = rules_in_force(load_settings())
