@@ -202,6 +202,18 @@ class _Cells:
 
 
 def _stratified_z(c: _Cells, in_reference: np.ndarray) -> pd.DataFrame:
+    """_stratified_arrays as a frame indexed by rep_id."""
+    n_rep, scale_diff, z, p_value = _stratified_arrays(c, in_reference)
+    return pd.DataFrame({
+        "n": n_rep.round().astype("int64"),
+        "scale_diff": scale_diff,
+        "z": z,
+        "p_value": p_value,
+    }, index=pd.Index(c.reps, name="rep_id"))
+
+
+def _stratified_arrays(c: _Cells, in_reference: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per rep: difference of the rep's mean from its mix-expected mean (on the test scale),
     its standard error under "no difference within any cell", z and the two-sided p-value.
 
@@ -237,12 +249,7 @@ def _stratified_z(c: _Cells, in_reference: np.ndarray) -> pd.DataFrame:
         scale_diff = np.bincount(c.rep, weights=w_diff, minlength=reps) / n_rep
         se = np.sqrt(np.bincount(c.rep, weights=w2_var, minlength=reps)) / n_rep
         z = np.where(se > 0, scale_diff / se, np.nan)
-    return pd.DataFrame({
-        "n": n_rep.round().astype("int64"),
-        "scale_diff": scale_diff,
-        "z": z,
-        "p_value": 2 * stats.norm.sf(np.abs(z)),
-    }, index=pd.Index(c.reps, name="rep_id"))
+    return n_rep, scale_diff, z, 2 * stats.norm.sf(np.abs(z))
 
 
 def _reference_reps(
@@ -259,20 +266,37 @@ def _reference_reps(
     in_reference = np.ones(len(c.reps), dtype=bool)
     tested = np.bincount(c.rep, weights=c.n, minlength=len(c.reps)) >= min_tickets
     removed = 0
-    while True:
-        result = _stratified_z(c, in_reference)
-        result.loc[~tested, ["z", "p_value"]] = np.nan
-        result["q_value"] = benjamini_hochberg(result["p_value"])
+    while True:  # in arrays: one round per rep that leaves, dozens for a big team
+        n_rep, scale_diff, z, p_value = _stratified_arrays(c, in_reference)
+        z[~tested] = np.nan
+        p_value[~tested] = np.nan
+        q_value = _bh(p_value)
         # the reference keeps a strict majority of the tested reps (with two, both stay)
         if 2 * (removed + 1) >= tested.sum():
             break
-        candidates = in_reference & (result["q_value"] < alpha).to_numpy()
+        with np.errstate(invalid="ignore"):
+            candidates = in_reference & (q_value < alpha)
         if not candidates.any():
             break
-        p = np.where(candidates, result["p_value"].to_numpy(), np.inf)
-        in_reference[int(np.argmin(p))] = False
+        in_reference[int(np.argmin(np.where(candidates, p_value, np.inf)))] = False
         removed += 1
+    result = pd.DataFrame({
+        "n": n_rep.round().astype("int64"),
+        "scale_diff": scale_diff,
+        "z": z,
+        "p_value": p_value,
+        "q_value": q_value,
+    }, index=pd.Index(c.reps, name="rep_id"))
     return set(c.reps[in_reference]), result
+
+
+def _bh(p_values: np.ndarray) -> np.ndarray:
+    """benjamini_hochberg on an array: missing p-values stay missing and are not counted."""
+    q = np.full(len(p_values), np.nan)
+    known = ~np.isnan(p_values)
+    if known.any():
+        q[known] = stats.false_discovery_control(p_values[known])
+    return q
 
 
 def benjamini_hochberg(p_values: pd.Series) -> pd.Series:
