@@ -5,6 +5,7 @@ the websocket on."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -194,6 +195,36 @@ def test_deploy_config_agrees_with_the_repository_config():
     repo = flatten(tomllib.loads(REPO_CONFIG.read_text(encoding="utf-8")))
     clashes = {k: (ours[k], repo[k]) for k in set(ours) & set(repo) if ours[k] != repo[k]}
     assert not clashes
+
+
+def test_repository_config_holds_real_options_and_the_serving_settings():
+    repo = flatten(tomllib.loads(REPO_CONFIG.read_text(encoding="utf-8")))
+    unknown = sorted(set(repo) - set(st_config._config_options_template))
+    assert not unknown, f"not Streamlit config options: {unknown}"
+    # many sessions on one interpreter: no full collection after every run, no rewriting of
+    # page code (bench/README.md, "Sessions")
+    assert repo["runner.postScriptGC"] is False
+    assert repo["runner.magicEnabled"] is False
+
+
+def test_no_page_relies_on_magic():
+    """With runner.magicEnabled off a bare expression in a page shows nothing: every page
+    calls Streamlit for what it shows (docstrings aside)."""
+    bare = []
+    for path in [REPO / "app.py", *sorted((REPO / "views").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            body = getattr(node, "body", None)
+            if not isinstance(body, list):
+                continue
+            for i, stmt in enumerate(body):
+                if not isinstance(stmt, ast.Expr) or isinstance(
+                        stmt.value, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom)):
+                    continue
+                if i == 0 and isinstance(stmt.value, ast.Constant) and isinstance(
+                        stmt.value.value, str):
+                    continue  # a docstring
+                bare.append(f"{path.name}:{stmt.lineno}")
+    assert not bare, f"bare expressions (magic is off, they show nothing): {bare}"
 
 
 def test_streamlit_reads_the_deployed_config_without_warnings(tmp_path):
