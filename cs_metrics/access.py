@@ -203,7 +203,7 @@ class ScopedWarehouse(Warehouse):
     """
 
     _RECHECK_S = 1.0  # how often a connection looks for tables created since
-    _POOL_MAX = 16  # idle connections kept for the next runs
+    _POOL_MAX = 4  # idle connections kept for the next runs (per scope)
 
     def __init__(self, base: Warehouse, scope: Scope) -> None:
         if base.scope is not None and not base.scope.full:
