@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import json
+import logging
 import os
 import random
 import shutil
@@ -31,6 +33,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -192,11 +195,13 @@ def active_sessions(url: str) -> int | None:
 class Server:
     """``streamlit run app.py`` on a free port, serving ``db``."""
 
-    def __init__(self, db: Path, log: Path, options: list[str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, db: Path, log: Path, options: list[str], port: int | None = None,
+                 host: str = "127.0.0.1", env: dict[str, str] | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://{host}:{self.port}"
         self.log = log
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CS_METRICS_INBOX")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CS_METRICS_INBOX")},
+               **(env or {})}
         env.update(CS_METRICS_DB=str(db), CS_METRICS_BASEMAP="off")  # no tile fetches offline
         cmd = [sys.executable, "-m", "streamlit", "run", "app.py",
                "--server.headless", "true", "--server.port", str(self.port),
@@ -416,6 +421,45 @@ async def page_state(page: Any) -> str:
         return f" (page state unreadable: {type(exc).__name__})"
 
 
+# --- hosted mode: every session signs in as a team lead -------------------------------------
+
+
+@dataclass(frozen=True)
+class Hosted:
+    """Sign-in through a local OpenID Connect provider (tests/oidc_harness.py): session
+    ``number`` signs in as sessionNUMBER@example.com in group leads-K, the team lead of
+    team K (of ``teams``, in turn), as the settings file written for the server says."""
+
+    issuer: str
+    teams: tuple[str, ...]
+
+    def who(self, number: int) -> tuple[str, str]:
+        return f"session{number}@example.com", f"leads-{number % len(self.teams)}"
+
+    def settings(self) -> str:
+        lines = ["[access]", "admins = []", "[access.team_leads]"]
+        lines += [f'"group:leads-{k}" = [{json.dumps(team)}]'
+                  for k, team in enumerate(self.teams)]
+        return "\n".join(lines) + "\n"
+
+    async def sign_in(self, page: Any, base_url: str, number: int, timeout_ms: int) -> None:
+        """As tests/oidc_harness.sign_in, with Playwright's async API (untimed)."""
+        from tests.oidc_harness import put_claims
+
+        email, group = self.who(number)
+        await page.goto(base_url, timeout=timeout_ms)
+        await page.get_by_role("button", name="Sign in", exact=True).click(timeout=timeout_ms)
+        await page.wait_for_url("**/oauth2/authorize?**", timeout=timeout_ms)
+        await asyncio.to_thread(put_claims, self.issuer, email,
+                                {"email": email, "groups": [group], "name": email})
+        await page.get_by_placeholder("sub").fill(email)
+        await page.get_by_role("button", name="Authorize").click(timeout=timeout_ms)
+        await page.wait_for_url(
+            lambda url: url.startswith(base_url) and "oauth2callback" not in url,
+            timeout=timeout_ms)
+        await page.locator(IDLE).wait_for(timeout=timeout_ms)
+
+
 @dataclass
 class SessionPlan:
     number: int
@@ -427,7 +471,8 @@ class SessionPlan:
 
 async def run_session(browser: Any, server_url: str, pages: list[AppPage], plan: SessionPlan,
                       phase: str, timeout_ms: int,
-                      hold: asyncio.Event | None = None) -> tuple[list[Visit], Any]:
+                      hold: asyncio.Event | None = None,
+                      hosted: Hosted | None = None) -> tuple[list[Visit], Any]:
     """One user: land on the default page with their own range in the link, then open the
     other pages from the sidebar. Returns the visits and the still open context (the caller
     closes it, so the CPU of the browser's processes can be counted first)."""
@@ -436,6 +481,8 @@ async def run_session(browser: Any, server_url: str, pages: list[AppPage], plan:
     page = await context.new_page()
     probe = Probe()
     page.on("websocket", probe.attach)
+    if hosted is not None:
+        await hosted.sign_in(page, server_url, plan.number, timeout_ms)
     home = pages[0]
     start, end = plan.window
     url = (f"{server_url}/{home.path}?range=custom&from={start.isoformat()}"
@@ -555,7 +602,8 @@ def client_cpu(server: Server) -> float:
 
 async def run_phase(name: str, browser: Any, server: Server, sampler: Sampler,
                     pages: list[AppPage], plans: list[SessionPlan], concurrent: bool,
-                    timeout_ms: int, settle_s: float, resident: int = 0) -> Phase:
+                    timeout_ms: int, settle_s: float, resident: int = 0,
+                    hosted: Hosted | None = None) -> Phase:
     """Run the sessions (all at once, or one after another), then close them all and wait
     until Streamlit counts no active session but the ``resident`` ones (kept open outside
     the phase); the server's RSS before and after that."""
@@ -568,7 +616,8 @@ async def run_phase(name: str, browser: Any, server: Server, sampler: Sampler,
     if concurrent:
         client0 = client_cpu(server)
         results = await asyncio.gather(*(run_session(browser, server.url, pages, plan, name,
-                                                     timeout_ms) for plan in plans))
+                                                     timeout_ms, hosted=hosted)
+                                         for plan in plans))
         for session_visits, context in results:
             visits += session_visits
             contexts.append(context)
@@ -577,7 +626,7 @@ async def run_phase(name: str, browser: Any, server: Server, sampler: Sampler,
         for number, plan in enumerate(plans):
             client0 = client_cpu(server)
             session_visits, context = await run_session(browser, server.url, pages, plan, name,
-                                                        timeout_ms)
+                                                        timeout_ms, hosted=hosted)
             visits += session_visits
             client_s += client_cpu(server) - client0
             if number < len(plans) - 1:  # one user at a time: the last one leaves below
@@ -604,24 +653,31 @@ async def run_phase(name: str, browser: Any, server: Server, sampler: Sampler,
     return phase
 
 
-async def warm_up(browser: Any, server: Server, pages: list[AppPage], timeout_ms: int) -> Any:
+async def warm_up(browser: Any, server: Server, pages: list[AppPage], timeout_ms: int,
+                  hosted: Hosted | None = None) -> tuple[Any, list[AppPage]]:
     """Untimed: one session through every page with the default filters, so Python's first
     imports, DuckDB's first reads and the first compile of each page are charged to no page.
     Returns its context, left open: Streamlit forgets the compiled pages whenever no session
-    is connected, and a single user's later visits, as anyone's, find them compiled."""
+    is connected, and a single user's later visits, as anyone's, find them compiled; and the
+    pages its sidebar offers (in hosted mode a team lead's: no admin pages)."""
     context = await browser.new_context(viewport=VIEWPORT)
     page = await context.new_page()
     probe = Probe()
     page.on("websocket", probe.attach)
+    if hosted is not None:
+        await hosted.sign_in(page, server.url, 0, timeout_ms)
     await open_visit(page, probe, Visit("warm-up", -1, pages[0].title, True), pages[0].title,
                      f"{server.url}/", None, timeout_ms)
+    links = await page.locator('[data-testid="stSidebarNavLink"]').evaluate_all(
+        "links => links.map(a => new URL(a.href).pathname.replace(/^\\//, ''))")
+    pages = [p for p in pages if p.path in links]
     for target in pages[1:]:
         link = f'[data-testid="stSidebarNavLink"][href$="/{target.path}"]'
         visit = await open_visit(page, probe, Visit("warm-up", -1, target.title, False),
                                  target.title, None, link, timeout_ms)
         if visit.error:
             print(f"warm-up: {target.title}: {visit.error}")
-    return context
+    return context, pages
 
 
 def page_stats(visits: list[Visit], title: str, attr: str = "script_s") -> list[float]:
@@ -807,7 +863,8 @@ def nice_renderers(server: Server, everything: bool = True) -> None:
 
 
 async def run(args: argparse.Namespace, server: Server, pages: list[AppPage],
-              last_day: date, chromium: Path) -> tuple[Phase, list[Phase], float]:
+              last_day: date, chromium: Path, hosted: Hosted | None = None
+              ) -> tuple[Phase, list[Phase], float, list[AppPage]]:
     from playwright.async_api import async_playwright
 
     rng = random.Random(args.seed)
@@ -820,13 +877,14 @@ async def run(args: argparse.Namespace, server: Server, pages: list[AppPage],
             browser = await p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
             try:
                 started = time.monotonic()
-                idle = await warm_up(browser, server, pages, timeout_ms)
+                idle, pages = await warm_up(browser, server, pages, timeout_ms, hosted)
                 baseline = rss_mib(server.pid)
                 print(f"warm-up (untimed, default filters, every page): "
                       f"{time.monotonic() - started:.0f} s; server RSS {baseline:,.0f} MiB")
                 plans = make_plans(pages, args.single, 1, last_day, args.single_think, 0.0, rng)
                 single = await run_phase("single", browser, server, sampler, pages, plans,
-                                         False, timeout_ms, args.settle, resident=1)
+                                         False, timeout_ms, args.settle, resident=1,
+                                         hosted=hosted)
                 print(f"single: {args.single} sessions one after another, "
                       f"{single.seconds:.0f} s; load average {load_average()}")
                 waves: list[Phase] = []
@@ -836,7 +894,8 @@ async def run(args: argparse.Namespace, server: Server, pages: list[AppPage],
                                        args.think, args.think, rng, windows)
                     windows = [plan.window for plan in plans]
                     phase = await run_phase(f"wave {wave}", browser, server, sampler, pages,
-                                            plans, True, timeout_ms, args.settle, resident=1)
+                                            plans, True, timeout_ms, args.settle, resident=1,
+                                            hosted=hosted)
                     waves.append(phase)
                     print(f"wave {wave}: {args.sessions} concurrent sessions, "
                           f"{phase.seconds:.0f} s; load average {load_average()}")
@@ -846,7 +905,7 @@ async def run(args: argparse.Namespace, server: Server, pages: list[AppPage],
     finally:
         sampler.stop.set()
         sampler.join()
-    return single, waves, baseline
+    return single, waves, baseline, pages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -877,6 +936,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="idle (default): the whole browser side runs under SCHED_IDLE, as if "
                     "on the users' own machines; renderers: only chromium's renderers and "
                     "GPU process (the figures in bench/README.md before 2026-11-24)")
+    ap.add_argument("--hosted", action="store_true",
+                    help="sign-in on (a local OpenID Connect provider, oidc-provider-mock): "
+                    "every session signs in as a team lead and sees its team only, through "
+                    "the scoped warehouse")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds per page at most")
     ap.add_argument("--seed", type=int, default=7, help="think times and start delays")
     args = ap.parse_args(argv)
@@ -904,6 +967,7 @@ def main(argv: list[str] | None = None) -> int:
     pages = app_pages()
     work = Path(tempfile.mkdtemp(prefix="sessions_", dir=source.parent))
     server: Server | None = None
+    stack = ExitStack()  # the sign-in provider, in hosted mode
     try:
         db = work / "wh.duckdb"
         started = time.perf_counter()
@@ -916,6 +980,7 @@ def main(argv: list[str] | None = None) -> int:
         wh = Warehouse(db, read_only=True)
         span = wh.created_range()
         tickets = wh.scalar("select count(*) from tickets where not is_test")
+        teams = tuple(wh.dimension_values("team"))
         wh.close()
         if span is None:
             print(f"error: {source} has no tickets", file=sys.stderr)
@@ -928,7 +993,23 @@ def main(argv: list[str] | None = None) -> int:
               f"{version('playwright')}, Python {sys.version.split()[0]}; warehouse {source} "
               f"(copied in {copy_s:.1f} s to {db})")
         print(f"load average at start: {load_average()}")
-        server = Server(db, work / "streamlit.log", args.option)
+        options, hosted, where = list(args.option), None, {}
+        if args.hosted:
+            from tests.oidc_harness import oidc_provider, write_auth_secrets
+
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the provider's requests
+            idp = stack.enter_context(oidc_provider())
+            hosted = Hosted(idp.issuer, teams)
+            port = free_port()
+            options.append(f"secrets.files={write_auth_secrets(work, idp, port)}")
+            settings = work / "settings.toml"
+            settings.write_text(hosted.settings())
+            # the app must be opened on the redirect_uri's host (tests/oidc_harness.py)
+            where = {"port": port, "host": "localhost",
+                     "env": {"CS_METRICS_SETTINGS": str(settings)}}
+            print(f"hosted mode: sign-in at {idp.issuer} (oidc-provider-mock); every session "
+                  f"signs in (untimed) as the team lead of one of {len(teams)} teams, in turn")
+        server = Server(db, work / "streamlit.log", options, **where)
         server.wait_healthy()
         print(f"server: {' '.join(server.cmd[2:])} (pid {server.pid})")
         print("every session lands on the app with its own 90-day range in the link "
@@ -956,7 +1037,8 @@ def main(argv: list[str] | None = None) -> int:
                       "the server")
         else:
             print("chromium at its own priorities (no setpriv, or not root)")
-        single, waves, baseline = asyncio.run(run(args, server, pages, last_day, chromium))
+        single, waves, baseline, pages = asyncio.run(run(args, server, pages, last_day,
+                                                         chromium, hosted))
         hwm = proc_status(server.pid).get("VmHWM", 0) / 1024
         code = report(args, pages, single, waves, baseline, hwm)
         print(f"load average at the end: {load_average()}")
@@ -967,6 +1049,7 @@ def main(argv: list[str] | None = None) -> int:
             kept = source.parent / "sessions_server.log"
             shutil.copyfile(server.log, kept)  # the work folder goes; the server's log stays
             print(f"server log: {kept}")
+        stack.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
