@@ -54,3 +54,22 @@ def test_each_session_has_its_own_range_and_starts_at_another_page():
     again = bench_sessions.make_plans(pages, 3, 30, last, 10.0, 10.0, random.Random(1),
                                       [p.window for p in plans])
     assert [p.window for p in again] == [p.window for p in plans]
+
+
+def test_hosted_sessions_sign_in_as_the_lead_of_one_team_each(tmp_path):
+    from cs_metrics.access import resolve_scope
+    from cs_metrics.settings import load_settings
+
+    hosted = bench_sessions.Hosted("http://localhost:1", ("Billing", "Mobile", 'Team "Q"'))
+    path = tmp_path / "settings.toml"
+    path.write_text(hosted.settings())
+    settings = load_settings(path)
+    seen = {}
+    for number in range(6):
+        email, group = hosted.who(number)
+        scope = resolve_scope(email, [group], settings)
+        assert scope is not None and scope.role == "team_lead"
+        seen[number] = scope.teams
+    assert seen == {0: ("Billing",), 1: ("Mobile",), 2: ('Team "Q"',),
+                    3: ("Billing",), 4: ("Mobile",), 5: ('Team "Q"',)}
+    assert resolve_scope("someone@example.com", ["leads-9"], settings) is None
