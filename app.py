@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import sys
+
 import streamlit as st
 
 from cs_metrics.warehouse import catalog_snapshot
 from views._auth import account_sidebar, gate, settings_audit
-from views._common import base_warehouse, ensure_data, live_refresher
+from views._common import GIL_SWITCH_INTERVAL_S, base_warehouse, ensure_data, live_refresher
 
 st.set_page_config(page_title="Customer service metrics", page_icon="📞", layout="wide")
+
+# Every session's runs share this one interpreter. A run that waits on DuckDB gives up the GIL
+# and then waits for a busy run to hand it back: by default up to 5 ms, on every query, so a
+# light page of small queries beside one busy run took many times its time alone (see
+# bench/bench_gil.py). A shorter interval hands the GIL back sooner.
+sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 # One run reads the warehouse's catalog (its tables, columns, meta) once, not per question.
 with catalog_snapshot():

@@ -27,8 +27,9 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 
@@ -177,7 +178,7 @@ class _Lease:
     the thread ends (and its thread-local storage with it) the connection goes back to the
     pool."""
 
-    __slots__ = ("con", "db", "layout", "checked", "_owner")
+    __slots__ = ("con", "db", "layout", "checked", "catalog", "_owner")
 
     def __init__(self, owner: ScopedWarehouse, con: duckdb.DuckDBPyConnection, db: str,
                  layout: tuple, checked: float) -> None:
@@ -186,6 +187,9 @@ class _Lease:
         self.db = db
         self.layout = layout  # the tables and columns the views were made for
         self.checked = checked
+        # what the views are: their names, and each one's columns; kept until they are
+        # made again (they change with the layout alone)
+        self.catalog: dict[object, object] = {}
 
     def __del__(self) -> None:
         owner = self._owner()
@@ -264,7 +268,9 @@ class ScopedWarehouse(Warehouse):
                 idle = self._pool.pop()
                 con, idle.con = idle.con, None
                 if con is not None:  # a new lease: an object's __del__ runs only once
-                    return _Lease(self, con, idle.db, idle.layout, idle.checked)
+                    lease = _Lease(self, con, idle.db, idle.layout, idle.checked)
+                    lease.catalog = idle.catalog
+                    return lease
         try:
             con = duckdb.connect(str(self.path), read_only=self.read_only)
         except duckdb.Error as exc:
@@ -300,20 +306,26 @@ class ScopedWarehouse(Warehouse):
                 held.con.close()
                 held.con = None
 
+    def _lease_catalog(self, key: object, read: Callable[[duckdb.DuckDBPyConnection], Any]
+                       ) -> Any:
+        con = self.connection()  # may make the views again, and forget what they were
+        catalog = self._local.lease.catalog
+        if key not in catalog:
+            catalog[key] = read(con)
+        return catalog[key]
+
     def _read_tables(self) -> frozenset[str]:
-        rows = self.connection().execute(
+        return self._lease_catalog("tables", lambda con: frozenset(r[0] for r in con.execute(
             "select view_name from duckdb_views() where temporary and not internal "
             "and schema_name = 'main'"
-        ).fetchall()
-        return frozenset(r[0] for r in rows)
+        ).fetchall()))
 
     def _read_columns(self, table: str) -> tuple[str, ...]:
-        rows = self.connection().execute(
-            "select column_name from information_schema.columns where table_catalog = 'temp' "
-            "and table_schema = 'main' and table_name = ? order by ordinal_position",
-            [table],
-        ).fetchall()
-        return tuple(r[0] for r in rows)
+        return self._lease_catalog(("columns", table), lambda con: tuple(
+            r[0] for r in con.execute(
+                "select column_name from duckdb_columns() where database_name = 'temp' "
+                "and schema_name = 'main' and table_name = ? order by column_index", [table]
+            ).fetchall()))
 
     # -- the views ------------------------------------------------------------------------
 
@@ -353,6 +365,7 @@ class ScopedWarehouse(Warehouse):
             con.execute("rollback")
             raise CsMetricsError(f"Cannot apply the access scope to {self.path}: {exc}") from exc
         lease.layout = layout
+        lease.catalog = {}
 
     def _rep_columns(self, cols: list[str]) -> str:
         """``* replace (...)`` hiding other representatives' ids and names."""

@@ -497,10 +497,10 @@ def record_settings(wh: Warehouse, path: str | Path | None = None, actor: str = 
     with the sections ``changed``, ``added`` and ``removed`` since the last record. Values are
     never stored. Returns whether it recorded.
     """
-    from cs_metrics.settings import DEFAULT_SETTINGS_FILE, _merge, _read_toml
+    from cs_metrics.settings import DEFAULT_SETTINGS_FILE, _merge, _parse_toml, _read_text
 
     file = _settings_file(path)
-    raw = _read_toml(DEFAULT_SETTINGS_FILE)
+    raw = _parse_toml(_read_text(DEFAULT_SETTINGS_FILE), DEFAULT_SETTINGS_FILE)
     file_sha = ""
     if file is not None:
         try:
@@ -510,7 +510,7 @@ def record_settings(wh: Warehouse, path: str | Path | None = None, actor: str = 
         except OSError as exc:
             raise CsMetricsError(f"Cannot read the settings file {file}: {exc}.") from exc
         file_sha = hashlib.sha256(content).hexdigest()
-        raw = _merge(raw, _read_toml(file))
+        raw = _merge(raw, _parse_toml(content.decode("utf-8"), file))
     sections = _section_hashes(raw)
     settings_sha = hashlib.sha256(_canonical(_plain(raw)).encode("utf-8")).hexdigest()
     file_name = str(file.resolve()) if file is not None else ""

@@ -4,6 +4,7 @@ defaults."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tomllib
@@ -623,30 +624,45 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _read_toml(path: Path) -> dict:
+def _read_text(path: Path) -> str:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise CsMetricsError(f"Settings file {path} does not exist.") from exc
+
+
+def _parse_toml(text: str, path: Path) -> dict:
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CsMetricsError(f"Settings file {path} is not valid TOML: {exc}.") from exc
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
-    """Defaults, overridden by ``path``, else $CS_METRICS_SETTINGS, else ./settings.toml."""
-    raw = _read_toml(DEFAULT_SETTINGS_FILE)
-    source = "defaults"
+    """Defaults, overridden by ``path``, else $CS_METRICS_SETTINGS, else ./settings.toml.
+
+    The files are read on every call (an edited file applies at once); parsing and checking
+    them is done once per content: the hosted app asks on every page run."""
     if path is None:
         env = os.environ.get(SETTINGS_ENV)
         if env:
             path = env
         elif Path("settings.toml").is_file():
             path = "settings.toml"
-    if path is not None:
-        user = _read_toml(Path(path))
+    user = None if path is None else (str(path), _read_text(Path(path)))
+    return _settings(_read_text(DEFAULT_SETTINGS_FILE), user)
+
+
+@functools.lru_cache(maxsize=16)
+def _settings(defaults: str, user: tuple[str, str] | None) -> Settings:
+    """The settings of a defaults text and a user file's (path, text); Settings are frozen,
+    so callers can share one."""
+    raw = _parse_toml(defaults, DEFAULT_SETTINGS_FILE)
+    source = "defaults"
+    if user is not None:
         # A user's SLA policy list replaces the default list rather than extending it.
-        raw = _merge(raw, user)
-        source = str(path)
+        raw = _merge(raw, _parse_toml(user[1], Path(user[0])))
+        source = user[0]
     policies = []
     for i, rule in enumerate(raw.get("sla", {}).get("policies", []), start=1):
         where = f"SLA policy {i} ({rule.get('name', 'unnamed')}) in {source}"

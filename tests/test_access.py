@@ -475,15 +475,42 @@ def test_runs_on_new_threads_reuse_a_connection_and_its_views(writable, mine, mo
     assert seen[-1][1] == expected
     in_thread(lambda: wh.connection().execute("begin").execute("commit"))
 
+    # the catalog (views and their columns) is read once and handed on with the connection
+    catalog: list[tuple[bool, bool, tuple[str, ...]]] = []
+
+    def look() -> None:
+        catalog.append((wh.has_table("tickets"), wh.has_table("scratch"),
+                        tuple(wh.columns("outages"))))
+
+    in_thread(look)
+    in_thread(look)
+    assert catalog[0] == catalog[1] and catalog[0][:2] == (True, False)
+    assert "note" not in catalog[0][2]
+    reads: list[object] = []
+    real_read = ScopedWarehouse._lease_catalog
+
+    def counting_read(self, key, read):
+        return real_read(self, key, lambda con: reads.append(key) or read(con))
+
+    monkeypatch.setattr(ScopedWarehouse, "_lease_catalog", counting_read)
+    in_thread(look)
+    assert reads == []  # the next run asks nothing of the database
+
     # a column added to a table: the views are made again, with it
     writable.connection().execute("alter table outages add column note varchar")
     in_thread(run, "select count(*) from outages where note is null")
     assert len(made) > first_views
+    in_thread(look)
+    assert "note" in catalog[-1][2] and ("columns", "outages") in reads
     # a table dropped: its view goes too, so it cannot be read through a stale view
     writable.connection().execute("create table scratch as select 1 as a")
     in_thread(run, "select count(*) from scratch")
     assert seen[-1][1] == 0  # a new table's rows are out of scope
+    in_thread(look)
+    assert catalog[-1][1]
     writable.connection().execute("drop table scratch")
+    in_thread(look)
+    assert not catalog[-1][1]
     errors: list[Exception] = []
 
     def gone() -> None:

@@ -470,3 +470,22 @@ def test_overview_loads_a_live_inbox_in_the_background(sample_db, tmp_path, monk
     wh.close()
     assert after["Arrivals"] == f"{want.arrivals:,}"
     assert want.arrivals >= 7
+
+
+def test_the_app_hands_the_gil_over_sooner_than_python_does(sample_db, monkeypatch):
+    """Sessions share one interpreter: a run waiting on DuckDB gets the GIL back from a busy
+    run within the app's switch interval, not Python's default 5 ms (bench/bench_gil.py)."""
+    import sys
+
+    from bench.bench_gil import app_interval_s
+    from views._common import GIL_SWITCH_INTERVAL_S
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        run_app(monkeypatch, sample_db)
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
+        assert GIL_SWITCH_INTERVAL_S < 0.005
+        assert app_interval_s() == GIL_SWITCH_INTERVAL_S  # what the bench reads
+    finally:
+        sys.setswitchinterval(before)

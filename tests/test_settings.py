@@ -59,3 +59,22 @@ def test_bad_settings_are_clear(tmp_path):
     bad.write_text("[targets]\ncsat_pct = 'high'\n")
     with pytest.raises(CsMetricsError, match="must be numbers"):
         load_settings(bad)
+
+
+def test_settings_are_parsed_once_per_content_and_follow_edits(tmp_path, monkeypatch):
+    custom = tmp_path / "settings.toml"
+    custom.write_text("[targets]\ncsat_pct = 80\n")
+    monkeypatch.setenv("CS_METRICS_SETTINGS", str(custom))
+    first = load_settings()
+    assert first is load_settings()  # the hosted app asks on every run: parsed once
+    assert first.target("csat_pct") == 80
+    # rewritten at once with the same size: the new content applies, however coarse the
+    # file system's modification times
+    custom.write_text("[targets]\ncsat_pct = 85\n")
+    assert load_settings().target("csat_pct") == 85
+    custom.write_text("[targets\n")
+    with pytest.raises(CsMetricsError, match="not valid TOML"):
+        load_settings()
+    custom.unlink()
+    with pytest.raises(CsMetricsError, match="does not exist"):
+        load_settings()
