@@ -63,3 +63,20 @@ def sample_db(tmp_path_factory) -> Path:
     generate(tmp / "sample", tickets=4000, days=90, seed=5, end=datetime(2025, 3, 1))
     ingest(tmp / "sample", db=tmp / "wh.duckdb")
     return tmp / "wh.duckdb"
+
+
+@pytest.fixture
+def deferred_downloads(monkeypatch) -> dict:
+    """The files of download buttons made on click (``st.download_button`` given a callable),
+    by file name: calling one does what the click's request does on the server."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    made: dict = {}
+    real = MediaFileManager.add_deferred
+
+    def recording(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        made[file_name] = data_callable
+        return real(self, data_callable, mimetype, coordinates, file_name=file_name, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
+    return made

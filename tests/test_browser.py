@@ -245,3 +245,35 @@ def test_clicking_a_bar_lists_its_tickets(served_app, tmp_path):
             assert page.get_by_test_id("stException").count() == 0
         finally:
             browser.close()
+
+
+def test_a_download_is_made_when_clicked(served_app, tmp_path):
+    """The chart and table files are made on click (a deferred download): the browser gets
+    the file, with the figures the page shows."""
+    import pandas as pd
+    from playwright import sync_api
+
+    url, want = served_app
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2000},
+                                    accept_downloads=True)
+            page.goto(url)
+            wait_for_run(page)
+            page.get_by_text("Download the KPI figures", exact=True).click()
+            button = page.get_by_test_id("stDownloadButton").filter(
+                has_text="Download CSV").first
+            button.wait_for(timeout=PAGE_TIMEOUT_MS)
+            with page.expect_download(timeout=PAGE_TIMEOUT_MS) as info:
+                button.click()
+            download = info.value
+            name = download.suggested_filename
+            assert name.startswith("overview_kpis_") and name.endswith(".csv"), name
+            saved = tmp_path / name
+            download.save_as(saved)
+            assert page.get_by_test_id("stException").count() == 0
+        finally:
+            browser.close()
+    kpis = pd.read_csv(saved).set_index("metric")
+    assert get_metric("ticket_count").display(kpis.at["ticket_count", "value"]) == want

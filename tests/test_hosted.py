@@ -3,6 +3,9 @@ entries the pages write; and a real sign-in through a local OIDC provider in chr
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -153,19 +156,30 @@ def test_a_manager_by_group_sees_every_team(settings_file, hosted_db):
     assert tickets_card(at) == get_metric("ticket_count").display(want)
 
 
-def test_an_export_is_logged_with_who_made_it(settings_file, hosted_db):
+def test_an_export_is_logged_with_who_made_it(settings_file, hosted_db, deferred_downloads):
     at = hosted_app(signed_in(LEAD)).run()
+    assert not at.exception, [e.value for e in at.exception]
     button = next(b for b in at.get("download_button")
                   if b.proto.label == "Download Parquet")
-    button.click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    name = button.help.rsplit(": ", 1)[-1]
+    assert name.endswith(".parquet") and button.proto.deferred_file_id
+    wh = Warehouse(hosted_db)
+    assert audit_log.entries(wh, action="export").empty  # showing the button is no export
+    wh.close()
+    # the click: the file is made then, outside the page's run, and logged as the lead's
+    data = deferred_downloads[name]()
+    meta = pq.read_schema(io.BytesIO(data)).metadata
+    assert meta[b"exported_by"] == LEAD.encode() and meta[b"exported_role"] == b"team_lead"
     wh = Warehouse(hosted_db)
     exports = audit_log.entries(wh, action="export")
     assert audit_log.verify(wh).ok
     wh.close()
     assert exports["actor"].tolist() == [LEAD]
-    assert exports["target"].iloc[0].endswith(".parquet")
-    assert '"sha256"' in exports["detail"].iloc[0]
+    assert exports["target"].tolist() == [name]
+    detail = json.loads(exports["detail"].iloc[0])
+    assert detail["sha256"] == hashlib.sha256(data).hexdigest()
+    assert detail["bytes"] == len(data)
+    assert detail["rows"] == len(pq.read_table(io.BytesIO(data)))
 
 
 def test_parquet_exports_carry_who_made_them(settings_file, monkeypatch):
@@ -176,7 +190,7 @@ def test_parquet_exports_carry_who_made_them(settings_file, monkeypatch):
     import pandas as pd
 
     data = _common.parquet_bytes(pd.DataFrame({"a": [1, 2]}))
-    meta = pq.read_schema(__import__("io").BytesIO(data)).metadata
+    meta = pq.read_schema(io.BytesIO(data)).metadata
     assert meta[b"exported_by"] == LEAD.encode()
     assert meta[b"exported_role"] == b"team_lead"
 

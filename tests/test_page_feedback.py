@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from streamlit.runtime.memory_media_file_storage import _calculate_file_id
 from streamlit.testing.v1 import AppTest
 
 import cs_metrics
@@ -69,7 +68,8 @@ def comments_caption(at: AppTest) -> str:
     return next(c.value for c in at.caption if c.value.startswith("Comments "))
 
 
-def test_cards_distributions_breakdown_and_comments(sample_db, monkeypatch):
+def test_cards_distributions_breakdown_and_comments(sample_db, monkeypatch,
+                                                     deferred_downloads):
     want = library(sample_db, lambda wh, f: cs_metrics.query(wh, list(FEEDBACK_METRICS),
                                                              filters=f).iloc[0])
     at = run_page(monkeypatch, sample_db)
@@ -89,9 +89,8 @@ def test_cards_distributions_breakdown_and_comments(sample_db, monkeypatch):
     wh.close()
     name = (f"csat_distribution_{filters.date_from:%Y-%m-%d}_to_"
             f"{filters.date_to - timedelta(days=1):%Y-%m-%d}.csv")
-    file_id = _calculate_file_id(csat.to_csv(index=False).encode(), "text/csv", name)
-    urls = [b.proto.url for b in at.get("download_button")]
-    assert f"/mock/media/{file_id}.csv" in urls  # content and dated file name
+    # dated file name; the content is made on click
+    assert deferred_downloads[name]() == csat.to_csv(index=False).encode()
 
     # breakdown by customer segment (the first choice): the library's table
     table = at.dataframe[0].value
@@ -130,7 +129,7 @@ def test_cards_distributions_breakdown_and_comments(sample_db, monkeypatch):
     assert comments_caption(at).startswith(f"Comments 1–10 of {negative.total:,}")
 
 
-def test_trend_follows_the_grain(sample_db, monkeypatch):
+def test_trend_follows_the_grain(sample_db, monkeypatch, deferred_downloads):
     at = run_page(monkeypatch, sample_db)
     at.radio(key="fb_grain").set_value("Month").run()
     assert not at.exception
@@ -144,8 +143,7 @@ def test_trend_follows_the_grain(sample_db, monkeypatch):
     wh.close()
     assert [str(p) for p in monthly["period"]] == ["2024-12-01", "2025-01-01", "2025-02-01"]
     name = "feedback_by_month_2024-12-01_to_2025-02-28.csv"
-    file_id = _calculate_file_id(monthly.to_csv(index=False).encode(), "text/csv", name)
-    assert f"/mock/media/{file_id}.csv" in [b.proto.url for b in at.get("download_button")]
+    assert deferred_downloads[name]() == monthly.to_csv(index=False).encode()
 
 
 def test_a_dataset_without_feedback_says_so(tmp_path, monkeypatch):

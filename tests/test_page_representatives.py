@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 import cs_metrics
-from cs_metrics import Filters, Warehouse, get_metric
+from cs_metrics import Filters, Warehouse, audit, get_metric
 from cs_metrics.leaderboard import leaderboard, rep_trend, unusual
 from tests.conftest import REPO, ticket, write_csv
 
@@ -111,22 +110,19 @@ def test_detail_view_renders_the_trend(page_db, monkeypatch):
     assert not trend.empty
 
 
-def test_downloads_are_named_by_the_date_range(page_db, monkeypatch):
-    saved: dict[str, bytes] = {}
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def spy(self, path_or_data, mimetype, kind, filename=None):
-        if filename:
-            saved[filename] = path_or_data
-        return original(self, path_or_data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
+def test_downloads_are_named_by_the_date_range(page_db, monkeypatch, deferred_downloads):
     want, filters = library(page_db, leaderboard, "rep")
     run_page(monkeypatch, page_db)
     stem = f"representatives_{filters.date_from}_to_{filters.date_to}"
-    assert {f"{stem}.csv", f"{stem}.parquet"} <= set(saved)
-    assert any(name.startswith("teams_") for name in saved)
-    assert any(name.startswith("unusual_avg_resolution_h_") for name in saved)
+    assert {f"{stem}.csv", f"{stem}.parquet"} <= set(deferred_downloads)
+    assert any(name.startswith("teams_") for name in deferred_downloads)
+    assert any(name.startswith("unusual_avg_resolution_h_") for name in deferred_downloads)
+    # the files are made on click, and each is written to the audit log then
+    saved = {name: deferred_downloads[name]() for name in (f"{stem}.csv", f"{stem}.parquet")}
+    wh = Warehouse(page_db)
+    exports = audit.entries(wh, action="export")
+    wh.close()
+    assert sorted(t for t in exports["target"] if t in saved) == sorted(saved)
     parquet = pd.read_parquet(io.BytesIO(saved[f"{stem}.parquet"]))
     pd.testing.assert_frame_equal(parquet, want, check_dtype=False)
     csv = pd.read_csv(io.BytesIO(saved[f"{stem}.csv"]))

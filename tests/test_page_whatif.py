@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cs_metrics import Warehouse
+from cs_metrics import Warehouse, audit
 from simulations.whatif import OutageScenario, simulate_outage
 from tests.conftest import REPO
 
@@ -57,7 +59,7 @@ def test_nothing_runs_before_the_form_is_sent(sample_db, monkeypatch):
     assert not at.metric
 
 
-def test_the_page_shows_the_engines_projection(sample_db, monkeypatch):
+def test_the_page_shows_the_engines_projection(sample_db, monkeypatch, deferred_downloads):
     at = run_page(monkeypatch, sample_db)
     wh = Warehouse(sample_db)
     last = min(wh.created_range()[1].date(), wh.as_of().date())
@@ -83,6 +85,16 @@ def test_the_page_shows_the_engines_projection(sample_db, monkeypatch):
     area = json.loads(at.get("deck_gl_json_chart")[-1].proto.json)
     circle = next(layer for layer in area["layers"] if layer["id"] == "area")
     assert circle["data"][0]["radius_m"] == pytest.approx(40_000)
+    # the hour-by-hour projection and the scenario as files, made on click and logged
+    saved = next(name for name in deferred_downloads if name.endswith(".json"))
+    assert OutageScenario.from_json(deferred_downloads[saved]()) == scenario
+    csv = saved.removesuffix(".json") + ".csv"
+    got = pd.read_csv(io.BytesIO(deferred_downloads[csv]()))
+    assert got["backlog_p50"].tolist() == pytest.approx(want.hours["backlog_p50"].tolist())
+    wh = Warehouse(sample_db)
+    logged = audit.entries(wh, action="export")["target"].tolist()
+    wh.close()
+    assert csv in logged and saved in logged
 
     # a milder scenario never projects more extra tickets
     at.selectbox(key="wi_severity").set_value("minor")

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import re
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -29,6 +31,8 @@ from cs_metrics.drilldown import TicketPage, ticket_page
 from cs_metrics.flow import resolved_per_period
 from simulations import generator
 from views._auth import current_scope
+
+_log = logging.getLogger(__name__)
 
 QUERY_TTL_S = 600
 # How long a thread holding the GIL runs before a waiting one gets it (Python's default: 5 ms).
@@ -311,11 +315,12 @@ def latest_rejects(wh: Warehouse, limit: int = 200) -> pd.DataFrame:
     return _latest_rejects(wh, wh.cache_key, limit)
 
 
-def parquet_bytes(df: pd.DataFrame) -> bytes:
+def parquet_bytes(df: pd.DataFrame, scope: Scope | None = None) -> bytes:
     """``df`` as Parquet, with who made the file and when in its key-value metadata
-    (``exported_by``, ``exported_role``, ``exported_at``)."""
+    (``exported_by``, ``exported_role``, ``exported_at``). ``scope``: who, when the file is
+    made outside a page run (a deferred download); else the signed-in person."""
     table = pa.Table.from_pandas(df, preserve_index=False)
-    scope = current_scope() or LOCAL
+    scope = scope or current_scope() or LOCAL
     meta = dict(table.schema.metadata or {})
     meta.update({b"exported_by": scope.actor.encode(), b"exported_role": scope.role.encode(),
                  b"exported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode()})
@@ -324,15 +329,44 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+def _export_detail(data: bytes, rows: int | None, filters: Filters | None) -> dict:
+    detail: dict = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    if rows is not None:
+        detail["rows"] = int(rows)
+    if filters is not None:
+        detail["filters"] = describe_filters(filters)
+    return detail
+
+
 def _record_export(file_name: str, detail: dict) -> None:
     from views._auth import audit
 
     audit(base_warehouse(), current_scope() or LOCAL, "export", file_name, detail)
 
 
+def _made_on_click(make: Callable[[], bytes], wh: Warehouse, scope: Scope, file_name: str,
+                   rows: int | None, filters: Filters | None) -> Callable[[], bytes]:
+    """``make``, writing the export to the audit log when it has made the file. It runs when
+    the button is clicked, outside any page run: who and where are those of the run that
+    showed the button."""
+    from cs_metrics import audit as audit_log
+
+    def made() -> bytes:
+        data = make()
+        try:
+            audit_log.record(wh.base, scope.actor, scope.role, "export", file_name,
+                             _export_detail(data, rows, filters))
+        except CsMetricsError as exc:  # as a page's audit(): the file still goes out
+            _log.warning("Could not write the export of %s to the audit log: %s",
+                         file_name, exc)
+        return data
+
+    return made
+
+
 def export_button(
     label: str,
-    data: bytes,
+    data: bytes | Callable[[], bytes],
     file_name: str,
     mime: str,
     *,
@@ -344,16 +378,49 @@ def export_button(
     where: object = st,
 ) -> None:
     """A download button whose download is written to the audit log: who, which file, its
-    size and SHA-256 (to trace a file back to its export), rows and filters."""
-    detail = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    if rows is not None:
-        detail["rows"] = int(rows)
-    if filters is not None:
-        detail["filters"] = describe_filters(filters)
+    size and SHA-256 (to trace a file back to its export), rows and filters.
+
+    ``data`` as a callable makes the file when the button is clicked, not on every run of
+    the page (a page's CSV and Parquet of every chart cost more than its charts); the
+    click then neither reruns the page nor waits for it."""
+    if callable(data):
+        scope = current_scope() or LOCAL
+        where.download_button(  # type: ignore[attr-defined]
+            label, _made_on_click(data, base_warehouse(), scope, file_name, rows, filters),
+            file_name=file_name, mime=mime, key=key, icon=icon, help=help, on_click="ignore",
+        )
+        return
     where.download_button(  # type: ignore[attr-defined]
         label, data, file_name=file_name, mime=mime, key=key, icon=icon, help=help,
-        on_click=_record_export, args=(file_name, detail),
+        on_click=_record_export, args=(file_name, _export_detail(data, rows, filters)),
     )
+
+
+def csv_bytes(df: pd.DataFrame) -> bytes:
+    return df.to_csv(index=False).encode()
+
+
+def table_downloads(df: pd.DataFrame, stem: str, filters: Filters | None, key: str, *,
+                    labels: tuple[str, str] = ("Download CSV", "Download Parquet"),
+                    where: object = st, help_text: str | None = None) -> None:
+    """CSV and Parquet of ``df`` as ``STEM.csv`` and ``STEM.parquet``, made on click and
+    written to the audit log."""
+    scope = current_scope() or LOCAL
+    for label, kind, ext, mime, make in (
+        (labels[0], "CSV", "csv", "text/csv", lambda: csv_bytes(df)),
+        (labels[1], "Parquet", "parquet", "application/vnd.apache.parquet",
+         lambda: parquet_bytes(df, scope)),
+    ):
+        export_button(label, make, f"{stem}.{ext}", mime, key=f"{key}_{ext}", rows=len(df),
+                      filters=filters, where=where,
+                      help=f"{help_text} {kind}: {stem}.{ext}" if help_text else None)
+
+
+def download_buttons(df: pd.DataFrame, name: str, filters: Filters) -> None:
+    """CSV and Parquet downloads of ``df``; the file name carries the active filters."""
+    with st.container(horizontal=True):
+        table_downloads(df, f"{name}_{filters_slug(filters)}", filters, f"dl_{name}",
+                        help_text="This chart's data as")
 
 
 def filters_slug(filters: Filters) -> str:
@@ -365,22 +432,6 @@ def filters_slug(filters: Filters) -> str:
     parts += [f"{dim}-{'+'.join(values)}" for dim, values in filters.where]
     slug = "_".join(re.sub(r"[^A-Za-z0-9+.-]+", "-", part).strip("-") for part in parts)
     return slug[:150]
-
-
-def download_buttons(df: pd.DataFrame, name: str, filters: Filters) -> None:
-    """CSV and Parquet downloads of ``df``; the file name carries the active filters."""
-    stem = f"{name}_{filters_slug(filters)}"
-    with st.container(horizontal=True):
-        export_button(
-            "Download CSV", df.to_csv(index=False).encode(), f"{stem}.csv", "text/csv",
-            key=f"dl_{name}_csv", rows=len(df), filters=filters,
-            help=f"This chart's data as CSV: {stem}.csv",
-        )
-        export_button(
-            "Download Parquet", parquet_bytes(df), f"{stem}.parquet",
-            "application/vnd.apache.parquet", key=f"dl_{name}_parquet", rows=len(df),
-            filters=filters, help=f"This chart's data as Parquet: {stem}.parquet",
-        )
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)

@@ -46,8 +46,8 @@ def main() -> None:
                                                                           width="large")})
         st.caption(f"The newest {min(len(df), PAGE_ROWS):,} entries that match.")
         export_button("Download the whole log (CSV)",
-                      audit_log.to_csv_bytes(audit_log.entries(base)), "audit_log.csv",
-                      "text/csv", key="audit_csv")
+                      lambda: audit_log.to_csv_bytes(audit_log.entries(base)),
+                      "audit_log.csv", "text/csv", key="audit_csv")
     except CsMetricsError as exc:
         st.error(str(exc))
 

@@ -12,10 +12,9 @@ from views._auth import require
 from views._common import (
     as_of_text,
     ensure_data,
-    export_button,
     latest_rejects,
-    parquet_bytes,
     quality,
+    table_downloads,
 )
 
 LATEST_REJECTS = 200
@@ -178,14 +177,8 @@ def _rejected_rows(rows: pd.DataFrame) -> None:
         },
     )
     left, right = st.columns(2)
-    export_button(
-        "Download these rows (CSV)", rows.to_csv(index=False).encode("utf-8"),
-        "rejects.csv", "text/csv", rows=len(rows), where=left,
-    )
-    export_button(
-        "Download these rows (Parquet)", parquet_bytes(rows), "rejects.parquet",
-        "application/vnd.apache.parquet", rows=len(rows), where=right,
-    )
+    table_downloads(rows, "rejects", None, "dq_rejects", where=left,
+                    labels=("Download these rows (CSV)", "Download these rows (Parquet)"))
 
 
 def main() -> None:

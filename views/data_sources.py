@@ -18,11 +18,10 @@ from views._common import (
     active_db,
     base_warehouse,
     dataset_label,
-    export_button,
     is_active,
     is_same,
-    parquet_bytes,
     switch_dataset,
+    table_downloads,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "mappings"
@@ -200,15 +199,9 @@ def _show_validation(v: ds.Validation) -> None:
             "raw": st.column_config.TextColumn("Raw", width="large"),
         })
         with st.container(horizontal=True):
-            export_button(
-                "Download rejected rows (CSV)", v.rejects.to_csv(index=False).encode("utf-8"),
-                "rejects.csv", "text/csv", key="ds_rejects_csv", rows=len(v.rejects),
-            )
-            export_button(
-                "Download rejected rows (Parquet)", parquet_bytes(v.rejects),
-                "rejects.parquet", "application/vnd.apache.parquet",
-                key="ds_rejects_parquet", rows=len(v.rejects),
-            )
+            table_downloads(v.rejects, "rejects", None, "ds_rejects",
+                            labels=("Download rejected rows (CSV)",
+                                    "Download rejected rows (Parquet)"))
 
 
 def _load_ui(folder: Path) -> None:

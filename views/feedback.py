@@ -41,13 +41,12 @@ from views._common import (
     as_of_text,
     describe_range,
     dimension_options,
-    export_button,
     filters_ui,
     get_warehouse,
     missing_text,
-    parquet_bytes,
     run_query,
     selected_row,
+    table_downloads,
     ticket_list_ui,
 )
 
@@ -141,13 +140,8 @@ def _range_slug(filters: Filters) -> str:
 
 
 def _downloads(df: pd.DataFrame, stem: str, filters: Filters, key: str) -> None:
-    name = f"{stem}_{_range_slug(filters)}"
     with st.container(horizontal=True):
-        export_button("Download CSV", df.to_csv(index=False).encode(), f"{name}.csv",
-                      "text/csv", key=f"{key}_csv", rows=len(df), filters=filters)
-        export_button("Download Parquet", parquet_bytes(df), f"{name}.parquet",
-                      "application/octet-stream", key=f"{key}_parquet", rows=len(df),
-                      filters=filters)
+        table_downloads(df, f"{stem}_{_range_slug(filters)}", filters, key)
 
 
 def _metric_columns(names: tuple[str, ...]) -> dict[str, object]:

@@ -144,7 +144,7 @@ def _downloads(rendered: reports.RenderedReport) -> None:
             key="report_dl_html",
             help="One self-contained file: opens offline, prints cleanly.")
         export_button(
-            "Download Markdown (zip)", rendered.markdown_zip(), f"{stem}_md.zip",
+            "Download Markdown (zip)", rendered.markdown_zip, f"{stem}_md.zip",
             "application/zip", key="report_dl_md",
             help="report.md with its PNG charts and report.json.")
         for name in reports.REFERENCE_CHARTS:

@@ -11,6 +11,7 @@ import streamlit as st
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, Warehouse
+from cs_metrics.access import LOCAL
 from cs_metrics.leaderboard import (
     ALPHA,
     LEADERBOARD_METRICS,
@@ -23,11 +24,14 @@ from cs_metrics.leaderboard import (
     rep_trend,
     unusual,
 )
+from views._auth import current_scope
 from views._common import (
     QUERY_TTL_S,
     as_of_text,
+    csv_bytes,
     describe_range,
     ensure_data,
+    export_button,
     filters_ui,
     missing_text,
     parquet_bytes,
@@ -103,11 +107,12 @@ def file_stem(kind: str, filters: Filters) -> str:
 def downloads(df: pd.DataFrame, kind: str, filters: Filters) -> None:
     stem = file_stem(kind, filters)
     left, right, _ = st.columns([1, 1, 4])
-    left.download_button("CSV", df.to_csv(index=False).encode(), f"{stem}.csv", "text/csv",
-                         icon=":material/download:", key=f"csv_{kind}")
-    right.download_button("Parquet", parquet_bytes(df), f"{stem}.parquet",
-                          "application/vnd.apache.parquet", icon=":material/download:",
-                          key=f"parquet_{kind}")
+    scope = current_scope() or LOCAL
+    export_button("CSV", lambda: csv_bytes(df), f"{stem}.csv", "text/csv", key=f"csv_{kind}",
+                  rows=len(df), filters=filters, where=left)
+    export_button("Parquet", lambda: parquet_bytes(df, scope), f"{stem}.parquet",
+                  "application/vnd.apache.parquet", key=f"parquet_{kind}", rows=len(df),
+                  filters=filters, where=right)
 
 
 # --- sections --------------------------------------------------------------------------------

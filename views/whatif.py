@@ -28,8 +28,9 @@ from views._common import (
     basemap_reachable,
     download_buttons,
     ensure_data,
+    export_button,
     last_created_day,
-    parquet_bytes,
+    table_downloads,
 )
 
 SAVED = "whatif_saved"
@@ -333,16 +334,10 @@ def _headline(result: WhatIfResult) -> None:
 def _downloads(result: WhatIfResult) -> None:
     stem = _stem(result)
     with st.container(horizontal=True):
-        st.download_button("Download CSV", result.hours.to_csv(index=False).encode(),
-                           f"{stem}.csv", "text/csv", key="wi_csv", on_click="ignore",
-                           icon=":material/download:")
-        st.download_button("Download Parquet", parquet_bytes(result.hours), f"{stem}.parquet",
-                           "application/vnd.apache.parquet", key="wi_parquet",
-                           on_click="ignore", icon=":material/download:")
-        st.download_button("Download the scenario (JSON)", result.scenario.to_json().encode(),
-                           f"{stem}.json", "application/json", key="wi_json",
-                           on_click="ignore", icon=":material/download:",
-                           help="Load it again above to re-run or share it.")
+        table_downloads(result.hours, stem, None, "wi")
+        export_button("Download the scenario (JSON)", lambda: result.scenario.to_json().encode(),
+                      f"{stem}.json", "application/json", key="wi_json",
+                      help="Load it again above to re-run or share it.")
 
 
 def _saved_section(result: WhatIfResult, runs: int, seed: int) -> None:
