@@ -36,7 +36,7 @@ _log = logging.getLogger(__name__)
 
 QUERY_TTL_S = 600
 # How long a thread holding the GIL runs before a waiting one gets it (Python's default: 5 ms).
-GIL_SWITCH_INTERVAL_S = 0.0002
+GIL_SWITCH_INTERVAL_S = 0.0005
 # Map colours of outage severities, shared by the Outages and What-if pages.
 SEVERITY_COLOURS: dict[str, list[int]] = {
     "minor": [255, 193, 7], "major": [255, 112, 67], "critical": [211, 47, 47],
