@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -283,7 +284,7 @@ def test_missing_inputs_say_so_instead_of_a_number(tiny_db, monkeypatch):
     assert shown["Avg resolution"].value == get_metric("avg_resolution_h").display(13.0)
 
 
-def test_data_quality_lists_rejected_rows(tiny_db, monkeypatch):
+def test_data_quality_lists_rejected_rows(tiny_db, monkeypatch, deferred_downloads):
     at = run_app(monkeypatch, tiny_db)
     at.switch_page(QUALITY_PAGE).run()
     assert not at.exception
@@ -295,6 +296,12 @@ def test_data_quality_lists_rejected_rows(tiny_db, monkeypatch):
     assert sorted(rejected["source_row"]) == [5, 6]
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Download these rows (CSV)", "Download these rows (Parquet)"]
+    # the files, made on click, hold the rows listed
+    csv = pd.read_csv(io.BytesIO(deferred_downloads["rejects.csv"]()))
+    parquet = pd.read_parquet(io.BytesIO(deferred_downloads["rejects.parquet"]()))
+    for got in (csv, parquet):
+        assert sorted(got["source_row"]) == [5, 6]
+        assert sorted(got["reason"]) == ["unknown_status", "unparseable_timestamp"]
 
 
 def test_a_named_warehouse_that_does_not_exist_is_an_error(tmp_path, monkeypatch):

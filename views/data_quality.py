@@ -176,9 +176,9 @@ def _rejected_rows(rows: pd.DataFrame) -> None:
             "detail": st.column_config.TextColumn("Detail", width="large"),
         },
     )
-    left, right = st.columns(2)
-    table_downloads(rows, "rejects", None, "dq_rejects", where=left,
-                    labels=("Download these rows (CSV)", "Download these rows (Parquet)"))
+    with st.container(horizontal=True):
+        table_downloads(rows, "rejects", None, "dq_rejects",
+                        labels=("Download these rows (CSV)", "Download these rows (Parquet)"))
 
 
 def main() -> None:
