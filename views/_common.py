@@ -376,15 +376,17 @@ def export_button(
     icon: str = ":material/download:",
     help: str | None = None,  # noqa: A002 (Streamlit's name)
     where: object = st,
+    scope: Scope | None = None,
 ) -> None:
-    """A download button whose download is written to the audit log: who, which file, its
-    size and SHA-256 (to trace a file back to its export), rows and filters.
+    """A download button whose download is written to the audit log: who (``scope``, else
+    the signed-in person), which file, its size and SHA-256 (to trace a file back to its
+    export), rows and filters.
 
     ``data`` as a callable makes the file when the button is clicked, not on every run of
     the page (a page's CSV and Parquet of every chart cost more than its charts); the
     click then neither reruns the page nor waits for it."""
     if callable(data):
-        scope = current_scope() or LOCAL
+        scope = scope or current_scope() or LOCAL
         where.download_button(  # type: ignore[attr-defined]
             label, _made_on_click(data, base_warehouse(), scope, file_name, rows, filters),
             file_name=file_name, mime=mime, key=key, icon=icon, help=help, on_click="ignore",
@@ -412,7 +414,7 @@ def table_downloads(df: pd.DataFrame, stem: str, filters: Filters | None, key: s
          lambda: parquet_bytes(df, scope)),
     ):
         export_button(label, make, f"{stem}.{ext}", mime, key=f"{key}_{ext}", rows=len(df),
-                      filters=filters, where=where,
+                      filters=filters, where=where, scope=scope,
                       help=f"{help_text} {kind}: {stem}.{ext}" if help_text else None)
 
 

@@ -109,10 +109,10 @@ def downloads(df: pd.DataFrame, kind: str, filters: Filters) -> None:
     left, right, _ = st.columns([1, 1, 4])
     scope = current_scope() or LOCAL
     export_button("CSV", lambda: csv_bytes(df), f"{stem}.csv", "text/csv", key=f"csv_{kind}",
-                  rows=len(df), filters=filters, where=left)
+                  rows=len(df), filters=filters, where=left, scope=scope)
     export_button("Parquet", lambda: parquet_bytes(df, scope), f"{stem}.parquet",
                   "application/vnd.apache.parquet", key=f"parquet_{kind}", rows=len(df),
-                  filters=filters, where=right)
+                  filters=filters, where=right, scope=scope)
 
 
 # --- sections --------------------------------------------------------------------------------
