@@ -8,7 +8,13 @@ import streamlit as st
 
 from cs_metrics.warehouse import catalog_snapshot
 from views._auth import account_sidebar, gate, settings_audit
-from views._common import GIL_SWITCH_INTERVAL_S, base_warehouse, ensure_data, live_refresher
+from views._common import (
+    GIL_SWITCH_INTERVAL_S,
+    base_warehouse,
+    ensure_data,
+    freeze_loaded_code,
+    live_refresher,
+)
 
 st.set_page_config(page_title="Customer service metrics", page_icon="📞", layout="wide")
 
@@ -52,3 +58,5 @@ with catalog_snapshot():
     account_sidebar(base_warehouse, scope)
     ensure_data()  # the first start generates and loads the sample dataset
     page.run()
+# Full garbage collections stop every session's run; the loaded code is frozen out of them.
+freeze_loaded_code()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from datetime import datetime
 from pathlib import Path
 
@@ -44,6 +45,16 @@ def sample_wh(sample_dir, tmp_path_factory) -> Warehouse:
     db = tmp_path_factory.mktemp("wh") / "sample.duckdb"
     ingest(sample_dir, db=db)
     return Warehouse(db, read_only=True)
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen_heap():
+    """A run of app.py freezes the test process's heap out of garbage collection (as it does
+    the server's, views._common.freeze_loaded_code); tests hand it back afterwards, so a
+    cycle among a test's objects (a warehouse and its connection) is still collected."""
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
 
 
 @pytest.fixture
