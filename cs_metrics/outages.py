@@ -54,7 +54,10 @@ __all__ = [
     "IMPACT_COLUMNS",
     "SEVERITY_COLUMNS",
     "outage_impact",
+    "impact_of_every_outage",
     "outage_tickets",
+    "pooled_rates",
+    "select_outages",
     "severity_rates",
 ]
 
@@ -343,6 +346,25 @@ def outage_impact(
     figures.
     """
     filters = filters or Filters()
+    return select_outages(
+        impact_of_every_outage(wh, filters, baseline_weeks=baseline_weeks), filters
+    )
+
+
+def impact_of_every_outage(
+    wh: Warehouse,
+    filters: Filters | None = None,
+    *,
+    baseline_weeks: int = BASELINE_WEEKS,
+) -> pd.DataFrame:
+    """``outage_impact`` of every outage, whatever the filters' date range.
+
+    An outage's figures do not depend on the date range, which only picks the outages to
+    report; so a server works them out once per set of dimension filters and picks each
+    visitor's range from them with ``select_outages``. ``frame.attrs`` holds what
+    ``select_outages`` needs to write the notes.
+    """
+    filters = filters or Filters()
     _check_weeks(baseline_weeks)
     _need_tickets(wh)
     if not wh.has_table("outages"):
@@ -374,16 +396,44 @@ def outage_impact(
         affected=affected,
         z=repr(Z95),
     )
-    date_from, date_to = _as_ts(filters.date_from), _as_ts(filters.date_to)
     params = [
         as_of, as_of,
-        date_from, date_from, date_to, date_to,
+        None, None, None, None,  # every outage: the date range is picked afterwards
         -baseline_weeks, baseline_weeks,
         span[0], span[1],
         *where_params,  # located
         *where_params,  # unlocated
     ]
     df = wh.df(sql, params)
+    if not has_located:
+        for col in _TICKET_FIGURES:
+            df[col] = np.nan if col != "top_domain" else None
+    for col in ("affected_customers", "tickets_in_window", "baseline_weeks",
+                "unlocated_tickets", "sla_breaches"):
+        df[col] = df[col].astype("Int64")
+    frame = df[list(IMPACT_COLUMNS)].copy()
+    frame.attrs["notes"] = notes
+    frame.attrs["has_located"] = has_located
+    frame.attrs["every_outage"] = True
+    return frame
+
+
+def select_outages(every: pd.DataFrame, filters: Filters | None = None) -> pd.DataFrame:
+    """The outages of ``impact_of_every_outage`` whose window overlaps the filters' date
+    range, with their notes: what ``outage_impact`` returns for these filters."""
+    filters = filters or Filters()
+    notes = list(every.attrs.get("notes", []))
+    if not every.attrs.get("every_outage"):  # no outages table or no tickets: as it is
+        frame = every.copy()
+        frame.attrs["notes"] = notes
+        return frame
+    date_from, date_to = _as_ts(filters.date_from), _as_ts(filters.date_to)
+    keep = pd.Series(True, index=every.index)
+    if date_from is not None:
+        keep &= every["ended_at"] > date_from
+    if date_to is not None:
+        keep &= every["started_at"] < date_to
+    df = every[keep].reset_index(drop=True)
     if df.empty:
         frame = _empty(IMPACT_COLUMNS, "No outage in this dataset overlaps the date range."
                        if filters.date_from or filters.date_to
@@ -391,13 +441,10 @@ def outage_impact(
         frame.attrs["notes"] = notes + frame.attrs["notes"]
         return frame
     unlocated = int(df["unlocated_tickets"].sum())
-    if has_located and unlocated:
+    if every.attrs.get("has_located") and unlocated:
         notes.append(f"{_count(unlocated, 'ticket')} created during outage windows "
                      f"{'has' if unlocated == 1 else 'have'} no coordinates and "
                      f"{'is' if unlocated == 1 else 'are'} not attributed to any outage.")
-    if not has_located:
-        for col in _TICKET_FIGURES:
-            df[col] = np.nan if col != "top_domain" else None
     no_area = df["lat"].isna() | df["lon"].isna() | df["radius_km"].isna()
     if no_area.any():
         notes.append("Figures unknown for "
@@ -407,12 +454,8 @@ def outage_impact(
         notes.append("Expected figures unknown for "
                      f"{_count(int(no_weeks.sum()), 'outage')} with no comparable week free "
                      "of outages nearby.")
-    for col in ("affected_customers", "tickets_in_window", "baseline_weeks",
-                "unlocated_tickets", "sla_breaches"):
-        df[col] = df[col].astype("Int64")
-    frame = df[list(IMPACT_COLUMNS)].copy()
-    frame.attrs["notes"] = notes
-    return frame
+    df.attrs = {"notes": notes}
+    return df
 
 
 def severity_rates(
@@ -430,7 +473,11 @@ def severity_rates(
     measured. Pooling weighs each outage by its exposure, so big outages (most information)
     count most. ``frame.attrs["notes"]`` as in ``outage_impact``.
     """
-    impact = outage_impact(wh, filters, baseline_weeks=baseline_weeks)
+    return pooled_rates(outage_impact(wh, filters, baseline_weeks=baseline_weeks))
+
+
+def pooled_rates(impact: pd.DataFrame) -> pd.DataFrame:
+    """``severity_rates`` of the outages in ``impact`` (a frame of ``outage_impact``)."""
     notes = list(impact.attrs.get("notes", []))
     if impact.empty:
         return _empty(SEVERITY_COLUMNS, notes[-1] if notes else "There are no outages.")

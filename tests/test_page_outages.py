@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import cs_metrics
+import cs_metrics.outages
 from cs_metrics import Filters, Warehouse
 from cs_metrics.maps import auto_cell_km, ticket_density
 from cs_metrics.outages import outage_impact, outage_tickets, severity_rates
@@ -99,6 +100,39 @@ def test_map_and_tables_show_the_library_figures(outage_db, monkeypatch):
     shown_rates = next(d.value for d in at.dataframe if "customer_hours" in d.value.columns)
     assert shown_rates["excess_per_customer_hour"].tolist() == pytest.approx(
         rates["excess_per_customer_hour"].tolist(), nan_ok=True)
+
+
+def test_every_date_range_is_picked_from_one_computation(outage_db, monkeypatch):
+    """Visitors with other date ranges share one computation of the outages' figures (they
+    do not depend on the range), and each still sees their range's outages and rates."""
+    calls = []
+    every = cs_metrics.outages.impact_of_every_outage
+    monkeypatch.setattr(cs_metrics.outages, "impact_of_every_outage",
+                        lambda *a, **k: (calls.append(1), every(*a, **k))[1])
+    monkeypatch.setenv("CS_METRICS_DB", str(outage_db))
+    monkeypatch.setenv("CS_METRICS_BASEMAP", "off")
+    end = window(outage_db).date_to
+    page_calls = 0
+    for days_back, length in ((0, 90), (20, 60), (45, 30)):
+        filters = Filters(end - timedelta(days=days_back + length), end - timedelta(days=days_back))
+        at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+        at.query_params.update({"range": "custom", "from": filters.date_from.isoformat(),
+                                "to": (filters.date_to - timedelta(days=1)).isoformat()})
+        calls.clear()
+        at.run()
+        page_calls += len(calls)
+        assert not at.exception, [e.value for e in at.exception]
+        impact = library(outage_db, lambda wh, f=filters: outage_impact(wh, f))
+        shown = {m.label: m.value for m in at.metric}
+        assert shown["Outages"] == f"{len(impact):,}"
+        table = next(d.value for d in at.dataframe
+                     if "excess_per_customer_hour" in d.value.columns
+                     and "outage_id" in d.value.columns)
+        assert table["outage_id"].tolist() == impact["outage_id"].tolist()
+        rates = library(outage_db, lambda wh, f=filters: severity_rates(wh, f))
+        shown_rates = next(d.value for d in at.dataframe if "customer_hours" in d.value.columns)
+        assert shown_rates["outages"].tolist() == rates["outages"].tolist()
+    assert page_calls == 1
 
 
 def test_selecting_an_outage_focuses_the_map_and_lists_its_tickets(outage_db, monkeypatch):

@@ -13,7 +13,12 @@ import streamlit as st
 
 from cs_metrics import CsMetricsError, Filters, Warehouse
 from cs_metrics.maps import auto_cell_km, customer_cells, ticket_density
-from cs_metrics.outages import outage_impact, outage_tickets, severity_rates
+from cs_metrics.outages import (
+    impact_of_every_outage,
+    outage_tickets,
+    pooled_rates,
+    select_outages,
+)
 from views._common import (
     DRILL_COLUMNS,
     QUERY_TTL_S,
@@ -41,13 +46,19 @@ TABLE_KEY = "outage_table"
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _impact(_wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
-    return outage_impact(_wh, filters)
+def _every_impact(_wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
+    return impact_of_every_outage(_wh, filters)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _rates(_wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
-    return severity_rates(_wh, filters)
+def _impact(wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
+    """outage_impact: an outage's figures do not depend on the date range, which only picks
+    the outages, so every visitor's range is picked from one cached result."""
+    return select_outages(_every_impact(wh, db, replace(filters, date_from=None, date_to=None)),
+                          filters)
+
+
+def _rates(wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
+    return pooled_rates(_impact(wh, db, filters))
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
