@@ -109,10 +109,8 @@ with o_all as (
     from outages
 ),
 o as (
-    -- the outages reported: those whose window overlaps the date range
+    -- the outages measured: every one (select_outages picks a date range's afterwards)
     select * from o_all
-    where (cast(? as timestamp) is null or window_end > cast(? as timestamp))
-      and (cast(? as timestamp) is null or started_at < cast(? as timestamp))
 ),
 shifts as (
     select o.outage_id, w.k,
@@ -398,7 +396,6 @@ def impact_of_every_outage(
     )
     params = [
         as_of, as_of,
-        None, None, None, None,  # every outage: the date range is picked afterwards
         -baseline_weeks, baseline_weeks,
         span[0], span[1],
         *where_params,  # located

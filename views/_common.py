@@ -1000,15 +1000,15 @@ def freeze_loaded_code() -> None:
     Every session's runs share one interpreter, and Python's full garbage collection walks
     every object it tracks while holding the GIL. After the pages' libraries are loaded that is
     about 250,000 objects (pandas, Altair's schema classes, statsmodels, Streamlit): a full
-    collection took 0.2-0.3 s, every 20-60 s under 25 sessions, and every run in flight
+    collection took 0.2-0.3 s, every 15-60 s under 25 sessions, and every run in flight
     waited for it. ``gc.freeze()`` moves the objects alive now out of the collector's reach,
     so later collections walk only what runs create (a few ms to tens of ms).
 
     The loaded code changes only when a module is imported, mostly on the first visits to
     each page after a start, so this collects and freezes only when ``sys.modules`` has
-    grown: a few times per server process. Objects frozen are still freed when their last
-    reference goes; only a reference cycle among them would stay, and those are collected
-    first.
+    grown: a few times per server process. A frozen object is still freed when its last
+    reference goes; only one that later ends up in a reference cycle stays. The cyclic
+    garbage there is at the moment of freezing is collected first.
     """
     global _frozen_at_modules
     if len(sys.modules) == _frozen_at_modules:
