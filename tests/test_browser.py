@@ -227,18 +227,23 @@ def test_clicking_a_bar_lists_its_tickets(served_app, tmp_path):
             if chart.count() == 0:  # canvas charts carry their title in the aria label
                 chart = page.locator('[data-testid="stVegaLiteChart"]:has([aria-label*='
                                      '"Tickets by channel"])').first
-            chart.scroll_into_view_if_needed()
             chart.wait_for(timeout=PAGE_TIMEOUT_MS)
-            box = chart.bounding_box()
             main = page.get_by_test_id("stMain")
             clicked = False
             # the bars sit under the title; the first (largest) one spans the plot's width
             for dy in range(30, 140, 6):
+                # where the chart is now: the charts above it draw (and a click's rerun can
+                # move the page) after it was first found
+                chart.scroll_into_view_if_needed()
+                box = chart.bounding_box()
                 page.mouse.click(box["x"] + box["width"] * 0.4, box["y"] + dy)
                 wait_for_run(page)
-                if main.get_by_text("Channel: ", exact=False).count():
-                    clicked = True
-                    break
+                try:  # the click's rerun may start after the wait above has returned
+                    main.get_by_text("Channel: ", exact=False).first.wait_for(timeout=3000)
+                except sync_api.TimeoutError:
+                    continue
+                clicked = True
+                break
             page.screenshot(path=str(tmp_path / "drill.png"), full_page=True)
             assert clicked, "no click on the chart listed tickets"
             assert main.get_by_text("newest first", exact=False).first.is_visible()
