@@ -1125,7 +1125,7 @@ def _chart_kpi_trend(report: Report) -> Any:
     )
     line = base.mark_line(point=True, color="#4c78a8").encode(
         y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)))
-    rule = base.mark_line(strokeDash=[6, 4], color="#e45756").encode(y="target:Q")
+    rule = base.mark_line(strokeDash=[6, 4], color="#e45756").encode(y=alt.Y("target:Q"))
     return alt.layer(line, rule).properties(width=250, height=140).facet(
         facet=alt.Facet("label:N", title=None, sort=[
             f"{get_metric(n).label} ({get_metric(n).unit or 'points'})" for n in names]),
@@ -1169,7 +1169,7 @@ def _chart_dashboard(report: Report) -> Any:
         layers = [chart]
         if target is not None:
             layers.append(alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(
-                color="#e45756", strokeDash=[6, 4]).encode(x="target:Q"))
+                color="#e45756", strokeDash=[6, 4]).encode(x=alt.X("target:Q")))
         return alt.layer(*layers).properties(width=300, height=170, title=title)
 
     panels = [volume]

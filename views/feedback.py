@@ -179,7 +179,7 @@ def _distribution_chart(df: pd.DataFrame, score: str) -> alt.Chart:
     colour = (
         # no legend: it would squeeze the plot; a caption under the chart names the colours
         alt.Color("group:N", title=None, scale=NPS_COLOURS, legend=None)
-        if score == "nps" else alt.value("#4c78a8")
+        if score == "nps" else alt.ColorValue("#4c78a8")
     )
     tooltip = [
         alt.Tooltip("score:O", title=f"{name} score"),
@@ -365,8 +365,8 @@ def _sentiment_section(wh: Warehouse, filters: Filters) -> None:
             x=alt.X("csat:O", title="CSAT score", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("sentiment_avg:Q", title="Mean sentiment (−1 to +1)",
                     scale=alt.Scale(domain=[-1, 1])),
-            color=alt.condition(alt.datum.sentiment_avg < 0, alt.value("#d62728"),
-                                alt.value("#2ca02c")),
+            color=alt.ColorValue(**alt.condition(alt.datum.sentiment_avg < 0,
+                                                 alt.value("#d62728"), alt.value("#2ca02c"))),
             tooltip=[
                 alt.Tooltip("csat:O", title="CSAT score"),
                 alt.Tooltip("comments:Q", title="Comments", format=","),
@@ -633,14 +633,15 @@ def _compare_section(wh: Warehouse, filters: Filters) -> None:
             f"{m.label}: {result.label_a} − {result.label_b}",
             subtitle=f"{int(result.confidence * 100)} % interval; 0 means no difference"))
         bars = base.mark_rule(strokeWidth=3).encode(
-            x=alt.X("low:Q", title=f"Difference ({unit})"), x2="high:Q",
+            x=alt.X("low:Q", title=f"Difference ({unit})"), x2=alt.X2("high:Q"),
             y=alt.Y("what:N", title=None))
         point = base.mark_point(filled=True, size=90).encode(
-            x="difference:Q", y="what:N",
+            x=alt.X("difference:Q"), y=alt.Y("what:N"),
             tooltip=[alt.Tooltip("difference:Q", title="Difference", format=".2f"),
                      alt.Tooltip("low:Q", title="Interval from", format=".2f"),
                      alt.Tooltip("high:Q", title="Interval to", format=".2f")])
-        zero = alt.Chart(pd.DataFrame({"x": [0]})).mark_rule(strokeDash=[4, 4]).encode(x="x:Q")
+        zero = alt.Chart(pd.DataFrame({"x": [0]})).mark_rule(strokeDash=[4, 4]).encode(
+            x=alt.X("x:Q"))
         st.altair_chart((bars + point + zero).properties(height=90), width="stretch")
     st.caption(f"Percentages: pooled two-proportion z-test with Newcombe's interval; times: "
                f"Mann-Whitney rank test with the Hodges-Lehmann shift (the typical difference, "
@@ -667,7 +668,8 @@ def _correlation_section(wh: Warehouse, filters: Filters) -> None:
             x=alt.X("band:N", title="Resolution time", sort=list(corr.bands["band"]),
                     axis=alt.Axis(labelAngle=0)),
             y=alt.Y("csat_pct:Q", title="CSAT (%)", scale=alt.Scale(domain=[0, 100])),
-            opacity=alt.condition(alt.datum.note == "", alt.value(1.0), alt.value(0.4)),
+            opacity=alt.OpacityValue(**alt.condition(alt.datum.note == "", alt.value(1.0),
+                                                   alt.value(0.4))),
             tooltip=[
                 alt.Tooltip("band:N", title="Resolution time"),
                 alt.Tooltip("csat_pct:Q", title="CSAT (%)", format=".1f"),

@@ -150,7 +150,8 @@ def _decomposition_section(dec: Decomposition, filters: Filters) -> None:
         .encode(
             x=alt.X("weekday:N", sort=list(WEEKDAYS), title=None),
             y=alt.Y("effect:Q", title="Tickets vs the average day (%)", axis=alt.Axis(format="%")),
-            color=alt.condition("datum.effect >= 0", alt.value("#4c78a8"), alt.value("#e45756")),
+            color=alt.ColorValue(**alt.condition("datum.effect >= 0", alt.value("#4c78a8"),
+                                                 alt.value("#e45756"))),
             tooltip=[alt.Tooltip("weekday:N", title="Weekday"),
                      alt.Tooltip("effect:Q", title="Against the average day", format="+.1%")],
         )
@@ -198,20 +199,20 @@ def _forecast_section(wh: Warehouse, filters: Filters, series: pd.Series, days: 
     band = (
         alt.Chart(fc).mark_area(opacity=0.25, color="#f58518")
         .encode(x=alt.X("date:T", title="Day"), y=alt.Y("lower:Q", title="Tickets per day"),
-                y2="upper:Q",
+                y2=alt.Y2("upper:Q"),
                 tooltip=[alt.Tooltip("date:T", title="Day", format="%a %d %b %Y"),
                          alt.Tooltip("lower:Q", title=f"Lower ({LEVEL:.0%})", format=",.0f"),
                          alt.Tooltip("upper:Q", title=f"Upper ({LEVEL:.0%})", format=",.0f")])
     )
     line = (
         alt.Chart(fc.assign(series="Forecast")).mark_line(color="#f58518", point=True)
-        .encode(x="date:T", y="forecast:Q",
+        .encode(x=alt.X("date:T"), y=alt.Y("forecast:Q"),
                 tooltip=[alt.Tooltip("date:T", title="Day", format="%a %d %b %Y"),
                          alt.Tooltip("forecast:Q", title="Forecast", format=",.0f")])
     )
     actual = (
         alt.Chart(history).mark_line(color="#4c78a8")
-        .encode(x="date:T", y="tickets:Q",
+        .encode(x=alt.X("date:T"), y=alt.Y("tickets:Q"),
                 tooltip=[alt.Tooltip("date:T", title="Day", format="%a %d %b %Y"),
                          alt.Tooltip("tickets:Q", title="Tickets", format=",")])
     )

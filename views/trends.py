@@ -126,7 +126,7 @@ def _on_new(key: str, value: str | None, by: str) -> None:
 def _clickable(chart: alt.Chart, key: str, by: str) -> None:
     pick = pick_selection()
     chart = chart.add_params(pick).encode(
-        opacity=alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.45)))
+        opacity=alt.OpacityValue(**alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.45))))
     st.altair_chart(chart, width="stretch", key=key, on_select="rerun", selection_mode=PICK)
     _on_new(key, picked(key), by)
 

@@ -232,11 +232,11 @@ def _band_chart(hours: pd.DataFrame, stem: str, title: str, unit: str,
     base = alt.Chart(hours).encode(x=alt.X("hour:T", title="Hour (UTC)",
                                            axis=alt.Axis(format="%a %H:%M")))
     shade = alt.Chart(pd.DataFrame({"start": [outage[0]], "end": [outage[1]]})).mark_rect(
-        color=OUTAGE, opacity=0.08).encode(x="start:T", x2="end:T")
+        color=OUTAGE, opacity=0.08).encode(x=alt.X("start:T"), x2=alt.X2("end:T"))
     band = base.mark_area(opacity=0.25, color=BAND).encode(
-        y=alt.Y(f"{stem}_p10:Q", title=unit), y2=f"{stem}_p90:Q")
+        y=alt.Y(f"{stem}_p10:Q", title=unit), y2=alt.Y2(f"{stem}_p90:Q"))
     line = base.mark_line(color=BAND).encode(
-        y=f"{stem}_p50:Q",
+        y=alt.Y(f"{stem}_p50:Q"),
         tooltip=[alt.Tooltip("hour:T", title="Hour", format="%a %d %b %H:%M"),
                  alt.Tooltip(f"{stem}_p10:Q", title="p10", format=",.1f"),
                  alt.Tooltip(f"{stem}_p50:Q", title="median", format=",.1f"),
@@ -244,7 +244,7 @@ def _band_chart(hours: pd.DataFrame, stem: str, title: str, unit: str,
                  alt.Tooltip(f"baseline_{stem}_p50:Q", title="without the outage",
                              format=",.1f")])
     baseline = base.mark_line(color="gray", strokeDash=[4, 3]).encode(
-        y=f"baseline_{stem}_p50:Q")
+        y=alt.Y(f"baseline_{stem}_p50:Q"))
     return (shade + band + baseline + line).properties(
         height=240, title=alt.Title(title, subtitle="Median and p10–p90 band over the runs; "
                                     "dashed: the same hours without the outage; shaded: the "
