@@ -6,7 +6,8 @@ Serves a copy of the bench warehouse for N tickets (``DIR/wh_N.duckdb``, built b
 bench_metrics.py or bench_pages.py) with ``streamlit run app.py --server.headless true`` on a
 free port and drives it with Playwright in Debian's chromium (``/usr/bin/chromium``): first a
 few sessions one after another, then ``--sessions`` at once (one browser, a context each).
-Every session lands on the app with its own 90-day range in the link, then opens every other
+With ``--client websocket`` the sessions speak Streamlit's websocket protocol instead and no
+browser draws the pages, as when the users' browsers are on their own machines. Every session lands on the app with its own 90-day range in the link, then opens every other
 page of app.py's navigation from the sidebar. Per page: the script run's time as the server
 measures it (Streamlit's page profile) alone and under concurrency, and the ratio, beside the
 time seen on the websocket; the server's memory during the run and after every session has
@@ -512,6 +513,140 @@ async def run_session(browser: Any, server_url: str, pages: list[AppPage], plan:
     return visits, context
 
 
+class WsClient:
+    """One session spoken to over Streamlit's websocket protocol, as the browser's frontend
+    does, without drawing anything: a rerun request (BackMsg ``rerun_script`` with the query
+    string and the page's script hash) and the ForwardMsgs back until the run's
+    ``script_finished``. The pages' hashes come from the server's ``navigation`` message,
+    the query string from its ``page_info_changed`` (the app keeps the filters there). No
+    widget states are sent: each page runs with the values its widgets keep in the session,
+    as after a sidebar click. ``cookies`` (hosted mode) carry the sign-in and the XSRF
+    token."""
+
+    def __init__(self, server_url: str, cookies: dict[str, str] | None = None) -> None:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        self._back, self._fwd = BackMsg, ForwardMsg
+        self._ok = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_SUCCESSFULLY")
+        self.server_url = server_url
+        self.cookies = cookies or {}
+        self.hashes: dict[str, str] = {}  # URL path -> page script hash
+        self.query = ""
+        self.ws: Any = None
+
+    async def connect(self, timeout_s: float) -> None:
+        import websockets
+
+        xsrf = self.cookies.get("_streamlit_xsrf")
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        self.ws = await websockets.connect(
+            self.server_url.replace("http://", "ws://", 1) + "/_stcore/stream",
+            subprotocols=["streamlit", xsrf] if xsrf else ["streamlit"],
+            origin=self.server_url, additional_headers=headers if self.cookies else None,
+            max_size=None, compression=None, open_timeout=timeout_s)
+
+    async def visit(self, visit: Visit, title: str, path: str | None, query: str | None,
+                    timeout_s: float) -> Visit:
+        """Ask for a full run of the page at ``path`` ("" for the landing, with ``query``)
+        and read the messages back until it finishes; the page's heading must be among
+        them, and no exception or error box."""
+        try:
+            if self.ws is None:
+                await self.connect(timeout_s)
+            if query is not None:  # a link opened: its query string is the page's URL's
+                self.query = query
+            msg = self._back()
+            msg.rerun_script.query_string = self.query
+            if path:
+                msg.rerun_script.page_script_hash = self.hashes[path]
+            sent = time.perf_counter()
+            await self.ws.send(msg.SerializeToString())
+            await asyncio.wait_for(self._read_run(visit, title, sent), timeout_s)
+        except Exception as exc:  # noqa: BLE001 (a timeout or a dropped socket fails the visit)
+            visit.error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return visit
+
+    async def _read_run(self, visit: Visit, title: str, sent: float) -> None:
+        started: float | None = None
+        seen_title = False
+        while True:
+            fwd = self._fwd.FromString(await self.ws.recv())
+            kind = fwd.WhichOneof("type")
+            if kind == "new_session" and started is None:
+                started = time.perf_counter()
+            elif kind == "navigation":
+                self.hashes = {p.url_pathname: p.page_script_hash
+                               for p in fwd.navigation.app_pages}
+            elif kind == "page_info_changed":
+                self.query = fwd.page_info_changed.query_string
+            elif kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
+                element = fwd.delta.new_element
+                what = element.WhichOneof("type")
+                if what == "heading" and element.heading.body == title:
+                    seen_title = True
+                elif what == "exception" and visit.error is None:
+                    visit.error = (f"shown on the page: {element.exception.type}: "
+                                   f"{element.exception.message[:250]}")
+                elif (what == "alert" and element.alert.format == element.alert.ERROR
+                      and visit.error is None):
+                    visit.error = f"shown on the page: {element.alert.body[:300]}"
+            elif kind == "page_profile" and not fwd.page_profile.is_fragment_run:
+                visit.script_s = fwd.page_profile.exec_time / 1e6
+            elif kind == "script_finished":
+                if fwd.script_finished != self._ok:
+                    status = self._fwd.ScriptFinishedStatus.Name(fwd.script_finished)
+                    visit.error = visit.error or f"the run ended {status}"
+                    return
+                visit.server_s = time.perf_counter() - sent
+                visit.wait_s = (started or time.perf_counter()) - sent
+                visit.reruns = 1
+                if not seen_title and visit.error is None:
+                    visit.error = f"the page's heading {title!r} was not sent"
+                return
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+
+async def run_ws_session(browser: Any, server_url: str, pages: list[AppPage],
+                         plan: SessionPlan, phase: str, timeout_ms: int,
+                         hold: asyncio.Event | None = None,
+                         hosted: Hosted | None = None) -> tuple[list[Visit], Any]:
+    """run_session over the websocket protocol (``--client websocket``): the same plan, the
+    same landing link and sidebar order, with no browser drawing the pages. In hosted mode
+    the sign-in still goes through chromium (untimed), whose context is closed once its
+    cookies are taken."""
+    await asyncio.sleep(plan.delay_s)
+    cookies: dict[str, str] = {}
+    if hosted is not None:
+        context = await browser.new_context(viewport=VIEWPORT)
+        page = await context.new_page()
+        await hosted.sign_in(page, server_url, plan.number, timeout_ms)
+        cookies = {c["name"]: c["value"] for c in await context.cookies(server_url)}
+        await context.close()
+    client = WsClient(server_url, cookies)
+    timeout_s = timeout_ms / 1000
+    home = pages[0]
+    start, end = plan.window
+    query = f"range=custom&from={start.isoformat()}&to={end.isoformat()}"
+    visits = [await client.visit(Visit(phase, plan.number, home.title, True), home.title,
+                                 home.path, query, timeout_s)]
+    for target, think in zip(plan.order, plan.thinks, strict=True):
+        await asyncio.sleep(think)
+        if client.ws is None or target.path not in client.hashes:  # the landing failed
+            await client.close()
+            client = WsClient(server_url, cookies)  # as a user would: open the link again
+            await client.visit(Visit(phase, plan.number, home.title, True), home.title,
+                               home.path, query, timeout_s)
+        visits.append(await client.visit(Visit(phase, plan.number, target.title, False),
+                                         target.title, target.path, None, timeout_s))
+    if hold is not None:
+        await hold.wait()
+    return visits, client
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -603,7 +738,7 @@ def client_cpu(server: Server) -> float:
 async def run_phase(name: str, browser: Any, server: Server, sampler: Sampler,
                     pages: list[AppPage], plans: list[SessionPlan], concurrent: bool,
                     timeout_ms: int, settle_s: float, resident: int = 0,
-                    hosted: Hosted | None = None) -> Phase:
+                    hosted: Hosted | None = None, session: Any = run_session) -> Phase:
     """Run the sessions (all at once, or one after another), then close them all and wait
     until Streamlit counts no active session but the ``resident`` ones (kept open outside
     the phase); the server's RSS before and after that."""
@@ -615,8 +750,8 @@ async def run_phase(name: str, browser: Any, server: Server, sampler: Sampler,
     visits: list[Visit] = []
     if concurrent:
         client0 = client_cpu(server)
-        results = await asyncio.gather(*(run_session(browser, server.url, pages, plan, name,
-                                                     timeout_ms, hosted=hosted)
+        results = await asyncio.gather(*(session(browser, server.url, pages, plan, name,
+                                                 timeout_ms, hosted=hosted)
                                          for plan in plans))
         for session_visits, context in results:
             visits += session_visits
@@ -625,8 +760,8 @@ async def run_phase(name: str, browser: Any, server: Server, sampler: Sampler,
     else:
         for number, plan in enumerate(plans):
             client0 = client_cpu(server)
-            session_visits, context = await run_session(browser, server.url, pages, plan, name,
-                                                        timeout_ms, hosted=hosted)
+            session_visits, context = await session(browser, server.url, pages, plan, name,
+                                                    timeout_ms, hosted=hosted)
             visits += session_visits
             client_s += client_cpu(server) - client0
             if number < len(plans) - 1:  # one user at a time: the last one leaves below
@@ -699,12 +834,13 @@ def report(args: argparse.Namespace, pages: list[AppPage], single: Phase,
         b = [v.browser_s for v in ph.visits if v.browser_s is not None]
         print(f"{ph.name}: {views} page views in {ph.seconds:.0f} s "
               f"({views / ph.seconds:.2f}/s); CPU cores busy: server "
-              f"{ph.server_cpu_s / ph.seconds:.2f}, browser side "
+              f"{ph.server_cpu_s / ph.seconds:.2f}, {'browser' if b else 'client'} side "
               f"{ph.client_cpu_s / ph.seconds:.2f}, whole machine "
               f"{ph.machine_cpu_s / ph.seconds:.2f}; server CPU per page view "
               f"{ph.server_cpu_s / max(views, 1):.3f} s; peak active sessions {ph.peak_active}; "
-              "click to heading shown and script idle in chromium, median "
-              f"{fmt(statistics.median(b) if b else None, '.2f')} s")
+              + ("click to heading shown and script idle in chromium, median "
+                 f"{fmt(statistics.median(b) if b else None, '.2f')} s" if b else
+                 "no browser"))
     print()
     print(f"{'run s (in the server)':<{width}}{'single':>16}"
           f"{f'{args.sessions} sessions':>18}{'ratio':>16}   {'seen s, median':>20}")
@@ -871,6 +1007,7 @@ async def run(args: argparse.Namespace, server: Server, pages: list[AppPage],
     timeout_ms = int(args.timeout * 1000)
     sampler = Sampler(server, nice_browser=chromium != CHROMIUM,
                       whole_browser=args.client_priority == "idle")
+    session = run_ws_session if args.client == "websocket" else run_session
     sampler.start()
     try:
         async with async_playwright() as p:
@@ -884,7 +1021,7 @@ async def run(args: argparse.Namespace, server: Server, pages: list[AppPage],
                 plans = make_plans(pages, args.single, 1, last_day, args.single_think, 0.0, rng)
                 single = await run_phase("single", browser, server, sampler, pages, plans,
                                          False, timeout_ms, args.settle, resident=1,
-                                         hosted=hosted)
+                                         hosted=hosted, session=session)
                 print(f"single: {args.single} sessions one after another, "
                       f"{single.seconds:.0f} s; load average {load_average()}")
                 waves: list[Phase] = []
@@ -895,7 +1032,7 @@ async def run(args: argparse.Namespace, server: Server, pages: list[AppPage],
                     windows = [plan.window for plan in plans]
                     phase = await run_phase(f"wave {wave}", browser, server, sampler, pages,
                                             plans, True, timeout_ms, args.settle, resident=1,
-                                            hosted=hosted)
+                                            hosted=hosted, session=session)
                     waves.append(phase)
                     print(f"wave {wave}: {args.sessions} concurrent sessions, "
                           f"{phase.seconds:.0f} s; load average {load_average()}")
@@ -936,6 +1073,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="idle (default): the whole browser side runs under SCHED_IDLE, as if "
                     "on the users' own machines; renderers: only chromium's renderers and "
                     "GPU process (the figures in bench/README.md before 2026-11-24)")
+    ap.add_argument("--client", choices=("browser", "websocket"), default="browser",
+                    help="browser (default): every session is a chromium page that draws what "
+                    "it is sent; websocket: every session speaks Streamlit's websocket "
+                    "protocol and draws nothing, so the 2 cores are the server's, as when "
+                    "the users' browsers are on their own machines (the warm-up and, in "
+                    "hosted mode, the sign-ins still use chromium)")
     ap.add_argument("--hosted", action="store_true",
                     help="sign-in on (a local OpenID Connect provider, oidc-provider-mock): "
                     "every session signs in as a team lead and sees its team only, through "
@@ -1020,9 +1163,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.think * 0.5:g}-{args.think * 1.5:g} s")
         print("run s: the page's script run as the server times it (exec_time of the page "
               "profile Streamlit sends after each run; the goal is checked on it); seen s: "
-              "from the browser sending the rerun request to the script-finished message "
-              "arriving, read off the websocket by chromium (late when its renderers are "
-              "starved of CPU)")
+              + ("from this script sending the rerun request to the script-finished message "
+                 "arriving (every session speaks Streamlit's websocket protocol; no browser "
+                 "draws the pages)" if args.client == "websocket" else
+                 "from the browser sending the rerun request to the script-finished message "
+                 "arriving, read off the websocket by chromium (late when its renderers are "
+                 "starved of CPU)"))
         chromium = capped_chromium(work)
         if chromium != CHROMIUM:
             if args.client_priority == "idle":

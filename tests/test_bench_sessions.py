@@ -73,3 +73,51 @@ def test_hosted_sessions_sign_in_as_the_lead_of_one_team_each(tmp_path):
     assert seen == {0: ("Billing",), 1: ("Mobile",), 2: ('Team "Q"',),
                     3: ("Billing",), 4: ("Mobile",), 5: ('Team "Q"',)}
     assert resolve_scope("someone@example.com", ["leads-9"], settings) is None
+
+
+def test_a_websocket_session_runs_pages_as_the_browser_asks_for_them(sample_db, tmp_path):
+    """``--client websocket``: a session spoken to over Streamlit's protocol lands, keeps the
+    query string the app writes, opens pages by their script hash, reads each run's time off
+    the page profile and fails a visit whose page does not show what was asked for."""
+    import asyncio
+    import shutil
+
+    db = tmp_path / "wh.duckdb"
+    shutil.copyfile(sample_db, db)
+    server = bench_sessions.Server(db, tmp_path / "streamlit.log", [])
+    try:
+        server.wait_healthy()
+        pages = {p.path: p for p in bench_sessions.app_pages()}
+
+        async def visits() -> list:
+            client = bench_sessions.WsClient(server.url)
+            V = bench_sessions.Visit
+            out = [await client.visit(V("t", 1, "Overview", True), "Overview", "", "", 60)]
+            out.append(set(client.hashes))
+            out.append(client.query)
+            trends = pages["trends"]
+            out.append(await client.visit(V("t", 1, trends.title, False), trends.title,
+                                          trends.path, None, 60))
+            out.append(client.query)
+            out.append(await client.visit(V("t", 1, "Audit log", False), "Audit log",
+                                          pages["data_quality"].path, None, 60))
+            out.append(bench_sessions.active_sessions(server.url))
+            await client.close()
+            return out
+
+        landing, hashes, query, trends, query_after, wrong, active = asyncio.run(visits())
+        deadline = bench_sessions.time.monotonic() + 20
+        while bench_sessions.active_sessions(server.url) and (
+                bench_sessions.time.monotonic() < deadline):
+            bench_sessions.time.sleep(0.2)
+        released = bench_sessions.active_sessions(server.url)
+    finally:
+        server.stop()
+    assert landing.error is None and trends.error is None
+    assert 0 < landing.script_s <= landing.server_s and 0 < trends.script_s <= trends.server_s
+    assert landing.reruns == trends.reruns == 1
+    assert hashes == set(pages)  # every page of the navigation, by its URL path
+    assert query == "range=last-90-days"  # the app put its filters in the page's URL
+    assert query_after == query  # and the sidebar click carried them to the next page
+    assert wrong.error == "the page's heading 'Audit log' was not sent"
+    assert active == 1 and released == 0  # one session while connected, none after
