@@ -7,8 +7,9 @@ bench_metrics.py or bench_pages.py) with ``streamlit run app.py --server.headles
 free port and drives it with Playwright in Debian's chromium (``/usr/bin/chromium``): first a
 few sessions one after another, then ``--sessions`` at once (one browser, a context each).
 With ``--client websocket`` the sessions speak Streamlit's websocket protocol instead and no
-browser draws the pages, as when the users' browsers are on their own machines. Every session lands on the app with its own 90-day range in the link, then opens every other
-page of app.py's navigation from the sidebar. Per page: the script run's time as the server
+browser draws the pages, as when the users' browsers are on their own machines. Every
+session lands on the app with its own 90-day range in the link, then opens every other page
+of app.py's navigation from the sidebar. Per page: the script run's time as the server
 measures it (Streamlit's page profile) alone and under concurrency, and the ratio, beside the
 time seen on the websocket; the server's memory during the run and after every session has
 disconnected; Streamlit's own session count; st.cache_data compute times from
