@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import streamlit as st
+from altair.utils import schemapi
 
 from cs_metrics.warehouse import catalog_snapshot
 from views._auth import account_sidebar, gate, settings_audit
@@ -23,6 +24,10 @@ st.set_page_config(page_title="Customer service metrics", page_icon="📞", layo
 # light page of small queries beside one busy run took many times its time alone (see
 # bench/bench_gil.py). A shorter interval hands the GIL back sooner.
 sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+# Altair checks every part of a chart (a title, an axis, a selection) against Vega-Lite's JSON
+# schema as it is made, for the sake of tracebacks; in a page view that is Python time every
+# other session waits for. The charts are checked whole against the schema by the test suite.
+schemapi.disable_debug_mode()
 
 # One run reads the warehouse's catalog (its tables, columns, meta) once, not per question.
 with catalog_snapshot():

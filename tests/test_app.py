@@ -6,6 +6,7 @@ import io
 from datetime import date, timedelta
 from pathlib import Path
 
+import altair as alt
 import pandas as pd
 import pytest
 import streamlit as st
@@ -530,29 +531,52 @@ def test_a_run_that_loads_modules_freezes_them_out_of_garbage_collection(sample_
     assert common._frozen_at_modules == len(sys.modules)
 
 
-def test_charts_are_built_from_channel_objects(sample_db, monkeypatch):
-    """A chart channel given as a shorthand string or a dict (``x="day:T"``,
-    ``alt.value(...)``, ``alt.condition(...)``) is parsed by Altair against every schema class,
-    4-6 ms of Python each time, holding the interpreter every other session needs; a channel
-    object (``alt.X("day:T")``, ``alt.ColorValue(...)``) costs 0.03 ms. No page builds one."""
+def test_charts_build_cheaply_and_are_valid_vega_lite(sample_db, monkeypatch):
+    """Building a chart holds the interpreter every other session needs, so no page pays
+    for what is only a check:
+
+    - a channel given as a shorthand string or a dict (``x="day:T"``, ``alt.value(...)``,
+      ``alt.condition(...)``) is parsed by Altair against every schema class, 4-6 ms each
+      time; a channel object (``alt.X("day:T")``, ``alt.ColorValue(...)``) costs 0.03 ms;
+    - Altair's validation of each spec (and of each part as it is made) against Vega-Lite's
+      JSON schema is skipped when a page runs (``show_chart``, the app's debug mode off).
+
+    The check is made here instead: every chart every page sends (with a simulation and a
+    report) is valid Vega-Lite."""
+    import json
+
     from altair.utils import schemapi
 
     from bench.bench_sessions import app_pages
 
-    parsed: list[str] = []
-    real = schemapi._FromDict.__init__
-
-    def counting(self, *args, **kwargs):
+    def where() -> str:
         import traceback
 
         page = [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in traceback.extract_stack()
                 if "/views/" in f.filename]
-        parsed.append(page[-1] if page else "?")
-        real(self, *args, **kwargs)
+        return page[-1] if page else "?"
 
-    monkeypatch.setattr(schemapi._FromDict, "__init__", counting)
+    parsed: list[str] = []
+    validated: list[str] = []
+    real_parse = schemapi._FromDict.__init__
+    real_validate = vars(schemapi.SchemaBase)["validate"]  # the classmethod itself
+
+    def counting_parse(self, *args, **kwargs):
+        parsed.append(where())
+        real_parse(self, *args, **kwargs)
+
+    def counting_validate(cls, instance, schema=None):
+        import traceback
+
+        if not any(f.filename.endswith("cs_metrics/reports.py")  # a report's PNG, not a page
+                   for f in traceback.extract_stack()):
+            validated.append(where())
+        return real_validate.__func__(cls, instance, schema)
+
+    monkeypatch.setattr(schemapi._FromDict, "__init__", counting_parse)
+    monkeypatch.setattr(schemapi.SchemaBase, "validate", classmethod(counting_validate))
     at = run_app(monkeypatch, sample_db)
-    drawn = len(at.get("vega_lite_chart"))
+    specs = [(at.get("vega_lite_chart"), "overview")]
     for page in app_pages()[1:]:
         at.switch_page(page.file).run()
         if page.path == "whatif":  # its charts come with a simulation
@@ -560,6 +584,18 @@ def test_charts_are_built_from_channel_objects(sample_db, monkeypatch):
         elif page.path == "reports":  # and the report's with a report
             at.button(key="report_build").click().run()
         assert not at.exception, (page.file, [e.value for e in at.exception])
-        drawn += len(at.get("vega_lite_chart"))
-    assert drawn >= 20  # the pages did draw their charts
+        specs.append((at.get("vega_lite_chart"), page.path))
+    assert schemapi.DEBUG_MODE is False  # app.py turned Altair's checks of parts off
     assert parsed == [], sorted(set(parsed))
+    assert validated == [], sorted(set(validated))
+
+    monkeypatch.setattr(schemapi.SchemaBase, "validate", real_validate)
+    charts = [(json.loads(c.proto.spec), page) for found, page in specs for c in found]
+    assert len(charts) >= 20  # the pages did draw their charts
+    for spec, page in charts:
+        assert spec["$schema"].startswith("https://vega.github.io/schema/vega-lite/v6"), page
+        alt.Root.validate(spec)  # raises jsonschema.ValidationError, naming the field
+    # the check can fail: a mark Vega-Lite does not have
+    bad = {**next(spec for spec, _ in charts if "mark" in spec), "mark": {"type": "pie-slice"}}
+    with pytest.raises(Exception, match="pie-slice"):
+        alt.Root.validate(bad)

@@ -5,6 +5,7 @@ Not a page itself (the leading underscore keeps it out of any page list).
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import io
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -508,6 +510,16 @@ class Drill:
     grain: str | None = None
     open_at: datetime | None = None
     extra: tuple[tuple[str, str | None], ...] = ()
+
+
+def show_chart(chart: alt.TopLevelMixin, *, where: object = st, **kwargs: Any) -> Any:
+    """``where.altair_chart(chart, **kwargs)``, without Altair's check of the whole spec
+    against Vega-Lite's JSON schema on every run: that check was an eighth of the
+    interpreter's time in a page view, and Streamlit runs it under a lock every session
+    shares. The test suite checks every page's charts against the schema instead
+    (tests/test_app.py::test_charts_build_cheaply_and_are_valid_vega_lite)."""
+    object.__setattr__(chart, "to_dict", functools.partial(chart.to_dict, validate=False))
+    return where.altair_chart(chart, **kwargs)  # type: ignore[attr-defined]
 
 
 def pick_selection(fields: str = PICK) -> alt.Parameter:

@@ -14,6 +14,7 @@ from views._common import (
     ensure_data,
     latest_rejects,
     quality,
+    show_chart,
     table_downloads,
 )
 
@@ -140,7 +141,7 @@ def _completeness(report: QualityReport) -> None:
             )
             .properties(height=alt.Step(22))
         )
-        st.altair_chart(chart, width="stretch")
+        show_chart(chart, width="stretch")
     with st.expander("Every table's columns"):
         st.dataframe(
             cols,

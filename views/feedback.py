@@ -46,6 +46,7 @@ from views._common import (
     missing_text,
     run_query,
     selected_row,
+    show_chart,
     table_downloads,
     ticket_list_ui,
 )
@@ -218,7 +219,7 @@ def _distributions(wh: Warehouse, filters: Filters) -> None:
             if df["responses"].sum() == 0:
                 st.info(f"No {name} scores for the tickets created in this range.")
                 continue
-            st.altair_chart(_distribution_chart(df, score), width="stretch")
+            show_chart(_distribution_chart(df, score), width="stretch")
             if score == "nps":
                 st.caption(":red[Detractors 0–6] · :orange[passives 7–8] · "
                            ":green[promoters 9–10]")
@@ -260,7 +261,7 @@ def _trend(wh: Warehouse, filters: Filters) -> None:
             )
             .properties(height=280)
         )
-        col.altair_chart(chart, width="stretch")
+        show_chart(chart, where=col, width="stretch")
     _downloads(df, f"feedback_by_{grain}", filters, "trend")
 
 
@@ -322,7 +323,7 @@ def _breakdown_section(wh: Warehouse, filters: Filters) -> None:
         )
         .properties(height=alt.Step(22))
     )
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart, width="stretch")
 
 
 def _has_sentiment(wh: Warehouse) -> bool:
@@ -376,7 +377,7 @@ def _sentiment_section(wh: Warehouse, filters: Filters) -> None:
         )
         .properties(height=240)
     )
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart, width="stretch")
     if by_score.rho is not None:
         st.caption(f"Sentiment and CSAT agree: Spearman's ρ = {by_score.rho:.2f} over "
                    f"{by_score.n:,} comments with a CSAT score. VADER reads tone from words, "
@@ -421,7 +422,7 @@ def _topics_section(wh: Warehouse, filters: Filters) -> None:
         )
         .properties(height=alt.Step(20))
     )
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart, width="stretch")
     cols = ["name", "comments", "share_pct", "csat_pct", "csat_avg", "sentiment_avg",
             "negative_pct", "main_domain", "main_domain_pct", "examples", "note"]
     st.dataframe(
@@ -559,7 +560,7 @@ def _cohorts_section(wh: Warehouse, filters: Filters) -> None:
             ],
         )
     )
-    st.altair_chart(heat, width="stretch")
+    show_chart(heat, width="stretch")
 
 
 COMPARE_DIMENSIONS = {
@@ -642,7 +643,7 @@ def _compare_section(wh: Warehouse, filters: Filters) -> None:
                      alt.Tooltip("high:Q", title="Interval to", format=".2f")])
         zero = alt.Chart(pd.DataFrame({"x": [0]})).mark_rule(strokeDash=[4, 4]).encode(
             x=alt.X("x:Q"))
-        st.altair_chart((bars + point + zero).properties(height=90), width="stretch")
+        show_chart((bars + point + zero).properties(height=90), width="stretch")
     st.caption(f"Percentages: pooled two-proportion z-test with Newcombe's interval; times: "
                f"Mann-Whitney rank test with the Hodges-Lehmann shift (the typical difference, "
                f"robust to a few very long tickets); mean scores: Welch's t-test. Groups with "
@@ -680,7 +681,7 @@ def _correlation_section(wh: Warehouse, filters: Filters) -> None:
         )
         .properties(height=260)
     )
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart, width="stretch")
     st.info(CAUSATION_CAVEAT)
     _downloads(corr.bands, "csat_by_resolution_time", filters, "fbx_corr")
 

@@ -25,6 +25,7 @@ from views._common import (
     row_drill,
     run_query,
     selected_row,
+    show_chart,
     ticket_list_ui,
 )
 
@@ -219,7 +220,7 @@ def _weekly_chart(wh: Warehouse, filters: Filters) -> None:
         )
         .properties(height=340)
     )
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart, width="stretch")
     download_buttons(df, "overview_weekly_tickets_backlog", filters)
     if partial.any():
         st.caption("The first or last week is partial: it only counts days inside the range.")

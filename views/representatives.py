@@ -37,6 +37,7 @@ from views._common import (
     parquet_bytes,
     row_drill,
     selected_row,
+    show_chart,
     ticket_list_ui,
 )
 
@@ -262,7 +263,7 @@ def _detail(wh: Warehouse, filters: Filters, reps: pd.DataFrame) -> None:
         )
         .properties(height=320)
     )
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart, width="stretch")
 
 
 def main() -> None:

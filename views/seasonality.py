@@ -30,6 +30,7 @@ from views._common import (
     download_buttons,
     ensure_data,
     filters_ui,
+    show_chart,
 )
 
 HORIZONS = (1, 2, 4, 6, 8)  # forecast weeks offered
@@ -139,7 +140,7 @@ def _decomposition_section(dec: Decomposition, filters: Filters) -> None:
             "Daily tickets decomposed (MSTL)",
             subtitle="Observed = trend + seasonal components + residual, in tickets per day."))
     )
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart, width="stretch")
     effects = dec.weekday_effects.rename("effect").reset_index()
     effects.columns = ["weekday", "effect"]
     bars = (
@@ -157,7 +158,7 @@ def _decomposition_section(dec: Decomposition, filters: Filters) -> None:
         )
         .properties(height=240)
     )
-    st.altair_chart(bars, width="stretch")
+    show_chart(bars, width="stretch")
     with st.expander("Data"):
         st.dataframe(comp.reset_index(), hide_index=True, key="season_components")
         download_buttons(comp.reset_index(), "seasonal_decomposition", filters)
@@ -184,7 +185,7 @@ def _heatmap_section(wh: Warehouse, filters: Filters) -> None:
         )
         .properties(height=230)
     )
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart, width="stretch")
     with st.expander("Data"):
         st.dataframe(df, hide_index=True, key="season_heatmap")
         download_buttons(df, "arrival_heatmap", filters)
@@ -216,7 +217,7 @@ def _forecast_section(wh: Warehouse, filters: Filters, series: pd.Series, days: 
                 tooltip=[alt.Tooltip("date:T", title="Day", format="%a %d %b %Y"),
                          alt.Tooltip("tickets:Q", title="Tickets", format=",")])
     )
-    st.altair_chart(
+    show_chart(
         (band + actual + line).properties(
             height=320,
             title=alt.Title(f"Tickets per day: the last {HISTORY_SHOWN_DAYS} days and the next "
@@ -338,7 +339,7 @@ def _staffing_section(wh: Warehouse, filters: Filters, days: int) -> None:
         )
         .properties(height=300)
     )
-    st.altair_chart(chart, width="stretch")
+    show_chart(chart, width="stretch")
     st.dataframe(
         table, hide_index=True, key="staff_table",
         column_order=["weekday_name", "hour_of_day", "arrivals", "scheduled_agents",

@@ -26,6 +26,7 @@ from views._common import (
     resolved,
     run_query,
     selected_row,
+    show_chart,
     ticket_list_ui,
 )
 
@@ -127,7 +128,7 @@ def _clickable(chart: alt.Chart, key: str, by: str) -> None:
     pick = pick_selection()
     chart = chart.add_params(pick).encode(
         opacity=alt.OpacityValue(**alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.45))))
-    st.altair_chart(chart, width="stretch", key=key, on_select="rerun", selection_mode=PICK)
+    show_chart(chart, width="stretch", key=key, on_select="rerun", selection_mode=PICK)
     _on_new(key, picked(key), by)
 
 

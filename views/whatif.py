@@ -30,6 +30,7 @@ from views._common import (
     ensure_data,
     export_button,
     last_created_day,
+    show_chart,
     table_downloads,
 )
 
@@ -258,7 +259,7 @@ def _charts(result: WhatIfResult) -> None:
                           var_name="kind", value_name="tickets")
     arrivals["kind"] = arrivals["kind"].map({"baseline_arrivals": "Expected anyway",
                                              "extra_arrivals": "Extra from the outage"})
-    st.altair_chart(
+    show_chart(
         alt.Chart(arrivals, title=alt.Title("Arrivals per hour", subtitle="Expected tickets: "
                                             "the forecast plus the outage's excess."))
         .mark_bar()
@@ -272,19 +273,19 @@ def _charts(result: WhatIfResult) -> None:
         .properties(height=240), width="stretch")
     left, right = st.columns(2)
     with left:
-        st.altair_chart(_band_chart(hours, "backlog", "Backlog waiting for a first response",
+        show_chart(_band_chart(hours, "backlog", "Backlog waiting for a first response",
                                     "Tickets waiting", outage), width="stretch")
     with right:
-        st.altair_chart(_band_chart(hours, "sla_breach_pct",
+        show_chart(_band_chart(hours, "sla_breach_pct",
                                     f"Share missing the {result.sla_minutes:g}-minute target",
                                     "% of the hour's tickets", outage), width="stretch")
-    st.altair_chart(_band_chart(hours, "first_response_min", "Mean first-response wait",
+    show_chart(_band_chart(hours, "first_response_min", "Mean first-response wait",
                                 "Minutes", outage), width="stretch")
     staff = hours.melt(id_vars="hour", value_vars=["current_agents", "extra_agents_needed"],
                        var_name="kind", value_name="agents")
     staff["kind"] = staff["kind"].map({"current_agents": "Active today (average)",
                                        "extra_agents_needed": "Extra needed for the SLA"})
-    st.altair_chart(
+    show_chart(
         alt.Chart(staff, title=alt.Title(
             "Agents per hour", subtitle=f"Extra needed: Erlang C for {result.sla_target_pct:g} % "
             f"answered within {result.sla_minutes:g} min on the expected arrivals, minus the "
