@@ -15,6 +15,7 @@ from views._common import (
     ensure_data,
     freeze_loaded_code,
     live_refresher,
+    run_memo,
 )
 
 st.set_page_config(page_title="Customer service metrics", page_icon="📞", layout="wide")
@@ -29,8 +30,9 @@ sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 # other session waits for. The charts are checked whole against the schema by the test suite.
 schemapi.disable_debug_mode()
 
-# One run reads the warehouse's catalog (its tables, columns, meta) once, not per question.
-with catalog_snapshot():
+# One run reads the warehouse's catalog (its tables, columns, meta) once, not per question,
+# and works out the session's warehouse once.
+with catalog_snapshot(), run_memo():
     # Live data loads from the first run of the server, signed in or not.
     if (_base := base_warehouse()).has_table("tickets"):
         live_refresher(_base)

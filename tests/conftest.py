@@ -17,6 +17,15 @@ SHARED = REPO.parent / "shared" / "datasets"
 SAMPLE_END = datetime(2025, 3, 1)
 
 
+def open_expanders(at):
+    """Open every expander whose content is made only while it is open (the pages'
+    ``views._common.opened``, keys ``open_*``) and rerun, as someone clicking each one."""
+    keys = [e.proto.id.split("-", 2)[2] for e in at.expander if "-open_" in e.proto.id]
+    for key in keys:
+        at.session_state[key] = True
+    return at.run()
+
+
 def write_csv(folder: Path, name: str, rows: list[dict] | pd.DataFrame) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 import cs_metrics
 from cs_metrics import Filters, Warehouse, get_metric
 from simulations import generator
-from tests.conftest import REPO, ticket, write_csv
+from tests.conftest import REPO, open_expanders, ticket, write_csv
 
 APP = str(REPO / "app.py")
 QUALITY_PAGE = "views/data_quality.py"
@@ -204,6 +204,7 @@ def test_overview_downloads_carry_the_filters(sample_db, monkeypatch):
     at = run_app(monkeypatch, sample_db)
     at.multiselect(key="filter_channel").select("chat").run()
     assert not at.exception
+    open_expanders(at)  # "Download the KPI figures"
     wh = Warehouse(sample_db)
     end = default_filters(wh).date_to
     wh.close()

@@ -20,7 +20,7 @@ from cs_metrics.seasonality import (
     forecast_hourly,
 )
 from cs_metrics.staffing import handle_time_s, staffing_plan
-from tests.conftest import REPO, ticket, write_csv
+from tests.conftest import REPO, open_expanders, ticket, write_csv
 
 PAGE = str(REPO / "views" / "seasonality.py")
 TIMEOUT = 120
@@ -36,6 +36,8 @@ def run_page(monkeypatch, db: Path, params: dict | None = None) -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+    open_expanders(at)  # the tables behind the charts
+    assert not at.exception, [e.value for e in at.exception]
     return at
 
 

@@ -13,7 +13,7 @@ import cs_metrics
 from cs_metrics import Filters, Warehouse
 from cs_metrics.drilldown import ticket_page
 from cs_metrics.flow import resolved_per_period
-from tests.conftest import REPO, ticket, write_csv
+from tests.conftest import REPO, open_expanders, ticket, write_csv
 
 APP = str(REPO / "app.py")
 TRENDS = "views/trends.py"
@@ -55,7 +55,8 @@ def default_filters(db: Path, days: int = DEFAULT_DAYS, **where) -> Filters:
     return Filters.build(start, end, **where)
 
 
-def trends(monkeypatch, db: Path, params: dict | None = None) -> AppTest:
+def trends(monkeypatch, db: Path, params: dict | None = None, open_data: bool = True
+           ) -> AppTest:
     monkeypatch.setenv("CS_METRICS_DB", str(db))
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     for key, value in (params or {}).items():
@@ -63,6 +64,9 @@ def trends(monkeypatch, db: Path, params: dict | None = None) -> AppTest:
     at.run()
     at.switch_page(TRENDS).run()
     assert not at.exception, [e.value for e in at.exception]
+    if open_data:  # every chart's "Data": its table and downloads
+        open_expanders(at)
+        assert not at.exception, [e.value for e in at.exception]
     return at
 
 
@@ -112,7 +116,15 @@ def assert_shows(at: AppTest, want: dict) -> None:
 
 
 def test_trends_show_the_library_figures(sample_db, monkeypatch):
-    at = trends(monkeypatch, sample_db)
+    at = trends(monkeypatch, sample_db, open_data=False)
+    # a chart's table and downloads are made once its "Data" is opened, not on every run
+    closed = [e for e in at.expander if e.label == "Data"]
+    assert len(closed) == 8 and all(not e.children for e in closed)
+    assert not at.get("download_button")
+    tables = len(at.dataframe)  # the tickets behind the figures, at the bottom
+    open_expanders(at)
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.dataframe) == tables + 8
     assert at.title[0].value == "Ticket trends"
     assert_shows(at, expected_figures(sample_db, default_filters(sample_db)))
     # every chart's data downloads as CSV and Parquet, named after the filters

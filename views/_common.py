@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -148,12 +149,43 @@ def dataset_label(path: Path) -> str:
     return path.stem
 
 
+# What one run of the app works out once (see run_memo); None outside a run.
+_run = threading.local()
+
+
+@contextmanager
+def run_memo() -> Iterator[None]:
+    """Within the block (app.py wraps each run in it), this thread works out the session's
+    warehouse once: a page asks for it for every query and every download button, and
+    each answer checks the file on disk and looks up Streamlit's resource cache (about a
+    millisecond). A dataset switched mid-run is a new answer. Nested blocks share the
+    outer one."""
+    if getattr(_run, "memo", None) is not None:
+        yield
+        return
+    _run.memo = {}
+    try:
+        yield
+    finally:
+        _run.memo = None
+
+
 def base_warehouse() -> Warehouse:
     """This session's warehouse (one cached object per file), whole, without a scope: for
     the sign-in gate and for writes (audit log, alert acknowledgements) after the caller
     has checked the scope allows them. Stops the page with a message if CS_METRICS_DB
     names a file that does not exist or the file cannot be opened. A chosen dataset that
     was deleted meanwhile falls back to the default with a warning."""
+    memo = getattr(_run, "memo", None)
+    if memo is None:
+        return _base_warehouse()
+    key = ("base_warehouse", st.session_state.get(DATASET_KEY))
+    if key not in memo:
+        memo[key] = _base_warehouse()
+    return memo[key]
+
+
+def _base_warehouse() -> Warehouse:
     path = active_db()
     default = cs_metrics.default_db_path()
     if not is_same(path, default) and not path.exists():
@@ -510,6 +542,16 @@ class Drill:
     grain: str | None = None
     open_at: datetime | None = None
     extra: tuple[tuple[str, str | None], ...] = ()
+
+
+def opened(label: str, key: str) -> Any:
+    """An expander whose content is made only while it is open: the container, or None
+    while it is closed. Opening or closing it reruns the page (from the cache). For the
+    tables and downloads behind a chart: made on every run, they cost about as much as
+    the chart, for the few runs in which someone looks at them. ``key`` keeps it open
+    across runs; by convention it starts with ``open_``."""
+    box = st.expander(label, key=key, on_change="rerun")
+    return box if box.open else None
 
 
 def show_chart(chart: alt.TopLevelMixin, *, where: object = st, **kwargs: Any) -> Any:

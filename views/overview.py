@@ -21,6 +21,7 @@ from views._common import (
     filters_ui,
     live_refresher,
     missing_text,
+    opened,
     previous_period,
     row_drill,
     run_query,
@@ -171,12 +172,13 @@ def _kpis(wh: Warehouse, filters: Filters) -> None:
                     _sparkline(weekly, name) if weekly is not None and name in present else None,
                 )
     if present:
-        with st.expander("Download the KPI figures"):
-            st.caption("The cards' values, previous-period values and targets:")
-            download_buttons(_kpi_table(list(present), current, previous, settings),
-                             "overview_kpis", filters)
-            st.caption("The weekly values behind the sparklines:")
-            download_buttons(weekly, "overview_kpis_weekly", filters)
+        if box := opened("Download the KPI figures", "open_overview_kpis"):
+            with box:
+                st.caption("The cards' values, previous-period values and targets:")
+                download_buttons(_kpi_table(list(present), current, previous, settings),
+                                 "overview_kpis", filters)
+                st.caption("The weekly values behind the sparklines:")
+                download_buttons(weekly, "overview_kpis_weekly", filters)
 
 
 def _weekly_chart(wh: Warehouse, filters: Filters) -> None:

@@ -30,6 +30,7 @@ from views._common import (
     download_buttons,
     ensure_data,
     filters_ui,
+    opened,
     show_chart,
 )
 
@@ -159,9 +160,10 @@ def _decomposition_section(dec: Decomposition, filters: Filters) -> None:
         .properties(height=240)
     )
     show_chart(bars, width="stretch")
-    with st.expander("Data"):
-        st.dataframe(comp.reset_index(), hide_index=True, key="season_components")
-        download_buttons(comp.reset_index(), "seasonal_decomposition", filters)
+    if box := opened("Data", "open_season_components"):
+        with box:
+            st.dataframe(comp.reset_index(), hide_index=True, key="season_components")
+            download_buttons(comp.reset_index(), "seasonal_decomposition", filters)
 
 
 def _heatmap_section(wh: Warehouse, filters: Filters) -> None:
@@ -186,9 +188,10 @@ def _heatmap_section(wh: Warehouse, filters: Filters) -> None:
         .properties(height=230)
     )
     show_chart(chart, width="stretch")
-    with st.expander("Data"):
-        st.dataframe(df, hide_index=True, key="season_heatmap")
-        download_buttons(df, "arrival_heatmap", filters)
+    if box := opened("Data", "open_season_heatmap"):
+        with box:
+            st.dataframe(df, hide_index=True, key="season_heatmap")
+            download_buttons(df, "arrival_heatmap", filters)
 
 
 def _forecast_section(wh: Warehouse, filters: Filters, series: pd.Series, days: int) -> None:
@@ -226,9 +229,10 @@ def _forecast_section(wh: Warehouse, filters: Filters, series: pd.Series, days: 
                             "(Poisson regression on trend, weekday and yearly terms).")),
         width="stretch",
     )
-    with st.expander("Data"):
-        st.dataframe(fc, hide_index=True, key="season_forecast")
-        download_buttons(fc, f"forecast_{days}d", filters)
+    if box := opened("Data", "open_season_forecast"):
+        with box:
+            st.dataframe(fc, hide_index=True, key="season_forecast")
+            download_buttons(fc, f"forecast_{days}d", filters)
     bt = _backtest(wh, wh.cache_key, filters)
     cols = st.columns(4)
     cols[0].metric("MAPE, model", f"{bt.model_mape_pct:.1f} %",
@@ -243,9 +247,10 @@ def _forecast_section(wh: Warehouse, filters: Filters, series: pd.Series, days: 
                    "week; below 1 beats that naive forecast in-sample.")
     cols[3].metric(f"Days inside the {LEVEL:.0%} interval", f"{bt.coverage:.0%}")
     (st.success if bt.beats_baseline else st.warning)(bt.summary)
-    with st.expander("Backtest folds"):
-        st.dataframe(bt.folds, hide_index=True, key="season_backtest")
-        download_buttons(bt.folds, "forecast_backtest", filters)
+    if box := opened("Backtest folds", "open_season_backtest"):
+        with box:
+            st.dataframe(bt.folds, hide_index=True, key="season_backtest")
+            download_buttons(bt.folds, "forecast_backtest", filters)
 
 
 def _staffing_inputs(wh: Warehouse, filters: Filters) -> tuple[float, ServiceLevel, float, float]:
@@ -359,11 +364,12 @@ def _staffing_section(wh: Warehouse, filters: Filters, days: int) -> None:
         },
     )
     download_buttons(table.drop(columns=["weekday"]), "staffing_by_weekday_hour", filters)
-    with st.expander("Hour-by-hour plan"):
-        st.dataframe(plan.drop(columns=["weekday", "hour_of_day"]), hide_index=True,
-                     key="staff_plan")
-        download_buttons(plan.drop(columns=["weekday", "hour_of_day"]), f"staffing_plan_{days}d",
-                         filters)
+    if box := opened("Hour-by-hour plan", "open_staff_plan"):
+        with box:
+            st.dataframe(plan.drop(columns=["weekday", "hour_of_day"]), hide_index=True,
+                         key="staff_plan")
+            download_buttons(plan.drop(columns=["weekday", "hour_of_day"]),
+                             f"staffing_plan_{days}d", filters)
 
 
 def main() -> None:

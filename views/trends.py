@@ -21,6 +21,7 @@ from views._common import (
     ensure_data,
     filters_ui,
     missing_text,
+    opened,
     pick_selection,
     picked,
     resolved,
@@ -85,8 +86,11 @@ def _has(wh: Warehouse, dim: str) -> bool:
 def _data(df: pd.DataFrame, name: str, filters: Filters, by: str | None = None) -> None:
     """The chart's data and its downloads; selecting a row lists its tickets (``by``: the
     drill-down the rows stand for, "period", "backlog" or a dimension)."""
-    with st.expander("Data"):
-        key = f"data_{name}"
+    key = f"data_{name}"
+    box = opened("Data", f"open_{key}")
+    if box is None:
+        return
+    with box:
         if by is None:
             st.dataframe(df, hide_index=True, key=key)
         else:
