@@ -452,9 +452,10 @@ def query(
     df = warehouse.df(sql, params)
     if "period" in df.columns:
         df["period"] = pd.to_datetime(df["period"]).dt.date
-    for m in metrics:
+    for m in metrics:  # a column DuckDB already gave its dtype is kept as it is
         if get_metric(m).is_count:
-            df[m] = df[m].fillna(0).astype("int64")
-        else:
+            if df[m].dtype != "int64":  # nulls (none counted) made it float
+                df[m] = df[m].fillna(0).astype("int64")
+        elif df[m].dtype != "float64":
             df[m] = df[m].astype("float64")
     return df
