@@ -549,17 +549,21 @@ def opened(label: str, key: str) -> Any:
     while it is closed. Opening or closing it reruns the page (from the cache). For the
     tables and downloads behind a chart: made on every run, they cost about as much as
     the chart, for the few runs in which someone looks at them. ``key`` keeps it open
-    across runs; by convention it starts with ``open_``."""
+    across runs while the page is shown; by convention it starts with ``open_`` (the tests
+    open every such expander by that prefix)."""
     box = st.expander(label, key=key, on_change="rerun")
     return box if box.open else None
 
 
 def show_chart(chart: alt.TopLevelMixin, *, where: object = st, **kwargs: Any) -> Any:
     """``where.altair_chart(chart, **kwargs)``, without Altair's check of the whole spec
-    against Vega-Lite's JSON schema on every run: that check was an eighth of the
-    interpreter's time in a page view, and Streamlit runs it under a lock every session
-    shares. The test suite checks every page's charts against the schema instead
+    against Vega-Lite's JSON schema on every run: with the checks of parts as they are
+    made (Altair's debug mode, off in app.py) it was an eighth of the interpreter's time
+    over a visit of every page, and Streamlit runs it under a lock every session shares.
+    The test suite checks every page's charts against the schema instead
     (tests/test_app.py::test_charts_build_cheaply_and_are_valid_vega_lite)."""
+    # Streamlit calls chart.to_dict() with no arguments; Altair's own __setattr__ would
+    # make "to_dict" a property of the spec, so the method is replaced on the instance.
     object.__setattr__(chart, "to_dict", functools.partial(chart.to_dict, validate=False))
     return where.altair_chart(chart, **kwargs)  # type: ignore[attr-defined]
 
