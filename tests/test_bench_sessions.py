@@ -121,3 +121,30 @@ def test_a_websocket_session_runs_pages_as_the_browser_asks_for_them(sample_db, 
     assert query_after == query  # and the sidebar click carried them to the next page
     assert wrong.error == "the page's heading 'Audit log' was not sent"
     assert active == 1 and released == 0  # one session while connected, none after
+
+
+def _phase(name, times):
+    visits = [bench_sessions.Visit(name, i, title, False, script_s=t, server_s=t)
+              for title, ts in times.items() for i, t in enumerate(ts)]
+    return bench_sessions.Phase(name, visits, 0.0, 10.0, 1.0, 0.1, 1.5, {}, {})
+
+
+def test_the_goal_is_each_pages_median_and_the_p95_is_reported(capsys):
+    """A page's median within 2x passes though its p95 is over (and is named as such); a
+    median over 2x fails the page and the every-page goal."""
+    import argparse
+    pages = [bench_sessions.AppPage("Light", "l.py", "light"),
+             bench_sessions.AppPage("Slow", "s.py", "slow")]
+    single = _phase("single", {"Light": [0.02] * 5, "Slow": [0.1] * 5})
+    wave = _phase("wave 1", {"Light": [0.03] * 20 + [0.09] * 5,  # median 1.5x, p95 4.5x
+                             "Slow": [0.25] * 25})  # median 2.5x
+    wave.peak_active, wave.release_s = 25, 0.1
+    args = argparse.Namespace(sessions=25, settle=1.0)
+    bench_sessions.report(args, pages, single, [wave], 400.0, 410.0)
+    out = capsys.readouterr().out
+    goals = {line.split(":")[0].strip(): line for line in out.splitlines()
+             if "sessions within 2x the single-user time (median)" in line}
+    assert goals["Light"].endswith("1.50x (p95 4.50x)  PASS")
+    assert goals["Slow"].endswith("2.50x (p95 2.50x)  FAIL")
+    assert "every page's median within 2x" in out and "1 pages miss  FAIL" in out
+    assert "p95 within 2x the single-user p95 for 0 of 2 pages; over: Light, Slow" in out
