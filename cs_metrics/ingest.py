@@ -7,24 +7,37 @@ rows that fail keep their reason and source row number in the ``rejects`` table 
 
 from __future__ import annotations
 
+import atexit
+import codecs
 import csv
+import dataclasses
+import gzip
 import hashlib
+import io
 import os
+import re
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import duckdb
 
+from cs_metrics._mapping_sql import Sandbox
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.mapping import (
+    FORMAT_FILE,
+    MAX_LINE_SIZE,
     Mapping,
     TableMapping,
     canonical_folder,
+    check_encoding,
     make_row_safe,
     quote_ident,
     read_mapping,
@@ -48,6 +61,11 @@ REJECT_REASONS: dict[str, str] = {
     "resolved_before_created": "resolved_at is before created_at",
     "ended_before_started": "an outage's ended_at is before its started_at",
     "duplicate_key": "the id repeats an earlier row of the same load",
+    "implausible_timestamp": "a timestamp is outside the plausible window set in [ingest] "
+                             "(by default from 1990-01-01 to one day after the load; hired_at "
+                             "from earliest_hired)",
+    "negative_value": "a count, duration or distance (contacts, reopened_count, "
+                      "handle_time_s, radius_km) is negative",
 }
 
 WARNINGS: dict[str, str] = {
@@ -106,18 +124,235 @@ class IngestReport:
 def _reader_sql(tm: TableMapping, con: duckdb.DuckDBPyConnection | None = None) -> str:
     """DuckDB reader of the source; several files add their path as column __path. With
     ``con``, a single CSV file is read with the dialect sniffed once (``csv_options``)."""
-    files = "[" + ", ".join(sql_literal(str(f)) for f in tm.files) + "]"
+    read = read_paths(tm)
+    files = "[" + ", ".join(sql_literal(f) for f in read) + "]"
     path = ", filename='__path'" if len(tm.files) > 1 else ""
     if tm.fmt == "parquet":
         return f"read_parquet({files}, file_row_number=true{path})"
     if tm.fmt == "jsonl":
         return f"read_json({files}, format='newline_delimited'{path})"
+    encoding = _csv_source(tm.files[0], tm.encoding)[1]
     if con is not None and len(tm.files) == 1:
-        return f"read_csv({files}, {csv_options(con, tm.files[0], tm.delimiter)})"
-    opts = f"header=true, all_varchar=true{path}"
+        return f"read_csv({files}, " \
+            f"{csv_options(con, read[0], tm.delimiter, encoding, tm.max_line_size)})"
+    opts = f"header=true, all_varchar=true{path}{_read_limits(encoding, tm.max_line_size)}"
     if tm.delimiter:
         opts += f", delim={sql_literal(tm.delimiter)}"
     return f"read_csv({files}, {opts})"
+
+
+def _read_limits(encoding: str | None, max_line_size: int | None) -> str:
+    """The reader options for a CSV file's encoding (DuckDB's name) and longest line."""
+    opts = f", max_line_size={int(max_line_size or MAX_LINE_SIZE)}"
+    if encoding:
+        opts += f", encoding={sql_literal(encoding)}"
+    return opts
+
+
+# --- encodings -----------------------------------------------------------------------------
+
+# Encodings DuckDB's CSV reader decodes itself, by Python codec name: DuckDB's own name
+# (None: UTF-8, its default, which skips a UTF-8 byte order mark). DuckDB reads UTF-16 as
+# little-endian when there is no byte order mark. Every other text encoding Python knows is
+# decoded into a UTF-8 copy first (``_utf8_copy``).
+_NATIVE_ENCODINGS: dict[str, str | None] = {
+    "utf-8": None, "utf-8-sig": None, "iso8859-1": "latin-1", "utf-16": "utf-16",
+    "utf-16-le": "utf-16",
+}
+
+
+def _open_bytes(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _sniff_bom(path: Path) -> str | None:
+    """The encoding a file's byte order mark declares (UTF-16 only: UTF-8 is the default)."""
+    try:
+        with _open_bytes(path) as fh:
+            head = fh.read(2)
+    except (OSError, EOFError):
+        return None  # the read reports what is wrong
+    return "utf-16" if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else None
+
+
+def _csv_source(file: Path, encoding: str | None) -> tuple[str, str | None]:
+    """(path DuckDB reads, DuckDB's encoding option) for a CSV file in ``encoding`` (a
+    Python codec name; None: UTF-8, or UTF-16 when its byte order mark says so)."""
+    encoding = encoding or _sniff_bom(file) or "utf-8"
+    if encoding in ("utf-16", "utf-16-le"):
+        try:
+            with _open_bytes(file) as fh:
+                big_endian = fh.read(2) == codecs.BOM_UTF16_BE  # DuckDB reads LE only
+        except (OSError, EOFError):
+            big_endian = False
+        if not big_endian:
+            return str(file), "utf-16"
+    elif encoding in _NATIVE_ENCODINGS:
+        return str(file), _NATIVE_ENCODINGS[encoding]
+    return str(_utf8_copy(file, encoding)), None
+
+
+def read_paths(tm: TableMapping) -> tuple[str, ...]:
+    """The files DuckDB reads for ``tm``: its own, or UTF-8 copies of CSV files in another
+    encoding (made once per file version)."""
+    if tm.fmt != "csv":
+        return tuple(str(f) for f in tm.files)
+    return tuple(_csv_source(f, tm.encoding)[0] for f in tm.files)
+
+
+# UTF-8 copies of CSV files in other encodings: (real path, size, mtime, encoding) -> copy.
+# They live in one folder of this process, removed at exit; a changed file gets a new copy.
+_COPIES: dict[tuple, Path] = {}
+_COPIES_GUARD = threading.Lock()
+_COPIES_DIR: list[Path] = []
+
+
+def _copies_dir() -> Path:
+    if not _COPIES_DIR:
+        folder = Path(tempfile.mkdtemp(prefix="cs_metrics_utf8_"))
+        atexit.register(shutil.rmtree, folder, True)
+        _COPIES_DIR.append(folder)
+    return _COPIES_DIR[0]
+
+
+def _utf8_copy(file: Path, encoding: str) -> Path:
+    """A UTF-8 copy of ``file`` decoded from ``encoding``, written in a streaming way (the
+    file is never held whole in memory)."""
+    try:
+        st = os.stat(file)
+    except OSError:
+        return file  # the read reports what is wrong
+    key = (os.path.realpath(file), st.st_size, st.st_mtime_ns, encoding)
+    with _COPIES_GUARD:
+        known = _COPIES.get(key)
+        if known is not None and known.exists():
+            return known
+        for old in [k for k in _COPIES if k[0] == key[0] and k[3] == encoding]:
+            shutil.rmtree(_COPIES.pop(old).parent, ignore_errors=True)  # an older version
+        # a folder of its own keeps the file's name (messages) and is all a sandbox may read
+        folder = Path(tempfile.mkdtemp(dir=_copies_dir()))
+        name = file.name[:-3] if file.name.lower().endswith(".gz") else file.name
+        copy = folder / name
+        try:
+            with _open_bytes(file) as raw, \
+                    io.TextIOWrapper(raw, encoding=encoding, newline="") as src, \
+                    open(copy, "w", encoding="utf-8", newline="") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+        except UnicodeDecodeError:
+            shutil.rmtree(folder, ignore_errors=True)
+            line = _first_bad_line(file, encoding)
+            raise CsMetricsError(
+                f"{file} is not {encoding} text{f' (line {line})' if line else ''}; set the "
+                "encoding it was saved in (a Windows export is often cp1252)."
+            ) from None
+        except (OSError, EOFError) as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise CsMetricsError(f"Cannot read {file} ({exc}); check the file.") from exc
+        _COPIES[key] = copy
+        return copy
+
+
+def _first_bad_line(file: Path, encoding: str) -> int | None:
+    """The first line (1 = the header) of ``file`` that does not decode in ``encoding``;
+    read as a stream, on the error path only."""
+    try:
+        with _open_bytes(file) as raw, io.TextIOWrapper(
+                raw, encoding=encoding, errors="surrogateescape", newline="") as fh:
+            for number, line in enumerate(fh, start=1):
+                # undecodable bytes come back as lone surrogates, which valid text never has
+                if any("\udc80" <= ch <= "\udcff" for ch in line):
+                    return number
+    except (OSError, EOFError, UnicodeError):
+        return None
+    return None
+
+
+def _first_long_line(path: str, limit: int) -> tuple[int, int] | None:
+    """(line, length in bytes) of the first line of ``path`` longer than ``limit`` bytes,
+    scanned in chunks (a 1 GB line is never held whole)."""
+    number, length = 1, 0
+    try:
+        with _open_bytes(Path(path)) as fh:
+            while chunk := fh.read(1 << 20):
+                start = 0
+                while (end := chunk.find(b"\n", start)) >= 0:
+                    length += end - start
+                    if length > limit:
+                        return number, length
+                    number, length, start = number + 1, 0, end + 1
+                length += len(chunk) - start
+        return (number, length) if length > limit else None
+    except (OSError, EOFError):
+        return None
+
+
+def _setting_hint(tm: TableMapping, key: str, value: str | int) -> str:
+    """Where ``key`` is set for ``tm``'s source: its mapping section, or _format.toml."""
+    value = f'"{value}"' if isinstance(value, str) else str(value)
+    if tm.columns:
+        return f"set {key} = {value} in the [{tm.table}] section of {tm.origin}"
+    folder = tm.files[0].parent
+    also = f", or pass --{key.replace('_', '-')}" if key == "encoding" else ""
+    return f"add {key} = {value} to {folder / FORMAT_FILE}{also}"
+
+
+def read_error(tm: TableMapping, exc: duckdb.Error) -> CsMetricsError:
+    """The sentence for a source DuckDB could not read: which file and line, and what to set
+    (an encoding, a longer line limit), never the reader's own dump of the line."""
+    text = str(exc)
+    where = f"{tm.origin}, table {tm.table}"
+    read = read_paths(tm) if tm.fmt == "csv" else tuple(str(f) for f in tm.files)
+    named = re.search(r"^\s*file = (.+)$", text, re.MULTILINE)
+    index = read.index(named.group(1).strip()) if named and named.group(1).strip() in read \
+        else 0
+    file = tm.files[index]
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if not os.access(file, os.R_OK):
+        reason = "it does not exist" if not file.exists() else "permission denied"
+        return CsMetricsError(f"{where}: cannot read {file} ({reason}); check the file.")
+    if tm.fmt == "csv" and ("not utf-8 encoded" in text or "Invalid unicode" in text):
+        try:
+            with _open_bytes(file) as fh:
+                binary = b"\x00" in fh.read(8192)
+        except (OSError, EOFError):
+            binary = False
+        if binary and not tm.encoding:
+            return CsMetricsError(
+                f"{where}: {file} is not CSV text (it holds NUL bytes: a binary file, or "
+                f"UTF-16 without a byte order mark); if it is UTF-16, "
+                f"{_setting_hint(tm, 'encoding', 'utf-16')}."
+            )
+        line = _first_bad_line(file, tm.encoding or "utf-8")
+        at = f" on line {line}" if line else ""
+        return CsMetricsError(
+            f"{where}: {file} is not UTF-8 text (bytes{at} are not valid UTF-8); if it was "
+            f"saved in another encoding, {_setting_hint(tm, 'encoding', 'latin-1')} (or the "
+            "file's own encoding, such as \"cp1252\" or \"utf-16\")."
+        )
+    if tm.fmt == "csv" and "is not" in first and "encoded" in first:
+        return CsMetricsError(
+            f"{where}: {file} is not {tm.encoding or 'UTF-8'} text as DuckDB reads it ({first}); "
+            f"{_setting_hint(tm, 'encoding', 'cp1252')} for a Windows "
+            "export, or the file's own encoding."
+        )
+    if tm.fmt == "csv" and "Maximum line size" in text:
+        limit = int(tm.max_line_size or MAX_LINE_SIZE)
+        found = _first_long_line(read[index], limit)
+        reported = re.search(r"CSV Error on Line: (\d+)", text)
+        if found:
+            at = f"line {found[0]} is {found[1]:,d} bytes long"
+        else:  # a quoted value over several lines: DuckDB's count of records
+            at = f"record {reported.group(1) if reported else '?'} is longer than that"
+        need = max(found[1] if found else 0, limit) * 2
+        return CsMetricsError(
+            f"{where}: {file} has a line over the reader's limit of {limit:,d} bytes ({at}); "
+            f"to read it, {_setting_hint(tm, 'max_line_size', need)}."
+        )
+    return CsMetricsError(
+        f"{where}: cannot read {file} as {tm.fmt} ({first}); check the file and the "
+        "format/delimiter settings."
+    )
 
 
 # Sniffing a CSV file's dialect is most of the cost of reading a small one, and a load reads
@@ -129,14 +364,18 @@ _CSV_GUARD = threading.Lock()
 
 
 def csv_options(con: duckdb.DuckDBPyConnection, file: str | Path,
-                delimiter: str | None = None) -> str:
+                delimiter: str | None = None, encoding: str | None = None,
+                max_line_size: int | None = None) -> str:
     """The ``read_csv`` options (after the file list) that read ``file``, all columns as
-    text with a header row, as DuckDB's sniffer reads it (``delimiter`` if given)."""
+    text with a header row, as DuckDB's sniffer reads it (``delimiter`` if given; DuckDB's
+    ``encoding`` name and the longest line in bytes, ``MAX_LINE_SIZE`` by default)."""
     plain = "header=true, all_varchar=true" + \
-        (f", delim={sql_literal(delimiter)}" if delimiter else "")
+        (f", delim={sql_literal(delimiter)}" if delimiter else "") + \
+        _read_limits(encoding, max_line_size)
     try:
         st = os.stat(file)
-        key = (os.path.realpath(file), st.st_size, st.st_mtime_ns, delimiter)
+        key = (os.path.realpath(file), st.st_size, st.st_mtime_ns, delimiter, encoding,
+               max_line_size)
     except OSError:
         return plain  # the read reports what is wrong
     with _CSV_GUARD:
@@ -184,19 +423,68 @@ def _file_index(tm: TableMapping) -> str:
     a path string on each of millions of rows costs memory and time."""
     if len(tm.files) == 1:
         return "cast(1 as integer)"
-    files = "[" + ", ".join(sql_literal(str(f)) for f in tm.files) + "]"
+    files = "[" + ", ".join(sql_literal(f) for f in read_paths(tm)) + "]"
     return f"cast(list_position({files}, __path) as integer)"
 
 
 def _source_columns(con: duckdb.DuckDBPyConnection, tm: TableMapping) -> list[str]:
+    for file in tm.files:
+        try:
+            empty = os.path.getsize(file) == 0
+        except OSError:
+            empty = False  # the read says what is wrong
+        if empty:
+            raise CsMetricsError(
+                f"{tm.origin}, table {tm.table}: {file} is empty (0 bytes, not even a header "
+                "row); export it again, or leave the file out."
+            )
     try:
-        rows = con.execute(f"describe select * from {_reader_sql(tm, con)}").fetchall()
+        reader = _reader_sql(tm, con)
+        rows = con.execute(f"describe select * from {reader}").fetchall()
     except duckdb.Error as exc:
+        raise read_error(tm, exc) from exc
+    columns = [r[0] for r in rows if r[0] not in ("__path", "file_row_number")]
+    # a canonical file names its columns itself (a mapping's are checked with its expressions)
+    required = [] if tm.columns else [c for c in TABLES[tm.table].required if c not in columns]
+    if required and not _has_rows(con, reader):
+        # a header alone (or a file DuckDB finds no rows in) lacks columns because it is
+        # empty: say that, not which column is missing
         raise CsMetricsError(
-            f"{tm.origin}, table {tm.table}: cannot read {tm.files[0]} as {tm.fmt} "
-            f"({str(exc).splitlines()[0]}); check the file and the format/delimiter settings."
-        ) from exc
-    return [r[0] for r in rows if r[0] not in ("__path", "file_row_number")]
+            f"{tm.origin}, table {tm.table}: {', '.join(str(f) for f in tm.files)} "
+            f"{'has' if len(tm.files) == 1 else 'have'} no rows (at most a header line, with "
+            f"no {required[0]} column); export it again, or leave the file out."
+        )
+    return columns
+
+
+def _has_rows(con: duckdb.DuckDBPyConnection, reader: str) -> bool:
+    try:
+        return bool(con.execute(f"select 1 from {reader} limit 1").fetchall())
+    except duckdb.Error:
+        return True  # a reading error is reported where the rows are read
+
+
+def with_encoding(mapping: Mapping, encoding: str | None) -> Mapping:
+    """``mapping`` with ``encoding`` for the CSV sources that do not name their own."""
+    return dataclasses.replace(mapping, tables=tuple(
+        dataclasses.replace(tm, encoding=encoding)
+        if tm.fmt == "csv" and tm.encoding is None else tm
+        for tm in mapping.tables))
+
+
+def refuse_empty_load(mapping: Mapping) -> None:
+    """A load whose every source has no rows (header lines at most) is refused: it would
+    change nothing, or with ``replace`` empty the warehouse, and is most likely a failed
+    export."""
+    con = scratch_connection()
+    for tm in mapping.tables:
+        if _has_rows(con, _reader_sql(tm, con)):
+            return
+    files = ", ".join(str(f) for tm in mapping.tables for f in tm.files)
+    raise CsMetricsError(
+        f"Nothing to load: every source is empty (no rows after the header) in {files}; "
+        "export the data again."
+    )
 
 
 def _resolved_columns(tm: TableMapping, source_cols: list[str]) -> dict[str, str]:
@@ -209,8 +497,23 @@ def _resolved_columns(tm: TableMapping, source_cols: list[str]) -> dict[str, str
     return out
 
 
+def _mapped(tm: TableMapping) -> bool:
+    """Whether the table's columns come from a mapping file (untrusted expressions), not
+    from a canonical file's own column names."""
+    return bool(tm.columns)
+
+
+def sandbox_for(tm: TableMapping) -> Sandbox:
+    """A connection for the mapping expressions of ``tm``: it reads the source's folders
+    and nothing else, with the load's memory bound."""
+    limit = os.environ.get(INGEST_MEMORY_ENV, "1GB").strip()
+    return Sandbox({Path(f).parent for f in read_paths(tm)},
+                   memory_limit=None if limit.lower() == "none" else limit)
+
+
 def check_mapping(mapping: Mapping) -> dict[str, dict[str, str]]:
-    """Fatal checks, run before anything is written: columns exist, expressions bind.
+    """Fatal checks, run before anything is written: columns exist, every expression is a
+    column mapping (parsed and checked, never run as written), and they bind to the source.
 
     Returns, per table, the canonical column -> SQL expression map.
     """
@@ -226,29 +529,95 @@ def check_mapping(mapping: Mapping) -> dict[str, dict[str, str]]:
                 f"{where}: required column {missing[0]} is missing from {tm.files[0].name}"
                 f" (it has {', '.join(cols[:12])}{' ...' if len(cols) > 12 else ''})."
             )
-        safe_all = [make_row_safe(expr).sql for expr in exprs.values()]
-        try:  # every expression binds in one query (each reads the file's header again)
-            con.execute(f"select {', '.join(safe_all) or '1'} from {_reader_sql(tm, con)} "
-                        "limit 0").fetchall()
-            resolved[tm.table] = exprs
-            continue
-        except duckdb.Error:
-            pass  # find which one does not, for the message
-        for canon, expr in exprs.items():
-            safe = make_row_safe(expr).sql
-            try:
-                con.execute(f"select {safe} from {_reader_sql(tm, con)} limit 0"
-                            ).fetchall()
-            except duckdb.Error as exc:
-                value = tm.column_map().get(canon, canon)
-                first = str(exc).splitlines()[0]
-                raise CsMetricsError(
-                    f"{where}, column {canon}: {value!r} is neither a column of "
-                    f"{tm.files[0].name} nor a valid DuckDB expression ({first}); "
-                    "double-quote source names that contain spaces."
-                ) from exc
+        # parsed and checked first: nothing of a refused expression is ever run
+        safe = {canon: make_row_safe(expr, f"{where}, column {canon}").sql
+                for canon, expr in exprs.items()}
+        with sandbox_for(tm) if _mapped(tm) else _nullcontext(con) as box:
+            check_con = box.con
+            reader = _reader_sql(tm, check_con)
+            try:  # every expression binds in one query (each reads the file's header again)
+                check_con.execute(f"select {', '.join(safe.values()) or '1'} from {reader} "
+                                  "limit 0").fetchall()
+                resolved[tm.table] = exprs
+                continue
+            except duckdb.Error:
+                pass  # find which one does not, for the message
+            for canon, sql in safe.items():
+                try:
+                    check_con.execute(f"select {sql} from {reader} limit 0").fetchall()
+                except duckdb.Error as exc:
+                    value = tm.column_map().get(canon, canon)
+                    first = str(exc).splitlines()[0]
+                    raise CsMetricsError(
+                        f"{where}, column {canon}: {value!r} is neither a column of "
+                        f"{tm.files[0].name} nor a valid DuckDB expression ({first}); "
+                        "double-quote source names that contain spaces."
+                    ) from exc
         resolved[tm.table] = exprs
     return resolved
+
+
+class _nullcontext:
+    """A connection in the shape of a ``Sandbox`` (``.con``), closed by nobody."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def __enter__(self) -> _nullcontext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def create_raw(con: duckdb.DuckDBPyConnection, tm: TableMapping, raw: str) -> None:
+    """Temp relation ``raw``: the source's rows as read, with their file (``__file``, 1-based
+    index into ``tm.files``) and row in it (``__row``). The warehouse and the sandbox that
+    evaluates mapping expressions build it alike, so their rows pair up."""
+    drop = "__path" if len(tm.files) > 1 else ""
+    if tm.fmt == "parquet":
+        con.execute(
+            f"create or replace temp view {raw} as select * exclude "
+            f"(file_row_number{', ' + drop if drop else ''}), "
+            f"{_file_index(tm)} as __file, file_row_number + 1 as __row "
+            f"from {_reader_sql(tm)}"
+        )
+        return
+    # a materialised table keeps file order in its rowid: the source row
+    cols = f"* exclude (__path), {_file_index(tm)} as __file" if drop \
+        else f"*, {_file_index(tm)} as __file"
+    con.execute(
+        f"create or replace temp table {raw}_t as select {cols} "
+        f"from {_reader_sql(tm, con)}"
+    )
+    con.execute(
+        f"create or replace temp view {raw} as select *, "
+        f"rowid - min(rowid) over (partition by __file) + 1 as __row "
+        f"from {raw}_t"
+    )
+
+
+def _evaluate_in_sandbox(con: duckdb.DuckDBPyConnection, tm: TableMapping, select: str,
+                         into: str) -> None:
+    """Temp table ``into`` of the warehouse connection ``con``: ``select`` (the mapping's
+    expressions) evaluated over the source's rows in a sandbox, streamed over as Arrow
+    record batches. The expressions never run where the warehouse or the file system is
+    within reach."""
+    stream = f"__stream_{into}"
+    with sandbox_for(tm) as box:
+        create_raw(box.con, tm, "raw")
+        try:
+            batches = box.con.sql(f"select {select} from raw").to_arrow_reader(100_000)
+        except duckdb.Error as exc:
+            raise CsMetricsError(
+                f"{tm.origin}, table {tm.table}: the mapping's expressions could not be "
+                f"evaluated ({str(exc).splitlines()[0]}); nothing was changed."
+            ) from exc
+        con.register(stream, batches)
+        try:
+            con.execute(f"create or replace temp table {into} as select * from {stream}")
+        finally:
+            con.unregister(stream)
 
 
 # --- typing and checking -----------------------------------------------------------------
@@ -312,24 +681,39 @@ def _typed(col: Column, v: str, src_type: str, tz: str, vmap: dict[str, tuple[st
     raise AssertionError(t)
 
 
+def plausible_bounds(settings: Settings, now: datetime | None = None
+                     ) -> dict[str, tuple[datetime, datetime]]:
+    """(first, last) plausible moment of every timestamp and date column, by column name,
+    for a load at ``now`` (settings [ingest]); one moment serves the whole load."""
+    first, last = settings.ingest.window(now)
+    hired = datetime.combine(settings.ingest.earliest_hired, datetime.min.time())
+    return {col.name: (hired if col.type == "DATE" else first, last)
+            for table in TABLES.values() for col in table.columns
+            if col.type in ("TIMESTAMP", "DATE")}
+
+
 def _build_checked(
-    con: duckdb.DuckDBPyConnection, tm: TableMapping, exprs: dict[str, str], raw: str, tag: str
+    con: duckdb.DuckDBPyConnection, tm: TableMapping, exprs: dict[str, str], raw: str, tag: str,
+    plausible: dict[str, tuple[datetime, datetime]] | None = None,
 ) -> None:
     """Create temp table checked_<tag>: typed canonical columns plus the reject reason."""
     table = TABLES[tm.table]
+    plausible = plausible or plausible_bounds(load_settings())
     mapped_parts = ["__file", "__row"]
     conv_checks: list[tuple[str, str, str, str]] = []  # (flag col, value col, canon col, kind)
     for i, (canon, expr) in enumerate(exprs.items()):
-        parsed = make_row_safe(expr)
+        parsed = make_row_safe(expr, f"{tm.origin}, table {tm.table}, column {canon}")
         mapped_parts.append(f"({parsed.sql}) as {quote_ident('v_' + canon)}")
         for k, (inp, converted, kind) in enumerate(parsed.conversions):
             flag, val = f"__conv_{i}_{k}", f"__convin_{i}_{k}"
             mapped_parts.append(f"(({inp}) is not null and ({converted}) is null) as {flag}")
             mapped_parts.append(f"cast(({inp}) as varchar) as {val}")
             conv_checks.append((flag, val, canon, kind))
-    con.execute(
-        f"create or replace temp view mapped_{tag} as select {', '.join(mapped_parts)} from {raw}"
-    )
+    if _mapped(tm):
+        _evaluate_in_sandbox(con, tm, ", ".join(mapped_parts), f"mapped_{tag}")
+    else:  # a canonical file's own column names: nothing from outside is evaluated
+        con.execute(f"create or replace temp view mapped_{tag} as "
+                    f"select {', '.join(mapped_parts)} from {raw}")
     types = {
         r[0]: r[1] for r in con.execute(f"describe select * from mapped_{tag}").fetchall()
     }
@@ -368,6 +752,14 @@ def _build_checked(
         if col.name not in exprs:
             continue
         q, raw_q = quote_ident(col.name), quote_ident("raw_" + col.name)
+        shown = f"cast({q} as varchar)" if col.name in as_is else raw_q
+        if col.name in plausible:
+            # years 0001-9999 (and 'infinity') parse, but one of them takes pages down
+            lo, hi = (sql_literal(t.isoformat(sep=" ")) for t in plausible[col.name])
+            checks.append((f"{q} < cast({lo} as timestamp) or {q} > cast({hi} as timestamp)",
+                           "implausible_timestamp", col.name, shown))
+        if col.non_negative:
+            checks.append((f"{q} < 0", "negative_value", col.name, shown))
         if col.name in as_is:
             if col.required:
                 checks.append((f"{q} is null", "missing_required_value", col.name,
@@ -538,16 +930,21 @@ def ingest(
     replace: bool = False,
     rejects_csv: str | Path | None = None,
     warehouse: Warehouse | None = None,
+    encoding: str | None = None,
 ) -> IngestReport:
     """Validate and load a canonical folder, or the sources a mapping file names.
 
     Loading is an upsert by id (ticket_id, feedback_id, rep_id, customer_id, outage_id):
     ingesting the same source twice leaves the warehouse as it was. ``replace`` empties the
-    warehouse first.
+    warehouse first. ``encoding`` is the text encoding of CSV sources whose mapping section
+    (or ``_format.toml``) does not name one.
     """
     started = time.perf_counter()
     m = read_mapping(mapping, source) if mapping else canonical_folder(source)
+    if encoding:
+        m = with_encoding(m, check_encoding(encoding, "--encoding"))
     exprs = check_mapping(m)  # fatal problems stop here, before the warehouse is touched
+    refuse_empty_load(m)
     settings = settings or load_settings()
     wh = warehouse or Warehouse(db)
     con = wh.connection()
@@ -565,38 +962,23 @@ def ingest(
             con.execute("delete from rejects")
             con.execute("delete from ingest_log")
         live = _incremental(con, m, settings, replace)
+        plausible = plausible_bounds(settings)  # one "now" for the whole load
         for i, name in enumerate(LOAD_ORDER):
             tm = m.for_table(name)
             if tm is None:
                 continue
             tag = f"{name}_{i}"
-            key = (tm.files, tm.fmt, tm.delimiter)
+            key = (tm.files, tm.fmt, tm.delimiter, tm.encoding, tm.max_line_size)
             raw = raw_cache.get(key)
             if raw is None:
                 raw = f"raw_{tag}"
-                drop = "__path" if len(tm.files) > 1 else ""
-                if tm.fmt == "parquet":
-                    con.execute(
-                        f"create or replace temp view {raw} as select * exclude "
-                        f"(file_row_number{', ' + drop if drop else ''}), "
-                        f"{_file_index(tm)} as __file, file_row_number + 1 as __row "
-                        f"from {_reader_sql(tm)}"
-                    )
-                else:
-                    # a materialised table keeps file order in its rowid: the source row
-                    cols = f"* exclude (__path), {_file_index(tm)} as __file" if drop \
-                        else f"*, {_file_index(tm)} as __file"
-                    con.execute(
-                        f"create or replace temp table {raw}_t as select {cols} "
-                        f"from {_reader_sql(tm, con)}"
-                    )
-                    con.execute(
-                        f"create or replace temp view {raw} as select *, "
-                        f"rowid - min(rowid) over (partition by __file) + 1 as __row "
-                        f"from {raw}_t"
-                    )
+                try:
+                    create_raw(con, tm, raw)
+                except duckdb.Error as exc:  # a bad byte or line past what was sniffed
+                    raise read_error(tm, exc) from exc
                 raw_cache[key] = raw
-            reports.append(_load_table(con, tm, exprs[name], raw, tag, ingest_id, live))
+            reports.append(_load_table(con, tm, exprs[name], raw, tag, ingest_id, live,
+                                       plausible))
         loads_tickets = m.for_table("tickets") is not None
         if live and live["small"]:
             # a small load into a big warehouse: derive only the tickets it touches
@@ -640,6 +1022,13 @@ def ingest(
     out_csv = Path(rejects_csv) if rejects_csv else wh.path.parent / "rejects.csv"
     try:
         _write_rejects_csv(con, ingest_id, out_csv)
+    except OSError as exc:
+        raise CsMetricsError(
+            f"The load committed ({sum(r.loaded for r in reports):,d} rows loaded), but the "
+            f"rejected rows could not be written to {out_csv}: "
+            f"{exc.strerror or exc}; they are in the warehouse's rejects table, and the next "
+            "load can write them if --rejects names a writable file."
+        ) from exc
     finally:
         if warehouse is None:
             wh.close()
@@ -744,9 +1133,10 @@ def _load_table(
     tag: str,
     ingest_id: str,
     live: dict | None = None,
+    plausible: dict[str, tuple[datetime, datetime]] | None = None,
 ) -> TableReport:
     table = TABLES[tm.table]
-    _build_checked(con, tm, exprs, raw, tag)
+    _build_checked(con, tm, exprs, raw, tag, plausible)
     collapsed = _collapse_identical(con, tm.table, tag)
     cleared = "count(*) filter (where __reason is null and __cleared)" \
         if tm.table == "tickets" and "resolved_at" in exprs else "0"
@@ -878,8 +1268,8 @@ def _load_table(
 def _drop_staging(con: duckdb.DuckDBPyConnection, tag: str) -> None:
     """Free a table's staging as soon as it has loaded, so big loads stay within memory."""
     _drop_relation(con, f"checked_{tag}")
-    for view in (f"typed_{tag}", f"mapped_{tag}"):
-        con.execute(f"drop view if exists {view}")
+    for relation in (f"typed_{tag}", f"mapped_{tag}"):
+        _drop_relation(con, relation)
 
 
 def _report(tm, files, read, loaded, counts, warnings, collapsed, skipped) -> TableReport:
@@ -940,7 +1330,11 @@ def _write_rejects_csv(con: duckdb.DuckDBPyConnection, ingest_id: str, path: Pat
         "order by table_name, source_file, source_row",
         [ingest_id],
     ).fetchall()
+    from cs_metrics.safe_text import csv_cell
+
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(REJECT_COLUMNS)
-        writer.writerows(rows)
+        # analysts open this file in a spreadsheet, and ``value`` and ``raw`` are the source's
+        # own text: a cell that would run as a formula gets a leading '
+        writer.writerows([csv_cell(v) for v in row] for row in rows)

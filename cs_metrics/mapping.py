@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import glob
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cs_metrics._mapping_sql import ParsedExpression, parse_expression
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.schema import FILE_EXTENSIONS, TABLES
 
@@ -29,6 +30,10 @@ class TableMapping:
     # canonical column -> ((canonical value, (source values...)), ...)
     values: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]
     origin: str  # the mapping file, or the canonical file, for messages
+    # a CSV source's text encoding (a Python codec name; None: UTF-8, or UTF-16 by its BOM)
+    encoding: str | None = None
+    # the longest CSV line the reader accepts, in bytes (None: MAX_LINE_SIZE)
+    max_line_size: int | None = None
 
     def column_map(self) -> dict[str, str]:
         return dict(self.columns)
@@ -63,14 +68,76 @@ def _format_of(path: Path) -> str:
     )
 
 
+MAX_LINE_SIZE = 16_000_000  # bytes: DuckDB's 2 MB refuses a long ticket text (one 5 MB field)
+FORMAT_FILE = "_format.toml"  # beside a canonical folder's files: how its CSVs are written
+
+
+def check_encoding(value: object, where: str) -> str | None:
+    """The Python codec name of an ``encoding`` setting, or None when it is not set."""
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise LookupError(value)
+        b"".decode(value)  # a text encoding (not base64, zlib, ...)
+        return codecs.lookup(value).name
+    except LookupError:
+        raise CsMetricsError(
+            f"{where}: encoding {value!r} is not a known text encoding; use \"utf-8\", "
+            "\"utf-16\", \"latin-1\", \"cp1252\" or another Python codec name."
+        ) from None
+
+
+def check_max_line_size(value: object, where: str) -> int | None:
+    """The ``max_line_size`` setting in bytes, or None when it is not set."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1024 <= value <= 2**31:
+        raise CsMetricsError(
+            f"{where}: max_line_size {value!r} must be a number of bytes from 1024 to "
+            f"{2**31:,d}, like max_line_size = 64000000."
+        )
+    return value
+
+
+def read_format_file(folder: Path) -> tuple[str | None, str | None, int | None]:
+    """``_format.toml`` of a canonical folder, checked: (encoding, delimiter, max_line_size),
+    each None when not set (or when there is no such file)."""
+    path = folder / FORMAT_FILE
+    if not path.is_file():
+        return None, None, None
+    where = f"{path}"
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CsMetricsError(
+            f"{where} cannot be read as TOML ({exc}); write it like encoding = \"latin-1\"."
+        ) from exc
+    extra = sorted(set(raw) - {"encoding", "delimiter", "max_line_size"})
+    if extra:
+        raise CsMetricsError(
+            f"{where}: unknown keys {extra}; use encoding, delimiter, max_line_size."
+        )
+    delimiter = raw.get("delimiter")
+    if delimiter is not None and (not isinstance(delimiter, str) or not delimiter):
+        raise CsMetricsError(f"{where}: delimiter {delimiter!r} must be text, like \";\".")
+    return (check_encoding(raw.get("encoding"), where), delimiter,
+            check_max_line_size(raw.get("max_line_size"), where))
+
+
 def canonical_folder(folder: str | Path) -> Mapping:
-    """A folder with one file per canonical table, named after it: no mapping needed."""
+    """A folder with one file per canonical table, named after it: no mapping needed.
+
+    A ``_format.toml`` beside the files says how its CSV files are written (``encoding``,
+    ``delimiter``, ``max_line_size``)."""
     folder = Path(folder)
     if not folder.is_dir():
+        what = "does not exist" if not folder.exists() else "is not a folder"
         raise CsMetricsError(
-            f"{folder} is not a folder; pass a folder of canonical files (tickets.csv, ...) "
+            f"{folder} {what}; pass a folder of canonical files (tickets.csv, ...) "
             "or add --mapping FILE for an export."
         )
+    encoding, delimiter, max_line = read_format_file(folder)
     tables = []
     for name in TABLES:
         for ext in FILE_EXTENSIONS:
@@ -81,11 +148,13 @@ def canonical_folder(folder: str | Path) -> Mapping:
                         table=name,
                         files=(path,),
                         fmt=_format_of(path),
-                        delimiter=None,
+                        delimiter=delimiter,
                         timezone="UTC",
                         columns=(),  # identity: filled from the file's header at read time
                         values=(),
                         origin=str(path),
+                        encoding=encoding,
+                        max_line_size=max_line,
                     )
                 )
                 break
@@ -98,12 +167,44 @@ def canonical_folder(folder: str | Path) -> Mapping:
     return Mapping(tables=tuple(tables), path=None)
 
 
-def _resolve_source(pattern: str, bases: list[Path]) -> tuple[Path, ...]:
+def _inside(path: Path, base: Path) -> bool:
+    """Whether ``path``, with every link and ``..`` followed, lies inside ``base``."""
+    try:
+        Path(path).resolve().relative_to(base.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve_source(pattern: str, bases: list[Path], where: str) -> tuple[Path, ...]:
+    """The files ``pattern`` names inside the first base that has any.
+
+    A mapping file may come from anyone: its sources are confined to the SOURCE folder and
+    the mapping's own folder, so ``source = "/etc/passwd"`` or ``"../../secrets.toml"`` (or a
+    link inside the folder that points out of it) never reads a file elsewhere.
+    """
+    folders = " or ".join(str(b) for b in bases)
+    if Path(pattern).is_absolute() or Path(pattern).drive or pattern.startswith("~"):
+        raise CsMetricsError(
+            f"{where}: source {pattern!r} is an absolute path; write it relative to "
+            f"{folders} (sources are read only from there)."
+        )
     for base in bases:
-        full = pattern if Path(pattern).is_absolute() else str(base / pattern)
-        matches = sorted(Path(p) for p in glob.glob(full) if Path(p).is_file())
-        if matches:
-            return tuple(matches)
+        found = [Path(p) for p in glob.glob(glob.escape(str(base)) + "/" + pattern)
+                 if Path(p).is_file()]
+        outside = [p for p in found if not _inside(p, base)]
+        if outside:
+            raise CsMetricsError(
+                f"{where}: source {pattern!r} leads out of {base} (to {outside[0].resolve()}); "
+                "sources are read only from the SOURCE folder or the mapping file's folder."
+            )
+        if found:
+            return tuple(sorted(found))
+    if ".." in Path(pattern).parts:
+        raise CsMetricsError(
+            f"{where}: source {pattern!r} leads out of {folders}; sources are read only from "
+            "the SOURCE folder or the mapping file's folder."
+        )
     return ()
 
 
@@ -115,10 +216,25 @@ def read_mapping(path: str | Path, source: str | Path | None = None) -> Mapping:
     folder.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CsMetricsError(
+            f"Mapping file {path} is a folder; pass the mapping's .toml file with --mapping "
+            "(the folder that holds the export is SOURCE)."
+        )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise CsMetricsError(f"Mapping file {path} does not exist.") from exc
+    except UnicodeDecodeError as exc:
+        raise CsMetricsError(
+            f"Mapping file {path} is not UTF-8 text (byte {exc.start + 1}); a mapping is a "
+            "TOML text file saved as UTF-8."
+        ) from exc
+    except OSError as exc:
+        raise CsMetricsError(
+            f"Mapping file {path} cannot be read ({exc.strerror or exc}); check its "
+            "permissions."
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise CsMetricsError(f"Mapping file {path} is not valid TOML: {exc}.") from exc
     if not raw:
@@ -142,11 +258,11 @@ def read_mapping(path: str | Path, source: str | Path | None = None) -> Mapping:
         if not isinstance(section, dict):
             raise CsMetricsError(f"{where}: must be a [{name}] section.")
         extra = sorted(set(section) - {"source", "timezone", "format", "delimiter", "columns",
-                                       "values"})
+                                       "values", "encoding", "max_line_size"})
         if extra:
             raise CsMetricsError(
                 f"{where}: unknown keys {extra}; use source, timezone, format, delimiter, "
-                "columns, values."
+                "encoding, max_line_size, columns, values."
             )
         if source_path is not None and source_path.is_file():
             files: tuple[Path, ...] = (source_path,)
@@ -154,7 +270,7 @@ def read_mapping(path: str | Path, source: str | Path | None = None) -> Mapping:
             pattern = section.get("source")
             if not pattern:
                 raise CsMetricsError(f"{where}: add source = \"file.csv\" (a file or a glob).")
-            files = _resolve_source(str(pattern), bases)
+            files = _resolve_source(str(pattern), bases, where)
             if not files:
                 looked = " or ".join(str(b) for b in bases)
                 raise CsMetricsError(
@@ -167,7 +283,7 @@ def read_mapping(path: str | Path, source: str | Path | None = None) -> Mapping:
         tz = section.get("timezone", "UTC")
         try:
             ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
             raise CsMetricsError(
                 f"{where}: timezone {tz!r} is not a known zone; use a name like "
                 "\"America/New_York\" or \"UTC\"."
@@ -194,6 +310,11 @@ def read_mapping(path: str | Path, source: str | Path | None = None) -> Mapping:
                 "\"<source column or expression>\" under columns."
             )
         values = section.get("values", {})
+        if not isinstance(values, dict):
+            raise CsMetricsError(
+                f"{where}: values must be a [{name}.values.<column>] section mapping each "
+                "canonical value to a list of source values."
+            )
         value_maps = []
         for col, vmap in values.items():
             if col not in canon.column_names:
@@ -207,6 +328,12 @@ def read_mapping(path: str | Path, source: str | Path | None = None) -> Mapping:
             for target, sources in vmap.items():
                 if isinstance(sources, str):
                     sources = [sources]
+                if not isinstance(sources, list) or not all(
+                        isinstance(s, str | int | float) for s in sources):
+                    raise CsMetricsError(
+                        f"{where}, column {col}: {target} = {sources!r} must be a list of "
+                        f"source values, like {target} = [\"A\", \"B\"]."
+                    )
                 column = canon.column(col)
                 if column.enum is not None and target not in column.enum:
                     raise CsMetricsError(
@@ -216,6 +343,12 @@ def read_mapping(path: str | Path, source: str | Path | None = None) -> Mapping:
                 pairs.append((str(target), tuple(str(s) for s in sources)))
             value_maps.append((col, tuple(pairs)))
         delimiter = section.get("delimiter")
+        if delimiter is not None and (not isinstance(delimiter, str) or not delimiter):
+            raise CsMetricsError(
+                f"{where}: delimiter {delimiter!r} must be text, like delimiter = \";\"."
+            )
+        encoding = check_encoding(section.get("encoding"), where)
+        max_line = check_max_line_size(section.get("max_line_size"), where)
         tables.append(
             TableMapping(
                 table=name,
@@ -226,6 +359,8 @@ def read_mapping(path: str | Path, source: str | Path | None = None) -> Mapping:
                 columns=tuple((str(k), str(v)) for k, v in columns.items()),
                 values=tuple(value_maps),
                 origin=str(path),
+                encoding=encoding,
+                max_line_size=max_line,
             )
         )
     return Mapping(tables=tuple(tables), path=path)
@@ -233,98 +368,11 @@ def read_mapping(path: str | Path, source: str | Path | None = None) -> Mapping:
 
 # --- expressions -------------------------------------------------------------------------
 
-_CALL = re.compile(r"(?<![\w.])(strptime|cast)\s*\(", re.IGNORECASE)
 
-
-def _scan_to_close(text: str, start: int) -> int:
-    """Index of the parenthesis closing the one opened just before ``start``."""
-    depth = 1
-    i = start
-    quote: str | None = None
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in ("'", '"'):
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
-
-
-def _split_top(text: str, sep: str) -> list[str]:
-    parts, depth, quote, last = [], 0, None, 0
-    i = 0
-    lowered = text.lower()
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in ("'", '"'):
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif depth == 0 and lowered.startswith(sep, i):
-            parts.append(text[last:i])
-            last = i + len(sep)
-            i = last
-            continue
-        i += 1
-    parts.append(text[last:])
-    return parts
-
-
-@dataclass(frozen=True)
-class ParsedExpression:
-    sql: str  # the expression with strptime/cast made row-safe (try_strptime/try_cast)
-    # (input expression, converted expression, kind) for each conversion, so a row whose
-    # input is present but does not convert is rejected instead of silently becoming null
-    conversions: tuple[tuple[str, str, str], ...]
-
-
-def make_row_safe(expr: str) -> ParsedExpression:
-    """Rewrite conversions so one bad value rejects its row rather than failing the load."""
-    conversions: list[tuple[str, str, str]] = []
-    out: list[str] = []
-    pos = 0
-    for match in _CALL.finditer(expr):
-        if match.start() < pos:
-            continue  # nested inside a call already rewritten
-        close = _scan_to_close(expr, match.end())
-        if close < 0:
-            break
-        fn = match.group(1).lower()
-        inner = expr[match.end() : close]
-        inner_safe = make_row_safe(inner)
-        conversions.extend(inner_safe.conversions)
-        if fn == "strptime":
-            args = _split_top(inner_safe.sql, ",")
-            if len(args) >= 2:
-                safe = f"try_strptime({inner_safe.sql})"
-                conversions.append((args[0].strip(), safe, "timestamp"))
-            else:
-                safe = f"strptime({inner_safe.sql})"
-        else:
-            args = _split_top(inner_safe.sql, " as ")
-            if len(args) >= 2:
-                safe = f"try_cast({inner_safe.sql})"
-                conversions.append((" as ".join(args[:-1]).strip(), safe, args[-1].strip()))
-            else:
-                safe = f"cast({inner_safe.sql})"
-        out.append(expr[pos : match.start()])
-        out.append(safe)
-        pos = close + 1
-    out.append(expr[pos:])
-    return ParsedExpression(sql="".join(out), conversions=tuple(conversions))
+def make_row_safe(expr: str, where: str = "Mapping expression") -> ParsedExpression:
+    """Parse and check ``expr`` (refused unless it is a plain column mapping), with casts and
+    strptime rewritten so one bad value rejects its row rather than failing the load."""
+    return parse_expression(expr, where)
 
 
 def quote_ident(name: str) -> str:

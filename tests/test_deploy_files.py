@@ -467,3 +467,50 @@ def test_readme_names_only_deploy_files_that_exist():
     assert {f"deploy/{p.name}" for p in (CONFIG, APP_UNIT, IMPORT_UNIT, NGINX)} <= named
     missing = sorted(n for n in named if not (REPO / n).exists())
     assert not missing
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses a socket listens on at ``port`` (IPv4 and IPv6), from /proc."""
+    found = set()
+    for name, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            address, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port and len(address) == width:
+                found.add(address)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux's /proc/net/tcp")
+def test_local_mode_listens_on_loopback_only(tmp_path):
+    """`streamlit run app.py` with the repository's config has no sign-in: nobody else on the
+    network may reach it. The socket must be bound to 127.0.0.1, not to every interface."""
+    from tests.test_browser import free_port, wait_healthy
+
+    repo = flatten(tomllib.loads(REPO_CONFIG.read_text(encoding="utf-8")))
+    assert repo["server.address"] == "127.0.0.1"
+    port = free_port()
+    log = tmp_path / "streamlit.log"
+    env = {**os.environ, DB_ENV: str(tmp_path / "wh.duckdb"), "CS_METRICS_BASEMAP": "off"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.fileWatcherType", "none"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(proc, f"http://127.0.0.1:{port}/_stcore/health", log)
+        addresses = _listening_addresses(port)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    # 0100007F is 127.0.0.1 as /proc writes it; 00000000 (or all-zero IPv6) is every interface
+    assert addresses == {"0100007F"}, addresses
