@@ -6,7 +6,7 @@ They are never pasted into SQL as written: each one is parsed (sqlglot, DuckDB d
 node is checked against an allowlist, casts and ``strptime`` are made row-safe on the tree, and
 the SQL that runs is the tree rendered again. A gap in the allowlist is still contained: the
 connection that evaluates the expressions has external access disabled and its configuration
-locked, with only the source files' folders readable (``sandbox``).
+locked, with only the source files readable (``Sandbox``).
 """
 
 from __future__ import annotations
@@ -194,19 +194,24 @@ def _row_safe(tree: exp.Expression) -> ParsedExpression:
 
 
 class Sandbox:
-    """An in-memory DuckDB that can read the given folders and nothing else: external access
+    """An in-memory DuckDB that can read the given files and nothing else: external access
     off, configuration locked. Mapping expressions are evaluated here; their results move to
-    the warehouse as Arrow record batches, so they never run on the warehouse's connection."""
+    the warehouse as Arrow record batches, so they never run on the warehouse's connection.
 
-    def __init__(self, folders: Iterable[Path], memory_limit: str | None = None) -> None:
+    Only the files themselves are readable (``allowed_paths``), not their folders: a mapping
+    cannot reach a neighbour of its source either. A file reached through a link is allowed
+    under its own name and its target's, since DuckDB checks the target."""
+
+    def __init__(self, files: Iterable[Path], memory_limit: str | None = None) -> None:
         self._spill = tempfile.mkdtemp(prefix="cs_metrics_sandbox_")
-        allowed = sorted({str(Path(f).resolve()).rstrip("/") + "/" for f in folders})
+        allowed = sorted({str(p) for f in files
+                          for p in (Path(f).absolute(), Path(f).resolve())})
         self.con = duckdb.connect()
         try:
             self.con.execute("set temp_directory = ?", [self._spill])
             if memory_limit:
                 self.con.execute("set memory_limit = ?", [memory_limit])
-            self.con.execute("set allowed_directories = ?", [allowed])
+            self.con.execute("set allowed_paths = ?", [allowed])
             self.con.execute("set enable_external_access = false")
             self.con.execute("set lock_configuration = true")
         except BaseException:

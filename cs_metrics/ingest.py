@@ -79,6 +79,10 @@ WARNINGS: dict[str, str] = {
 # query table ``tickets`` is rebuilt; the warehouse keeps one stored copy of the tickets.
 TICKETS_CANON = "tickets_canon"
 
+# Rejected rows listed (in the rejects table and rejects.csv) per table, source file and
+# reason; the ones past it are counted in the report but not listed.
+REJECTS_LISTED = 10_000
+
 REJECT_COLUMNS = (
     "table_name", "source_file", "source_row", "reason", "column_name", "value", "detail", "raw",
 )
@@ -110,6 +114,13 @@ class IngestReport:
     seconds: float
     as_of: datetime | None
     extra: dict = field(default_factory=dict, compare=False)
+    # rejected rows listed in rejects.csv: all of them, or REJECTS_LISTED of each reason in
+    # each file when there are more
+    rejects_listed: int = 0
+
+    @property
+    def rejects_capped(self) -> bool:
+        return self.rejects_listed < sum(t.rejected_total for t in self.tables)
 
     def table(self, name: str) -> TableReport:
         for t in self.tables:
@@ -504,10 +515,10 @@ def _mapped(tm: TableMapping) -> bool:
 
 
 def sandbox_for(tm: TableMapping) -> Sandbox:
-    """A connection for the mapping expressions of ``tm``: it reads the source's folders
-    and nothing else, with the load's memory bound."""
+    """A connection for the mapping expressions of ``tm``: it reads the source's files (or
+    their UTF-8 copies) and nothing else, with the load's memory bound."""
     limit = os.environ.get(INGEST_MEMORY_ENV, "1GB").strip()
-    return Sandbox({Path(f).parent for f in read_paths(tm)},
+    return Sandbox([Path(f) for f in read_paths(tm)],
                    memory_limit=None if limit.lower() == "none" else limit)
 
 
@@ -626,8 +637,37 @@ _ENUM_REASON = {"status": "unknown_status", "priority": "unknown_priority",
                 "severity": "unknown_severity"}
 
 
+# A time followed by a zone: Z, a numeric offset (+02, +0200, +02:00, after a space or not),
+# or a zone name (UTC, PST, Europe/Berlin, Etc/GMT+5).
+_ZONED = r"\d:\d\d(:\d\d([.,]\d+)?)?\s*([zZ]|[+-]\d\d(:?\d\d)?|[A-Za-z][A-Za-z0-9_/+-]*)$"
+_SPACED_OFFSET = r"\s+([+-]\d\d(:?\d\d)?)$"  # "10:00 +02:00": DuckDB wants "10:00+02:00"
+_SMALL_Z = r"(\d)z$"  # "10:00z": DuckDB wants "10:00Z"
+
+
+def _text_timestamp(text: str, tz: str) -> str:
+    """SQL for the naive UTC timestamp written in the text ``text``.
+
+    An explicit offset or zone in the text wins, as it does in Parquet and JSON; text
+    without one is a time in the section's ``tz``. A zone DuckDB does not know (EDT, CEST)
+    or trailing words make the value unparseable rather than silently read without them.
+    """
+    naive = f"try_cast({text} as timestamp)"
+    if tz != "UTC":
+        naive = f"timezone('UTC', timezone({sql_literal(tz)}, {naive}))"
+    # DuckDB reads an offset only when it follows the time directly, and Z in capitals
+    offset = f"regexp_replace(regexp_replace({text}, {sql_literal(_SPACED_OFFSET)}, '\\1'), " \
+        f"{sql_literal(_SMALL_Z)}, '\\1Z')"
+    zoned = f"cast(timezone('UTC', try_cast({offset} as timestamptz)) as timestamp)"
+    return f"(case when regexp_matches({text}, {sql_literal(_ZONED)}) then {zoned} " \
+        f"else {naive} end)"
+
+
 def _typed(col: Column, v: str, src_type: str, tz: str, vmap: dict[str, tuple[str, ...]]) -> str:
     """SQL giving the canonical value of column ``col`` from mapped value ``v``."""
+    if src_type.upper() == "JSON":
+        # JSONL with mixed types (an id that is 1 in one row, "A-2" in the next) reads as
+        # JSON: the value's own text, never its JSON spelling with quotes
+        v, src_type = f"({v} ->> '$')", "VARCHAR"
     if vmap:
         whens = " ".join(
             f"when cast({v} as varchar) in ({', '.join(sql_literal(s) for s in srcs)}) "
@@ -658,7 +698,7 @@ def _typed(col: Column, v: str, src_type: str, tz: str, vmap: dict[str, tuple[st
         if st.startswith("TIMESTAMP") or st == "DATE":
             ts = f"cast({v} as timestamp)"
         else:
-            ts = f"try_cast(trim(cast({v} as varchar)) as timestamp)"
+            return _text_timestamp(f"trim(cast({v} as varchar))", tz)
         if tz != "UTC":
             ts = f"timezone('UTC', timezone({sql_literal(tz)}, {ts}))"
         return ts
@@ -869,24 +909,47 @@ def _collapse_identical(con: duckdb.DuckDBPyConnection, table: str, tag: str) ->
 
 
 def _reject_duplicates(con: duckdb.DuckDBPyConnection, table: str, tag: str) -> None:
-    """The first row of an id loads; every later row with the same id is rejected."""
+    """The first good row of an id loads; every later good row with the same id is rejected.
+
+    Only the repeats are stored (their file and row): a window over every column of every
+    checked row held a whole load in memory (3.6 GB for 2 million tickets with one repeated
+    id). The window sees the id and the row's position, and checked_<tag> becomes a view
+    that marks the stored repeats."""
     key = quote_ident(TABLES[table].key)
-    _replace_checked(
-        con, tag,
+    con.execute(
         f"""
-        select * exclude (__n) replace (
-            case when __reason is null and __n > 1 then 'duplicate_key' else __reason end
-                as __reason,
-            case when __reason is null and __n > 1 then {sql_literal(TABLES[table].key)}
-                 else __column end as __column,
-            case when __reason is null and __n > 1 then cast({key} as varchar)
-                 else __value end as __value
-        ) from (
-            select *, row_number() over (partition by {key}, __reason is null
-                                         order by __file, __row) as __n
-            from checked_{tag})
-        """,
+        create or replace temp table dups_{tag} as
+        select __file, __row from (
+            select __file, __row,
+                row_number() over (partition by {key} order by __file, __row) as __n
+            from checked_{tag} where __reason is null)
+        where __n > 1
+        """
     )
+    base = f"checked_base_{tag}"
+    _rename_relation(con, f"checked_{tag}", base)
+    repeat = "d.__row is not null"
+    con.execute(
+        f"""
+        create temp view checked_{tag} as
+        select c.* replace (
+            case when {repeat} then 'duplicate_key' else c.__reason end as __reason,
+            case when {repeat} then {sql_literal(TABLES[table].key)} else c.__column end
+                as __column,
+            case when {repeat} then cast(c.{key} as varchar) else c.__value end as __value)
+        from {base} c left join dups_{tag} d on d.__file = c.__file and d.__row = c.__row
+        """
+    )
+
+
+def _rename_relation(con: duckdb.DuckDBPyConnection, name: str, new: str) -> None:
+    """Rename a temp view or table, whichever ``name`` is."""
+    kind = con.execute(
+        "select table_type from information_schema.tables "
+        "where table_catalog = 'temp' and table_name = ?", [name]
+    ).fetchall()[0][0]
+    con.execute(f"alter {'view' if kind == 'VIEW' else 'table'} temp.main.{name} "
+                f"rename to {new}")
 
 
 # --- the load ----------------------------------------------------------------------------
@@ -1021,7 +1084,7 @@ def ingest(
             wh.close()
     out_csv = Path(rejects_csv) if rejects_csv else wh.path.parent / "rejects.csv"
     try:
-        _write_rejects_csv(con, ingest_id, out_csv)
+        listed = _write_rejects_csv(con, ingest_id, out_csv)
     except OSError as exc:
         raise CsMetricsError(
             f"The load committed ({sum(r.loaded for r in reports):,d} rows loaded), but the "
@@ -1039,6 +1102,7 @@ def ingest(
         rejects_csv=out_csv,
         seconds=time.perf_counter() - started,
         as_of=as_of,
+        rejects_listed=listed,
     )
 
 
@@ -1246,6 +1310,9 @@ def _load_table(
     sentence = "case c.__reason " + " ".join(
         f"when {sql_literal(k)} then {sql_literal(v)}" for k, v in REJECT_REASONS.items()
     ) + " end"
+    # Every reject is counted; the first REJECTS_LISTED of each reason in each file are
+    # listed with their raw row. A file whose every row fails for one reason would otherwise
+    # give a rejects table and rejects.csv larger than the source itself.
     con.execute(
         f"""
         insert into rejects
@@ -1254,11 +1321,13 @@ def _load_table(
             {sentence} || ' (' || c.__column || ' = '
                 || coalesce('"' || c.__value || '"', 'empty') || ')',
             to_json(r)
-        from checked_{tag} c
+        from (select __file, __row, __reason, __column, __value from checked_{tag}
+              where __reason is not null and not starts_with(__reason, '__')
+              qualify row_number() over (partition by __file, __reason order by __row) <= ?
+              ) c
         join {raw} r on r.__file = c.__file and r.__row = c.__row
-        where c.__reason is not null and not starts_with(c.__reason, '__')
         """,
-        [ingest_id, tm.table, files],
+        [ingest_id, tm.table, files, REJECTS_LISTED],
     )
     if tm.table != "tickets":
         _drop_staging(con, tag)
@@ -1268,7 +1337,7 @@ def _load_table(
 def _drop_staging(con: duckdb.DuckDBPyConnection, tag: str) -> None:
     """Free a table's staging as soon as it has loaded, so big loads stay within memory."""
     _drop_relation(con, f"checked_{tag}")
-    for relation in (f"typed_{tag}", f"mapped_{tag}"):
+    for relation in (f"checked_base_{tag}", f"dups_{tag}", f"typed_{tag}", f"mapped_{tag}"):
         _drop_relation(con, relation)
 
 
@@ -1323,18 +1392,29 @@ def _orphan_warnings(con: duckdb.DuckDBPyConnection, reports: list[TableReport],
             )
 
 
-def _write_rejects_csv(con: duckdb.DuckDBPyConnection, ingest_id: str, path: Path) -> None:
+def _write_rejects_csv(con: duckdb.DuckDBPyConnection, ingest_id: str, path: Path) -> int:
+    """Write the load's listed rejects to ``path``, streamed in batches; returns how many.
+    The file appears whole or not at all (written beside it, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = con.execute(
+    result = con.execute(
         f"select {', '.join(REJECT_COLUMNS)} from rejects where ingest_id = ? "
         "order by table_name, source_file, source_row",
         [ingest_id],
-    ).fetchall()
+    )
     from cs_metrics.safe_text import csv_cell
 
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(REJECT_COLUMNS)
-        # analysts open this file in a spreadsheet, and ``value`` and ``raw`` are the source's
-        # own text: a cell that would run as a formula gets a leading '
-        writer.writerows([csv_cell(v) for v in row] for row in rows)
+    part = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    written = 0
+    try:
+        with open(part, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(REJECT_COLUMNS)
+            while rows := result.fetchmany(5_000):
+                # analysts open this file in a spreadsheet, and ``value`` and ``raw`` are the
+                # source's own text: a cell that would run as a formula gets a leading '
+                writer.writerows([csv_cell(v) for v in row] for row in rows)
+                written += len(rows)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+    return written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import glob
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,20 +169,19 @@ def canonical_folder(folder: str | Path) -> Mapping:
 
 
 def _inside(path: Path, base: Path) -> bool:
-    """Whether ``path``, with every link and ``..`` followed, lies inside ``base``."""
-    try:
-        Path(path).resolve().relative_to(base.resolve())
-    except ValueError:
-        return False
-    return True
+    """Whether ``path``, with its ``..`` steps taken, lies inside ``base``. Links are not
+    followed: one inside the folder was put there by whoever owns the folder (the live inbox
+    links its batches), while the mapping file only chooses names."""
+    norm = Path(os.path.normpath(os.path.abspath(path)))
+    return norm.is_relative_to(Path(os.path.normpath(os.path.abspath(base))))
 
 
 def _resolve_source(pattern: str, bases: list[Path], where: str) -> tuple[Path, ...]:
     """The files ``pattern`` names inside the first base that has any.
 
     A mapping file may come from anyone: its sources are confined to the SOURCE folder and
-    the mapping's own folder, so ``source = "/etc/passwd"`` or ``"../../secrets.toml"`` (or a
-    link inside the folder that points out of it) never reads a file elsewhere.
+    the mapping's own folder, so ``source = "/etc/passwd"`` or ``"../../secrets.toml"`` never
+    reads a file elsewhere.
     """
     folders = " or ".join(str(b) for b in bases)
     if Path(pattern).is_absolute() or Path(pattern).drive or pattern.startswith("~"):
@@ -195,7 +195,7 @@ def _resolve_source(pattern: str, bases: list[Path], where: str) -> tuple[Path, 
         outside = [p for p in found if not _inside(p, base)]
         if outside:
             raise CsMetricsError(
-                f"{where}: source {pattern!r} leads out of {base} (to {outside[0].resolve()}); "
+                f"{where}: source {pattern!r} leads out of {base}; "
                 "sources are read only from the SOURCE folder or the mapping file's folder."
             )
         if found:

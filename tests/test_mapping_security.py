@@ -163,13 +163,6 @@ def test_a_source_outside_its_folder_is_refused(export, tmp_path, source):
     assert not db.exists()
 
 
-def test_a_link_inside_the_folder_that_points_out_of_it_is_refused(export, tmp_path):
-    (export / "linked.csv").symlink_to(tmp_path / "secret.txt")
-    path = mapping(export, {}, source="linked.csv")
-    with pytest.raises(CsMetricsError, match="leads out of"):
-        ingest(export, mapping=path, db=tmp_path / "wh.duckdb")
-
-
 def test_a_source_in_a_subfolder_or_going_out_and_back_in_is_read(export, tmp_path):
     sub = export / "2024"
     sub.mkdir()
@@ -200,13 +193,15 @@ def test_the_sandbox_holds_even_when_the_allowlist_has_a_gap(export, tmp_path, m
         assert SECRET not in everything_in(db) and "root:" not in everything_in(db)
 
 
-def test_the_sandbox_reads_its_folder_and_nothing_else(export, tmp_path):
-    with Sandbox([export]) as box:
+def test_the_sandbox_reads_its_files_and_nothing_else(export, tmp_path):
+    (export / "neighbour.csv").write_text("a\n1\n")
+    with Sandbox([export / "tickets.csv"]) as box:
         rows = box.con.execute(
             f"select count(*) from read_csv('{export / 'tickets.csv'}')").fetchall()
         assert rows == [(3,)]
         for sql in (f"select content from read_text('{tmp_path / 'secret.txt'}')",
                     f"select * from read_csv('{export}/../secret.txt')",
+                    f"select * from read_csv('{export / 'neighbour.csv'}')",
                     "select * from glob('/etc/*')",
                     "set enable_external_access = true",
                     "set allowed_directories = ['/']",
