@@ -13,6 +13,7 @@ import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.metrics import DIMENSIONS, GRAINS, METRICS, Filters, missing_inputs, query
+from cs_metrics.safe_text import neutralize_csv
 from cs_metrics.warehouse import Warehouse, default_db_path
 
 
@@ -63,7 +64,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             args.out, tickets=args.tickets, days=args.days, seed=args.seed, fmt=args.format,
             end=end, progress=sys.stderr.isatty(),
         )
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: a date past year 1 or 9999
         raise CsMetricsError(f"Cannot generate: {exc}") from exc
     for table, n in res.counts.items():
         print(f"{table:16s} {n:>10,d} rows")
@@ -71,8 +72,49 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_ingest(args: argparse.Namespace, report) -> None:  # noqa: ANN001 (IngestReport)
+    """A ``dataset_loaded`` entry in the loaded warehouse's audit log: which files (names
+    and sizes; hashing gigabytes would slow every load), the mapping's SHA-256, and the
+    login that ran the command. The load has committed: a failure is a warning that says so."""
+    import getpass
+    import hashlib
+
+    from cs_metrics import audit
+
+    files: dict[str, int | None] = {}
+    for t in report.tables:
+        for name in t.files:
+            try:
+                files[str(name)] = Path(name).stat().st_size
+            except OSError:
+                files[str(name)] = None
+    detail: dict = {"via": "command line", "files": [{"name": n, "bytes": b}
+                                                     for n, b in files.items()],
+                    "replace": bool(args.replace),
+                    "loaded": sum(t.loaded for t in report.tables),
+                    "rejected": sum(t.rejected_total for t in report.tables)}
+    try:
+        detail["login"] = getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment
+        pass
+    try:
+        if args.mapping:
+            mapping = Path(args.mapping)
+            detail["mapping"] = str(mapping.resolve())
+            detail["mapping_sha256"] = hashlib.sha256(mapping.read_bytes()).hexdigest()
+        wh = Warehouse(report.db)
+        try:
+            audit.record(wh, audit.LOCAL_ACTOR, "", "dataset_loaded", Path(report.db).name,
+                         detail)
+        finally:
+            wh.close()
+    except (CsMetricsError, OSError) as exc:
+        print(f"warning: the load committed, but it could not be written to the audit log: "
+              f"{exc}", file=sys.stderr)
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from cs_metrics.ingest import ingest
+    from cs_metrics.ingest import REJECTS_LISTED, ingest
     from cs_metrics.quality import quality_report
     from cs_metrics.settings import load_settings
 
@@ -83,8 +125,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         raise CsMetricsError("Name what to load: a SOURCE folder or file, or --inbox DIR.")
     report = ingest(
         args.source, args.mapping, args.db, settings=settings, replace=args.replace,
-        rejects_csv=args.rejects,
+        rejects_csv=args.rejects, encoding=args.encoding,
     )
+    _audit_ingest(args, report)
     print(f"{'table':16s} {'read':>10s} {'loaded':>10s} {'rejected':>10s}")
     for t in report.tables:
         print(f"{t.table:16s} {t.read:>10,d} {t.loaded:>10,d} {t.rejected_total:>10,d}")
@@ -102,7 +145,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if q.score is not None:
         print(f"data-quality score {q.score:.1f} / 100")
     total_rejects = sum(t.rejected_total for t in report.tables)
-    print(f"rejected rows with their reasons: {report.rejects_csv} ({total_rejects:,d})")
+    listed = f"{total_rejects:,d}"
+    if report.rejects_capped:
+        listed = (f"{report.rejects_listed:,d} of {total_rejects:,d}: the first "
+                  f"{REJECTS_LISTED:,d} of each reason in each file are listed, all are counted")
+    print(f"rejected rows with their reasons: {report.rejects_csv} ({listed})")
     print(f"warehouse {report.db} (data as of {report.as_of}) in {report.seconds:.1f} s")
     return 0
 
@@ -205,7 +252,9 @@ def cmd_query(args: argparse.Namespace) -> int:
         records = json.loads(df.to_json(orient="records", double_precision=10))
         text = json.dumps(records, indent=2) + "\n"
     else:
-        text = df.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+        # a spreadsheet must not run a cell of the data: text cells that start a formula
+        # get a leading ' (numbers, Parquet and JSON are written as they are)
+        text = neutralize_csv(df).to_csv(index=False, float_format="%.10g", lineterminator="\n")
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
     else:
@@ -313,7 +362,7 @@ def cmd_simulate_outage(args: argparse.Namespace) -> int:
         records = json.loads(df.to_json(orient="records", double_precision=10))
         text = json.dumps(records, indent=2) + "\n"
     else:
-        text = df.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+        text = neutralize_csv(df).to_csv(index=False, float_format="%.10g", lineterminator="\n")
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
     else:
@@ -404,7 +453,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
         records = json.loads(df.to_json(orient="records", double_precision=10))
         text = json.dumps(records, indent=2) + "\n"
     else:
-        text = df.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+        text = neutralize_csv(df).to_csv(index=False, float_format="%.10g", lineterminator="\n")
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
     else:
@@ -477,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--db", help=db_help)
     i.add_argument("--replace", action="store_true", help="empty the warehouse first")
     i.add_argument("--rejects", help="where to write rejects.csv (default: beside the warehouse)")
+    i.add_argument("--encoding", help="text encoding of CSV sources that do not name one in "
+                   "their mapping section or _format.toml (default utf-8; e.g. latin-1, "
+                   "cp1252, utf-16)")
     i.add_argument("--settings", help="settings TOML (SLA policies, targets)")
     i.set_defaults(func=cmd_ingest)
 
@@ -618,6 +670,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a path given on the command line that cannot be used
+        if args.debug:
+            traceback.print_exc()
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; check the paths given (a file where a "
+              "folder is expected, a folder that does not exist, or permissions).",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -175,6 +175,12 @@ def _row_safe(tree: exp.Expression) -> ParsedExpression:
                 continue  # try_strptime as written: the user chose null on failure
             safe: exp.Expression = node.copy()
             safe.set("safe", True)
+            fmt = node.args.get("format")
+            if isinstance(fmt, exp.Literal) and re.search(r"%[zZ]", str(fmt.this)):
+                # sqlglot renders strptime cast to TIMESTAMP, which drops the zone %z reads:
+                # the zoned value goes on as it is, and ingest converts it to UTC
+                safe = exp.Anonymous(this="TRY_STRPTIME",
+                                     expressions=[node.this.copy(), fmt.copy()])
             kind = "timestamp"
             source = node.this
         else:

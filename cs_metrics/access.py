@@ -1,7 +1,9 @@
 """Who may see what: roles, their scope of rows, and a warehouse that enforces it.
 
 In the hosted app people sign in, and the ``[access]`` section of the settings maps each
-identity (an e-mail address, or ``group:NAME`` for a group claim) to a role:
+identity (an e-mail address, or ``group:NAME`` for a group claim) to a role. The e-mail comes
+from the identity provider's claims only as ``identity_from_claims`` allows: by default only
+when the provider marks it verified; a name or username the person chose never matches.
 
 - ``admin``: every row, customer details when ``customer_details`` lists the role, the
   audit log, loading data and the rejected rows;
@@ -22,12 +24,14 @@ new table is private until it is given a rule here.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 import threading
 import time
+import unicodedata
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,14 +39,16 @@ import duckdb
 
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.schema import DIMENSIONS
-from cs_metrics.settings import ROLES, AccessSettings, Settings, load_settings
+from cs_metrics.settings import IDENTITY_CLAIMS, ROLES, AccessSettings, Settings, load_settings
 from cs_metrics.warehouse import Warehouse
 
 __all__ = [
     "PERMISSIONS",
     "LOCAL",
+    "Identity",
     "Scope",
     "ScopedWarehouse",
+    "identity_from_claims",
     "resolve_scope",
     "scoped",
 ]
@@ -76,6 +82,10 @@ class Scope:
     teams: tuple[str, ...] | None = None
     rep_id: str | None = None  # a representative's own id
     customer_details: bool = False
+    # who the identity provider says signed in (its ``iss`` and ``sub`` claims): two
+    # accounts that claim one e-mail address are told apart by these in the audit log
+    issuer: str = ""
+    subject: str = ""
 
     def __post_init__(self) -> None:
         if self.role not in ("local", *ROLES):
@@ -99,7 +109,8 @@ class Scope:
 
     @property
     def key(self) -> str:
-        """A short stable text that tells two scopes apart, for cache keys."""
+        """A short stable text that tells two scopes apart, for cache keys (the rows they
+        see: issuer and subject do not change them)."""
         raw = repr((self.role, self.teams, self.rep_id, self.customer_details))
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
@@ -118,6 +129,73 @@ class Scope:
 LOCAL = Scope(role="local", actor="local")
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who signed in, as far as the identity provider's claims may be trusted."""
+
+    email: str  # the address that may match [access] entries, lower-case; "" when none may
+    groups: tuple[str, ...]
+    issuer: str  # the provider (``iss``)
+    subject: str  # the account at that provider (``sub``), stable and never reassigned
+    claimed_email: str = ""  # the ``email`` claim as sent, when it may not be used
+    refusal: str = ""  # why no e-mail may be used ("" when one may, or none was sent)
+
+
+def _email_text(value: Any) -> str | None:
+    """``value`` as one e-mail address, or None when it is not plausibly one."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if (not 3 <= len(text) <= 320 or text.count("@") != 1 or text.startswith("@")
+            or text.endswith("@")
+            or any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in text)):
+        return None
+    return text
+
+
+def _claim_text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def identity_from_claims(claims: Mapping[str, Any],
+                         claim: str = "verified_email") -> Identity:
+    """The identity in an OpenID Connect ID token's ``claims`` (``st.user``).
+
+    ``claim`` is the ``access.identity_claim`` setting: ``"verified_email"`` uses the
+    ``email`` claim only when ``email_verified`` is true (the boolean, or the text "true"
+    that some providers send); ``"email"`` uses it as sent. ``preferred_username``, ``name``
+    and the like are never used: people choose them. Groups come from the ``groups`` claim
+    (a list, or one text of names separated by spaces or commas).
+    """
+    if claim not in IDENTITY_CLAIMS:
+        raise CsMetricsError(f"Unknown identity claim {claim!r}; use one of "
+                             f"{', '.join(IDENTITY_CLAIMS)}.")
+    raw_groups = claims.get("groups") or ()
+    if isinstance(raw_groups, str):
+        raw_groups = raw_groups.replace(",", " ").split()
+    elif not isinstance(raw_groups, (list, tuple)):
+        raw_groups = ()
+    groups = tuple(g.strip() for g in raw_groups if isinstance(g, str) and g.strip())
+    issuer, subject = _claim_text(claims.get("iss")), _claim_text(claims.get("sub"))
+    sent = claims.get("email")
+    email = _email_text(sent)
+    shown = sent.strip() if isinstance(sent, str) else ""
+    refusal = ""
+    if sent in (None, ""):
+        refusal = "the identity provider sent no e-mail address"
+    elif email is None:
+        refusal = "the identity provider's e-mail claim is not an e-mail address"
+    elif claim == "verified_email":
+        verified = claims.get("email_verified")
+        if not (verified is True or
+                (isinstance(verified, str) and verified.strip().lower() == "true")):
+            refusal = (f"the identity provider does not mark the e-mail address {email} as "
+                       "verified")
+    if refusal:
+        return Identity("", groups, issuer, subject, shown, refusal)
+    return Identity(email.lower(), groups, issuer, subject)
+
+
 def _matches(ident: str, email: str, groups: Iterable[str]) -> bool:
     if ident.startswith("group:"):
         return ident[6:] in set(groups)
@@ -128,11 +206,16 @@ def resolve_scope(
     email: str | None,
     groups: Iterable[str] = (),
     settings: Settings | AccessSettings | None = None,
+    *,
+    issuer: str = "",
+    subject: str = "",
 ) -> Scope | None:
     """The scope of a signed-in person, or None when the settings give them no role.
 
+    ``email`` must be one the identity provider vouches for (``identity_from_claims``).
     The widest role wins: admin, then manager, then team lead (the teams of every entry
-    that matches, by e-mail or group), then representative.
+    that matches, by e-mail or group), then representative. ``issuer`` and ``subject`` are
+    kept on the scope for the audit log.
     """
     access = settings if isinstance(settings, AccessSettings) else \
         (settings or load_settings()).access
@@ -144,7 +227,7 @@ def resolve_scope(
 
     def scope(role: str, **kw: object) -> Scope:
         return Scope(role=role, actor=email or "unknown", customer_details=role in details,
-                     **kw)  # type: ignore[arg-type]
+                     issuer=issuer, subject=subject, **kw)  # type: ignore[arg-type]
 
     if any(_matches(i, email, groups) for i in access.admins):
         return scope("admin")
@@ -181,11 +264,13 @@ class _Lease:
     __slots__ = ("con", "db", "layout", "checked", "catalog", "_owner")
 
     def __init__(self, owner: ScopedWarehouse, con: duckdb.DuckDBPyConnection, db: str,
-                 layout: tuple, checked: float) -> None:
+                 layout: tuple, checked: float | None) -> None:
         self._owner = weakref.ref(owner)
         self.con: duckdb.DuckDBPyConnection | None = con
         self.db = db
         self.layout = layout  # the tables and columns the views were made for
+        # time.monotonic() of the last look at the tables; None: never looked, so the first
+        # use looks whatever the clock says (monotonic time starts near 0 at boot)
         self.checked = checked
         # what the views are: their names, and each one's columns; kept until they are
         # made again (they change with the layout alone)
@@ -227,8 +312,7 @@ class ScopedWarehouse(Warehouse):
                 team = base.scalar(
                     "select team from tickets where rep_id = ? and team is not null "
                     "group by team order by count(*) desc limit 1", [scope.rep_id])
-            self._scope = Scope(scope.role, scope.actor, (team,) if team else (),
-                                scope.rep_id, scope.customer_details)
+            self._scope = dataclasses.replace(scope, teams=(team,) if team else ())
         self.connection()
 
     @property
@@ -254,7 +338,7 @@ class ScopedWarehouse(Warehouse):
             lease = self._lease()
             self._local.lease = lease
         now = time.monotonic()
-        if now - lease.checked >= self._RECHECK_S:
+        if lease.checked is None or now - lease.checked >= self._RECHECK_S:
             self._shadow(lease)
             lease.checked = now
         return lease.con
@@ -279,7 +363,7 @@ class ScopedWarehouse(Warehouse):
         # out of reach (an error, not a leak) until it has a view
         db = con.execute("select current_database()").fetchone()[0]
         con.execute("set search_path = 'temp.main'")
-        return _Lease(self, con, db, (), 0.0)
+        return _Lease(self, con, db, (), None)
 
     def _give_back(self, lease: _Lease) -> None:
         """The thread holding ``lease`` has ended: its connection waits for the next one."""

@@ -998,6 +998,7 @@ def acknowledge(wh: Warehouse, alert_id: str, by: str, at: datetime | None = Non
     """
     if not by or not by.strip():
         raise CsMetricsError("Say who acknowledges the alert (a name or an email address).")
+    who = audit.signed_in(wh)  # the scope's issuer and subject, before it is left behind
     wh = _in_scope(wh, alert_id)
     _writable(wh, "acknowledge an alert")
     with audit.appending(wh, "acknowledge an alert") as log:
@@ -1019,7 +1020,8 @@ def acknowledge(wh: Warehouse, alert_id: str, by: str, at: datetime | None = Non
         ).fetchall()
         if rows:
             log.record(by, role, "alert_acknowledged", alert_id,
-                       {"occurrences": sorted(r[0] for r in rows), "acknowledged_at": at})
+                       {"occurrences": sorted(r[0] for r in rows), "acknowledged_at": at},
+                       **who)
     return len(rows)
 
 
@@ -1060,6 +1062,7 @@ def mute(
             f"Cannot mute {key_or_rule!r} until {until:%Y-%m-%d %H:%M}: the data's clock is "
             f"already at {base:%Y-%m-%d %H:%M}; pick a later end."
         )
+    who = audit.signed_in(wh)
     wh = _allowed(wh, "mute_alerts", "mute alerts")
     _writable(wh, "mute an alert")
     with audit.appending(wh, "mute an alert") as log:
@@ -1067,7 +1070,8 @@ def mute(
             "insert into alert_mutes values (?, ?, ?, ?, ?)",
             [key_or_rule, until, by.strip(), datetime.now(), reason],
         )
-        log.record(by, role, "alert_muted", key_or_rule, {"until": until, "reason": reason})
+        log.record(by, role, "alert_muted", key_or_rule, {"until": until, "reason": reason},
+                   **who)
     return until
 
 
@@ -1077,6 +1081,7 @@ def unmute(wh: Warehouse, key_or_rule: str, *, by: str = "", role: str = "") -> 
     When any were, the audit log gets an ``alert_unmuted`` entry by ``by`` (``unknown`` when
     not given) in the same transaction.
     """
+    who = audit.signed_in(wh)
     wh = _allowed(wh, "mute_alerts", "unmute alerts")
     _writable(wh, "unmute an alert")
     with audit.appending(wh, "unmute an alert") as log:
@@ -1085,7 +1090,7 @@ def unmute(wh: Warehouse, key_or_rule: str, *, by: str = "", role: str = "") -> 
         ).fetchall())
         if lifted:
             log.record((by or "").strip() or audit.UNKNOWN_ACTOR, role, "alert_unmuted",
-                       key_or_rule, {"lifted": lifted})
+                       key_or_rule, {"lifted": lifted}, **who)
     return lifted
 
 

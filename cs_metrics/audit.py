@@ -2,15 +2,20 @@
 
 Entries live in the warehouse table ``audit_log`` (created on the first write), one row per
 action: ``seq`` (1, 2, ...), ``at`` (UTC), ``actor`` (an e-mail address or identity; ``local``
-when the app runs without sign-in), ``role``, ``action`` (one of ``ACTIONS``), ``target`` (what
-was acted on: a file name, an alert id, a page), ``detail`` (JSON: filters, row count, format),
+when the app runs without sign-in), ``issuer`` and ``subject`` (the identity provider's ``iss``
+and ``sub`` claims of who signed in, empty without sign-in: they tell apart two accounts that
+claim one e-mail address), ``role``, ``action`` (one of ``ACTIONS``), ``target`` (what was
+acted on: a file name, an alert id, a page), ``detail`` (JSON: filters, row count, format),
 ``prev_hash`` and ``hash``.
 
 The log is append-only: this module writes new entries and offers no way to change or remove
 one. It is also tamper-evident: every entry's ``hash`` is the SHA-256 of the previous entry's
 hash followed by the canonical JSON of the entry's own fields (see ``entry_hash``), so an entry
 changed or deleted afterwards with plain SQL breaks the chain at that entry, and ``verify``
-names it. The first entry's ``prev_hash`` is ``GENESIS``.
+names it. The first entry's ``prev_hash`` is ``GENESIS``. ``issuer`` and ``subject`` came
+later: they enter the hash only when not empty, so entries written before them (and logs
+whose table has no such columns) verify as they always did, and setting either on an old
+entry, or clearing it on a new one, breaks the chain there.
 
 What the chain does not protect against: the hash has no secret in it, so someone with write
 access to the warehouse file who recomputes the hashes from the changed entry onwards, or who
@@ -59,6 +64,7 @@ __all__ = [
     "entry_hash",
     "record",
     "record_settings",
+    "signed_in",
     "to_csv_bytes",
     "to_records",
     "verify",
@@ -78,6 +84,7 @@ ACTIONS: tuple[str, ...] = (
     "alert_muted",
     "alert_unmuted",
     "settings_changed",
+    "dataset_validated",
     "dataset_loaded",
 )
 
@@ -86,11 +93,14 @@ UNKNOWN_ACTOR = "unknown"  # when a caller did not say who acted
 GENESIS = "0" * 64  # prev_hash of the first entry
 
 COLUMNS: tuple[str, ...] = (
-    "seq", "at", "actor", "role", "action", "target", "detail", "prev_hash", "hash",
+    "seq", "at", "actor", "issuer", "subject", "role", "action", "target", "detail",
+    "prev_hash", "hash",
 )
+_IDENTITY_COLUMNS = ("issuer", "subject")  # added later: a log made before lacks them
 
 _DDL = f"""create table if not exists {TABLE} (
     seq bigint primary key, "at" timestamp not null, actor varchar not null,
+    issuer varchar not null default '', subject varchar not null default '',
     role varchar not null, action varchar not null, target varchar not null,
     detail varchar not null, prev_hash varchar not null, hash varchar not null)"""
 
@@ -111,6 +121,8 @@ class AuditEntry:
     detail: str  # canonical JSON text, exactly as hashed
     prev_hash: str
     hash: str
+    issuer: str = ""
+    subject: str = ""
 
     @property
     def details(self) -> Any:
@@ -150,17 +162,24 @@ def _canonical(value: Any) -> str:
 
 def entry_hash(prev_hash: str | None, seq: int | None, at: datetime | None, actor: str | None,
                role: str | None, action: str | None, target: str | None,
-               detail: str | None) -> str:
+               detail: str | None, *, issuer: str | None = None,
+               subject: str | None = None) -> str:
     """SHA-256 (hex) of ``prev_hash`` followed by the canonical JSON of the entry's fields.
 
     ``at`` enters as ISO text with microseconds (``2025-01-02T03:04:05.000006``), ``detail``
     as the stored JSON text; the CSV of ``to_csv_bytes`` carries both in exactly that form,
-    so a download can be checked without the warehouse.
+    so a download can be checked without the warehouse. ``issuer`` and ``subject`` enter
+    only when not empty (None and "" alike), which keeps the hashes of entries written
+    before the log had them.
     """
     fields = {
         "seq": seq, "at": _format_at(at) if at is not None else None, "actor": actor,
         "role": role, "action": action, "target": target, "detail": detail,
     }
+    if issuer:
+        fields["issuer"] = issuer
+    if subject:
+        fields["subject"] = subject
     return hashlib.sha256(((prev_hash or "") + _canonical(fields)).encode("utf-8")).hexdigest()
 
 
@@ -229,7 +248,8 @@ class AuditLog:
 
     def record(self, actor: str, role: str, action: str, target: str = "",
                detail: Mapping[str, Any] | None = None,
-               at: datetime | None = None) -> AuditEntry:
+               at: datetime | None = None, *, issuer: str = "",
+               subject: str = "") -> AuditEntry:
         """Append one entry inside this transaction; it is visible to others at commit."""
         _check_action(action)
         if not isinstance(actor, str) or not actor.strip():
@@ -237,19 +257,27 @@ class AuditLog:
                 "Say who acted for the audit log (an e-mail address or identity, or "
                 f"{LOCAL_ACTOR!r} without sign-in)."
             )
+        if not isinstance(issuer, str) or not isinstance(subject, str):
+            raise CsMetricsError("An audit entry's issuer and subject must be text.")
         detail_text = _detail_text(detail)
         when = _utc(at)
         actor, role, target = actor.strip(), (role or "").strip(), str(target or "")
+        issuer, subject = issuer.strip(), subject.strip()
         last = self.con.execute(
             f"select seq, hash from {TABLE} order by seq desc limit 1"
         ).fetchall()
         seq, prev = (last[0][0] + 1, last[0][1]) if last else (1, GENESIS)
-        digest = entry_hash(prev, seq, when, actor, role, action, target, detail_text)
+        digest = entry_hash(prev, seq, when, actor, role, action, target, detail_text,
+                            issuer=issuer, subject=subject)
+        # columns by name: a log made before issuer and subject has them last
         self.con.execute(
-            f"insert into {TABLE} values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [seq, when, actor, role, action, target, detail_text, prev, digest],
+            f"insert into {TABLE} ({', '.join(_quoted(c) for c in COLUMNS)}) "
+            f"values ({', '.join('?' for _ in COLUMNS)})",
+            [seq, when, actor, issuer, subject, role, action, target, detail_text, prev,
+             digest],
         )
-        return AuditEntry(seq, when, actor, role, action, target, detail_text, prev, digest)
+        return AuditEntry(seq, when, actor, role, action, target, detail_text, prev, digest,
+                          issuer, subject)
 
 
 def _writable(wh: Warehouse, what: str) -> duckdb.DuckDBPyConnection:
@@ -261,6 +289,14 @@ def _writable(wh: Warehouse, what: str) -> duckdb.DuckDBPyConnection:
     con = wh.connection()
     try:
         con.execute(_DDL)
+        have = {r[0] for r in con.execute(
+            "select column_name from duckdb_columns() where database_name = "
+            "current_database() and schema_name = 'main' and table_name = ?", [TABLE]
+        ).fetchall()}
+        for column in _IDENTITY_COLUMNS:
+            if column not in have:  # a log made before them: old entries get ""
+                con.execute(f"alter table {TABLE} add column {column} varchar "
+                            "not null default ''")
     except duckdb.Error as exc:
         raise CsMetricsError(f"Cannot create the audit log in {wh.path}: {exc}") from exc
     finally:
@@ -305,14 +341,27 @@ def appending(wh: Warehouse, what: str = "write the audit log") -> Iterator[Audi
 
 
 def record(wh: Warehouse, actor: str, role: str, action: str, target: str = "",
-           detail: Mapping[str, Any] | None = None, at: datetime | None = None) -> AuditEntry:
+           detail: Mapping[str, Any] | None = None, at: datetime | None = None, *,
+           issuer: str = "", subject: str = "") -> AuditEntry:
     """Append one entry and commit it; returns the entry as stored.
 
     ``action`` must be one of ``ACTIONS``; ``detail`` is a dict of JSON-able values (dates
-    become ISO text); ``at`` defaults to now (UTC; a naive time is taken as UTC).
+    become ISO text); ``at`` defaults to now (UTC; a naive time is taken as UTC);
+    ``issuer`` and ``subject`` are the identity provider's ``iss`` and ``sub`` of a
+    signed-in actor.
     """
     with appending(wh) as log:
-        return log.record(actor, role, action, target, detail, at)
+        return log.record(actor, role, action, target, detail, at, issuer=issuer,
+                          subject=subject)
+
+
+def signed_in(wh: Warehouse) -> dict[str, str]:
+    """The identity provider's issuer and subject of whoever ``wh`` is scoped to, as keyword
+    arguments of ``record``: for writers that are handed a scoped warehouse and write to
+    its base (empty without a scope or sign-in)."""
+    scope = wh.scope
+    return {"issuer": getattr(scope, "issuer", "") or "",
+            "subject": getattr(scope, "subject", "") or ""}
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -351,7 +400,7 @@ def entries(wh: Warehouse, limit: int | None = None, actor: str | None = None,
             since = datetime(since.year, since.month, since.day)
         where.append('"at" >= ?')
         params.append(_utc(since))
-    sql = f"select {', '.join(_quoted(c) for c in COLUMNS)} from {TABLE}"
+    sql = f"select {_select_list(wh)} from {TABLE}"
     if where:
         sql += " where " + " and ".join(where)
     sql += " order by seq desc"
@@ -365,11 +414,22 @@ def _quoted(column: str) -> str:
     return f'"{column}"'
 
 
+def _select_list(wh: Warehouse) -> str:
+    """``COLUMNS`` to select, with "" for the identity columns of a log made before them
+    (read-only, it cannot be given them)."""
+    have = set(wh.columns(TABLE))
+    return ", ".join(
+        (f"coalesce({_quoted(c)}, '') as {_quoted(c)}" if c in have else f"'' as {_quoted(c)}")
+        if c in _IDENTITY_COLUMNS else _quoted(c)
+        for c in COLUMNS)
+
+
 def _check_rows(rows: Iterable[tuple], anchor: tuple[int, str] | None) -> VerifyResult:
     expected, prev = 1, GENESIS
     checked, head_seq, head_hash = 0, None, None
     anchored = anchor is None
-    for seq, at, actor, role, action, target, detail, prev_hash, stored in rows:
+    for seq, at, actor, issuer, subject, role, action, target, detail, prev_hash, stored \
+            in rows:
         checked += 1
         why = ""
         if seq is None or seq < expected:
@@ -381,7 +441,8 @@ def _check_rows(rows: Iterable[tuple], anchor: tuple[int, str] | None) -> Verify
         elif prev_hash != prev:
             why = (f"its prev_hash does not match the hash of entry {seq - 1} (an entry "
                    "before it was changed or removed).")
-        elif entry_hash(prev_hash, seq, at, actor, role, action, target, detail) != stored:
+        elif entry_hash(prev_hash, seq, at, actor, role, action, target, detail,
+                        issuer=issuer, subject=subject) != stored:
             why = "its hash does not match its content (the entry was changed)."
         elif anchor is not None and seq == anchor[0]:
             if stored != anchor[1]:
@@ -416,8 +477,7 @@ def verify(wh: Warehouse, anchor: tuple[int, str] | None = None) -> VerifyResult
         # read in batches on the warehouse's own connection (a cursor would be another
         # connection, outside any scope)
         cursor = wh.connection().execute(
-            f"select {', '.join(_quoted(c) for c in COLUMNS)} from {TABLE} "
-            "order by seq nulls first")
+            f"select {_select_list(wh)} from {TABLE} order by seq nulls first")
     except duckdb.Error as exc:
         raise CsMetricsError(f"Cannot read the audit log of {wh.path}: {exc}") from exc
 
@@ -444,11 +504,18 @@ def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     """``entries`` as UTF-8 CSV, ``at`` in the ISO form that is hashed, so a download can be
-    checked against the chain."""
+    checked against the chain.
+
+    A text cell a spreadsheet would run as a formula (an actor or target beginning with
+    ``=``, ``+``, ``-``, ``@``, tab or carriage return) is written with a leading ``'``:
+    drop that one character before hashing such a cell.
+    """
+    from cs_metrics.safe_text import neutralize_csv
+
     out = frame.copy()
     if "at" in out.columns:
         out["at"] = [_at_text(t) for t in out["at"]]
-    return out.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    return neutralize_csv(out).to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
 # --- settings ----------------------------------------------------------------------------------

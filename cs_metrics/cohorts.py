@@ -15,7 +15,7 @@ Tickets belong to the filters by their ``created_at`` and dimensions, like every
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -157,8 +157,11 @@ def cohort_tables(
         f"from tickets t where {where} and t.customer_id is not null",
         params,
     ).fetchall()[0]
-    hi = max(d for d in (lo, hi) if d is not None) + timedelta(days=recontact_days) \
-        if lo is not None else None
+    if lo is not None:
+        hi = max(d for d in (lo, hi) if d is not None)
+        # a close in year 9999 (written past a load's checks) has no window after it
+        hi = hi + timedelta(days=recontact_days) \
+            if datetime.max - hi > timedelta(days=recontact_days) else datetime.max
     df = wh.df(sql, [*params, lo, hi, window, as_of, window])
     df = df.rename(columns={"grp": by})
     for col in ("customers", "tickets", "csat_responses", "recontact_base", "recontacts"):

@@ -79,14 +79,21 @@ def bucket(period: date, grain: str) -> tuple[datetime, datetime]:
     day = period.date() if isinstance(period, datetime) else period
     if grain == "day":
         start = day
-        end = day + timedelta(days=1)
     elif grain == "week":
-        start = day - timedelta(days=day.weekday())
-        end = start + timedelta(days=7)
+        start = day - timedelta(days=day.weekday())  # 0001-01-01 was a Monday
     else:
         start = day.replace(day=1)
-        end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
-    return _as_ts(start), _as_ts(end)
+    try:
+        if grain == "day":
+            end = _as_ts(day + timedelta(days=1))
+        elif grain == "week":
+            end = _as_ts(start + timedelta(days=7))
+        else:
+            end = _as_ts(date(start.year + start.month // 12, start.month % 12 + 1, 1))
+    except (OverflowError, ValueError):
+        # the last bucket of year 9999 (data written past ingest's checks): it ends with time
+        end = datetime.max
+    return _as_ts(start), end
 
 
 def ticket_page(

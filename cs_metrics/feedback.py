@@ -137,9 +137,38 @@ class CommentPage:
 
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-# a run of digits with the separators phone numbers are written with
-_PHONE = re.compile(r"(?<![\w@])\+?\(?\d[\d\s().\-/]{5,}\d(?![\w@])")
+# 13 to 19 digits, grouped or not by single spaces or dashes ("4111 1111 1111 1111",
+# "3782-822463-10005"), not part of a longer run of digits, a word or a "+" number
+_CARD = re.compile(r"(?<![\w@+])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![\w@])(?![ -]\d)")
+# a run of digits with the separators phone numbers are written with; not inside a token
+# with letters ("INV-2024-00017", "T000123-A")
+_PHONE = re.compile(
+    r"(?<![\w@])(?<!\w[-/.])\+?\(?\d[\d\s().\-/]{5,}\d(?![\w@])(?![-/][^\W\d_])")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}")
+# Words after which a number is an id, not a phone: "order 123456789", "order no. 555123",
+# "my order number is 5551234567", "ticket #48213", "ref: 20240117", "#12345678".
+_ID_CUE = re.compile(
+    r"(?:\b(?:order|ticket|invoice|inv|ref|reference|case|booking|tracking|confirmation|"
+    r"reservation|account|acct|claim|receipt|transaction|shipment|parcel|po|incident)s?\b"
+    r"\.?\s*(?:(?:no|nr|num|number|id)\b\.?\s*)?(?:(?:is|was)\s+)?[:#]?\s*|#\s*)$",
+    re.IGNORECASE,
+)
+
+
+def luhn_valid(digits: str) -> bool:
+    """Whether a string of digits passes the Luhn check that payment card numbers carry."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return "[card]" if luhn_valid(digits) else match.group(0)
 
 
 def _phone(match: re.Match[str]) -> str:
@@ -147,17 +176,26 @@ def _phone(match: re.Match[str]) -> str:
     digits = sum(c.isdigit() for c in text)
     if digits < 7 or digits > 15 or _DATE.fullmatch(text.strip()):
         return text
+    # an order, ticket or invoice number is kept: the words just before it say so
+    if _ID_CUE.search(match.string[max(0, match.start() - 40):match.start()]):
+        return text
     return "[phone]"
 
 
 def mask_pii(text: str | None) -> str | None:
-    """The text with e-mail addresses and phone numbers replaced by ``[email]``/``[phone]``.
+    """The text with e-mail addresses, payment card numbers and phone numbers replaced by
+    ``[email]``, ``[card]`` and ``[phone]``.
 
-    Customer names are masked too where the customers are known: see ``mask_comment``.
+    A card number is 13 to 19 digits, grouped by spaces or dashes or not, that pass the Luhn
+    check (one passing by chance is masked too: the safe side). A phone number is 7 to 15
+    digits written as phone numbers are; a number after a word that names an id ("order",
+    "ticket", "invoice", "ref", "case", "#", ...), or inside a token with letters
+    ("INV-2024-00017"), is an id and stays. Customer names are masked too where the
+    customers are known: see ``mask_comment``.
     """
     if text is None or (not isinstance(text, str) and pd.isna(text)):
         return None
-    return _PHONE.sub(_phone, _EMAIL.sub("[email]", text))
+    return _PHONE.sub(_phone, _CARD.sub(_card, _EMAIL.sub("[email]", text)))
 
 
 # a word: letters and digits, with inner apostrophes (O'Brien); hyphens and dots separate

@@ -719,8 +719,11 @@ def _load_group(
     staged = _stage(group)  # raises CsMetricsError, having cleaned up, if it cannot
     try:
         try:
+            # every reject listed: _after_load tells superseded versions from real
+            # duplicates, and counts rejects per batch, by the rejects table's rows
             report = ingest(staged.folder, staged.mapping, settings=settings,
-                            rejects_csv=staged.folder / "rejects.csv", warehouse=wh)
+                            rejects_csv=staged.folder / "rejects.csv", warehouse=wh,
+                            list_rejects=None)
         except CsMetricsError as exc:
             message = _readable(str(exc), staged)
             if _is_transient(message):

@@ -299,13 +299,24 @@ def _first_long_line(path: str, limit: int) -> tuple[int, int] | None:
 
 
 def _setting_hint(tm: TableMapping, key: str, value: str | int) -> str:
-    """Where ``key`` is set for ``tm``'s source: its mapping section, or _format.toml."""
-    value = f'"{value}"' if isinstance(value, str) else str(value)
+    """Where ``key`` is set for ``tm``'s source: its mapping section, or _format.toml (or,
+    for the encoding, the --encoding flag)."""
+    toml = f'"{value}"' if isinstance(value, str) else str(value)
     if tm.columns:
-        return f"set {key} = {value} in the [{tm.table}] section of {tm.origin}"
+        return f"set {key} = {toml} in the [{tm.table}] section of {tm.origin}"
     folder = tm.files[0].parent
-    also = f", or pass --{key.replace('_', '-')}" if key == "encoding" else ""
-    return f"add {key} = {value} to {folder / FORMAT_FILE}{also}"
+    also = f" (or pass --encoding {value})" if key == "encoding" else ""
+    return f"add {key} = {toml} to {folder / FORMAT_FILE}{also}"
+
+
+def _looks_binary(file: Path) -> bool:
+    """NUL bytes in the first 8 KB and no UTF-16 byte order mark: not text."""
+    try:
+        with _open_bytes(file) as fh:
+            head = fh.read(8192)
+    except (OSError, EOFError):
+        return False
+    return b"\x00" in head and head[:2] not in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def read_error(tm: TableMapping, exc: duckdb.Error) -> CsMetricsError:
@@ -322,40 +333,39 @@ def read_error(tm: TableMapping, exc: duckdb.Error) -> CsMetricsError:
     if not os.access(file, os.R_OK):
         reason = "it does not exist" if not file.exists() else "permission denied"
         return CsMetricsError(f"{where}: cannot read {file} ({reason}); check the file.")
-    if tm.fmt == "csv" and ("not utf-8 encoded" in text or "Invalid unicode" in text):
-        try:
-            with _open_bytes(file) as fh:
-                binary = b"\x00" in fh.read(8192)
-        except (OSError, EOFError):
-            binary = False
-        if binary and not tm.encoding:
-            return CsMetricsError(
-                f"{where}: {file} is not CSV text (it holds NUL bytes: a binary file, or "
-                f"UTF-16 without a byte order mark); if it is UTF-16, "
-                f"{_setting_hint(tm, 'encoding', 'utf-16')}."
-            )
-        line = _first_bad_line(file, tm.encoding or "utf-8")
-        at = f" on line {line}" if line else ""
+    if tm.fmt == "csv" and not tm.encoding and _looks_binary(file):
         return CsMetricsError(
-            f"{where}: {file} is not UTF-8 text (bytes{at} are not valid UTF-8); if it was "
-            f"saved in another encoding, {_setting_hint(tm, 'encoding', 'latin-1')} (or the "
-            "file's own encoding, such as \"cp1252\" or \"utf-16\")."
+            f"{where}: {file} is not CSV text (it holds NUL bytes: a binary file, or UTF-16 "
+            f"without a byte order mark); export it as CSV, or if it is UTF-16, "
+            f"{_setting_hint(tm, 'encoding', 'utf-16')}."
+        )
+    if tm.fmt == "csv" and ("not utf-8 encoded" in text or "Invalid unicode" in text):
+        line = _first_bad_line(file, tm.encoding or "utf-8")
+        at = f"line {line} holds" if line else "it holds"
+        return CsMetricsError(
+            f"{where}: {file} is not UTF-8 text ({at} bytes that are not UTF-8); if it was "
+            "saved in another encoding (latin-1, cp1252 or utf-16, say), "
+            f"{_setting_hint(tm, 'encoding', 'latin-1')}, naming the file's own encoding."
         )
     if tm.fmt == "csv" and "is not" in first and "encoded" in first:
         return CsMetricsError(
-            f"{where}: {file} is not {tm.encoding or 'UTF-8'} text as DuckDB reads it ({first}); "
-            f"{_setting_hint(tm, 'encoding', 'cp1252')} for a Windows "
-            "export, or the file's own encoding."
+            f"{where}: {file} is not {tm.encoding or 'UTF-8'} text ({first}); a Windows export "
+            f"is often cp1252: {_setting_hint(tm, 'encoding', 'cp1252')}, or name the file's "
+            "own encoding."
         )
-    if tm.fmt == "csv" and "Maximum line size" in text:
-        limit = int(tm.max_line_size or MAX_LINE_SIZE)
-        found = _first_long_line(read[index], limit)
+    limit = int(tm.max_line_size or MAX_LINE_SIZE)
+    too_long = "Maximum line size" in text
+    # a long line within the rows DuckDB samples fails the sniffing, which does not say why
+    found = _first_long_line(read[index], limit) if tm.fmt == "csv" and (
+        too_long or "sniffing" in text) else None
+    if found or too_long:
         reported = re.search(r"CSV Error on Line: (\d+)", text)
         if found:
             at = f"line {found[0]} is {found[1]:,d} bytes long"
         else:  # a quoted value over several lines: DuckDB's count of records
             at = f"record {reported.group(1) if reported else '?'} is longer than that"
-        need = max(found[1] if found else 0, limit) * 2
+        # twice the longest line seen, in whole megabytes
+        need = -(-2 * max(found[1] if found else 0, limit) // 1_000_000) * 1_000_000
         return CsMetricsError(
             f"{where}: {file} has a line over the reader's limit of {limit:,d} bytes ({at}); "
             f"to read it, {_setting_hint(tm, 'max_line_size', need)}."
@@ -994,13 +1004,16 @@ def ingest(
     rejects_csv: str | Path | None = None,
     warehouse: Warehouse | None = None,
     encoding: str | None = None,
+    list_rejects: int | None = REJECTS_LISTED,
 ) -> IngestReport:
     """Validate and load a canonical folder, or the sources a mapping file names.
 
     Loading is an upsert by id (ticket_id, feedback_id, rep_id, customer_id, outage_id):
     ingesting the same source twice leaves the warehouse as it was. ``replace`` empties the
     warehouse first. ``encoding`` is the text encoding of CSV sources whose mapping section
-    (or ``_format.toml``) does not name one.
+    (or ``_format.toml``) does not name one. Every rejected row is counted; ``list_rejects``
+    of each reason in each source file are listed with their raw row in the rejects table
+    and ``rejects_csv`` (None: all of them).
     """
     started = time.perf_counter()
     m = read_mapping(mapping, source) if mapping else canonical_folder(source)
@@ -1008,6 +1021,8 @@ def ingest(
         m = with_encoding(m, check_encoding(encoding, "--encoding"))
     exprs = check_mapping(m)  # fatal problems stop here, before the warehouse is touched
     refuse_empty_load(m)
+    if rejects_csv:
+        _check_rejects_path(Path(rejects_csv))
     settings = settings or load_settings()
     wh = warehouse or Warehouse(db)
     con = wh.connection()
@@ -1041,7 +1056,7 @@ def ingest(
                     raise read_error(tm, exc) from exc
                 raw_cache[key] = raw
             reports.append(_load_table(con, tm, exprs[name], raw, tag, ingest_id, live,
-                                       plausible))
+                                       plausible, list_rejects))
         loads_tickets = m.for_table("tickets") is not None
         if live and live["small"]:
             # a small load into a big warehouse: derive only the tickets it touches
@@ -1086,11 +1101,13 @@ def ingest(
     try:
         listed = _write_rejects_csv(con, ingest_id, out_csv)
     except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.filename and str(exc.filename) != str(out_csv):
+            reason += f" ({exc.filename})"
         raise CsMetricsError(
             f"The load committed ({sum(r.loaded for r in reports):,d} rows loaded), but the "
-            f"rejected rows could not be written to {out_csv}: "
-            f"{exc.strerror or exc}; they are in the warehouse's rejects table, and the next "
-            "load can write them if --rejects names a writable file."
+            f"rejected rows could not be written to {out_csv}: {reason}; they are kept in the "
+            "warehouse's rejects table. Pass --rejects with a writable path next time."
         ) from exc
     finally:
         if warehouse is None:
@@ -1198,6 +1215,7 @@ def _load_table(
     ingest_id: str,
     live: dict | None = None,
     plausible: dict[str, tuple[datetime, datetime]] | None = None,
+    listed: int | None = REJECTS_LISTED,
 ) -> TableReport:
     table = TABLES[tm.table]
     _build_checked(con, tm, exprs, raw, tag, plausible)
@@ -1310,9 +1328,11 @@ def _load_table(
     sentence = "case c.__reason " + " ".join(
         f"when {sql_literal(k)} then {sql_literal(v)}" for k, v in REJECT_REASONS.items()
     ) + " end"
-    # Every reject is counted; the first REJECTS_LISTED of each reason in each file are
-    # listed with their raw row. A file whose every row fails for one reason would otherwise
-    # give a rejects table and rejects.csv larger than the source itself.
+    # Every reject is counted; the first ``listed`` of each reason in each file are listed
+    # with their raw row. A file whose every row fails for one reason would otherwise give a
+    # rejects table and rejects.csv larger than the source itself.
+    cap = "" if listed is None else \
+        f"qualify row_number() over (partition by __file, __reason order by __row) <= {int(listed)}"
     con.execute(
         f"""
         insert into rejects
@@ -1323,11 +1343,10 @@ def _load_table(
             to_json(r)
         from (select __file, __row, __reason, __column, __value from checked_{tag}
               where __reason is not null and not starts_with(__reason, '__')
-              qualify row_number() over (partition by __file, __reason order by __row) <= ?
-              ) c
+              {cap}) c
         join {raw} r on r.__file = c.__file and r.__row = c.__row
         """,
-        [ingest_id, tm.table, files, REJECTS_LISTED],
+        [ingest_id, tm.table, files],
     )
     if tm.table != "tickets":
         _drop_staging(con, tag)
@@ -1393,8 +1412,7 @@ def _orphan_warnings(con: duckdb.DuckDBPyConnection, reports: list[TableReport],
 
 
 def _write_rejects_csv(con: duckdb.DuckDBPyConnection, ingest_id: str, path: Path) -> int:
-    """Write the load's listed rejects to ``path``, streamed in batches; returns how many.
-    The file appears whole or not at all (written beside it, then renamed)."""
+    """Write the load's listed rejects to ``path``, streamed in batches; returns how many."""
     path.parent.mkdir(parents=True, exist_ok=True)
     result = con.execute(
         f"select {', '.join(REJECT_COLUMNS)} from rejects where ingest_id = ? "
@@ -1403,18 +1421,30 @@ def _write_rejects_csv(con: duckdb.DuckDBPyConnection, ingest_id: str, path: Pat
     )
     from cs_metrics.safe_text import csv_cell
 
-    part = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
     written = 0
-    try:
-        with open(part, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(REJECT_COLUMNS)
-            while rows := result.fetchmany(5_000):
-                # analysts open this file in a spreadsheet, and ``value`` and ``raw`` are the
-                # source's own text: a cell that would run as a formula gets a leading '
-                writer.writerows([csv_cell(v) for v in row] for row in rows)
-                written += len(rows)
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(REJECT_COLUMNS)
+        while rows := result.fetchmany(5_000):  # a batch at a time, never all in memory
+            # analysts open this file in a spreadsheet, and ``value`` and ``raw`` are the
+            # source's own text: a cell that would run as a formula gets a leading '
+            writer.writerows([csv_cell(v) for v in row] for row in rows)
+            written += len(rows)
     return written
+
+
+def _check_rejects_path(path: Path) -> None:
+    """Refuse, before anything loads, a rejects path that can never be written."""
+    if path.is_dir():
+        raise CsMetricsError(
+            f"The rejects file {path} is a folder; pass --rejects with a file name, such as "
+            f"{path / 'rejects.csv'}. Nothing was loaded."
+        )
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CsMetricsError(
+                    f"The rejects file {path} cannot be written: {parent} is a file, not a "
+                    "folder; pass --rejects with a writable path. Nothing was loaded."
+                )
+            break

@@ -80,7 +80,10 @@ def check_encoding(value: object, where: str) -> str | None:
     try:
         if not isinstance(value, str):
             raise LookupError(value)
-        b"".decode(value)  # a text encoding (not base64, zlib, ...)
+        try:
+            b"ab".decode(value)  # bytes to text (base64, zlib, rot13 are not)
+        except UnicodeError:
+            pass  # a text encoding; two bytes may be too few for it
         return codecs.lookup(value).name
     except LookupError:
         raise CsMetricsError(

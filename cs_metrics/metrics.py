@@ -15,7 +15,7 @@ import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.schema import DIMENSIONS
-from cs_metrics.settings import Settings, load_settings
+from cs_metrics.settings import PLAUSIBLE_BOUNDS, Settings, load_settings
 from cs_metrics.warehouse import Warehouse
 
 Source = Literal["tickets", "backlog"]
@@ -263,10 +263,13 @@ def compile_query(
     by: list[str] | tuple[str, ...] = (),
     grain: str | None = None,
     filters: Filters | None = None,
+    plausible: tuple[datetime, datetime] | None = None,
 ) -> tuple[str, list]:
     """(metrics, dimensions, grain, filters) -> parameterised SQL and its parameters.
 
     One row per group (dimensions, then period), sorted by them; columns named as asked.
+    ``plausible`` (the warehouse's plausible window) bounds the backlog's periods when the
+    date range is open, so a ticket dated 2100 or 9999 does not make them run on to it.
     """
     filters = filters or Filters()
     if not metrics:
@@ -303,7 +306,7 @@ def compile_query(
         ))
         params += where_params
     if any(m.source == "backlog" for m in chosen):
-        sql, p = _backlog_sql(list(by), grain, filters)
+        sql, p = _backlog_sql(list(by), grain, filters, plausible)
         ctes.append(("backlog_agg", sql, [METRICS["backlog"]]))
         params += p
 
@@ -338,7 +341,8 @@ def compile_query(
     return sql, params
 
 
-def _backlog_sql(by: list[str], grain: str | None, filters: Filters) -> tuple[str, list]:
+def _backlog_sql(by: list[str], grain: str | None, filters: Filters,
+                 plausible: tuple[datetime, datetime] | None = None) -> tuple[str, list]:
     """Tickets open at the end of each period: a stock, so earlier tickets count too."""
     where, params = _where(filters, with_dates=False)
     dims = [f"t.{d} as {d}" for d in by]
@@ -361,6 +365,10 @@ def _backlog_sql(by: list[str], grain: str | None, filters: Filters) -> tuple[st
     with_dims = ", ".join(by) + ", " if by else ""
     dim_select = ", ".join(dims) + ", " if dims else ""
     partition = ", ".join(by) or "1"
+    # an open range runs over the data's plausible periods, a given one within the
+    # plausible centuries: never from year 1 to 9999
+    lo, hi = plausible or (datetime.combine(d, datetime.min.time()) for d in PLAUSIBLE_BOUNDS)
+    lo, hi = max(lo.date(), PLAUSIBLE_BOUNDS[0]), min(hi.date(), PLAUSIBLE_BOUNDS[1])
     date_from = _as_ts(filters.date_from) if filters.date_from else None
     date_to = _as_ts(filters.date_to) - timedelta(microseconds=1) if filters.date_to else None
     # One pass over the tickets: counts per (created bucket, resolved bucket); the net flow
@@ -384,8 +392,14 @@ def _backlog_sql(by: list[str], grain: str | None, filters: Filters) -> tuple[st
             select {with_dims}resolved_p, -n from bl_pairs where resolved_p is not null
         ),
         bl_bounds as (
-            select date_trunc('{grain}', coalesce(cast(? as timestamp), min(created_p))) as lo,
-                   date_trunc('{grain}', coalesce(cast(? as timestamp), max(created_p))) as hi
+            -- the spine stays within the plausible centuries: a ticket of year 0001 or 9999
+            -- (written past a load's checks) still counts, but does not make it millions long
+            select date_trunc('{grain}', greatest(coalesce(cast(? as timestamp),
+                       min(created_p) filter (where created_p >= date '{lo}')),
+                       date '{PLAUSIBLE_BOUNDS[0]}')) as lo,
+                   date_trunc('{grain}', least(coalesce(cast(? as timestamp),
+                       max(created_p) filter (where created_p <= date '{hi}')),
+                       date '{PLAUSIBLE_BOUNDS[1]}')) as hi
             from bl_pairs
         ),
         bl_spine as (
@@ -448,7 +462,7 @@ def query(
             f"The warehouse {warehouse.path} has no tickets yet; run "
             "`python -m cs_metrics ingest SOURCE` first."
         )
-    sql, params = compile_query(metrics, by, grain, filters)
+    sql, params = compile_query(metrics, by, grain, filters, warehouse.plausible_window())
     df = warehouse.df(sql, params)
     if "period" in df.columns:
         df["period"] = pd.to_datetime(df["period"]).dt.date

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import smtplib
 import ssl
 import time
@@ -26,12 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import duckdb
 import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
+from cs_metrics.safe_text import escape_slack, header_text
 from cs_metrics.settings import ALERT_SEVERITIES, EmailSettings, NotificationSettings
 from cs_metrics.warehouse import catalog_changed
 
@@ -118,20 +120,48 @@ def _headline(alerts: Sequence[Alert]) -> str:
     return f"{n} new alert{'s' if n != 1 else ''}: {worst.title}{more}"
 
 
+# what may not stand unencoded inside Slack's ``<url|text>``: its delimiters, whitespace
+_SLACK_URL_BREAKERS = re.compile(r"[<>|\s\"`]")
+_SLACK_HEADER_MAX = 150  # characters of a header block's text, entities included
+
+
+def _slack_url(link: str) -> str:
+    """``link`` fit to stand inside ``<...|...>``: the query is already URL-encoded, and a
+    delimiter of Slack's markup in the configured ``app_url`` is percent-encoded too (the
+    query's ``&`` stays as it is, as Slack reads it in a link)."""
+    return _SLACK_URL_BREAKERS.sub(lambda m: quote(m.group()), link)
+
+
+def _slack_header(text: str) -> str:
+    """``text`` escaped and cut to Slack's header limit without splitting an entity."""
+    cut = text[:_SLACK_HEADER_MAX]
+    while len(escape_slack(cut)) > _SLACK_HEADER_MAX:
+        cut = cut[:-1]
+    return escape_slack(cut)
+
+
 def slack_payload(alerts: Sequence[Alert], app_url: str = "") -> dict[str, Any]:
-    """A Slack-compatible body: ``text`` (the fallback line) and ``blocks``, one per alert."""
+    """A Slack-compatible body: ``text`` (the fallback line) and ``blocks``, one per alert.
+
+    Titles and messages name values of the data (a ticket id, a location, a comment's
+    words): Slack's control characters in them are escaped, so ``<!channel>``, ``<@U1>``
+    or ``<http://x|click>`` in the data is shown, never a mention or a link. Only the
+    link to the app is markup.
+    """
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _headline(alerts)[:150]}}
+        {"type": "header", "text": {"type": "plain_text", "text": _slack_header(
+            _headline(alerts))}}
     ]
     for alert in list(alerts)[:_MAX_LISTED]:
-        link = alert.absolute_link(app_url)
+        link = _slack_url(alert.absolute_link(app_url))
         # Slack only links absolute addresses; a relative one is shown as text
         opens = f"<{link}|Open in the app>" if link.startswith("http") else f"Open: `{link}`"
+        title, message = escape_slack(alert.title), escape_slack(alert.message)
         blocks.append({
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": f"*[{alert.severity.upper()}] {alert.title}*\n{alert.message}\n{opens}",
+                "text": f"*[{alert.severity.upper()}] {title}*\n{message}\n{opens}",
             },
         })
     if len(alerts) > _MAX_LISTED:
@@ -140,14 +170,16 @@ def slack_payload(alerts: Sequence[Alert], app_url: str = "") -> dict[str, Any]:
             "elements": [{"type": "mrkdwn",
                           "text": f"…and {len(alerts) - _MAX_LISTED} more in the app."}],
         })
-    text = "\n".join(f"[{a.severity.upper()}] {a.message}" for a in list(alerts)[:_MAX_LISTED])
+    text = "\n".join(f"[{a.severity.upper()}] {escape_slack(a.message)}"
+                     for a in list(alerts)[:_MAX_LISTED])
     return {"text": text, "blocks": blocks}
 
 
 def email_content(alerts: Sequence[Alert], settings: NotificationSettings) -> tuple[str, str]:
-    """(subject, plain-text body) of the email announcing ``alerts``."""
+    """(subject, plain-text body) of the email announcing ``alerts``. The body is plain
+    text, so the data's words need no escaping there; the subject is kept to one line."""
     prefix = settings.email.subject_prefix
-    subject = f"{prefix} {_headline(alerts)}".strip()
+    subject = header_text(f"{prefix} {_headline(alerts)}")
     parts = []
     for alert in list(alerts)[:_MAX_LISTED]:
         parts.append(
@@ -184,9 +216,16 @@ def send_email(
             retriable=False,
         )
     msg = EmailMessage()
-    msg["Subject"] = subject
-    msg["From"] = email.sender
-    msg["To"] = ", ".join(email.recipients)
+    # a subject naming a value of the data stays one header, whoever composed it
+    msg["Subject"] = header_text(subject)
+    try:
+        msg["From"] = email.sender
+        msg["To"] = ", ".join(email.recipients)
+    except ValueError as exc:  # the email package refuses a header that spans lines
+        raise DeliveryError(
+            f"notifications.email.sender or recipients are not plain addresses: {exc}.",
+            retriable=False,
+        ) from None
     msg.set_content(body)
     send_message(email, msg, timeout=timeout, password=password)
 

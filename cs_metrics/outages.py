@@ -105,7 +105,10 @@ with o_all as (
         -- observed up to the as-of moment; an end before the start is an empty window
         greatest(started_at, least(coalesce(ended_at, cast(? as timestamp)),
                                    cast(? as timestamp))) as window_end,
-        lat is not null and lon is not null and radius_km is not null as has_area
+        lat is not null and lon is not null and radius_km is not null as has_area,
+        -- one started in year 0001 (written past a load's checks) would be cut into
+        -- millions of hours: it is listed, not measured
+        started_at between cast(? as timestamp) and cast(? as timestamp) as measured
     from outages
 ),
 o as (
@@ -117,6 +120,7 @@ shifts as (
         o.started_at + to_days(cast(7 * w.k as integer)) as s,
         o.window_end + to_days(cast(7 * w.k as integer)) as e
     from o cross join (select unnest(range(?, ? + 1)) as k) w
+    where o.measured
 ),
 windows as (
     select s.* from shifts s join o me on me.outage_id = s.outage_id
@@ -124,7 +128,7 @@ windows as (
         s.s >= cast(? as timestamp) and s.e <= cast(? as timestamp)
         and not exists (
             select 1 from o_all x
-            where x.started_at < s.e and x.window_end > s.s
+            where x.measured and x.started_at < s.e and x.window_end > s.s
               and (x.outage_id = me.outage_id
                    or coalesce({dist_x} < me.radius_km + x.radius_km, true))
         )
@@ -210,10 +214,11 @@ affected as (
 ),
 counts as (
     select o.*, wk.baseline_weeks,
-        date_diff('second', o.started_at, o.window_end) / 3600.0 as hours,
+        case when o.measured
+            then date_diff('second', o.started_at, o.window_end) / 3600.0 end as hours,
         case when o.has_area then a.affected_customers end as affected_customers,
         p.* exclude (outage_id),
-        case when o.has_area then coalesce(p.obs_n, 0) end as n0,
+        case when o.has_area and o.measured then coalesce(p.obs_n, 0) end as n0,
         case when o.has_area and wk.baseline_weeks > 0
             then coalesce(p.base_n, 0) * 1.0 / wk.baseline_weeks end as expected,
         coalesce(u.unlocated_tickets, 0) as unlocated_tickets,
@@ -394,14 +399,21 @@ def impact_of_every_outage(
         affected=affected,
         z=repr(Z95),
     )
+    plausible = wh.plausible_window()
     params = [
-        as_of, as_of,
+        as_of, as_of, *plausible,
         -baseline_weeks, baseline_weeks,
         span[0], span[1],
         *where_params,  # located
         *where_params,  # unlocated
     ]
     df = wh.df(sql, params)
+    outside = int(((df["started_at"] < plausible[0]) | (df["started_at"] > plausible[1]))
+                  .sum())
+    if outside:
+        notes.append(f"{_count(outside, 'outage')} started outside the plausible window "
+                     f"{plausible[0]:%Y-%m-%d} – {plausible[1]:%Y-%m-%d} (settings "
+                     "ingest.earliest and ingest.latest): their figures are not measured.")
     if not has_located:
         for col in _TICKET_FIGURES:
             df[col] = np.nan if col != "top_domain" else None

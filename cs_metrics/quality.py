@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cs_metrics.ingest import REJECT_REASONS, WARNINGS
+from cs_metrics.ingest import REJECT_REASONS, REJECTS_LISTED, WARNINGS
 from cs_metrics.schema import TABLES
 from cs_metrics.warehouse import Warehouse
 
@@ -26,7 +26,7 @@ class QualityReport:
     warning_free: float | None
     completeness: float | None
     tables: pd.DataFrame  # table, origin, read, loaded, rejected, collapsed, skipped_empty, ...
-    rejects_by_reason: pd.DataFrame  # table, reason, rows, meaning
+    rejects_by_reason: pd.DataFrame  # table, reason, rows, listed, meaning
     warnings: pd.DataFrame  # table, warning, rows, meaning
     columns: pd.DataFrame  # table, column, required, non_null, total, filled_pct
 
@@ -61,15 +61,28 @@ def quality_report(wh: Warehouse) -> QualityReport:
         columns={"table_name": "table", "rows_read": "read", "rows_loaded": "loaded",
                  "rows_rejected": "rejected"})
     warn_rows = []
+    reject_counts: dict[tuple[str, str], int] = {}
     for _, row in log.iterrows():
         for name, n in _counts(row["warnings"]).items():
             warn_rows.append((row["table_name"], name, n, WARNINGS.get(name, name)))
+        for name, n in _counts(row["rejected_by_reason"]).items():
+            key = (row["table_name"], name)
+            reject_counts[key] = reject_counts.get(key, 0) + n
     warnings = pd.DataFrame(warn_rows, columns=["table", "warning", "rows", "meaning"])
-    rejects = wh.df(
-        "select table_name as table, reason, count(*) as rows from rejects "
-        "group by all order by 1, 2"
-    )
-    rejects["meaning"] = rejects["reason"].map(REJECT_REASONS)
+    # Rows are counted from the load log: the rejects table lists at most REJECTS_LISTED of
+    # one reason in one file (a file whose every row fails would otherwise be stored twice).
+    listed = dict(((t, r), int(n)) for t, r, n in wh.df(
+        "select table_name, reason, count(*) from rejects group by all").itertuples(index=False))
+    rejects = pd.DataFrame(
+        [(t, r, n, min(listed.get((t, r), 0), n)) for (t, r), n in sorted(reject_counts.items())],
+        columns=["table", "reason", "rows", "listed"],
+    ).astype({"rows": "int64", "listed": "int64"})
+    rejects["meaning"] = [
+        REJECT_REASONS.get(r, r) + (
+            f" (the first {REJECTS_LISTED:,d} of each source file are listed, with their "
+            "rows; all are counted)" if n > k else "")
+        for r, n, k in zip(rejects["reason"], rejects["rows"], rejects["listed"], strict=True)
+    ]
 
     stats = wh.df("select * from column_stats") if wh.has_table("column_stats") else empty
     col_rows = []

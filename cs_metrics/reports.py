@@ -25,7 +25,7 @@ import math
 import re
 import secrets
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from email.message import EmailMessage
@@ -49,8 +49,9 @@ from cs_metrics.metrics import (
     query,
 )
 from cs_metrics.quality import quality_report
-from cs_metrics.settings import Settings, load_settings
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.safe_text import escape_markdown, header_text
+from cs_metrics.settings import PLAUSIBLE_BOUNDS, Settings, load_settings
+from cs_metrics.warehouse import Warehouse, implausible_note
 
 __all__ = [
     "AUDIENCES",
@@ -205,10 +206,20 @@ def period_between(date_from: date, date_to: date, spec: str | None = None) -> P
             f"The report period must end after it starts; got {date_from} to "
             f"{date_to - timedelta(days=1)}."
         )
+    _check_bounds(date_from, date_to - timedelta(days=1), spec)
     length = date_to - date_from
     spec = spec or f"{date_from.isoformat()}:{(date_to - timedelta(days=1)).isoformat()}"
     return Period("range", date_from, date_to, date_from - length, date_from,
                   _range_label(date_from, date_to), spec)
+
+
+def _check_bounds(first: date, last: date, spec: str | None) -> None:
+    """A period and the one before it stay countable: the days of PLAUSIBLE_BOUNDS (year
+    0001 has no month before it, and pandas holds 1677-2262 only)."""
+    lo, hi = PLAUSIBLE_BOUNDS
+    if first < lo or last > hi:
+        asked = f"--period {spec!r}" if spec else f"The report period {first} to {last}"
+        raise CsMetricsError(f"{asked} must lie between {lo} and {hi}.")
 
 
 def resolve_period(wh: Warehouse, spec: str) -> Period:
@@ -236,6 +247,7 @@ def resolve_period(wh: Warehouse, spec: str) -> Period:
         year, month = int(text[:4]), int(text[5:])
         if not 1 <= month <= 12:
             raise CsMetricsError(f"--period {text!r}: the month must be 01 to 12.")
+        _check_bounds(date(max(year, 1), month, 1), date(max(year, 1), month, 1), text)
         return _month_period(date(year, month, 1), text)
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}:\d{4}-\d{2}-\d{2}", text):
         first, last = text.split(":")
@@ -245,6 +257,7 @@ def resolve_period(wh: Warehouse, spec: str) -> Period:
             raise CsMetricsError(f"--period {text!r} holds a day that does not exist.") from None
         if stop < start:
             raise CsMetricsError(f"--period {text!r} ends before it starts.")
+        _check_bounds(start, stop, text)
         return period_between(start, stop + timedelta(days=1), text)
     raise CsMetricsError(
         f"--period {spec!r} is not a period; use last-week, last-month, a month as YYYY-MM, "
@@ -1007,6 +1020,8 @@ def build_report(
                  or the_period.date_from < span[0].date()):
         notes.append("The data covers only part of this period; counts cover the days with "
                      "data (the tests of counts compare tickets per day of data).")
+    if (outside := implausible_note(wh)) is not None:
+        notes.append(outside + ".")
     return Report(
         scope=scope, kpis=kpis, success=success, volume=volume,
         seasonality=_seasonality(wh, scope), trend=trend, segments=segments,
@@ -1274,7 +1289,10 @@ CSS = """
 }
 """
 
-Column = tuple[str, str, str]  # (df column, header, kind: text | metric:<name> | ...)
+# (df column, header, kind): "text" is a value of the data (escaped as such in Markdown),
+# "label" the report's own words (metric labels, statuses), "metric:<name>", "int", ...
+Column = tuple[str, str, str]
+TEXT_KINDS: tuple[str, ...] = ("text", "label", "date")
 
 
 def _fmt(kind: str, value: Any, row: pd.Series | dict | None = None) -> str:
@@ -1311,7 +1329,7 @@ def _fmt(kind: str, value: Any, row: pd.Series | dict | None = None) -> str:
 def _cell_class(kind: str, value: Any, row: Any, column: str,
                 targets: dict[str, float]) -> str:
     classes = []
-    if kind not in ("text", "date"):
+    if kind not in TEXT_KINDS:
         classes.append("num")
     if column == "status" and value in ("met", "not met"):
         classes.append(value.replace(" ", "-"))
@@ -1331,7 +1349,7 @@ def _html_table(df: pd.DataFrame, columns: Sequence[Column], targets: dict[str, 
                 limit: int | None = None) -> str:
     cols = [c for c in columns if c[0] in df.columns]
     head = "".join(
-        f'<th class="{"" if kind in ("text", "date") else "num"}">{html.escape(header)}</th>'
+        f'<th class="{"" if kind in TEXT_KINDS else "num"}">{html.escape(header)}</th>'
         for _, header, kind in cols)
     body = []
     rows = df if limit is None else df.head(limit)
@@ -1348,28 +1366,32 @@ def _html_table(df: pd.DataFrame, columns: Sequence[Column], targets: dict[str, 
             f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
+def _md_cell(kind: str, value: Any, row: pd.Series) -> str:
+    text = _fmt(kind, value, row)
+    if kind == "text" or isinstance(value, str) and kind != "label":
+        # a value of the data: Markdown, HTML and a table's "|" in it are shown as text
+        return escape_markdown(text)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def _md_table(df: pd.DataFrame, columns: Sequence[Column], limit: int | None = None) -> str:
     cols = [c for c in columns if c[0] in df.columns]
-
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(esc(h) for _, h, _ in cols) + " |",
-             "|" + "|".join("---" if k in ("text", "date") else "---:" for _, _, k in cols)
+    lines = ["| " + " | ".join(h.replace("|", "\\|") for _, h, _ in cols) + " |",
+             "|" + "|".join("---" if k in TEXT_KINDS else "---:" for _, _, k in cols)
              + "|"]
     rows = df if limit is None else df.head(limit)
     for _, row in rows.iterrows():
-        lines.append("| " + " | ".join(esc(_fmt(k, row[c], row)) for c, _, k in cols) + " |")
+        lines.append("| " + " | ".join(_md_cell(k, row[c], row) for c, _, k in cols) + " |")
     return "\n".join(lines)
 
 
 def _kpi_columns(report: Report) -> list[Column]:
-    cols: list[Column] = [("label", "Metric", "text"), ("value", "This period", "row_metric")]
+    cols: list[Column] = [("label", "Metric", "label"), ("value", "This period", "row_metric")]
     if "team_median" in report.kpis.df.columns:
         cols += [("team_median", "Team median", "row_metric"),
                  ("team", "Whole team", "row_metric")]
     cols += [("previous", "Previous period", "row_metric"), ("change", "Change", "row_change"),
-             ("target", "Target", "target"), ("status", "Status", "text")]
+             ("target", "Target", "target"), ("status", "Status", "label")]
     return cols
 
 
@@ -1392,9 +1414,9 @@ def _board_columns(table: ReportTable) -> list[Column]:
 
 
 SUCCESS_COLUMNS: list[Column] = [
-    ("label", "Metric", "text"), ("target", "Target", "target"),
+    ("label", "Metric", "label"), ("target", "Target", "target"),
     ("value", "This period", "row_metric"), ("gap", "Against target", "row_gap"),
-    ("status", "Status", "text"), ("previous", "Previous period", "row_metric"),
+    ("status", "Status", "label"), ("previous", "Previous period", "row_metric"),
 ]
 CHANGE_COLUMNS: list[Column] = [("sentence", "Change", "text"), ("q_value", "q", "p")]
 VOLUME_COLUMNS: list[Column] = [
@@ -1403,24 +1425,26 @@ VOLUME_COLUMNS: list[Column] = [
 ]
 
 
-def _scope_rows(report: Report) -> list[tuple[str, str]]:
+def _scope_rows(report: Report, esc: Callable[[Any], str] = str) -> list[tuple[str, str]]:
+    """The scope table's rows; ``esc`` makes each value of the data or the settings (names,
+    filters, file names) Markdown text, leaving the report's own dates and ids readable."""
     s = report.scope
     p = s.period
     rows = [
         ("Audience", {"executive": "Executive (whole organisation)",
-                      "team": f"Team: {s.subject}",
-                      "representative": f"Representative: {s.subject}"}[s.audience]),
+                      "team": f"Team: {esc(s.subject)}",
+                      "representative": f"Representative: {esc(s.subject)}"}[s.audience]),
         ("Period", p.label),
         ("Compared with", _range_label(p.previous_from, p.previous_to)),
-        ("Filters", _describe_where(s.user_filters) or "none"),
-        ("Dataset", f"{Path(s.dataset).name}" + (f" (from {', '.join(s.sources)})"
-                                                  if s.sources else "")),
+        ("Filters", esc(_describe_where(s.user_filters)) or "none"),
+        ("Dataset", f"{esc(Path(s.dataset).name)}" + (
+            f" (from {', '.join(esc(n) for n in s.sources)})" if s.sources else "")),
         ("Data", (f"tickets created {s.data_from:%Y-%m-%d %H:%M} – {s.data_to:%Y-%m-%d %H:%M}"
                   f", as of {s.data_as_of:%Y-%m-%d %H:%M} UTC")
          if s.data_from and s.data_to and s.data_as_of else "–"),
         ("Run id", s.run_id),
         ("Metric definitions", s.metric_version),
-        ("Settings (targets)", s.settings_source),
+        ("Settings (targets)", esc(s.settings_source)),
         ("Generated", f"{s.generated_at:%Y-%m-%d %H:%M:%S} UTC"),
     ]
     return rows
@@ -1434,8 +1458,11 @@ def _safe_text(text: str) -> str:
 
 def _json_block(data: dict[str, Any]) -> str:
     text = json.dumps(data, ensure_ascii=False, allow_nan=False)
-    # inside <script> nothing may close the element, and no text may read as an address
-    text = text.replace("</", "<\\/")
+    # Inside <script> nothing may close the element or open a comment (``<!--<script>``
+    # keeps the element open past its end tag), and no text may read as an address. JSON
+    # reads the \\u escapes back as the same characters.
+    for char, code in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
+        text = text.replace(char, code)
     return re.sub(r"(?i)\b(https?):(//)", r"\1\\u003a\2", text)
 
 
@@ -1483,9 +1510,10 @@ def _sections(report: Report, images: dict[str, bytes], fmt: str) -> list[str]:
         return f"<h3>{html.escape(text)}</h3>" if is_html else f"### {text}"
 
     def para(text: str, cls: str = "note") -> str:
+        # notes carry values of the data and the settings (names, paths): text, never markup
         if not text:
             return ""
-        return f'<p class="{cls}">{html.escape(text)}</p>' if is_html else text
+        return f'<p class="{cls}">{html.escape(text)}</p>' if is_html else escape_markdown(text)
 
     def table(df: pd.DataFrame, cols: Sequence[Column], limit: int | None = None) -> str:
         return _html_table(df, cols, targets, limit) if is_html else _md_table(df, cols, limit)
@@ -1497,7 +1525,7 @@ def _sections(report: Report, images: dict[str, bytes], fmt: str) -> list[str]:
             data = base64.b64encode(images[name]).decode()
             return (f'<figure><img alt="{html.escape(alt)}" '
                     f'src="data:image/png;base64,{data}"></figure>')
-        return f"![{alt}]({name})"
+        return f"![{escape_markdown(alt)}]({name})"
 
     def section(key: str, *parts: str) -> None:
         body = [p for p in parts if p]
@@ -1512,7 +1540,8 @@ def _sections(report: Report, images: dict[str, bytes], fmt: str) -> list[str]:
                              for k, v in scope_rows)
         section("scope", h2("Scope"), f'<table class="scope">{scope_html}</table>')
     else:
-        lines = "\n".join(f"| {k} | {v.replace('|', '/')} |" for k, v in scope_rows)
+        # escape_markdown turns a "|" of the data into "\|": the row keeps its two cells
+        lines = "\n".join(f"| {k} | {v} |" for k, v in _scope_rows(report, escape_markdown))
         section("scope", h2("Scope"), f"| | |\n|---|---|\n{lines}")
     if report.notes:
         notes = report.notes
@@ -1525,7 +1554,7 @@ def _sections(report: Report, images: dict[str, bytes], fmt: str) -> list[str]:
     verdicts = report.seasonality
     verdict_text = ("<ul class=\"verdicts\">" + "".join(
         f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>") if is_html else \
-        "\n".join(f"- {v}" for v in verdicts)
+        "\n".join(f"- {escape_markdown(v)}" for v in verdicts)
     section("volume", h2("Volume trend"), image("volume_trend.png", "Tickets created"),
             h3("Seasonality"), verdict_text, para(report.volume.note))
     section("charts", h2("KPI trend and business performance"),
@@ -1597,8 +1626,8 @@ def render(report: Report) -> RenderedReport:
     # st.html sanitises its HTML and drops a leading <style>: the style goes inside the div
     preview = f'<div class="csm-report"><style>{CSS}</style>{body}</div>'
     s = report.scope
-    md_head = (f"# {s.title}\n\n{s.period.label} · run {s.run_id} · generated "
-               f"{s.generated_at:%Y-%m-%d %H:%M} UTC\n")
+    md_head = (f"# {escape_markdown(s.title)}\n\n{s.period.label} · run {s.run_id} · "
+               f"generated {s.generated_at:%Y-%m-%d %H:%M} UTC\n")
     markdown = md_head + "\n\n" + "\n\n".join(p for p in _sections(report, images, "md") if p)
     markdown += "\n\nThe figures of this report, machine-readable: report.json.\n"
     return RenderedReport(report, doc, preview, markdown, images, json_text)
@@ -1662,10 +1691,12 @@ def send_report_email(
     on failure."""
     settings = settings or load_settings()
     email = settings.notifications.email
-    to = tuple(r for r in recipients if r) or email.recipients
-    bad = [r for r in to if "@" not in r]
+    to = tuple(r.strip() for r in recipients if r and r.strip()) or email.recipients
+    # a line break or space in an address would add a header or a recipient of its own
+    bad = [r for r in to if "@" not in r or any(c.isspace() for c in r)]
     if bad:
-        raise CsMetricsError(f"--email {', '.join(bad)}: not an email address.")
+        raise CsMetricsError(
+            f"--email {', '.join(repr(b) for b in bad)}: not an email address.")
     if not email.host or not email.sender or not to:
         raise CsMetricsError(
             "Emailing a report needs notifications.email.host and sender in the settings "
@@ -1673,10 +1704,17 @@ def send_report_email(
         )
     report = rendered.report
     msg = EmailMessage()
-    msg["Subject"] = (f"{email.subject_prefix} {report.scope.title} · "
-                      f"{report.scope.period.label}").strip()
-    msg["From"] = email.sender
-    msg["To"] = ", ".join(to)
+    # the title names a team or a representative of the data: one line, so it cannot add
+    # a header (the HTML part and the attachment are escaped by ``render``)
+    msg["Subject"] = header_text(f"{email.subject_prefix} {report.scope.title} · "
+                                 f"{report.scope.period.label}")
+    try:
+        msg["From"] = email.sender
+        msg["To"] = ", ".join(to)
+    except ValueError as exc:  # the email package refuses a header that spans lines
+        raise CsMetricsError(
+            f"notifications.email.sender or the recipients are not plain addresses: {exc}."
+        ) from None
     msg.set_content(_plain_summary(report))
     msg.add_alternative(rendered.html, subtype="html")
     msg.add_attachment(rendered.html.encode("utf-8"), maintype="text", subtype="html",

@@ -21,22 +21,32 @@ __all__ = [
     "escape_slack",
     "header_text",
     "markdown_code",
+    "WORD_JOINER",
     "neutralize_csv",
 ]
 
 # Every ASCII punctuation character may be escaped with a backslash in CommonMark, and an
 # escaped one is always literal text. Escaping all of them (rather than a chosen few) also
 # covers what Streamlit's Markdown adds on top: `:red[...]` colours, `:material/x:` icons,
-# `:emoji:` codes, `$...$` maths, and GitHub's bare-URL autolinks (`http://`, `www.`, `a@b`),
-# which stop being links once a character of theirs is escaped.
+# `:emoji:` codes and `$...$` maths.
 _MD_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
+# GitHub-flavoured renderers (Streamlit's remark-gfm among them) link bare URLs found in the
+# text after escapes are resolved, so a backslash does not stop them (seen in chromium:
+# `http\:\/\/evil\.example` rendered a live link). A WORD JOINER (U+2060: invisible, not a
+# space) inside the marker does: after the `:` of `://`, before the `.` of `www.`. A bare
+# e-mail address still becomes a mailto: link: only an invisible character could stop that
+# too, and it would break an address copied from the page.
+_AUTOLINK_MARKERS = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
 
 
 def escape_markdown(value: Any) -> str:
-    """``value`` as Markdown source that renders as exactly its text, on one line."""
+    """``value`` as Markdown source that renders as exactly its text, on one line (a URL in
+    it carries an invisible word joiner, so it is not made a link)."""
     text = "" if value is None else str(value)
     # a line break in data must not start a heading, list, quote or table
     text = " ".join(text.splitlines())
+    text = _AUTOLINK_MARKERS.sub(WORD_JOINER, text)
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 

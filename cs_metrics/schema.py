@@ -17,6 +17,8 @@ class Column:
     type: str  # DuckDB type: VARCHAR, TIMESTAMP, DOUBLE, INTEGER, BOOLEAN, DATE
     required: bool = False
     enum: tuple[str, ...] | None = None
+    # a count, a duration or a distance: a negative value is rejected at load (negative_value)
+    non_negative: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,9 @@ class Table:
         raise KeyError(name)
 
 
-def _c(name: str, type_: str = "VARCHAR", required: bool = False, enum=None) -> Column:
-    return Column(name, type_, required, enum)
+def _c(name: str, type_: str = "VARCHAR", required: bool = False, enum=None,
+       non_negative: bool = False) -> Column:
+    return Column(name, type_, required, enum, non_negative)
 
 
 TICKETS = Table(
@@ -62,9 +65,9 @@ TICKETS = Table(
         _c("customer_location"),
         _c("customer_segment"),
         _c("rep_id"),
-        _c("contacts", "INTEGER"),
-        _c("reopened_count", "INTEGER"),
-        _c("handle_time_s", "INTEGER"),
+        _c("contacts", "INTEGER", non_negative=True),
+        _c("reopened_count", "INTEGER", non_negative=True),
+        _c("handle_time_s", "INTEGER", non_negative=True),
         _c("subject"),
         _c("is_test", "BOOLEAN"),
     ),
@@ -130,7 +133,7 @@ OUTAGES = Table(
         _c("location"),
         _c("lat", "DOUBLE"),
         _c("lon", "DOUBLE"),
-        _c("radius_km", "DOUBLE"),
+        _c("radius_km", "DOUBLE", non_negative=True),
         _c("started_at", "TIMESTAMP", required=True),
         _c("ended_at", "TIMESTAMP"),
         _c("severity", enum=SEVERITIES),

@@ -10,6 +10,7 @@ import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,15 @@ class NotificationSettings:
 
 ROLES: tuple[str, ...] = ("admin", "manager", "team_lead", "representative")
 
+# Which identity claim may match an [access] entry (``access.identity_claim``):
+# - "verified_email": the ``email`` claim, only when the provider sends ``email_verified``
+#   true. The default: a provider that lets people type their own address cannot make
+#   anyone an admin with it.
+# - "email": the ``email`` claim as it is, for providers that verify every address they
+#   release but do not send ``email_verified``.
+# ``preferred_username``, ``name`` and other claims people choose themselves never match.
+IDENTITY_CLAIMS: tuple[str, ...] = ("verified_email", "email")
+
 
 @dataclass(frozen=True)
 class AccessSettings:
@@ -209,7 +219,8 @@ class AccessSettings:
 
     An identity is an e-mail address from the identity provider (any case) or
     ``group:NAME`` for a group claim. ``customer_details`` lists the roles that see customer
-    names, e-mail addresses and phone numbers unmasked.
+    names, e-mail addresses and phone numbers unmasked. ``identity_claim`` (one of
+    ``IDENTITY_CLAIMS``) says which e-mail claim may match an entry.
     """
 
     admins: tuple[str, ...] = ()
@@ -217,6 +228,41 @@ class AccessSettings:
     team_leads: tuple[tuple[str, tuple[str, ...]], ...] = ()  # identity -> teams
     representatives: tuple[tuple[str, str], ...] = ()  # identity -> rep_id
     customer_details: tuple[str, ...] = ("admin",)
+    identity_claim: str = "verified_email"
+
+
+# Every plausible timestamp lies within these days, so pandas (nanoseconds, 1677-2262), charts
+# and date arithmetic can hold any of them; the [ingest] window must stay inside.
+PLAUSIBLE_BOUNDS: tuple[date, date] = (date(1900, 1, 1), date(2199, 12, 31))
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """What a load accepts as plausible (section ``[ingest]``).
+
+    A timestamp before ``earliest`` or after the window's end is rejected as
+    ``implausible_timestamp``; the end is the day ``latest`` when it is a date, else the
+    moment of the load plus ``latest`` days (the default, 1, allows for clocks and zones a
+    little ahead). A representative's ``hired_at`` may go back to ``earliest_hired`` (people
+    are hired before the first ticket) and, like every timestamp, not past the window's end.
+    A warehouse that holds rows outside the window (written by other means) keeps them out
+    of its default views (see cs_metrics.warehouse).
+    """
+
+    earliest: date = date(1990, 1, 1)
+    latest: date | int = 1  # a last plausible day, or whole days after the moment of the load
+    earliest_hired: date = date(1950, 1, 1)
+
+    def window(self, now: datetime | None = None) -> tuple[datetime, datetime]:
+        """(first, last) plausible moment, naive UTC, for a load or derive at ``now``."""
+        start = datetime.combine(self.earliest, time())
+        if isinstance(self.latest, int):
+            now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+            end = now + timedelta(days=self.latest)
+        else:
+            end = datetime.combine(self.latest, time.max)  # the whole of the last day
+        # a far-off `now` (a test clock) never takes the window outside what pandas holds
+        return start, min(end, datetime.combine(PLAUSIBLE_BOUNDS[1], time.max))
 
 
 @dataclass(frozen=True)
@@ -228,6 +274,7 @@ class Settings:
     alerts: AlertSettings
     notifications: NotificationSettings
     access: AccessSettings = AccessSettings()
+    ingest: IngestSettings = IngestSettings()
 
     def target(self, metric: str) -> float | None:
         return dict(self.targets).get(metric)
@@ -584,7 +631,16 @@ def _identity(value: str, where: str) -> str:
 
 def _access(raw: Any, source: str) -> AccessSettings:
     top = _Section(raw, "access", source, ("admins", "managers", "team_leads",
-                                           "representatives", "customer_details"))
+                                           "representatives", "customer_details",
+                                           "identity_claim"))
+    claim = top.raw.get("identity_claim", "verified_email")
+    if claim not in IDENTITY_CLAIMS:
+        raise CsMetricsError(
+            f"{top.where('identity_claim')} must be \"verified_email\" (the e-mail address "
+            "when the identity provider marks it verified; the safe choice) or \"email\" (the "
+            "e-mail address as the provider sends it; only for providers that verify every "
+            f"address), not {claim!r}."
+        )
     admins = tuple(_identity(v, top.where("admins")) for v in top.texts("admins"))
     managers = tuple(_identity(v, top.where("managers")) for v in top.texts("managers"))
     leads = top.raw.get("team_leads")
@@ -611,7 +667,57 @@ def _access(raw: Any, source: str) -> AccessSettings:
             raise CsMetricsError(f"{where} must be a rep_id string, not {rep_id!r}.")
         representatives.append((_identity(ident, where), rep_id.strip()))
     return AccessSettings(admins, managers, tuple(team_leads), tuple(representatives),
-                          top.texts("customer_details", ROLES))
+                          top.texts("customer_details", ROLES), claim)
+
+
+_INGEST_KEYS = ("earliest", "latest", "earliest_hired")
+
+
+def _day(sec: _Section, key: str) -> date:
+    """A day written as "YYYY-MM-DD" or as a TOML date, inside PLAUSIBLE_BOUNDS."""
+    value = sec.raw.get(key)
+    rule = (f"a day from {PLAUSIBLE_BOUNDS[0]} to {PLAUSIBLE_BOUNDS[1]} written "
+            '"YYYY-MM-DD"')
+    if isinstance(value, datetime):  # a TOML date-time: the window is whole days
+        raise sec.fail(key, rule)
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value.strip())
+        except ValueError:
+            raise sec.fail(key, rule) from None
+    if not isinstance(value, date) or not PLAUSIBLE_BOUNDS[0] <= value <= PLAUSIBLE_BOUNDS[1]:
+        raise sec.fail(key, rule)
+    return value
+
+
+def _ingest(raw: Any, source: str) -> IngestSettings:
+    sec = _Section(raw, "ingest", source, _INGEST_KEYS)
+    earliest = _day(sec, "earliest")
+    latest: date | int
+    if isinstance(sec.raw.get("latest"), int) and not isinstance(sec.raw.get("latest"), bool):
+        latest = sec.integer("latest", 'a whole number of days after the load from 0 to 3650, '
+                             'or a last plausible day "YYYY-MM-DD"', lambda x: 0 <= x <= 3650)
+        today = datetime.now(timezone.utc).date()
+        if earliest > today:
+            raise CsMetricsError(
+                f"{sec.where('earliest')} is {earliest}, after today: every timestamp would "
+                "be refused; set an earlier day."
+            )
+    else:
+        latest = _day(sec, "latest")
+        if latest < earliest:
+            raise CsMetricsError(
+                f"{sec.where('latest')} ({latest}) is before ingest.earliest ({earliest}): "
+                "every timestamp would be refused; set a later day or a number of days."
+            )
+    hired = _day(sec, "earliest_hired")
+    if hired > earliest:
+        raise CsMetricsError(
+            f"{sec.where('earliest_hired')} ({hired}) is after ingest.earliest ({earliest}); "
+            "people are hired before the tickets they answer, so set it on or before "
+            "that day."
+        )
+    return IngestSettings(earliest, latest, hired)
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -689,4 +795,5 @@ def _settings(defaults: str, user: tuple[str, str] | None) -> Settings:
         alerts=_alerts(raw.get("alerts", {}), source),
         notifications=_notifications(raw.get("notifications", {}), source),
         access=_access(raw.get("access", {}), source),
+        ingest=_ingest(raw.get("ingest", {}), source),
     )

@@ -305,7 +305,9 @@ def current_staffing(wh: Warehouse, filters: Filters) -> pd.DataFrame:
     # identifiers from this fixed pair only
     at = "t.first_response_at" if "first_response_at" in nonempty else "t.created_at"
     dims, dim_params = filter_sql(filters, date_column=None)
-    dates, date_params = [f"{at} is not null"], []
+    # only plausible moments: one ticket of year 9999 (written past a load's checks) would
+    # stretch the days averaged over to millennia
+    dates, date_params = [f"{at} between ? and ?"], list(wh.plausible_window())
     if filters.date_from is not None:
         dates.append(f"{at} >= ?")
         date_params.append(_start(filters.date_from))

@@ -77,7 +77,7 @@ expected hope keep improve considering switching providers provider better stays
 marked tries try second easy""".split()
 TOPIC_STOP_WORDS: frozenset[str] = frozenset(ENGLISH_STOP_WORDS | set(_TONE) | set(_PROCESS))
 # masks are not words of the comment
-_PLACEHOLDER = re.compile(r"\[(?:email|phone|name)\]")
+_PLACEHOLDER = re.compile(r"\[(?:email|phone|card|name)\]")
 _TOKEN = r"(?u)\b[a-zA-Z][a-zA-Z]+\b"
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.schema import DIMENSIONS, PRIORITIES
-from cs_metrics.settings import Settings, load_settings
+from cs_metrics.settings import PLAUSIBLE_BOUNDS, Settings, load_settings
 
 DB_ENV = "CS_METRICS_DB"
 DEFAULT_DB = Path("data") / "warehouse.duckdb"
@@ -249,13 +249,51 @@ class Warehouse:
             return None
         return datetime.fromisoformat(first), datetime.fromisoformat(last)
 
+    def plausible_window(self) -> tuple[datetime, datetime]:
+        """[first, last] plausible moment (settings [ingest]) as of the last derive; the
+        widest window (PLAUSIBLE_BOUNDS) for a warehouse derived before it was recorded."""
+        first, last = self.meta("plausible_from"), self.meta("plausible_to")
+        if first and last:
+            return datetime.fromisoformat(first), datetime.fromisoformat(last)
+        return (datetime.combine(PLAUSIBLE_BOUNDS[0], datetime.min.time()),
+                datetime.combine(PLAUSIBLE_BOUNDS[1], datetime.max.time()))
+
+    def implausible(self) -> tuple[int, datetime, datetime] | None:
+        """(tickets, first, last): how many tickets (test tickets aside) have a timestamp
+        outside the plausible window [first, last], as of the last derive; None when there
+        are none. A load refuses such rows, so they were written by other means. The date
+        presets and ``as_of`` ignore them, and they get no response or resolution times
+        (see rebuild_derived)."""
+        count = self.meta("implausible_tickets")
+        if not count or int(count) == 0:
+            return None
+        return (int(count), *self.plausible_window())
+
+
+def implausible_note(wh: Warehouse) -> str | None:
+    """The sentence pages and reports show about tickets dated outside the plausible window
+    (``Warehouse.implausible``), or None when there are none."""
+    found = wh.implausible()
+    if found is None:
+        return None
+    n, first, last = found
+    return (
+        f"{n:,} ticket{'s have' if n != 1 else ' has'} a date outside the plausible window "
+        f"{first:%Y-%m-%d} – {last:%Y-%m-%d} (settings ingest.earliest, ingest.latest): no "
+        "response or resolution time is computed for them, and those created outside it "
+        "show only when the date range includes them"
+    )
+
 
 _DERIVED_SQL = """
 create or replace table tickets as
 with src as (
     select t.*,
         coalesce(t.customer_segment, c.segment, 'Unknown') as seg,
-        coalesce(t.customer_location, c.city) as cust_loc
+        coalesce(t.customer_location, c.city) as cust_loc,
+        coalesce(t.created_at between $first and $last
+                 and coalesce(t.first_response_at between $first and $last, true)
+                 and coalesce(t.resolved_at between $first and $last, true), false) as plausible
     from {source} t
     left join {customers} c on c.customer_id = t.customer_id
 ),
@@ -286,8 +324,11 @@ final as (
         s.customer_location as src_customer_location,
         s.customer_segment as src_customer_segment,
         cast(s.created_at as date) as created_date,
-        date_diff('second', s.created_at, s.first_response_at) / 60.0 as first_response_min,
-        case when s.status = 'closed'
+        -- a duration from or to a moment outside the plausible window is unknown: one ticket
+        -- of year 0001 would otherwise move an average resolution by a million hours
+        case when s.plausible then date_diff('second', s.created_at, s.first_response_at)
+            / 60.0 end as first_response_min,
+        case when s.status = 'closed' and s.plausible
             then date_diff('second', s.created_at, s.resolved_at) / 3600.0 end as resolution_h,
         -- closed without a close time: resolved at an unknown moment, so never in backlog
         case when s.status = 'closed' then coalesce(s.resolved_at, s.created_at) end
@@ -296,19 +337,21 @@ final as (
         p.first_response_target_min as sla_first_response_target_min,
         p.resolution_target_h as sla_resolution_target_h,
         case
+            when not s.plausible then null
             when s.first_response_at is not null
                 then date_diff('second', s.created_at, s.first_response_at) / 60.0
                      <= p.first_response_target_min
             when s.created_at + to_microseconds(
-                    cast(p.first_response_target_min * 60000000 as bigint)) < ?
+                    cast(p.first_response_target_min * 60000000 as bigint)) < $as_of
                 then false
         end as sla_first_response_met,
         case
+            when not s.plausible then null
             when s.status = 'closed' and s.resolved_at is not null
                 then date_diff('second', s.created_at, s.resolved_at) / 3600.0
                      <= p.resolution_target_h
             when s.status <> 'closed' and s.created_at + to_microseconds(
-                    cast(p.resolution_target_h * 3600000000 as bigint)) < ?
+                    cast(p.resolution_target_h * 3600000000 as bigint)) < $as_of
                 then false
         end as sla_resolution_met,
         coalesce(fb.fb_n, 0) > 0 as has_feedback,
@@ -394,12 +437,12 @@ def rebuild_derived(
         # the query table is about to be replaced: read its canonical rows from a copy
         con.execute("create or replace temp table tickets_src_copy as select * from tickets_src")
         source = "tickets_src_copy"
+    window = settings.ingest.window()
     # one pass over the canonical rows: the data's "now" and the segments in use
     latest, segments = con.execute(
-        f"select greatest(max(created_at), max(first_response_at), max(resolved_at)), "
-        f"list(distinct customer_segment) from {source}"
+        f"select {_LATEST_PLAUSIBLE}, list(distinct customer_segment) from {source}", window
     ).fetchall()[0]
-    as_of = _as_of(con, tables, latest)
+    as_of = _as_of(con, tables, latest, window=window)
     _sla_targets(con, settings, tables, segments)
     if "feedback" in tables:
         from cs_metrics.sentiment import SENTIMENT_TABLE, update_comment_sentiment
@@ -407,10 +450,31 @@ def rebuild_derived(
         update_comment_sentiment(con)
         tables.add(SENTIMENT_TABLE)
     sql = _derived_sql(tables, source)
-    as_of_param = as_of or datetime(1970, 1, 1)
-    con.execute(sql, [as_of_param, as_of_param])
-    _after_derived(con, settings, tables, as_of)
+    con.execute(sql, _derive_params(as_of, window))
+    _after_derived(con, settings, tables, as_of, window)
     return as_of
+
+
+# The data's "now" is its latest plausible moment (params: the window's first and last): a
+# ticket dated 9999 must not make every default view end in 9999.
+_LATEST_PLAUSIBLE = " greatest(" + ", ".join(
+    f"max({c}) filter (where {c} between $1 and $2)"
+    for c in ("created_at", "first_response_at", "resolved_at")) + ")"
+
+
+def _derive_params(as_of: datetime | None, window: tuple[datetime, datetime]) -> dict:
+    return {"as_of": as_of or datetime(1970, 1, 1), "first": window[0], "last": window[1]}
+
+
+def _plausible_meta(con: duckdb.DuckDBPyConnection, window: tuple[datetime, datetime],
+                    rows: str = "tickets") -> int:
+    """Tickets of ``rows`` (test tickets aside) with a timestamp outside ``window``: written
+    by other means than a load (which refuses them). Pages say how many there are."""
+    return int(con.execute(
+        f"select count(*) from {rows} where not is_test and ("
+        + " or ".join(f"{c} not between $1 and $2"
+                      for c in ("created_at", "first_response_at", "resolved_at"))
+        + ")", list(window)).fetchall()[0][0])
 
 
 def _sla_targets(con: duckdb.DuckDBPyConnection, settings: Settings, tables: set[str],
@@ -465,7 +529,7 @@ def _derived_sql(tables: set[str], source: str, feedback: str | None = None) -> 
 
 
 def _after_derived(con: duckdb.DuckDBPyConnection, settings: Settings, tables: set[str],
-                   as_of: datetime | None) -> None:
+                   as_of: datetime | None, window: tuple[datetime, datetime]) -> None:
     """A full rebuild's side tables: order, the source view, filter lists, survey facts,
     meta and column statistics."""
     # Sources usually arrive in created_at order. A parallel join keeps each thread's rows in
@@ -502,19 +566,25 @@ def _after_derived(con: duckdb.DuckDBPyConnection, settings: Settings, tables: s
         )
     else:
         con.execute("drop table if exists feedback_facts")
+    # the span of the date presets: tickets created in the plausible window
     first, last = con.execute(
-        "select min(created_at), max(created_at) from tickets where not is_test"
+        "select min(created_at), max(created_at) from tickets where not is_test "
+        "and created_at between ? and ?", list(window)
     ).fetchall()[0]
     con.execute(
         "create or replace table meta as select * from (values "
         "('as_of', ?), ('settings', ?), ('derived_at', ?), ('first_created', ?), "
-        "('last_created', ?)) v(key, value)",
+        "('last_created', ?), ('plausible_from', ?), ('plausible_to', ?), "
+        "('implausible_tickets', ?)) v(key, value)",
         [
             as_of.isoformat(sep=" ") if as_of else None,
             settings.source,
             datetime.now().isoformat(sep=" ", timespec="seconds"),
             first.isoformat(sep=" ") if first else None,
             last.isoformat(sep=" ") if last else None,
+            window[0].isoformat(sep=" "),
+            window[1].isoformat(sep=" "),
+            str(_plausible_meta(con, window)),
         ],
     )
     _column_stats(con)
@@ -552,11 +622,13 @@ def _refresh_derived(
     cols = ", ".join(TABLES["tickets"].column_names)
     meta = dict(con.execute("select key, value from meta").fetchall())
     previous = datetime.fromisoformat(meta["as_of"]) if meta.get("as_of") else None
+    window = settings.ingest.window()
     latest = con.execute(
-        f"select greatest(max(created_at), max(first_response_at), max(resolved_at)) "
-        f"from {source}").fetchall()[0][0] if source else None
+        f"select {_LATEST_PLAUSIBLE} from {source}", window).fetchall()[0][0] \
+        if source else None
     stamps = [s for s in (latest, previous) if s is not None]
-    as_of = _as_of(con, tables, max(stamps) if stamps else None, since=previous)
+    as_of = _as_of(con, tables, max(stamps) if stamps else None, since=previous,
+                   window=window)
     # The tickets derived again: the loaded ones and those whose surveys changed.
     new = f"select ticket_id from {source}" if source else \
         "select null::varchar as ticket_id where false"
@@ -589,8 +661,7 @@ def _refresh_derived(
         tables.add(SENTIMENT_TABLE)
     sql = _derived_sql(tables, "derive_src", surveys).replace(
         "create or replace table tickets as", "create or replace temp table tickets_delta as", 1)
-    as_of_param = as_of or datetime(1970, 1, 1)
-    con.execute(sql, [as_of_param, as_of_param])
+    con.execute(sql, _derive_params(as_of, window))
     columns = {name: _columns_of(con, name) for name in ("tickets", "tickets_src")}
     if _columns_of(con, "tickets_delta") != columns["tickets"]:
         # a warehouse written by an earlier version derives other columns: rebuild it all
@@ -601,7 +672,7 @@ def _refresh_derived(
         con.execute(f"create or replace temp table tickets_src_copy as {merged}")
         return rebuild_derived(con, settings, "tickets_src_copy")
     # The other tickets keep their rows, except the SLA flags that move with "now".
-    passed = _pass_deadlines(con, settings, previous, as_of)
+    passed = _pass_deadlines(con, settings, previous, as_of, window)
     stats_before = _ticket_counts(con, "old_rows", columns)
     con.execute("delete from tickets where rowid in (select __rowid from old_rows)")
     con.execute("insert into tickets select * from tickets_delta")
@@ -616,8 +687,19 @@ def _refresh_derived(
     if "feedback" in tables:
         _refresh_feedback_facts(con, tables)
     first, last = con.execute(
-        "select min(created_at), max(created_at) from tickets_delta where not is_test"
+        "select min(created_at), max(created_at) from tickets_delta where not is_test "
+        "and created_at between ? and ?", list(window)
     ).fetchall()[0]
+    # the rows that leave and those that come in, each counted against this window (the
+    # window's end moves with the clock; rows past it come only from direct writes)
+    if "implausible_tickets" in meta:
+        outside = int(meta["implausible_tickets"]) - _plausible_meta(con, window, "old_rows") \
+            + _plausible_meta(con, window, "tickets_delta")
+    else:  # derived by a version that did not count them: counted once
+        outside = _plausible_meta(con, window)
+    meta["implausible_tickets"] = str(max(outside, 0))
+    meta["plausible_from"] = window[0].isoformat(sep=" ")
+    meta["plausible_to"] = window[1].isoformat(sep=" ")
     if first is not None:
         known = meta.get("first_created")
         first = min(first, datetime.fromisoformat(known)) if known else first
@@ -720,7 +802,8 @@ _DEADLINES = (
 
 
 def _pass_deadlines(con: duckdb.DuckDBPyConnection, settings: Settings,
-                    previous: datetime | None, as_of: datetime | None) -> dict[str, int]:
+                    previous: datetime | None, as_of: datetime | None,
+                    window: tuple[datetime, datetime] | None = None) -> dict[str, int]:
     """Set the SLA flags of the unanswered (unresolved) tickets whose deadline is now past
     to false, in place: the rest of such a ticket's row does not depend on "now", so it
     need not be derived again. The tickets about to be replaced (``old_rows``) are left
@@ -744,6 +827,10 @@ def _pass_deadlines(con: duckdb.DuckDBPyConnection, settings: Settings,
         sql = (f"update tickets t set {column} = false where {waiting} and {column} is null "
                f"and {due} < ? and t.rowid not in (select __rowid from old_rows)")
         params: list = [as_of]
+        if window is not None:  # a ticket with an implausible moment has no SLA verdict
+            sql += "".join(f" and coalesce(t.{c} between ? and ?, true)"
+                           for c in ("created_at", "first_response_at", "resolved_at"))
+            params += [*window, *window, *window]
         if previous is not None and longest[kind] is not None:
             scale = 60 if kind == "first_response_min" else 3600
             # a second of slack: the cast to whole microseconds rounds
@@ -861,15 +948,17 @@ def _update_column_stats(con: duckdb.DuckDBPyConnection, before: dict, after: di
 
 def _as_of(
     con: duckdb.DuckDBPyConnection, tables: set[str], latest: datetime | None,
-    since: datetime | None = None,
+    since: datetime | None = None, window: tuple[datetime, datetime] | None = None,
 ) -> datetime | None:
-    """The latest of ``latest`` and the status events; ``since`` (at most ``latest``) lets
-    the events before it go unread."""
+    """The latest of ``latest`` and the status events (those in the plausible ``window``);
+    ``since`` (at most ``latest``) lets the events before it go unread."""
     stamps = [latest]
     if "ticket_events" in tables:
-        where = " where event_at >= ?" if since is not None else ""
-        stamps.append(con.execute(f"select max(event_at) from ticket_events{where}",
-                                  [since] if since is not None else []).fetchall()[0][0])
+        first, last = window or (datetime.min, datetime.max)
+        where = " and event_at >= ?" if since is not None else ""
+        stamps.append(con.execute(
+            f"select max(event_at) from ticket_events where event_at between ? and ?{where}",
+            [first, last, *([since] if since is not None else [])]).fetchall()[0][0])
     stamps = [s for s in stamps if s is not None]
     return max(stamps) if stamps else None
 

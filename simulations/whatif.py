@@ -71,7 +71,7 @@ from cs_metrics.metrics import Filters
 from cs_metrics.outages import severity_rates
 from cs_metrics.schema import SEVERITIES
 from cs_metrics.seasonality import daily_series, forecast_daily, forecast_hourly
-from cs_metrics.settings import ServiceLevel, Settings, load_settings
+from cs_metrics.settings import PLAUSIBLE_BOUNDS, ServiceLevel, Settings, load_settings
 from cs_metrics.staffing import current_staffing, erlang_c, handle_time_s
 from cs_metrics.warehouse import Warehouse
 
@@ -177,6 +177,13 @@ class OutageScenario:
         if self.start.tzinfo is not None:
             utc = self.start.astimezone(timezone.utc).replace(tzinfo=None)
             object.__setattr__(self, "start", utc)
+        first, last = PLAUSIBLE_BOUNDS
+        if not first <= self.start.date() <= last:
+            # the simulation's hours (a warm-up before, a tail after) must stay countable
+            raise CsMetricsError(
+                f"The outage start must lie between {first} and {last}, not "
+                f"{self.start.isoformat(sep=' ', timespec='minutes')}."
+            )
         hours = _finite(self.hours, "The outage duration in hours")
         if not 1 / 60 <= hours <= MAX_HOURS:
             raise CsMetricsError(

@@ -435,6 +435,31 @@ def test_a_table_created_later_is_not_readable(writable, mine, monkeypatch):
     wh.close()
 
 
+def test_a_new_connection_makes_its_views_whatever_the_machines_uptime(writable, mine,
+                                                                      monkeypatch):
+    """time.monotonic() starts near 0 when the machine boots: a new connection must look at
+    the tables on first use even when the clock is smaller than the recheck interval."""
+    from types import SimpleNamespace
+
+    import cs_metrics.access as access_module
+
+    clock = SimpleNamespace(now=5.0)  # five seconds after boot
+    monkeypatch.setattr(access_module, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    monkeypatch.setattr(ScopedWarehouse, "_RECHECK_S", 3600.0)
+    want = writable.scalar("select count(*) from tickets where team in (?, ?)", list(mine))
+    wh = scoped(writable, Scope("team_lead", LEAD, teams=mine))
+    try:
+        assert wh.scalar("select count(*) from tickets") == want
+        writable.connection().execute("create table payroll as select 99000 as salary")
+        clock.now = 5.0 + 3599.0  # not yet due: the new table is out of reach
+        with pytest.raises(CsMetricsError, match="payroll"):
+            wh.df("select * from payroll")
+        clock.now = 5.0 + 3600.0  # due: shadowed by an empty view
+        assert wh.df("select * from payroll").empty
+    finally:
+        wh.close()
+
+
 def test_runs_on_new_threads_reuse_a_connection_and_its_views(writable, mine, monkeypatch):
     """Streamlit runs every script run on a new thread: the scoped connection and its views
     outlive the thread, for the next run, and follow the warehouse's tables and columns."""

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse, get_metric
+from cs_metrics.safe_text import escape_markdown, markdown_code
 from simulations import generator
 from tests.conftest import REPO, open_expanders, ticket, write_csv
 
@@ -423,7 +424,7 @@ def test_overview_opens_the_view_of_a_shared_link(sample_db, monkeypatch):
     assert not at.exception
     assert cards(at)["Tickets"].value == get_metric("ticket_count").display(want)
     assert "Tickets created 01 Feb 2025 – 14 Feb 2025 (14 days)" in captions(at)
-    assert any("team=no such team" in c for c in captions(at))
+    assert any(escape_markdown("team=no such team") in c for c in captions(at))
     assert at.query_params["range"] == "custom" and at.query_params["to"] == "2025-02-14"
 
 
@@ -454,7 +455,8 @@ def test_overview_loads_a_live_inbox_in_the_background(sample_db, tmp_path, monk
     monkeypatch.setenv("CS_METRICS_INBOX_INTERVAL", "0.5")
     at = run_app(monkeypatch, db)
     before = {m.label: m.value for m in at.metric}
-    assert any(c.startswith(f"Live: loading new batches from `{inbox}`") for c in captions(at))
+    assert any(c.startswith(f"Live: loading new batches from {markdown_code(inbox)}")
+               for c in captions(at))
     wh = Warehouse(db)  # the same process: the app's warehouse object serves both
     now = wh.as_of()
     wh.close()

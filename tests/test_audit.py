@@ -24,13 +24,19 @@ from tests.conftest import REPO
 from tests.test_alerts import T0, _build, _only, _sla_tickets
 
 GENESIS = "0" * 64
+ISS = "https://id.example.com"
 
 
 def _independent_hash(prev: str, seq: int, at: str, actor: str, role: str, action: str,
-                      target: str, detail: str) -> str:
-    """The documented scheme written out again, so a change to it fails here."""
+                      target: str, detail: str, issuer: str = "", subject: str = "") -> str:
+    """The documented scheme written out again, so a change to it fails here: issuer and
+    subject enter only when not empty."""
     fields = {"seq": seq, "at": at, "actor": actor, "role": role, "action": action,
               "target": target, "detail": detail}
+    if issuer:
+        fields["issuer"] = issuer
+    if subject:
+        fields["subject"] = subject
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256((prev + text).encode("utf-8")).hexdigest()
 
@@ -227,6 +233,98 @@ def test_deleting_the_newest_entries_needs_an_anchor_to_be_seen(tmp_path):
     assert "anchored head" in result.reason
 
 
+# --- issuer and subject ------------------------------------------------------------------------
+
+
+def test_issuer_and_subject_tell_apart_two_accounts_with_one_email(tmp_path):
+    wh = _wh(tmp_path)
+    at = datetime(2025, 3, 1, 8, 0)
+    real = audit.record(wh, "ada@example.com", "admin", "sign_in", "", {}, at=at,
+                        issuer=ISS, subject="real-ada")
+    other = audit.record(wh, "ada@example.com", "admin", "sign_in", "", {}, at=at,
+                         issuer="https://other-idp.example.org", subject=" 42 ")
+    assert (real.issuer, real.subject) == (ISS, "real-ada")
+    assert (other.issuer, other.subject) == ("https://other-idp.example.org", "42")
+    assert real.hash == _independent_hash(GENESIS, 1, "2025-03-01T08:00:00.000000",
+                                          "ada@example.com", "admin", "sign_in", "", "{}",
+                                          ISS, "real-ada")
+    # the same fields without issuer and subject hash as entries always did
+    assert real.hash != _independent_hash(GENESIS, 1, "2025-03-01T08:00:00.000000",
+                                          "ada@example.com", "admin", "sign_in", "", "{}")
+    df = audit.entries(wh, actor="ada@example.com")
+    assert df[["issuer", "subject"]].values.tolist() == [
+        ["https://other-idp.example.org", "42"], [ISS, "real-ada"]]
+    assert audit.verify(wh).ok
+    with pytest.raises(CsMetricsError, match="issuer and subject must be text"):
+        audit.record(wh, "ada@example.com", "admin", "sign_in", subject=42)  # type: ignore
+    assert _count(wh) == 2
+
+
+_OLD_DDL = """create table audit_log (
+    seq bigint primary key, "at" timestamp not null, actor varchar not null,
+    role varchar not null, action varchar not null, target varchar not null,
+    detail varchar not null, prev_hash varchar not null, hash varchar not null)"""
+
+
+def _old_log(db: Path, n: int) -> list[str]:
+    """A log as the version before issuer and subject wrote it: its table and its hashes."""
+    wh = Warehouse(db)
+    con = wh.connection()
+    con.execute(_OLD_DDL)
+    prev, hashes = GENESIS, []
+    for seq in range(1, n + 1):
+        at = datetime(2025, 1, 1, 9, seq)
+        fields = (f"user{seq}@example.com", "admin", "export", f"f{seq}.csv", "{}")
+        digest = _independent_hash(prev, seq, at.isoformat(timespec="microseconds"), *fields)
+        con.execute("insert into audit_log values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [seq, at, *fields, prev, digest])
+        hashes.append(digest)
+        prev = digest
+    wh.close()
+    return hashes
+
+
+def test_a_log_written_before_issuer_and_subject_still_verifies(tmp_path, capsys):
+    db = tmp_path / "old.duckdb"
+    hashes = _old_log(db, 3)
+    ro = Warehouse(db, read_only=True)  # as `audit --verify` opens it: nothing to migrate
+    result = audit.verify(ro)
+    assert (result.ok, result.checked, result.head_hash) == (True, 3, hashes[-1])
+    df = audit.entries(ro)
+    assert list(df.columns) == list(audit.COLUMNS)
+    assert df[["issuer", "subject"]].values.tolist() == [["", ""]] * 3
+    ro.close()
+    assert cli(capsys, "audit", "--verify", "--db", str(db)).returncode == 0
+    # the next write gives the table the new columns; old entries keep their hashes
+    wh = Warehouse(db)
+    new = audit.record(wh, "ada@example.com", "admin", "sign_in", issuer=ISS, subject="s-1")
+    assert new.seq == 4 and new.prev_hash == hashes[-1]
+    assert audit.entries(wh)["hash"].tolist()[1:] == hashes[::-1]
+    result = audit.verify(wh)
+    assert (result.ok, result.checked) == (True, 4)
+    assert audit.entries(wh, limit=1)[["issuer", "subject"]].values.tolist() == [[ISS, "s-1"]]
+    wh.close()
+
+
+@pytest.mark.parametrize("sql, seq", [
+    ("update audit_log set issuer = 'https://evil.example' where seq = 2", 2),  # old entry
+    ("update audit_log set subject = 'someone-else' where seq = 4", 4),
+    ("update audit_log set subject = '' where seq = 4", 4),  # cleared
+    ("update audit_log set issuer = '' where seq = 4", 4),
+])
+def test_tampering_with_issuer_or_subject_is_found(tmp_path, sql, seq):
+    db = tmp_path / "old.duckdb"
+    _old_log(db, 3)
+    wh = Warehouse(db)
+    audit.record(wh, "ada@example.com", "admin", "sign_in", issuer=ISS, subject="s-1")
+    assert audit.verify(wh).ok
+    wh.connection().execute(sql)
+    result = audit.verify(wh)
+    assert (result.ok, result.broken_seq) == (False, seq)
+    assert "was changed" in result.reason
+    wh.close()
+
+
 def test_concurrent_writers_from_eight_threads_keep_one_chain(tmp_path):
     wh = _wh(tmp_path)
     other = Warehouse(tmp_path / "wh.duckdb")  # a second object on the same file
@@ -411,7 +509,7 @@ def cli(capsys, *args: str) -> subprocess.CompletedProcess:
 def test_cli_prints_entries_as_csv_and_json(tmp_path, capsys):
     wh = _log(tmp_path, 3)
     audit.record(wh, "ana@example.com", "admin", "sign_in", "app", {"method": "oidc"},
-                 at=datetime(2025, 1, 1, 10, 0))
+                 at=datetime(2025, 1, 1, 10, 0), issuer=ISS, subject="u-1")
     wh.close()
     db = str(tmp_path / "wh.duckdb")
     res = cli(capsys, "audit", "--db", db)
@@ -419,15 +517,18 @@ def test_cli_prints_entries_as_csv_and_json(tmp_path, capsys):
     df = pd.read_csv(io.StringIO(res.stdout), dtype=str, keep_default_na=False)
     assert list(df.columns) == list(audit.COLUMNS)
     assert df["seq"].tolist() == ["4", "3", "2", "1"]
-    assert df.iloc[0][["at", "actor", "role", "action", "target", "detail"]].tolist() == [
-        "2025-01-01T10:00:00.000000", "ana@example.com", "admin", "sign_in", "app",
-        '{"method":"oidc"}']
+    assert df.iloc[0][["at", "actor", "issuer", "subject", "role", "action", "target",
+                       "detail"]].tolist() == [
+        "2025-01-01T10:00:00.000000", "ana@example.com", ISS, "u-1", "admin", "sign_in",
+        "app", '{"method":"oidc"}']
+    assert df.iloc[1][["issuer", "subject"]].tolist() == ["", ""]
     # the CSV carries every field as hashed, so the chain can be checked from a download
     prev = GENESIS
     for _, row in df.iloc[::-1].iterrows():
         assert row["prev_hash"] == prev
         assert _independent_hash(prev, int(row["seq"]), row["at"], row["actor"], row["role"],
-                                 row["action"], row["target"], row["detail"]) == row["hash"]
+                                 row["action"], row["target"], row["detail"], row["issuer"],
+                                 row["subject"]) == row["hash"]
         prev = row["hash"]
 
     res = cli(capsys, "audit", "--db", db, "--action", "export", "--limit", "2")
@@ -441,6 +542,7 @@ def test_cli_prints_entries_as_csv_and_json(tmp_path, capsys):
     assert [r["seq"] for r in records] == [4, 3, 2, 1]
     assert records[0]["at"] == "2025-01-01T10:00:00.000000"
     assert records[0]["detail"] == '{"method":"oidc"}'
+    assert (records[0]["issuer"], records[0]["subject"]) == (ISS, "u-1")
 
 
 def test_cli_verify_exit_codes(tmp_path, capsys):
@@ -491,3 +593,63 @@ def test_cli_without_a_log_or_a_warehouse(tmp_path, capsys):
     assert res.returncode == 0 and res.stdout.strip() == ",".join(audit.COLUMNS)
     res = cli(capsys, "audit", "--db", str(tmp_path / "none.duckdb"))
     assert res.returncode == 2 and "no warehouse" in res.stderr
+
+
+# --- loads on the command line -------------------------------------------------------------------
+
+_EXPORT = "Key,Opened,State\nA1,2025-01-10 10:00:00,open\nA2,2025-01-11 10:00:00,in_progress\n"
+_MAPPING = """[tickets]
+source = "export.csv"
+[tickets.columns]
+ticket_id = "Key"
+created_at = "Opened"
+status = "State"
+"""
+
+
+def test_a_mapped_load_on_the_command_line_is_logged_with_the_mappings_hash(tmp_path, capsys):
+    (tmp_path / "export.csv").write_text(_EXPORT, encoding="utf-8")
+    mapping = tmp_path / "mine.toml"
+    mapping.write_text(_MAPPING, encoding="utf-8")
+    db = tmp_path / "wh.duckdb"
+    res = cli(capsys, "ingest", str(tmp_path), "--mapping", str(mapping), "--db", str(db))
+    assert res.returncode == 0, res.stderr
+    wh = Warehouse(db)
+    log = audit.entries(wh)
+    assert audit.verify(wh).ok
+    wh.close()
+    assert log[["actor", "role", "action", "target", "issuer"]].values.tolist() == [
+        ["local", "", "dataset_loaded", "wh.duckdb", ""]]
+    detail = json.loads(log["detail"].iloc[0])
+    assert detail["via"] == "command line"
+    assert detail["mapping"] == str(mapping.resolve())
+    assert detail["mapping_sha256"] == hashlib.sha256(mapping.read_bytes()).hexdigest()
+    assert [Path(f["name"]).name for f in detail["files"]] == ["export.csv"]
+    assert detail["files"][0]["bytes"] == len(_EXPORT.encode())
+    assert (detail["loaded"], detail["rejected"], detail["replace"]) == (2, 0, False)
+
+
+def test_a_canonical_load_is_logged_and_a_failed_entry_says_the_load_committed(
+        tmp_path, capsys, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "tickets.csv").write_text(
+        "ticket_id,created_at,status\nT1,2025-01-10 10:00:00,open\n", encoding="utf-8")
+    db = tmp_path / "wh.duckdb"
+    assert cli(capsys, "ingest", str(src), "--db", str(db)).returncode == 0
+    wh = Warehouse(db)
+    detail = audit.entries(wh, action="dataset_loaded")["detail"].tolist()
+    wh.close()
+    assert len(detail) == 1 and "mapping_sha256" not in json.loads(detail[0])
+
+    def refuse(*args, **kwargs):
+        raise CsMetricsError("the disk is full")
+
+    monkeypatch.setattr(audit, "record", refuse)
+    res = cli(capsys, "ingest", str(src), "--db", str(db), "--replace")
+    assert res.returncode == 0
+    assert ("warning: the load committed, but it could not be written to the audit log: "
+            "the disk is full") in res.stderr
+    wh = Warehouse(db)
+    assert wh.scalar("select count(*) from tickets") == 1
+    wh.close()

@@ -6,11 +6,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -282,3 +285,76 @@ def test_a_download_is_made_when_clicked(served_app, tmp_path):
             browser.close()
     kpis = pd.read_csv(saved).set_index("metric")
     assert get_metric("ticket_count").display(kpis.at["ticket_count", "value"]) == want
+
+
+# A 1x1 transparent PNG: what the pixel server answers, so a fetch would succeed.
+PIXEL_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478"
+    "da63f8ffff3f0005fe02fea7d6a4b00000000049454e44ae426082")
+
+
+def test_a_crafted_link_shows_its_text_and_fetches_nothing(served_app):
+    """The issue's link: a phishing link and an image in URL parameters. The sidebar's note
+    shows them as typed; there is no link to the phishing site in the page and no image from
+    the pixel server, which is asked for nothing."""
+    from playwright import sync_api
+
+    url, _ = served_app
+    fetched: list[str] = []
+
+    class Pixel(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            fetched.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(PIXEL_PNG)
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+    pixel = ThreadingHTTPServer(("127.0.0.1", 0), Pixel)
+    threading.Thread(target=pixel.serve_forever, daemon=True).start()
+    image = f"http://127.0.0.1:{pixel.server_address[1]}/pixel.png"
+    phish = "[Session expired - sign in again](http://evil.example)"
+    planted = f"![x]({image})"
+    link = urlencode({"range": "last-30-days", "team": phish, "location": planted})
+    try:
+        # the image must be fetchable, or its absence below would prove nothing
+        with urllib.request.urlopen(image, timeout=5) as resp:
+            assert resp.read() == PIXEL_PNG
+        fetched.clear()
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1600})
+                requested: list[str] = []
+                page.on("request", lambda r: requested.append(r.url))
+                page.goto(f"{url}/trends?{link}")
+                wait_for_run(page)
+                note = page.get_by_test_id("stSidebar").get_by_text("Ignored in the link",
+                                                                     exact=False).first
+                note.wait_for(timeout=PAGE_TIMEOUT_MS)
+                # as typed, but for the invisible word joiner that keeps a URL from being
+                # linked (cs_metrics.safe_text.escape_markdown)
+                text = note.inner_text().replace("\u2060", "")
+                assert f"team={phish}" in text, text
+                assert f"location={planted}" in text, text
+                page.get_by_test_id("stVegaLiteChart").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+                anchors = page.locator('a[href*="evil.example"]')
+                assert anchors.count() == 0, [anchors.nth(i).evaluate(
+                    "a => a.parentElement.parentElement.outerHTML")
+                    for i in range(anchors.count())]
+                assert page.locator(f'img[src*="{pixel.server_address[1]}"]').count() == 0
+                assert "<a href=\"http://evil.example" not in page.content()
+                assert page.get_by_test_id("stException").count() == 0
+                page.wait_for_timeout(1000)  # time for a late image request to arrive
+                pixel_origin = f"http://127.0.0.1:{pixel.server_address[1]}/"
+                assert not [r for r in requested
+                            if r.startswith(("http://evil.example", pixel_origin))]
+            finally:
+                browser.close()
+    finally:
+        pixel.shutdown()
+        pixel.server_close()
+    assert fetched == []

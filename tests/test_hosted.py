@@ -27,6 +27,7 @@ AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret":
         "server_metadata_url": "http://localhost:1/.well-known/openid-configuration"}
 LEAD = "lee@example.com"
 ADMIN = "ada@example.com"
+ISSUER = "https://id.example.com"
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
@@ -70,7 +71,9 @@ def hosted_app(user: dict | None, page: str = APP) -> AppTest:
 
 
 def signed_in(email: str, groups: tuple[str, ...] = ()) -> dict:
-    return {"is_logged_in": True, "email": email, "groups": list(groups)}
+    """The claims of a person whose provider vouches for their e-mail address."""
+    return {"is_logged_in": True, "email": email, "email_verified": True,
+            "groups": list(groups), "iss": ISSUER, "sub": f"sub-{email}"}
 
 
 def default_filters(wh: Warehouse) -> Filters:
@@ -108,7 +111,8 @@ def test_someone_without_a_role_is_refused_and_logged(settings_file, hosted_db):
     wh = Warehouse(hosted_db)
     log = audit_log.entries(wh, action="access_denied")
     wh.close()
-    assert log["actor"].tolist() == ["stranger@example.com"]
+    assert log[["actor", "issuer", "subject"]].values.tolist() == [
+        ["stranger@example.com", ISSUER, "sub-stranger@example.com"]]
 
 
 def test_a_team_lead_sees_their_team_only_even_with_a_crafted_link(settings_file, hosted_db):
@@ -127,7 +131,7 @@ def test_a_team_lead_sees_their_team_only_even_with_a_crafted_link(settings_file
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert tickets_card(at) == want_text
-    assert any(f"Signed in as **{LEAD}**" in c.value for c in at.sidebar.caption)
+    assert any("Signed in as **lee\\@example\\.com**" in c.value for c in at.sidebar.caption)
     team_filter = next(w for w in at.sidebar.multiselect if w.label == "Team")
     assert team_filter.options == [teams[0]]
     at.run()  # a rerun is not a second sign-in
@@ -136,6 +140,7 @@ def test_a_team_lead_sees_their_team_only_even_with_a_crafted_link(settings_file
     wh.close()
     assert sign_ins["actor"].tolist() == [LEAD]
     assert sign_ins["role"].tolist() == ["team_lead"]
+    assert sign_ins[["issuer", "subject"]].values.tolist() == [[ISSUER, f"sub-{LEAD}"]]
 
 
 @pytest.mark.parametrize("page", ["views/data_sources.py", "views/data_quality.py",
@@ -175,6 +180,7 @@ def test_an_export_is_logged_with_who_made_it(settings_file, hosted_db, deferred
     assert audit_log.verify(wh).ok
     wh.close()
     assert exports["actor"].tolist() == [LEAD]
+    assert exports[["issuer", "subject"]].values.tolist() == [[ISSUER, f"sub-{LEAD}"]]
     assert exports["target"].tolist() == [name]
     detail = json.loads(exports["detail"].iloc[0])
     assert detail["sha256"] == hashlib.sha256(data).hexdigest()
@@ -203,7 +209,8 @@ def test_an_admin_reads_the_audit_log(settings_file, hosted_db):
     assert any("chain is intact" in s.value for s in at.success)
     shown = at.dataframe[0].value
     assert shown["action"].tolist()[-1] == "sign_in"
-    assert shown["actor"].tolist()[-1] == ADMIN
+    assert shown.iloc[-1][["actor", "issuer", "subject"]].tolist() == [
+        ADMIN, ISSUER, f"sub-{ADMIN}"]
 
 
 # --- a real sign-in ------------------------------------------------------------------------
@@ -240,7 +247,7 @@ def test_a_team_lead_signs_in_in_a_browser_and_sees_only_their_team(
                 page.goto(url)
                 page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
                 assert page.get_by_test_id("stMetric").count() == 0
-                harness.sign_in(page, url, LEAD)
+                harness.sign_in(page, url, LEAD, claims={"email_verified": True})
                 sidebar = page.get_by_test_id("stSidebar")
                 sidebar.get_by_text(f"Signed in as {LEAD}").wait_for(timeout=60_000)
                 metric = page.get_by_test_id("stMetric").filter(has_text="Tickets").first
@@ -256,6 +263,8 @@ def test_a_team_lead_signs_in_in_a_browser_and_sees_only_their_team(
     sign_ins = audit_log.entries(wh, action="sign_in")
     wh.close()
     assert sign_ins["actor"].tolist() == [LEAD]
+    # the harness's provider names the subject after the e-mail it was given
+    assert sign_ins[["issuer", "subject"]].values.tolist() == [[idp.issuer, LEAD]]
 
 
 # --- alerts through a scope ---------------------------------------------------------------
@@ -379,4 +388,5 @@ def test_signing_out_is_logged(settings_file, hosted_db):
     log = audit_log.entries(wh)
     wh.close()
     log = log[log["action"].isin(["sign_in", "sign_out"])]
-    assert log[["action", "actor"]].values.tolist() == [["sign_out", LEAD], ["sign_in", LEAD]]
+    assert log[["action", "actor", "subject"]].values.tolist() == [
+        ["sign_out", LEAD, f"sub-{LEAD}"], ["sign_in", LEAD, f"sub-{LEAD}"]]

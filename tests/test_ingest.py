@@ -46,6 +46,8 @@ REJECT_CASES = {
     "ended_before_started": (
         "outages", [{"outage_id": "O1", "started_at": "2024-01-02 00:00:00",
                      "ended_at": "2024-01-01 00:00:00", "severity": "minor"}], "ended_at"),
+    "implausible_timestamp": ("tickets", [ticket("B1", "9999-12-31 10:00:00")], "created_at"),
+    "negative_value": ("tickets", [ticket("B1", handle_time_s=-60)], "handle_time_s"),
 }
 
 
@@ -321,3 +323,221 @@ def test_a_row_without_a_key_does_not_empty_the_stored_table(tmp_path):
     finally:
         wh.close()
     assert rows["ticket_id"].tolist() == ["T1", "T2", "T3"]
+
+
+# --- implausible and negative values -------------------------------------------------------
+
+def _soon(days: float) -> str:
+    """A moment ``days`` from now, naive UTC like every stored timestamp."""
+    from datetime import datetime, timedelta, timezone
+
+    moment = datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=days)
+    return moment.isoformat(sep=" ", timespec="seconds")
+
+
+# Outside the default window (1990-01-01 to a day after the load), each one parseable.
+IMPLAUSIBLE = ("0001-01-01 00:00:00", "1989-12-31 23:59:59", "9999-12-31 23:59:59",
+               "infinity", "10000-01-01 00:00:00")
+
+# (table, column, a good row of the table, its other tables): every timestamp column.
+TIMESTAMP_COLUMNS = {
+    ("tickets", "created_at"): ticket("T", "2024-01-01 10:00:00"),
+    ("tickets", "first_response_at"): ticket("T", "2024-01-01 10:00:00",
+                                             first_response_at="2024-01-01 10:30:00"),
+    ("tickets", "resolved_at"): ticket("T", "2024-01-01 10:00:00", "closed",
+                                       resolved_at="2024-01-01 12:00:00"),
+    ("ticket_events", "event_at"): {"ticket_id": "G1", "event_at": "2024-01-01 10:00:00",
+                                    "status": "open"},
+    ("feedback", "submitted_at"): {"ticket_id": "G1", "submitted_at": "2024-01-02 10:00:00",
+                                   "csat": 4},
+    ("outages", "started_at"): {"outage_id": "O", "started_at": "2024-01-01 00:00:00",
+                                "severity": "minor"},
+    ("outages", "ended_at"): {"outage_id": "O", "started_at": "2024-01-01 00:00:00",
+                              "ended_at": "2024-01-01 06:00:00", "severity": "minor"},
+}
+
+
+def _id_column(table: str) -> str | None:
+    return {"tickets": "ticket_id", "outages": "outage_id", "feedback": "feedback_id"}.get(table)
+
+
+@pytest.mark.parametrize(("table", "column"), sorted(TIMESTAMP_COLUMNS))
+def test_timestamps_outside_the_plausible_window_are_rejected(tmp_path, table, column):
+    base = TIMESTAMP_COLUMNS[(table, column)]
+    key = _id_column(table)
+    bad_values = [*IMPLAUSIBLE, _soon(2)]  # two days ahead: past the default one-day margin
+    rows = [{**base, **({key: "GOOD"} if key else {})}]
+    for i, value in enumerate(bad_values):
+        rows.append({**base, **({key: f"BAD{i}"} if key else {}), column: value})
+    folder = tmp_path / "src"
+    if table == "tickets":
+        write_csv(folder, "tickets", rows)
+    else:
+        write_csv(folder, "tickets", [GOOD])
+        write_csv(folder, table, rows)
+    db = tmp_path / "wh.duckdb"
+    report = ingest(folder, db=db)
+    assert dict(report.table(table).rejected) == {"implausible_timestamp": len(bad_values)}
+    assert report.table(table).loaded == 1
+    rejects = _rows(db, "select table_name, column_name, value, source_row from rejects "
+                        "order by source_row")
+    assert rejects == [(table, column, v, i + 2) for i, v in enumerate(bad_values)]
+    # nothing implausible is stored: the data's clock stays at the good rows
+    stored = _rows(db, f"select min({column}), max({column}) from {table}")[0]
+    assert str(stored[0]).startswith("2024-01-0") and str(stored[1]).startswith("2024-01-0")
+    assert Warehouse(db, read_only=True).as_of().year == 2024
+
+
+def test_the_window_edges_load_and_the_sentence_names_the_setting(tmp_path):
+    folder = tmp_path / "src"
+    write_csv(folder, "tickets", [ticket("EARLY", "1990-01-01 00:00:00"),
+                                  ticket("NOW", _soon(-1 / 1440)),
+                                  ticket("SOON", _soon(0.5)),  # within the day's margin
+                                  ticket("LATE", "1989-12-31 23:59:59")])
+    report = ingest(folder, db=tmp_path / "wh.duckdb")
+    assert report.table("tickets").loaded == 3
+    detail = pd.read_csv(report.rejects_csv)["detail"].iloc[0]
+    assert "[ingest]" in detail and "1990-01-01" in detail and "1989-12-31 23:59:59" in detail
+
+
+def test_hired_at_goes_back_to_earliest_hired_not_past_the_window(tmp_path):
+    folder = tmp_path / "src"
+    write_csv(folder, "tickets", [GOOD])
+    write_csv(folder, "representatives", [
+        {"rep_id": "R1", "hired_at": "1950-01-01"},  # before the tickets' window: fine
+        {"rep_id": "R2", "hired_at": "1949-12-31"},
+        {"rep_id": "R3", "hired_at": _soon(3)[:10]},
+        {"rep_id": "R4", "hired_at": "0001-01-01"},
+    ])
+    db = tmp_path / "wh.duckdb"
+    report = ingest(folder, db=db)
+    assert dict(report.table("representatives").rejected) == {"implausible_timestamp": 3}
+    assert _rows(db, "select rep_id, hired_at from representatives") == [
+        ("R1", pd.Timestamp("1950-01-01").date())]
+
+
+def test_typed_parquet_timestamps_are_checked_too(tmp_path):
+    folder = tmp_path / "canon"
+    folder.mkdir()
+    con = duckdb.connect()
+    con.execute(
+        f"copy (select * from (values ('P1', timestamp '2024-01-01 10:00', 'open', 5), "
+        f"('P2', timestamp '9999-12-31 10:00', 'open', 5), "
+        f"('P3', timestamp '0001-01-01 10:00', 'open', 5), "
+        f"('P4', timestamp '2024-01-01 10:00', 'open', -5)) "
+        f"v(ticket_id, created_at, status, contacts)) to '{folder / 'tickets.parquet'}'")
+    con.close()
+    db = tmp_path / "wh.duckdb"
+    report = ingest(folder, db=db)
+    assert dict(report.table("tickets").rejected) == {"implausible_timestamp": 2,
+                                                       "negative_value": 1}
+    assert _rows(db, "select ticket_id from tickets") == [("P1",)]
+    values = _rows(db, "select value from rejects order by source_row")
+    assert values == [("9999-12-31 10:00:00",), ("0001-01-01 10:00:00",), ("-5",)]
+
+
+def test_a_local_time_that_lands_past_year_9999_is_rejected_not_fatal(tmp_path):
+    """New York's 23:00 on 9999-12-31 is year 10000 in UTC: one rejected row, not a failed
+    load (Python cannot even hold that moment)."""
+    folder = tmp_path / "src"
+    write_csv(folder, "export", [{"id": "A", "at": "2024-01-01 10:00:00"},
+                                 {"id": "B", "at": "9999-12-31 23:00:00"}])
+    mapping = _mapping(folder, """
+        [tickets]
+        source = "export.csv"
+        timezone = "America/New_York"
+        [tickets.columns]
+        ticket_id = "id"
+        created_at = "at"
+        status = "'open'"
+    """)
+    db = tmp_path / "wh.duckdb"
+    report = ingest(folder, mapping=mapping, db=db)
+    assert dict(report.table("tickets").rejected) == {"implausible_timestamp": 1}
+    assert _rows(db, "select ticket_id, created_at from tickets") == [
+        ("A", pd.Timestamp("2024-01-01 15:00").to_pydatetime())]
+
+
+@pytest.mark.parametrize(("table", "column"), [
+    ("tickets", "contacts"), ("tickets", "reopened_count"), ("tickets", "handle_time_s"),
+    ("outages", "radius_km"),
+])
+def test_negative_counts_durations_and_distances_are_rejected(tmp_path, table, column):
+    folder = tmp_path / "src"
+    if table == "tickets":
+        write_csv(folder, "tickets", [ticket("ZERO", **{column: 0}),
+                                      ticket("NEG", **{column: -1})])
+    else:
+        write_csv(folder, "tickets", [GOOD])
+        write_csv(folder, "outages", [
+            {"outage_id": "ZERO", "started_at": "2024-01-01", "severity": "minor", column: 0},
+            {"outage_id": "NEG", "started_at": "2024-01-01", "severity": "minor",
+             column: -0.5}])
+    db = tmp_path / "wh.duckdb"
+    report = ingest(folder, db=db)
+    assert dict(report.table(table).rejected) == {"negative_value": 1}
+    key = _id_column(table)
+    assert _rows(db, f"select {key}, {column} from {table}") == [("ZERO", 0)]
+    assert _rows(db, "select column_name, source_row from rejects") == [(column, 2)]
+    # no negative handle time reaches a figure: AHT is the loaded rows' only
+    if column == "handle_time_s":
+        from cs_metrics.metrics import query
+
+        wh = Warehouse(db, read_only=True)
+        try:
+            assert query(wh, ["aht_min"])["aht_min"].tolist() == [0.0]
+        finally:
+            wh.close()
+
+
+def _settings(tmp_path: Path, body: str):
+    from cs_metrics.settings import load_settings
+
+    path = tmp_path / "settings.toml"
+    path.write_text(textwrap.dedent(body))
+    return load_settings(path)
+
+
+def test_the_window_comes_from_the_settings(tmp_path):
+    folder = tmp_path / "src"
+    write_csv(folder, "tickets", [ticket("A", "2023-12-31 23:59:59"),
+                                  ticket("B", "2024-01-01 00:00:00"),
+                                  ticket("C", "2024-06-30 23:59:59"),
+                                  ticket("D", "2024-07-01 00:00:00")])
+    fixed = _settings(tmp_path, """
+        [ingest]
+        earliest = 2024-01-01   # a TOML date works as well as a string
+        latest = "2024-06-30"
+    """)
+    db = tmp_path / "wh.duckdb"
+    report = ingest(folder, db=db, settings=fixed)
+    assert dict(report.table("tickets").rejected) == {"implausible_timestamp": 2}
+    assert _rows(db, "select ticket_id from tickets order by 1") == [("B",), ("C",)]
+    # latest = 0: nothing after the moment of the load
+    write_csv(folder, "tickets", [ticket("P", _soon(-0.01)), ticket("F", _soon(0.01))])
+    now_only = _settings(tmp_path, "[ingest]\nlatest = 0\n")
+    report = ingest(folder, db=tmp_path / "wh2.duckdb", settings=now_only)
+    assert dict(report.table("tickets").rejected) == {"implausible_timestamp": 1}
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ('earliest = "1990-13-01"', ["ingest.earliest", "YYYY-MM-DD", "'1990-13-01'"]),
+    ("earliest = 1990", ["ingest.earliest", "1990"]),
+    ('earliest = "0001-01-01"', ["ingest.earliest", "1900-01-01", "2199-12-31"]),
+    ("earliest = 1990-01-01T00:00:00", ["ingest.earliest", "YYYY-MM-DD"]),
+    ('earliest = "2190-01-01"', ["ingest.earliest", "after today"]),
+    ("latest = -1", ["ingest.latest", "0 to 3650"]),
+    ("latest = 5000", ["ingest.latest", "0 to 3650"]),
+    ("latest = true", ["ingest.latest", "True"]),
+    ('latest = "1980-01-01"', ["ingest.latest", "before ingest.earliest"]),
+    ('latest = "9999-12-31"', ["ingest.latest", "2199-12-31"]),
+    ('earliest_hired = "2000-01-01"', ["ingest.earliest_hired", "on or before"]),
+    ('oldest = "2000-01-01"', ["[ingest]", "unknown keys", "oldest"]),
+])
+def test_bad_ingest_settings_say_which_key_and_why(tmp_path, body, words):
+    with pytest.raises(CsMetricsError) as err:
+        _settings(tmp_path, f"[ingest]\n{body}\n")
+    message = str(err.value)
+    assert "settings.toml" in message
+    for word in words:
+        assert word in message, message

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from cs_metrics import Warehouse, load_settings
 from cs_metrics.alerts import active_alerts, alert_history, evaluate, mutes, rules_in_force
+from cs_metrics.safe_text import escape_markdown
 from tests.conftest import REPO
 
 PAGE = str(REPO / "views" / "alerts.py")
@@ -66,7 +67,7 @@ def test_evaluate_acknowledge_and_mute(alert_db, monkeypatch):
     assert f"Active alerts ({len(active)})" in [h.value for h in at.subheader]
     shown = [m.value for m in at.markdown]
     for title in active["title"]:
-        assert any(f"**{title}**" in m for m in shown), title
+        assert any(f"**{escape_markdown(title)}**" in m for m in shown), title
 
     # acknowledged: no longer active, recorded with who did it
     first = active.iloc[0]
@@ -105,6 +106,7 @@ def test_new_alerts_pop_up_once_on_the_overview(alert_db, monkeypatch):
     titles = set(library(alert_db, active_alerts)["title"])
     overview = run_page(monkeypatch, alert_db, OVERVIEW)
     toasts = [t.value for t in overview.toast]
-    assert toasts and all(any(f"**{t}**" in x for t in titles) for x in toasts)
+    assert toasts and all(any(f"**{escape_markdown(t)}**" in x for t in titles)
+                          for x in toasts)
     again = run_page(monkeypatch, alert_db, OVERVIEW)
     assert not again.toast  # shown once, then marked in the warehouse

@@ -18,6 +18,7 @@ from cs_metrics.feedback import (
     latest_comments,
     score_distribution,
 )
+from cs_metrics.safe_text import escape_markdown
 from tests.conftest import REPO, ticket, write_csv
 
 PAGE = str(REPO / "views" / "feedback.py")
@@ -186,8 +187,8 @@ def test_selecting_a_breakdown_row_lists_that_groups_tickets(sample_db, monkeypa
     page = library(sample_db, cs_metrics.ticket_page, extra={"channel": channel})
     shown = next(d.value for d in at.dataframe if d.value.columns[0] == "ticket_id")
     assert shown["ticket_id"].tolist() == page.rows["ticket_id"].tolist()
-    assert any(m.value == f"**Tickets of channel {channel} (with or without a survey)**"
-               for m in at.markdown)
+    label = escape_markdown(f"Tickets of channel {channel} (with or without a survey)")
+    assert any(m.value == f"**{label}**" for m in at.markdown)
     assert f"Tickets 1–{len(shown)} of {page.total:,}, newest first" in \
         [c.value for c in at.caption]
 
@@ -233,8 +234,9 @@ def test_text_analysis_cohorts_and_comparisons(sample_db, monkeypatch):
     at.radio(key="fbx_view").set_value("Emerging issues").run()
     found = library(sample_db, emerging_issues, recent_days=14, baseline_days=56)
     boxes = [b.value for b in (*at.success, *at.warning)]
-    assert found.describe() in boxes
-    assert any(c.value.startswith("Test: per term, a one-sided exact conditional test")
+    assert escape_markdown(found.describe()) in boxes
+    assert any(c.value.startswith("Test: " + escape_markdown("per term, a one-sided exact "
+                                                             "conditional test"))
                for c in at.caption)
 
     at.radio(key="fbx_view").set_value("Cohorts").run()
@@ -260,7 +262,8 @@ def test_text_analysis_cohorts_and_comparisons(sample_db, monkeypatch):
         wh, "csat_pct", Group.build(channels[0], channel=channels[0]),
         Group.build(channels[1], channel=channels[1]), f))
     verdicts = [b.value for b in (*at.success, *at.info, *at.warning)]
-    assert (result.verdict if result.difference is not None else result.note) in verdicts
+    assert escape_markdown(result.verdict if result.difference is not None
+                           else result.note) in verdicts
     at.radio(key="fbx_cmp_mode").set_value("Before and after a date").run()
     assert not at.exception
     assert any("for tickets created from " in v.value or "Too few" in v.value
@@ -268,7 +271,7 @@ def test_text_analysis_cohorts_and_comparisons(sample_db, monkeypatch):
 
     at.radio(key="fbx_view").set_value("Resolution time and CSAT").run()
     corr = library(sample_db, resolution_csat)
-    assert corr.summary in [m.value for m in at.markdown]
+    assert escape_markdown(corr.summary) in [m.value for m in at.markdown]
     assert CAUSATION_CAVEAT in [i.value for i in at.info]
 
 
@@ -285,8 +288,8 @@ def test_a_dataset_without_comments_says_so(tmp_path, monkeypatch):
         assert any(i.value.startswith("This dataset has no survey comments")
                    for i in at.info), view
     at.radio(key="fbx_view").set_value("Cohorts").run()
-    assert "This dataset has no customer ids, so it has no customer cohorts." in \
-        [i.value for i in at.info]
+    assert escape_markdown("This dataset has no customer ids, so it has no customer "
+                           "cohorts.") in [i.value for i in at.info]
     at.radio(key="fbx_view").set_value("Compare groups").run()
     assert not at.exception and not at.error
 

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from cs_metrics import Warehouse, get_metric, query
 from cs_metrics import reports as R
+from cs_metrics.safe_text import escape_markdown
 from tests.conftest import REPO
 
 PAGE = str(REPO / "views" / "reports.py")
@@ -97,7 +98,7 @@ def test_a_team_report_of_one_team(sample_db, monkeypatch):
     at = run_page(monkeypatch, sample_db, report_audience="team", report_team=team,
                   report_period="last-month")
     assert at.selectbox(key="report_team").value == team
-    assert at.subheader[0].value == f"Team performance report: {team}"
+    assert at.subheader[0].value == escape_markdown(f"Team performance report: {team}")
     count = want.kpis.df.set_index("metric").at["ticket_count", "value"]
     assert shown_figures(at)["Tickets"] == get_metric("ticket_count").display(count)
     body = at.get("html")[0].value
@@ -113,7 +114,7 @@ def test_a_representative_and_a_calendar_month(sample_db, monkeypatch):
     want = library(sample_db, "representative", rep=rep_id, period=month)
     at = run_page(monkeypatch, sample_db, report_audience="representative", report_rep=rep_id,
                   report_period="month", report_month=month)
-    assert at.subheader[0].value == want.scope.title
+    assert at.subheader[0].value == escape_markdown(want.scope.title)
     body = at.get("html")[0].value
     assert "Team median" in body and want.scope.period.label in body
 

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, ServiceLevel, Warehouse
+from cs_metrics.safe_text import escape_markdown
 from cs_metrics.seasonality import (
     arrival_heatmap,
     backtest,
@@ -90,15 +91,16 @@ def test_page_shows_the_library_figures(sample_db, monkeypatch):
     want = library(sample_db, lambda wh: expected(wh, Filters()))
     dec, bt, plan = want["decomposition"], want["backtest"], want["plan"]
     markdown = [m.value for m in at.markdown]
-    assert f"**Weekly.** {dec.weekly_verdict}" in markdown
-    assert dec.yearly_note in [c.value for c in at.caption]  # 90 days: no yearly cycle
+    assert f"**Weekly.** {escape_markdown(dec.weekly_verdict)}" in markdown
+    # 90 days: no yearly cycle
+    assert escape_markdown(dec.yearly_note) in [c.value for c in at.caption]
     shown = metrics(at)
     assert shown["MAPE, model"] == f"{bt.model_mape_pct:.1f} %"
     assert shown["MAPE, last week repeated"] == f"{bt.baseline_mape_pct:.1f} %"
     assert shown["MASE, model"] == f"{bt.model_mase:.2f}"
     assert shown["Agent-hours scheduled (forecast)"] == f"{plan['scheduled_agents'].sum():,.0f}"
     assert shown["Peak agents in an hour"] == f"{plan['scheduled_agents'].max():,}"
-    assert bt.summary in [s.value for s in (*at.success, *at.warning)]
+    assert escape_markdown(bt.summary) in [s.value for s in (*at.success, *at.warning)]
 
     heat = table(at, "season_heatmap")
     pd.testing.assert_frame_equal(heat.reset_index(drop=True), want["heatmap"],
@@ -155,7 +157,8 @@ def test_horizon_inputs_and_filters_change_the_figures(sample_db, monkeypatch):
                            last + timedelta(days=1), channel="chat")
     series = library(sample_db, lambda wh: daily_series(wh, ranged))
     dec = decompose(series)
-    assert f"**Weekly.** {dec.weekly_verdict}" in [m.value for m in at.markdown]
+    assert f"**Weekly.** {escape_markdown(dec.weekly_verdict)}" in \
+        [m.value for m in at.markdown]
 
 
 def test_too_little_history_says_so(tmp_path, monkeypatch):

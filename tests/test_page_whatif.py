@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cs_metrics import Warehouse, audit
+from cs_metrics.safe_text import escape_markdown
 from simulations.whatif import OutageScenario, simulate_outage
 from tests.conftest import REPO
 
@@ -72,7 +73,7 @@ def test_the_page_shows_the_engines_projection(sample_db, monkeypatch, deferred_
     scenario = scenario_of(at)
     assert scenario.severity == "critical" and scenario.radius_km == 40.0
     want = library(sample_db, scenario)
-    assert want.summary in [s.value for s in at.success]
+    assert escape_markdown(want.summary) in [s.value for s in at.success]
     shown = {m.label: m.value for m in at.metric}
     assert shown["Extra tickets"] == f"{want.totals.extra_tickets_p50:,.0f}"
     assert shown["Peak backlog"] == f"{want.totals.peak_backlog_p50:,.0f}"
@@ -115,7 +116,8 @@ def test_recommended_staff_and_saved_scenarios(sample_db, monkeypatch):
         at.toggle(key="wi_recommended").set_value(True).run()
         assert not at.exception
         staffed = library(sample_db, base.recommended_scenario())
-        assert f"With the recommended staff: {staffed.summary}" in [i.value for i in at.info]
+        assert f"With the recommended staff: {escape_markdown(staffed.summary)}" in \
+            [i.value for i in at.info]
         assert staffed.totals.sla_breach_pct_p50 <= base.totals.sla_breach_pct_p50
         at.toggle(key="wi_recommended").set_value(False).run()
     at.button(key="wi_save").click().run()

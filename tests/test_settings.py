@@ -78,3 +78,29 @@ def test_settings_are_parsed_once_per_content_and_follow_edits(tmp_path, monkeyp
     custom.unlink()
     with pytest.raises(CsMetricsError, match="does not exist"):
         load_settings()
+
+
+
+def test_identity_claim_defaults_to_verified_email(tmp_path):
+    assert load_settings().access.identity_claim == "verified_email"
+    custom = tmp_path / "settings.toml"
+    custom.write_text('[access]\nidentity_claim = "email"\n')
+    assert load_settings(custom).access.identity_claim == "email"
+
+
+@pytest.mark.parametrize(("toml", "value"), [
+    ('"preferred_username"', "preferred_username"),
+    ('"sub"', "sub"),
+    ('"Email"', "Email"),
+    ("true", True),
+    ('["email"]', ["email"]),
+])
+def test_a_bad_identity_claim_is_one_sentence_naming_the_file(tmp_path, toml, value):
+    custom = tmp_path / "settings.toml"
+    custom.write_text(f"[access]\nidentity_claim = {toml}\n")
+    with pytest.raises(CsMetricsError) as err:
+        load_settings(custom)
+    message = str(err.value)
+    assert message.startswith(f"Setting access.identity_claim in {custom} must be "
+                              '"verified_email"')
+    assert '"email"' in message and message.endswith(f"not {value!r}.")

@@ -212,8 +212,9 @@ def _incremental_and_rebuild(base: Path, batches: list[Path], tmp_path: Path,
                              "comment_sentiment", "feedback", "ticket_events")
                 if name in tables
             }
-            results[mode]["meta"] = wh.df("select * from meta where key <> 'derived_at' "
-                                          "order by key")
+            # the moment of the derive, and the plausible window's end that moves with it
+            results[mode]["meta"] = wh.df("select * from meta where key not in "
+                                          "('derived_at', 'plausible_to') order by key")
         finally:
             wh.close()
     # the batches took the incremental path, and only there

@@ -2,8 +2,11 @@
 
 Sign-in is on when ``.streamlit/secrets.toml`` has an ``[auth]`` section (Streamlit's OIDC:
 ``st.login``, ``st.user``); the ``[access]`` section of the settings gives each identity a
-role and its scope (``cs_metrics.access``). Without ``[auth]`` the app runs in local mode:
-no sign-in, every row, and it says so in the sidebar.
+role and its scope (``cs_metrics.access``). Only claims the identity provider vouches for
+can match a role: the e-mail address when the provider marks it verified (or as sent, when
+``access.identity_claim = "email"``), and groups; never a name or username the person chose.
+Without ``[auth]`` the app runs in local mode: no sign-in, every row, and it says so in the
+sidebar.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import streamlit as st
 
 from cs_metrics import CsMetricsError, load_settings
-from cs_metrics.access import LOCAL, Scope, resolve_scope
+from cs_metrics.access import LOCAL, Identity, Scope, identity_from_claims, resolve_scope
+from cs_metrics.safe_text import escape_markdown
 from cs_metrics.warehouse import Warehouse
 
 _log = logging.getLogger(__name__)
@@ -38,20 +42,18 @@ def providers() -> list[str]:
     return [k for k, v in auth.items() if isinstance(v, Mapping) and "client_id" in v]
 
 
-def _groups(user: Any) -> tuple[str, ...]:
-    raw = user.get("groups") or ()
-    if isinstance(raw, str):
-        raw = raw.replace(",", " ").split()
-    return tuple(str(g) for g in raw)
-
-
-def identity() -> tuple[str, tuple[str, ...]] | None:
-    """(e-mail, groups) of the signed-in person, or None when nobody is signed in."""
+def identity() -> Identity | None:
+    """Who is signed in, as far as the identity provider's claims may be trusted (the
+    settings' ``access.identity_claim``), or None when nobody is signed in."""
     user = st.user
     if not getattr(user, "is_logged_in", False):
         return None
-    email = str(user.get("email") or user.get("preferred_username") or "").strip().lower()
-    return email, _groups(user)
+    return identity_from_claims(user, load_settings().access.identity_claim)
+
+
+def _scope_of(who: Identity) -> Scope | None:
+    return resolve_scope(who.email, who.groups, load_settings(), issuer=who.issuer,
+                         subject=who.subject)
 
 
 def current_scope() -> Scope | None:
@@ -62,7 +64,7 @@ def current_scope() -> Scope | None:
     who = identity()
     if who is None:
         return None
-    return resolve_scope(who[0], who[1], load_settings())
+    return _scope_of(who)
 
 
 def audit(wh: Warehouse, scope: Scope, action: str, target: str = "",
@@ -71,7 +73,8 @@ def audit(wh: Warehouse, scope: Scope, action: str, target: str = "",
     from cs_metrics import audit as audit_log
 
     try:
-        audit_log.record(wh.base, scope.actor, scope.role, action, target, dict(detail or {}))
+        audit_log.record(wh.base, scope.actor, scope.role, action, target, dict(detail or {}),
+                         issuer=scope.issuer, subject=scope.subject)
     except CsMetricsError as exc:
         _log.warning("Could not write the audit log: %s", exc)
         st.warning(f"This action could not be written to the audit log: {exc}")
@@ -95,32 +98,60 @@ def gate(warehouse: Callable[[], Warehouse]) -> Scope:
     unscoped warehouse, for the audit log (local mode does not open it here)."""
     if not hosted():
         return LOCAL
-    who = identity()
+    try:
+        who = identity()
+        scope = _scope_of(who) if who is not None else None
+    except CsMetricsError as exc:
+        # the sentence names the settings file and key: for the server's log, not for
+        # whoever signed in
+        _log.error("Sign-in cannot resolve roles: %s", exc)
+        st.title("Sign-in is unavailable")
+        st.error("The app's settings have a mistake, so nobody can be given a role until an "
+                 "administrator fixes it; the server's log names the file and the setting.")
+        st.stop()
     if who is None:
         _sign_in_page()
         st.stop()
-    scope = resolve_scope(who[0], who[1], load_settings())
     if scope is None:
-        if st.session_state.get(SIGNED_IN_KEY) != ("denied", who[0]):
-            st.session_state[SIGNED_IN_KEY] = ("denied", who[0])
-            from cs_metrics import audit as audit_log
-
-            try:
-                audit_log.record(warehouse(), who[0] or "unknown", "", "access_denied", "",
-                                 {"groups": list(who[1])})
-            except CsMetricsError as exc:
-                _log.warning("Could not write the audit log: %s", exc)
-        st.title("No access yet")
-        st.error(f"You are signed in as {who[0] or 'an account without an e-mail'}, but the "
-                 "settings give this account no role. Ask an administrator to add it to the "
-                 "[access] section of the settings file.")
-        st.button("Sign out", on_click=st.logout)
-        st.stop()
-    if st.session_state.get(SIGNED_IN_KEY) != ("ok", scope.actor):
-        st.session_state[SIGNED_IN_KEY] = ("ok", scope.actor)
-        audit(warehouse(), scope, "sign_in", "",
-              {"groups": list(who[1]), "scope": scope.describe()})
+        _refuse(warehouse, who)
+    if st.session_state.get(SIGNED_IN_KEY) != ("ok", scope.actor, who.issuer, who.subject):
+        st.session_state[SIGNED_IN_KEY] = ("ok", scope.actor, who.issuer, who.subject)
+        detail = {"groups": list(who.groups), "scope": scope.describe()}
+        if who.refusal:  # a role by group; the e-mail sent could not be used
+            detail.update(unusable_email=who.claimed_email, why=who.refusal)
+        audit(warehouse(), scope, "sign_in", "", detail)
     return scope
+
+
+def _refuse(warehouse: Callable[[], Warehouse], who: Identity) -> NoReturn:
+    """The page of a signed-in person without a role: why, and the way out; logged once
+    per session and identity."""
+    key = ("denied", who.email, who.issuer, who.subject)
+    if st.session_state.get(SIGNED_IN_KEY) != key:
+        st.session_state[SIGNED_IN_KEY] = key
+        from cs_metrics import audit as audit_log
+
+        detail: dict[str, Any] = {"groups": list(who.groups)}
+        if who.refusal:
+            detail.update(unusable_email=who.claimed_email, why=who.refusal)
+        try:
+            audit_log.record(warehouse(), who.email or audit_log.UNKNOWN_ACTOR, "",
+                             "access_denied", "", detail, issuer=who.issuer,
+                             subject=who.subject)
+        except CsMetricsError as exc:
+            _log.warning("Could not write the audit log: %s", exc)
+    st.title("No access yet")
+    if who.refusal:
+        # the claim is the provider's data: shown as text, never as Markdown
+        st.error(f"You are signed in, but {escape_markdown(who.refusal)}, so this account "
+                 "cannot be given a role. Verify the address with your identity provider "
+                 "and sign in again, or ask an administrator to give your group a role.")
+    else:
+        st.error(f"You are signed in as {escape_markdown(who.email)}, but the settings give "
+                 "this account no role. Ask an administrator to add it to the [access] "
+                 "section of the settings file.")
+    st.button("Sign out", on_click=st.logout)
+    st.stop()
 
 
 def _sign_out(warehouse: Callable[[], Warehouse], scope: Scope) -> None:
@@ -136,7 +167,8 @@ def account_sidebar(warehouse: Callable[[], Warehouse], scope: Scope) -> None:
             st.caption("Local mode: no sign-in, every team visible. Add an [auth] section to "
                        ".streamlit/secrets.toml to make people sign in.")
             return
-        st.caption(f"Signed in as **{scope.actor}** · {scope.describe()}")
+        st.caption(f"Signed in as **{escape_markdown(scope.actor)}** · "
+                   f"{escape_markdown(scope.describe())}")
         st.button("Sign out", key="logout", on_click=_sign_out,
                   args=(warehouse, scope))
 

@@ -34,6 +34,8 @@ from cs_metrics import CsMetricsError, Filters, Metric, QualityReport, Warehouse
 from cs_metrics.access import LOCAL, Scope, ScopedWarehouse
 from cs_metrics.drilldown import TicketPage, ticket_page
 from cs_metrics.flow import resolved_per_period
+from cs_metrics.safe_text import escape_markdown, markdown_code, neutralize_csv
+from cs_metrics.warehouse import implausible_note
 from simulations import generator
 from views._auth import current_scope
 
@@ -190,22 +192,23 @@ def _base_warehouse() -> Warehouse:
     default = cs_metrics.default_db_path()
     if not is_same(path, default) and not path.exists():
         switch_dataset(None)
-        st.warning(
+        st.warning(escape_markdown(
             f"The dataset {path.stem} ({path}) no longer exists; showing "
             f"{dataset_label(default)} instead."
-        )
+        ))
         path = default
     if not path.exists() and not _is_default(path):
         st.error(
-            f"The warehouse {path} named by CS_METRICS_DB does not exist. Load data into it "
-            f"with `python -m cs_metrics ingest SOURCE --db {path}`, or unset CS_METRICS_DB to "
-            "use the sample dataset."
+            f"The warehouse {escape_markdown(path)} named by CS_METRICS_DB does not exist. "
+            "Load data into it with "
+            f"{markdown_code(f'python -m cs_metrics ingest SOURCE --db {path}')}, or unset "
+            "CS_METRICS_DB to use the sample dataset."
         )
         st.stop()
     try:
         return _open_warehouse(str(path))
     except CsMetricsError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
         st.stop()
 
 
@@ -222,7 +225,7 @@ def get_warehouse() -> Warehouse:
     try:
         return _scoped_warehouse(str(base.path), scope.key, base, scope)
     except CsMetricsError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
         st.stop()
 
 
@@ -250,11 +253,12 @@ def ensure_data() -> Warehouse:
         return wh
     if not _is_default(wh.path):  # only the app's own warehouse gets the sample
         how = (
-            f"`python -m cs_metrics ingest SOURCE --db {wh.path}`"
+            markdown_code(f"python -m cs_metrics ingest SOURCE --db {wh.path}")
             if is_same(wh.path, cs_metrics.default_db_path())
             else "the Your data page"
         )
-        st.error(f"The warehouse {wh.path} has no tickets yet. Load data into it with {how}.")
+        st.error(f"The warehouse {escape_markdown(wh.path)} has no tickets yet. Load data into "
+                 f"it with {how}.")
         st.stop()
     lock = _bootstrap_lock()
     if not lock.acquire(blocking=False):
@@ -276,8 +280,8 @@ def _prepare_sample(wh: Warehouse) -> None:
     with st.status("Preparing the sample dataset…", expanded=True) as status:
         try:
             st.write(
-                f"There is no data in `{wh.path}` yet: generating two years of sample tickets "
-                f"for a telecom support team into `{sample}/`…"
+                f"There is no data in {markdown_code(wh.path)} yet: generating two years of "
+                f"sample tickets for a telecom support team into {markdown_code(f'{sample}/')}…"
             )
             result = generator.generate(sample, end=None)
             st.write(
@@ -286,7 +290,7 @@ def _prepare_sample(wh: Warehouse) -> None:
                 f"{result.counts.get('ticket_events', 0):,} status events "
                 f"in {result.seconds:.1f} s."
             )
-            st.write(f"Validating and loading them into `{wh.path}`…")
+            st.write(f"Validating and loading them into {markdown_code(wh.path)}…")
             report = cs_metrics.ingest(sample, warehouse=wh)
             loaded = sum(t.loaded for t in report.tables)
             rejected = sum(t.rejected_total for t in report.tables)
@@ -296,7 +300,7 @@ def _prepare_sample(wh: Warehouse) -> None:
             )
         except (CsMetricsError, OSError, ValueError) as exc:
             status.update(label="Preparing the sample dataset failed", state="error")
-            st.error(f"The sample dataset could not be prepared: {exc}")
+            st.error(f"The sample dataset could not be prepared: {escape_markdown(exc)}")
             st.stop()
         st.cache_data.clear()  # results computed before the load are stale
         status.update(
@@ -394,7 +398,8 @@ def _made_on_click(make: Callable[[], bytes], wh: Warehouse, scope: Scope, file_
         data = make()
         try:
             audit_log.record(wh.base, scope.actor, scope.role, "export", file_name,
-                             _export_detail(data, rows, filters))
+                             _export_detail(data, rows, filters), issuer=scope.issuer,
+                             subject=scope.subject)
         except CsMetricsError as exc:  # as a page's audit(): the file still goes out
             _log.warning("Could not write the export of %s to the audit log: %s",
                          file_name, exc)
@@ -438,7 +443,10 @@ def export_button(
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
-    return df.to_csv(index=False).encode()
+    """``df`` as CSV, with the text cells a spreadsheet would run as a formula (``=``, ``+``,
+    ``-``, ``@``, tab, CR first) prefixed with ``'``: every CSV download of the pages is made
+    here. Numbers and timestamps are written as they are; Parquet keeps every value."""
+    return neutralize_csv(df).to_csv(index=False).encode()
 
 
 def table_downloads(df: pd.DataFrame, stem: str, filters: Filters | None, key: str, *,
@@ -624,12 +632,13 @@ def ticket_list_ui(wh: Warehouse, filters: Filters, drill: Drill, key: str) -> T
                    extra=dict(drill.extra), open_at=drill.open_at, limit=DRILL_PAGE_SIZE,
                    offset=page_no * DRILL_PAGE_SIZE)
     if page.total == 0:
-        st.info(f"No tickets match: {drill.label}.")
+        # a drill's label quotes a value from the data: shown as text, never as Markdown
+        st.info(f"No tickets match: {escape_markdown(drill.label)}.")
         return page
     if not len(page.rows) and page_no:  # past the end after the data shrank
         st.session_state[f"{key}_page"] = 0
         st.rerun()
-    st.markdown(f"**{drill.label}**")
+    st.markdown(f"**{escape_markdown(drill.label)}**")
     st.caption(f"Tickets {page.first:,}–{page.last:,} of {page.total:,}, newest first")
     st.dataframe(page.rows, hide_index=True, key=f"{key}_rows", column_config=DRILL_COLUMNS)
     with st.container(horizontal=True):
@@ -746,6 +755,8 @@ def previous_period(filters: Filters) -> Filters | None:
     if filters.date_from is None or filters.date_to is None:
         return None
     length = filters.date_to - filters.date_from
+    if filters.date_from - date.min < length:
+        return None  # a range from the first centuries has no window before it
     return Filters(filters.date_from - length, filters.date_from, filters.where)
 
 
@@ -774,7 +785,12 @@ def describe_filters(filters: Filters) -> str:
 
 def as_of_text(wh: Warehouse) -> str:
     as_of: datetime | None = wh.as_of()
-    return f"Data as of {as_of:%Y-%m-%d %H:%M} UTC" if as_of else "No data loaded yet"
+    # tickets dated outside the plausible window (written past a load's checks) are counted
+    note = implausible_note(wh)
+    if as_of is None:
+        return "No ticket has a plausible date" if note else "No data loaded yet"
+    text = f"Data as of {as_of:%Y-%m-%d %H:%M} UTC"
+    return f"{text} · {note}" if note else text
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -869,7 +885,8 @@ def filters_ui(wh: Warehouse) -> Filters:
         st.session_state["_filters_url_notes"] = _read_url(options, window[0])
     if DATASET_KEY in st.session_state:
         st.sidebar.caption(
-            f"Dataset: **{dataset_label(wh.path)}** (change it on the Your data page)"
+            f"Dataset: **{escape_markdown(dataset_label(wh.path))}** (change it on the Your "
+            "data page)"
         )
     dates = date_range_ui(wh)
     chosen: dict[str, list[str]] = {}
@@ -914,8 +931,9 @@ def filters_ui(wh: Warehouse) -> Filters:
             st.session_state["_filters_url_wanted"] = wanted
         notes = st.session_state.get("_filters_url_notes") or []
         if notes:
+            # the values come from the link as typed: shown as text, never as Markdown
             st.caption(f"Ignored in the link (not in this dataset or not valid): "
-                       f"{', '.join(notes)}.")
+                       f"{escape_markdown(', '.join(notes))}.")
     return filters
 
 
@@ -962,8 +980,9 @@ def alert_toasts(wh: Warehouse) -> None:
     fresh = pending[~pending["occurrence_id"].isin(shown)]
     icons = {"critical": ":material/error:", "warning": ":material/warning:"}
     for row in fresh.itertuples():
-        st.toast(f"**{row.title}** — {row.message}", icon=icons.get(row.severity,
-                                                                     ":material/info:"))
+        # an alert's title and message quote the data (a location, a segment, a term)
+        st.toast(f"**{escape_markdown(row.title)}** — {escape_markdown(row.message)}",
+                 icon=icons.get(row.severity, ":material/info:"))
         shown.add(row.occurrence_id)
     try:
         mark_in_app_shown(wh.base, fresh["occurrence_id"].tolist())

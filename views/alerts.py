@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from urllib.parse import quote
 
 import pandas as pd
 import streamlit as st
@@ -22,6 +23,7 @@ from cs_metrics.alerts import (
     unmute,
 )
 from cs_metrics.notify import deliveries
+from cs_metrics.safe_text import escape_markdown
 from views._common import as_of_text, download_buttons, ensure_data, no_filters, who
 
 SEVERITY_ICONS = {"critical": ":material/error:", "warning": ":material/warning:",
@@ -52,6 +54,15 @@ def _mute(wh: Warehouse, target: str, key: str) -> None:
          role=_role(wh))
 
 
+def _app_link(link: str | None) -> str | None:
+    """A stored alert's link as a Markdown link target: only a path of this app (a link to
+    another site is not offered), percent-encoded so that no character of it (a parenthesis,
+    a space, a bracket) ends the target early."""
+    if not link or not link.startswith("/") or link.startswith("//"):
+        return None
+    return quote(link, safe="/?&=%+-._~")
+
+
 def _active(wh: Warehouse, scope: Scope) -> None:
     df = active_alerts(wh)
     st.subheader(f"Active alerts ({len(df)})")
@@ -61,17 +72,19 @@ def _active(wh: Warehouse, scope: Scope) -> None:
     for row in df.itertuples():
         with st.container(border=True):
             icon = SEVERITY_ICONS.get(row.severity, ":material/notifications:")
-            st.markdown(f"{icon} **{row.title}** · {row.severity} · raised "
+            # title and message quote the data (a location, a segment, a term): text only
+            st.markdown(f"{icon} **{escape_markdown(row.title)}** · "
+                        f"{escape_markdown(row.severity)} · raised "
                         f"{pd.Timestamp(row.created_at):%Y-%m-%d %H:%M}"
                         + (f" · seen {row.seen_count} times" if row.seen_count > 1 else ""))
-            st.write(row.message)
-            if row.link:
-                st.markdown(f"[Open the filtered view]({row.link})")
+            st.markdown(escape_markdown(row.message))
+            if link := _app_link(row.link):
+                st.markdown(f"[Open the filtered view]({link})")
             figures = json.loads(row.figures) if row.figures else {}
             with st.expander("Figures behind it"):
                 st.json(figures, expanded=False)
             if row.acknowledged_by:
-                st.caption(f"Acknowledged by {row.acknowledged_by} at "
+                st.caption(f"Acknowledged by {escape_markdown(row.acknowledged_by)} at "
                            f"{pd.Timestamp(row.acknowledged_at):%Y-%m-%d %H:%M}")
             with st.container(horizontal=True):
                 st.button("Acknowledge", key=f"ack_{row.occurrence_id}",
@@ -84,10 +97,11 @@ def _active(wh: Warehouse, scope: Scope) -> None:
                     st.button("Mute this alert", key=f"mute_{row.occurrence_id}",
                               on_click=_mute, args=(wh, row.alert_id, choice),
                               icon=":material/notifications_off:")
-                    st.button(f"Mute rule {row.rule}", key=f"mute_rule_{row.occurrence_id}",
+                    st.button(f"Mute rule {escape_markdown(row.rule)}",
+                              key=f"mute_rule_{row.occurrence_id}",
                               on_click=_mute, args=(wh, row.rule, choice))
             if row.deliveries:
-                st.caption(f"Notifications: {row.deliveries}")
+                st.caption(f"Notifications: {escape_markdown(row.deliveries)}")
 
 
 def _tables(wh: Warehouse, scope: Scope) -> None:
@@ -145,11 +159,11 @@ def main() -> None:
             st.caption("You see the alerts about places and topics, and those about your "
                        "tickets; alerts over every team are shown to managers and admins.")
         if st.session_state.get("_alerts_run"):
-            st.caption(st.session_state["_alerts_run"])
+            st.caption(escape_markdown(st.session_state["_alerts_run"]))
         _active(wh, scope)
         _tables(wh, scope)
     except CsMetricsError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
 
 
 main()

@@ -1,5 +1,5 @@
-"""Audit log: sign-ins, exports, reports, alert acknowledgements and mutes, setting changes;
-for admins, with a check of the hash chain and a download."""
+"""Audit log: sign-ins, exports, reports, alert acknowledgements and mutes, setting changes,
+dataset validations and loads; for admins, with a check of the hash chain and a download."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ def main() -> None:
         wh = ensure_data()
         require(wh.scope or LOCAL, "view_audit", "read the audit log")
         base = wh.base
-        st.caption("Every sign-in, export, report, alert acknowledgement or mute and settings "
-                   "change, appended and chained by hash: a changed or deleted entry breaks "
-                   "the chain below.")
+        st.caption("Every sign-in, export, report, alert acknowledgement or mute, settings "
+                   "change and dataset validation or load, appended and chained by hash: a "
+                   "changed or deleted entry breaks the chain below. Issuer and subject are "
+                   "the identity provider's names for the account that signed in: two "
+                   "accounts that claim one e-mail address differ there.")
         result = audit_log.verify(base)
         if result.ok:
             st.success(f"The chain is intact: {result.checked:,} entries checked.",
@@ -42,8 +44,13 @@ def main() -> None:
             action=None if action == "(any)" else action, since=since,
         )
         st.dataframe(df.drop(columns=["prev_hash"]), hide_index=True, key="audit_entries",
-                     column_config={"detail": st.column_config.TextColumn("detail",
-                                                                          width="large")})
+                     column_config={
+                         "detail": st.column_config.TextColumn("detail", width="large"),
+                         "issuer": st.column_config.TextColumn(
+                             "issuer", help="The identity provider (its iss claim)."),
+                         "subject": st.column_config.TextColumn(
+                             "subject", help="The account at that provider (its sub claim)."),
+                     })
         st.caption(f"The newest {min(len(df), PAGE_ROWS):,} entries that match.")
         export_button("Download the whole log (CSV)",
                       lambda: audit_log.to_csv_bytes(audit_log.entries(base)),

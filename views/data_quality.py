@@ -8,6 +8,7 @@ import streamlit as st
 
 from cs_metrics import CsMetricsError, QualityReport
 from cs_metrics.access import LOCAL
+from cs_metrics.safe_text import escape_markdown, markdown_code
 from views._auth import require
 from views._common import (
     as_of_text,
@@ -187,7 +188,7 @@ def main() -> None:
     try:
         wh = ensure_data()
         require(wh.scope or LOCAL, "view_quality", "see the data-quality report")
-        st.caption(f"{as_of_text(wh)} · warehouse `{wh.path}`")
+        st.caption(f"{as_of_text(wh)} · warehouse {markdown_code(wh.path)}")
         report = quality(wh)
         if report.score is None:
             st.info("Nothing has been loaded into this warehouse yet, so there is no report.")
@@ -198,7 +199,7 @@ def main() -> None:
         _completeness(report)
         _rejected_rows(latest_rejects(wh, LATEST_REJECTS))
     except CsMetricsError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
 
 
 main()

@@ -1,8 +1,18 @@
-"""Your data: upload files, see what would load and what would be rejected, load, switch."""
+"""Your data: upload files, see what would load and what would be rejected, load, switch.
+
+Uploads are untrusted: each file is saved under its plain base name in a staging folder of
+its own (``cs_metrics.datasets.stage_upload``), and the staged mapping is read with that
+folder as SOURCE, so its ``source`` lines can name nothing outside it. Validating and
+loading are written to the audit log with each file's name, size and SHA-256 and the
+mapping's SHA-256. A bad upload is one sentence on the page, never a traceback.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +23,7 @@ import cs_metrics
 from cs_metrics import TABLES, CsMetricsError
 from cs_metrics import datasets as ds
 from cs_metrics.access import LOCAL
+from cs_metrics.safe_text import escape_markdown
 from views._auth import audit, current_scope, require
 from views._common import (
     active_db,
@@ -23,6 +34,8 @@ from views._common import (
     switch_dataset,
     table_downloads,
 )
+
+_log = logging.getLogger(__name__)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "mappings"
 DATA_TYPES = ["csv", "gz", "parquet", "jsonl", "ndjson", "json", "tsv", "txt"]
@@ -95,45 +108,124 @@ def _fingerprint(files: list, mapping_text: str | None) -> str:
     return h.hexdigest()
 
 
-def upload_ui() -> tuple[list, str | None, str | None]:
-    """The upload widgets -> (data files, mapping TOML text or None, a problem to show)."""
+@dataclass(frozen=True)
+class Upload:
+    """What the upload widgets hold."""
+
+    files: list  # Streamlit's UploadedFile objects
+    mapping_text: str | None  # the mapping TOML, or None for canonical files
+    mapping_name: str | None  # how the user knows the mapping: its file name or example
+    todo: str | None = None  # what is still missing, e.g. the mapping file
+    error: str | None = None  # why the upload cannot be validated, one sentence
+
+
+def _empty_files(files: list) -> str | None:
+    empty = [f.name for f in files if not f.size]
+    if not empty:
+        return None
+    names = ", ".join(empty)
+    return (f"{names} {'is' if len(empty) == 1 else 'are'} empty (0 bytes); upload the "
+            "file with its rows.")
+
+
+def upload_ui() -> Upload:
+    """The upload widgets -> the files, the mapping, and what is missing or wrong."""
     files = st.file_uploader(
         "Data files", accept_multiple_files=True, type=DATA_TYPES, key="ds_files",
         help="Canonical files (tickets.csv, feedback.csv, ...) or your export's files.",
     ) or []
     how = st.radio("How are the files laid out?", HOWS, key="ds_how", horizontal=True)
     mapping_text: str | None = None
-    problem: str | None = None
+    mapping_name: str | None = None
+    todo: str | None = None
+    error = _empty_files(files)
     if how == HOW_UPLOAD:
         up = st.file_uploader("Mapping file (TOML)", type=["toml"], key="ds_mapping")
         if up is None:
-            problem = "Upload the mapping file that goes with the export."
+            todo = "Upload the mapping file that goes with the export."
         else:
+            mapping_name = up.name
+            raw = up.getvalue()
             try:
-                mapping_text = up.getvalue().decode("utf-8")
+                mapping_text = raw.decode("utf-8")
             except UnicodeDecodeError:
-                problem = f"{up.name} is not a UTF-8 text file."
+                error = error or (f"{up.name} is not UTF-8 text; save the mapping file as "
+                                  "UTF-8 and upload it again.")
+            else:
+                if not mapping_text.strip():
+                    error = error or (f"{up.name} is empty; upload the mapping file with its "
+                                      "[tickets] section.")
     elif how == HOW_EXAMPLE:
         examples = _examples()
         name = st.selectbox("Example mapping", list(examples), key="ds_example",
                             help="From data/mappings/; its source names the file to upload.")
         mapping_text = examples.get(name) if name else None
-    return files, mapping_text, problem
+        mapping_name = f"data/mappings/{name}" if name else None
+    return Upload(files, mapping_text, mapping_name, todo, error)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def upload_detail(folder: Path, mapping_name: str | None) -> dict:
+    """The audit log's record of a staged upload: each data file's name, size and SHA-256,
+    and the mapping's name and SHA-256 (as staged, the bytes ingest reads)."""
+    mapping = folder / ds.MAPPING_NAME
+    files = [{"name": p.name, "bytes": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(folder.iterdir()) if p.is_file() and p != mapping]
+    detail: dict = {"files": files, "mapping": mapping_name}
+    if mapping.is_file():
+        detail["mapping_sha256"] = _sha256(mapping)
+    return detail
+
+
+def _as_uploaded(message: str, folder: Path, mapping_name: str | None) -> str:
+    """``message`` with the staging folder's paths written as the names the user uploaded:
+    the server's folders are nobody's business, and mean nothing to them."""
+    for base in dict.fromkeys((str(folder.resolve()), str(folder))):
+        message = message.replace(os.path.join(base, ds.MAPPING_NAME),
+                                  mapping_name or ds.MAPPING_NAME)
+        # SOURCE and the mapping's folder are both the staging folder: name it once
+        message = message.replace(f"{base} or {base}", base)
+        message = message.replace(base + os.sep, "").replace(base, "the uploaded files")
+    return message
+
+
+def _unexpected(what: str, exc: Exception) -> str:
+    # hostile or broken input can trip a library below in ways it does not name; the page
+    # still says one sentence, and the server's log keeps the traceback
+    _log.exception("The Your data page could not %s", what)
+    return (f"Could not {what}: the files or the mapping hit a problem that has no message "
+            f"of its own ({type(exc).__name__}). Check them; the server's log has the details.")
 
 
 def _stage(files: list, mapping_text: str | None, sig: str) -> Path:
+    """Save the upload in a new staging folder (file names reduced to their plain base
+    name by ``stage_upload``); a file system refusal, such as a name too long, is a
+    CsMetricsError like the others."""
     root = ds.default_root()
     old = st.session_state.pop(STAGED, None)
     if old is not None:
         ds.discard_upload(old[1], root)
-    folder = ds.stage_upload({f.name: f.getvalue() for f in files}, mapping_text, root)
+    try:
+        folder = ds.stage_upload({f.name: f.getvalue() for f in files}, mapping_text, root)
+    except OSError as exc:
+        raise CsMetricsError(
+            f"Could not save the upload ({exc.strerror or exc}); rename the files with "
+            "short plain names and try again."
+        ) from exc
     st.session_state[STAGED] = (sig, folder)
     return folder
 
 
 def _show_validation(v: ds.Validation) -> None:
     if not v.ok:
-        st.error(v.error)
+        st.error(escape_markdown(v.error))
         st.caption("Nothing was loaded. This is the message `python -m cs_metrics ingest` "
                    "gives for the same files; fix the files or the mapping and validate again.")
         return
@@ -204,7 +296,7 @@ def _show_validation(v: ds.Validation) -> None:
                                     "Download rejected rows (Parquet)"))
 
 
-def _load_ui(folder: Path) -> None:
+def _load_ui(folder: Path, mapping_name: str | None) -> None:
     st.subheader("3. Load")
     root = ds.default_root()
     name = st.text_input("Dataset name", key="ds_name", placeholder="e.g. zendesk-2024",
@@ -229,13 +321,18 @@ def _load_ui(folder: Path) -> None:
         return
     try:
         with st.spinner(f"Loading into {target}…"):
+            detail = upload_detail(folder, mapping_name)
             db = ds.load(folder, None, name, root)
     except CsMetricsError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(_as_uploaded(str(exc), folder, mapping_name)))
+        return
+    except Exception as exc:  # noqa: BLE001 (one sentence, never a traceback; logged)
+        st.error(escape_markdown(_unexpected("load the files", exc) + " Check the Datasets "
+                                 "list above: the dataset may have been written."))
         return
     st.cache_data.clear()  # a reloaded dataset keeps its file name, so its results are stale
     scope = current_scope() or LOCAL
-    audit(base_warehouse(), scope, "dataset_loaded", db.stem, {"file": str(db)})
+    audit(base_warehouse(), scope, "dataset_loaded", db.stem, {"file": str(db), **detail})
     switch_dataset(db)
     ds.discard_upload(folder, root)
     for key in (STAGED, VALIDATION):
@@ -248,7 +345,8 @@ def _add_ui() -> None:
     st.header("Add a dataset")
     _intro()
     st.subheader("1. Upload")
-    files, mapping_text, problem = upload_ui()
+    upload = upload_ui()
+    files, mapping_text = upload.files, upload.mapping_text
     sig = _fingerprint(files, mapping_text)
     staged = st.session_state.get(STAGED)
     if staged is not None and staged[0] != sig:  # the upload changed: forget the old one
@@ -259,18 +357,16 @@ def _add_ui() -> None:
     if not files:
         st.info("Upload at least one data file to validate it.")
         return
-    if problem:
-        st.warning(problem)
+    if upload.error:
+        st.error(escape_markdown(upload.error))
+        return
+    if upload.todo:
+        st.warning(upload.todo)
         return
     if st.button("Validate", key="ds_validate",
                  help="Runs the real load into a throwaway warehouse: nothing is loaded yet."):
-        try:
-            folder = _stage(files, mapping_text, sig)
-        except CsMetricsError as exc:
-            st.error(str(exc))
+        if not _validate(upload, sig):
             return
-        with st.spinner("Validating…"):
-            st.session_state[VALIDATION] = (sig, ds.validate(folder))
     result = st.session_state.get(VALIDATION)
     if result is None or result[0] != sig:
         st.caption("Validate to see what would load before anything is written.")
@@ -278,7 +374,36 @@ def _add_ui() -> None:
     validation: ds.Validation = result[1]
     _show_validation(validation)
     if validation.ok:
-        _load_ui(st.session_state[STAGED][1])
+        _load_ui(st.session_state[STAGED][1], upload.mapping_name)
+
+
+def _validate(upload: Upload, sig: str) -> bool:
+    """Stage the upload, validate it, keep the result for the page and log it; False (with
+    the reason shown) when the upload could not even be staged."""
+    try:
+        folder = _stage(upload.files, upload.mapping_text, sig)
+    except CsMetricsError as exc:
+        st.error(escape_markdown(str(exc)))
+        return False
+    try:
+        with st.spinner("Validating…"):
+            detail = upload_detail(folder, upload.mapping_name)
+            validation = ds.validate(folder)
+    except Exception as exc:  # noqa: BLE001 (one sentence, never a traceback; logged)
+        validation = ds.Validation(None, None, pd.DataFrame(),
+                                   _unexpected("validate the files", exc))
+        detail = {"files": [], "mapping": upload.mapping_name}
+    if validation.error:
+        validation = ds.Validation(
+            None, None, validation.rejects,
+            _as_uploaded(validation.error, folder, upload.mapping_name))
+    st.session_state[VALIDATION] = (sig, validation)
+    detail.update(ok=validation.ok, loaded=validation.loaded, rejected=validation.rejected)
+    if validation.error:
+        detail["error"] = validation.error[:1000]
+    audit(base_warehouse(), current_scope() or LOCAL, "dataset_validated",
+          upload.mapping_name or "canonical files", detail)
+    return True
 
 
 def _mb(path: Path) -> str:

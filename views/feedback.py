@@ -33,6 +33,7 @@ from cs_metrics.feedback import (
     nps_category,
     score_distributions,
 )
+from cs_metrics.safe_text import escape_markdown, markdown_code
 from cs_metrics.sentiment import SentimentByScore, sentiment_by_csat
 from cs_metrics.topics import DEFAULT_K, EmergingIssues, TopicModel, emerging_issues, topics
 from views._common import (
@@ -338,7 +339,8 @@ def _no_comments(wh: Warehouse) -> bool:
         return True
     if not _has_sentiment(wh):
         st.info(f"This warehouse was loaded before comment sentiment existed; load the data "
-                f"again (`python -m cs_metrics ingest SOURCE --db {wh.path}`) to score it.")
+                f"again ({markdown_code(f'python -m cs_metrics ingest SOURCE --db {wh.path}')}) "
+                "to score it.")
         return True
     return False
 
@@ -394,7 +396,7 @@ def _topics_section(wh: Warehouse, filters: Filters) -> None:
     try:
         model = _topics(wh, wh.cache_key, filters, k)
     except CsMetricsError as exc:
-        st.info(str(exc))
+        st.info(escape_markdown(exc))
         return
     df = model.topics
     sampled = (f"a sample of {model.modelled:,} of {model.total:,} comments, volumes scaled "
@@ -454,12 +456,13 @@ def _emerging_section(wh: Warehouse, filters: Filters) -> None:
     try:
         found = _emerging(wh, wh.cache_key, filters, labels[label])
     except CsMetricsError as exc:
-        st.info(str(exc))
+        st.info(escape_markdown(exc))
         return
     if not found.found:
-        st.success(found.describe())
+        st.success(escape_markdown(found.describe()))
     else:
-        st.warning(found.describe())
+        # the issue is a term from customers' comments
+        st.warning(escape_markdown(found.describe()))
         st.dataframe(
             found.issues, hide_index=True, key="fbx_emerging_table",
             column_config={
@@ -481,8 +484,8 @@ def _emerging_section(wh: Warehouse, filters: Filters) -> None:
             },
         )
         _downloads(found.issues, "emerging_issues", filters, "fbx_emerging")
-    st.caption(f"Test: {found.test}. The periods end where the date range ends; the filters "
-               "other than dates apply.")
+    st.caption(f"Test: {escape_markdown(found.test)}. The periods end where the date range "
+               "ends; the filters other than dates apply.")
 
 
 COHORT_GROUPS = {
@@ -505,7 +508,7 @@ def _cohorts_section(wh: Warehouse, filters: Filters) -> None:
     try:
         df, grid = _cohorts(wh, wh.cache_key, filters, by, days)
     except CsMetricsError as exc:
-        st.info(str(exc))
+        st.info(escape_markdown(exc))
         return
     if df.empty:
         st.info("No tickets with a customer in this range.")
@@ -613,11 +616,11 @@ def _compare_section(wh: Warehouse, filters: Filters) -> None:
     result = _compare(wh, wh.cache_key, filters, metric, a, b)
     m = cs_metrics.get_metric(metric)
     if result.difference is None:
-        st.warning(result.note)
+        st.warning(escape_markdown(result.note))  # the groups are values from the data
     elif result.significant:
-        st.success(result.verdict)
+        st.success(escape_markdown(result.verdict))
     else:
-        st.info(result.verdict)
+        st.info(escape_markdown(result.verdict))
     table = pd.DataFrame({
         "group": [result.label_a, result.label_b],
         m.label: [result.value_a, result.value_b],
@@ -660,7 +663,7 @@ def _correlation_section(wh: Warehouse, filters: Filters) -> None:
     if data.empty:
         st.info("No closed tickets with a CSAT answer in this range.")
         return
-    st.markdown(corr.summary)
+    st.markdown(escape_markdown(corr.summary))
     chart = (
         alt.Chart(data, title=alt.Title("CSAT by resolution time",
                                         subtitle="Closed tickets with a CSAT answer"))
@@ -758,8 +761,9 @@ def main() -> None:
     try:
         wh = get_warehouse()
         if not wh.has_table("tickets"):
-            st.error(f"The warehouse {wh.path} has no tickets yet. Load data into it with "
-                     f"`python -m cs_metrics ingest SOURCE --db {wh.path}`.")
+            st.error(f"The warehouse {escape_markdown(wh.path)} has no tickets yet. Load data "
+                     "into it with "
+                     f"{markdown_code(f'python -m cs_metrics ingest SOURCE --db {wh.path}')}.")
             return
         filters = filters_ui(wh)
         st.caption(f"{as_of_text(wh)} · {describe_range(filters)} · surveys count in the "
@@ -784,7 +788,7 @@ def main() -> None:
         st.divider()
         _comments_section(wh, filters)
     except CsMetricsError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
 
 
 main()

@@ -19,6 +19,7 @@ from cs_metrics.outages import (
     pooled_rates,
     select_outages,
 )
+from cs_metrics.safe_text import escape_markdown, markdown_code
 from views._common import (
     DRILL_COLUMNS,
     QUERY_TTL_S,
@@ -276,7 +277,7 @@ def _impact_table(impact: pd.DataFrame, filters: Filters) -> pd.Series | None:
 
 def _outage_detail(wh: Warehouse, filters: Filters, focus: pd.Series) -> None:
     name = focus["location"] or focus["outage_id"]
-    st.subheader(f"Outage: {name}")
+    st.subheader(f"Outage: {escape_markdown(name)}")  # a location from the data
     cols = st.columns(4)
     cols[0].metric("Extra tickets", _fmt(focus["excess_tickets"], ",.0f"),
                    help=f"95 % interval {_fmt(focus['excess_low'], ',.0f')} to "
@@ -311,7 +312,7 @@ def _rates_section(wh: Warehouse, filters: Filters) -> None:
     st.subheader("Extra tickets per affected customer and hour, by severity")
     rates = _rates(wh, wh.cache_key, filters)
     if rates.empty:
-        st.info(rates.attrs.get("notes", ["No outages to measure."])[-1])
+        st.info(escape_markdown(rates.attrs.get("notes", ["No outages to measure."])[-1]))
         return
     st.caption("Pooled over the outages of each severity in the window: extra tickets divided "
                "by affected customers × hours, with a 95 % interval. The what-if simulation "
@@ -338,11 +339,12 @@ def main() -> None:
         wh = ensure_data()
         filters = filters_ui(wh)
         if not wh.has_table("tickets"):
-            st.error(f"The warehouse {wh.path} has no tickets yet. Load data into it with "
-                     f"`python -m cs_metrics ingest SOURCE --db {wh.path}`.")
+            st.error(f"The warehouse {escape_markdown(wh.path)} has no tickets yet. Load data "
+                     "into it with "
+                     f"{markdown_code(f'python -m cs_metrics ingest SOURCE --db {wh.path}')}.")
             return
         window = _window_ui(wh, filters)
-        st.caption(f"{as_of_text(wh)} · {describe_filters(window)}")
+        st.caption(f"{as_of_text(wh)} · {escape_markdown(describe_filters(window))}")
         if not wh.has_table("outages"):
             st.info("This dataset has no outages table, so there is no outage to map. Load "
                     "one (outage_id, lat, lon, radius_km, started_at, ended_at, severity) "
@@ -351,7 +353,7 @@ def main() -> None:
         else:
             impact = _impact(wh, wh.cache_key, window)
             for note in impact.attrs.get("notes", []):
-                st.caption(note)
+                st.caption(escape_markdown(note))
         if len(impact):
             cols = st.columns(4)
             cols[0].metric("Outages", f"{len(impact):,}")
@@ -370,7 +372,7 @@ def main() -> None:
         elif wh.has_table("outages"):
             st.info("No outage overlaps this time window; widen it to see earlier ones.")
     except CsMetricsError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
 
 
 main()

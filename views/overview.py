@@ -12,6 +12,7 @@ import streamlit as st
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, Settings, Warehouse
 from cs_metrics.live import AT_RISK_SHARE, live_snapshot
+from cs_metrics.safe_text import escape_markdown, markdown_code
 from views._common import (
     alert_toasts,
     as_of_text,
@@ -290,14 +291,17 @@ def _live(wh: Warehouse, filters: Filters) -> None:
         return
     with st.container(border=True):
         st.markdown(f"**Last 60 minutes** · as of {snap.now:%Y-%m-%d %H:%M:%S} (the data's "
-                    f"latest event) · data refreshed {snap.refreshed_at or 'never'}")
+                    f"latest event) · data refreshed "
+                    f"{escape_markdown(snap.refreshed_at or 'never')}")
         live = live_refresher(wh)
         if live is not None:
             last = live.last_report
-            st.caption(f"Live: loading new batches from `{live.inbox}` every "
+            # the inbox's path is a setting and the summary and error quote file names
+            st.caption(f"Live: loading new batches from {markdown_code(live.inbox)} every "
                        f"{live.interval_s:g} s"
-                       + (f"; last look: {last.summary().splitlines()[0]}" if last else "")
-                       + (f" · {live.last_error}" if live.last_error else ""))
+                       + (f"; last look: {escape_markdown(last.summary().splitlines()[0])}"
+                          if last else "")
+                       + (f" · {escape_markdown(live.last_error)}" if live.last_error else ""))
         cols = st.columns(4)
         cols[0].metric("Arrivals", f"{snap.arrivals:,}",
                        delta=f"{snap.arrivals - snap.arrivals_before:+,} vs a week ago",
@@ -307,7 +311,8 @@ def _live(wh: Warehouse, filters: Filters) -> None:
         cols[1].metric("Open now", f"{snap.open_now:,}",
                        help=f"Open or in progress; {snap.waiting:,} of them not answered yet.")
         cols[2].metric("Oldest unanswered", _minutes(snap.oldest_unanswered_min),
-                       help=f"Ticket {snap.oldest_unanswered_id}" if snap.oldest_unanswered_id
+                       help=f"Ticket {escape_markdown(snap.oldest_unanswered_id)}"
+                       if snap.oldest_unanswered_id
                        else "Every open ticket has had a first response.")
         cols[3].metric("SLA at risk", f"{snap.at_risk:,}",
                        delta=f"{snap.breached:,} already breached", delta_color="off",
@@ -320,7 +325,7 @@ def main() -> None:
     try:
         wh = ensure_data()
         filters = filters_ui(wh)
-        st.caption(f"{as_of_text(wh)} · {describe_filters(filters)}")
+        st.caption(f"{as_of_text(wh)} · {escape_markdown(describe_filters(filters))}")
         _live(wh, filters)
         _kpis(wh, filters)
         st.divider()
@@ -328,7 +333,7 @@ def main() -> None:
         st.subheader("Customer segments")
         _segments(wh, filters)
     except CsMetricsError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
 
 
 main()

@@ -11,6 +11,7 @@ import streamlit as st
 
 from cs_metrics import CsMetricsError, Filters, Warehouse, get_metric, reports
 from cs_metrics.access import LOCAL
+from cs_metrics.safe_text import escape_markdown
 from views._auth import audit
 from views._common import (
     QUERY_TTL_S,
@@ -187,9 +188,9 @@ def main() -> None:
         with st.spinner("Building the report…"):
             rendered = _rendered(wh, wh.cache_key, audience, subject, period, narrowing)
         report = rendered.report
-        st.subheader(report.scope.title)
-        st.caption(describe_filters(Filters(report.scope.period.date_from,
-                                            report.scope.period.date_to, narrowing.where)))
+        st.subheader(escape_markdown(report.scope.title))  # it names the team or rep
+        st.caption(escape_markdown(describe_filters(Filters(
+            report.scope.period.date_from, report.scope.period.date_to, narrowing.where))))
         _headline(rendered)
         _downloads(rendered)
         if st.button("Rebuild", key="report_rebuild", icon=":material/refresh:",
@@ -199,7 +200,7 @@ def main() -> None:
         with st.container(height=PREVIEW_HEIGHT, border=True):
             st.html(rendered.preview_html)
     except CsMetricsError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
 
 
 main()

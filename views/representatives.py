@@ -24,6 +24,7 @@ from cs_metrics.leaderboard import (
     rep_trend,
     unusual,
 )
+from cs_metrics.safe_text import escape_markdown
 from views._auth import current_scope
 from views._common import (
     QUERY_TTL_S,
@@ -228,8 +229,9 @@ def _detail(wh: Warehouse, filters: Filters, reps: pd.DataFrame) -> None:
         return
     metric = cs_metrics.get_metric(name)
     row = reps[reps["rep_id"] == rep_id].iloc[0]
-    st.caption(f"Team: {row['team'] if pd.notna(row['team']) else '–'} · Manager: "
-               f"{row['manager'] if pd.notna(row['manager']) else '–'} · "
+    team = escape_markdown(row["team"]) if pd.notna(row["team"]) else "–"
+    manager = escape_markdown(row["manager"]) if pd.notna(row["manager"]) else "–"
+    st.caption(f"Team: {team} · Manager: {manager} · "
                f"{metric.label} in the range: {metric.display(row[name])}")
     df = _trend(wh, wh.cache_key, filters, rep_id, name)
     if df.empty:
@@ -289,7 +291,7 @@ def main() -> None:
         st.divider()
         _detail(wh, filters, reps)
     except CsMetricsError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
 
 
 main()

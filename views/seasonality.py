@@ -11,6 +11,7 @@ import streamlit as st
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, ServiceLevel, Warehouse
+from cs_metrics.safe_text import escape_markdown, markdown_code
 from cs_metrics.seasonality import (
     WEEKDAYS,
     Backtest,
@@ -103,11 +104,12 @@ def _history_filters(filters: Filters) -> Filters:
 
 
 def _verdicts(dec: Decomposition) -> None:
-    st.markdown(f"**Weekly.** {dec.weekly_verdict}")
+    # the library's sentences are text: whatever they quote is shown, not rendered
+    st.markdown(f"**Weekly.** {escape_markdown(dec.weekly_verdict)}")
     if dec.yearly_verdict:
-        st.markdown(f"**Yearly.** {dec.yearly_verdict}")
+        st.markdown(f"**Yearly.** {escape_markdown(dec.yearly_verdict)}")
     else:
-        st.caption(dec.yearly_note)
+        st.caption(escape_markdown(dec.yearly_note))
     if dec.unusual_days:
         days = ", ".join(f"{d:%d %b %Y}" for d in dec.unusual_days[:8])
         more = f" and {len(dec.unusual_days) - 8} more" if len(dec.unusual_days) > 8 else ""
@@ -246,7 +248,7 @@ def _forecast_section(wh: Warehouse, filters: Filters, series: pd.Series, days: 
                    help="Mean absolute error scaled by the in-sample error of repeating last "
                    "week; below 1 beats that naive forecast in-sample.")
     cols[3].metric(f"Days inside the {LEVEL:.0%} interval", f"{bt.coverage:.0%}")
-    (st.success if bt.beats_baseline else st.warning)(bt.summary)
+    (st.success if bt.beats_baseline else st.warning)(escape_markdown(bt.summary))
     if box := opened("Backtest folds", "open_season_backtest"):
         with box:
             st.dataframe(bt.folds, hide_index=True, key="season_backtest")
@@ -378,8 +380,9 @@ def main() -> None:
         wh = ensure_data()
         filters = filters_ui(wh)
         if not wh.has_table("tickets"):
-            st.error(f"The warehouse {wh.path} has no tickets yet. Load data into it with "
-                     f"`python -m cs_metrics ingest SOURCE --db {wh.path}`.")
+            st.error(f"The warehouse {escape_markdown(wh.path)} has no tickets yet. Load data "
+                     "into it with "
+                     f"{markdown_code(f'python -m cs_metrics ingest SOURCE --db {wh.path}')}.")
             return
         left, right = st.columns([2, 1])
         with left:
@@ -387,19 +390,19 @@ def main() -> None:
         with right:
             weeks = st.select_slider("Forecast horizon (weeks)", HORIZONS, value=4,
                                      key="season_weeks")
-        st.caption(f"{as_of_text(wh)} · {describe_filters(history)}")
+        st.caption(f"{as_of_text(wh)} · {escape_markdown(describe_filters(history))}")
         series = _series(wh, wh.cache_key, history)
         try:
             dec = _decomposition(wh, wh.cache_key, history)
         except CsMetricsError as exc:
-            st.info(f"{exc} Widen the date range or clear a filter.")
+            st.info(f"{escape_markdown(exc)} Widen the date range or clear a filter.")
             return
         _decomposition_section(dec, history)
         _heatmap_section(wh, history)
         _forecast_section(wh, history, series, weeks * 7)
         _staffing_section(wh, history, weeks * 7)
     except CsMetricsError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
 
 
 main()

@@ -12,6 +12,7 @@ import streamlit as st
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Warehouse
 from cs_metrics.drilldown import bucket
+from cs_metrics.safe_text import escape_markdown
 from views._common import (
     PICK,
     Drill,
@@ -352,7 +353,7 @@ def main() -> None:
     try:
         wh = ensure_data()
         filters = filters_ui(wh)
-        st.caption(f"{as_of_text(wh)} · {describe_filters(filters)}")
+        st.caption(f"{as_of_text(wh)} · {escape_markdown(describe_filters(filters))}")
         grain = st.radio("Grain", list(GRAIN_LABELS), index=1, format_func=GRAIN_LABELS.get,
                          horizontal=True, key="trends_grain")
         flows = flow(wh, filters, grain)
@@ -375,7 +376,7 @@ def main() -> None:
         periods = _drill_key(flows[flows["created"] > 0], "period").tolist()
         _drilldown(wh, filters, grain, periods, frames)
     except CsMetricsError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
 
 
 main()

@@ -14,6 +14,7 @@ import streamlit as st
 
 from cs_metrics import CsMetricsError, Filters, Warehouse
 from cs_metrics.maps import customer_cells
+from cs_metrics.safe_text import escape_markdown, markdown_code
 from simulations.whatif import (
     SCENARIO_SEVERITIES,
     OutageScenario,
@@ -108,7 +109,8 @@ def _upload_ui(cities: list[str]) -> None:
                 st.session_state["wi_run"] = True
                 st.rerun()
             except (CsMetricsError, ValueError, json.JSONDecodeError) as exc:
-                st.error(f"{upload.name} is not a scenario this page can load: {exc}")
+                st.error(f"{escape_markdown(upload.name)} is not a scenario this page can "
+                         f"load: {escape_markdown(exc)}")
 
 
 def _pick_point_ui(wh: Warehouse) -> None:
@@ -309,7 +311,7 @@ def _stem(result: WhatIfResult) -> str:
 
 def _headline(result: WhatIfResult) -> None:
     t = result.totals
-    st.success(result.summary)
+    st.success(escape_markdown(result.summary))  # it names the city, from the data
     cols = st.columns(4)
     cols[0].metric("Extra tickets", f"{t.extra_tickets_p50:,.0f}",
                    help=f"Median over {result.runs} runs; p10–p90 {t.extra_tickets_p10:,.0f}–"
@@ -324,12 +326,12 @@ def _headline(result: WhatIfResult) -> None:
                    f"{t.peak_first_response_hour:%a %d %b %H:%M}.")
     cols[3].metric("Extra agents needed", f"{t.max_extra_agents_needed:,} at most",
                    help=f"{t.extra_agent_hours:,} agent-hours over the period.")
+    place = escape_markdown(result.city or f"{result.lat:.4f}, {result.lon:.4f}")
     st.caption(f"{result.affected_customers:,} customers within {result.scenario.radius_km:g} "
-               f"km of {result.city or f'{result.lat:.4f}, {result.lon:.4f}'} · "
-               f"{result.rate_note} · AHT {result.aht_s:,.0f} s · "
-               f"first-response target {result.sla_minutes:g} min")
+               f"km of {place} · {escape_markdown(result.rate_note)} · AHT "
+               f"{result.aht_s:,.0f} s · first-response target {result.sla_minutes:g} min")
     for note in result.notes:
-        st.caption(note)
+        st.caption(escape_markdown(note))
 
 
 def _downloads(result: WhatIfResult) -> None:
@@ -375,8 +377,9 @@ def main() -> None:
     try:
         wh = ensure_data()
         if not wh.has_table("tickets"):
-            st.error(f"The warehouse {wh.path} has no tickets yet. Load data into it with "
-                     f"`python -m cs_metrics ingest SOURCE --db {wh.path}`.")
+            st.error(f"The warehouse {escape_markdown(wh.path)} has no tickets yet. Load data "
+                     "into it with "
+                     f"{markdown_code(f'python -m cs_metrics ingest SOURCE --db {wh.path}')}.")
             return
         st.caption(f"{as_of_text(wh)} · An outage you describe, projected onto the queue "
                    "with today's staffing. The sidebar's filters do not apply here.")
@@ -393,7 +396,7 @@ def main() -> None:
                 "Add the recommended extra agents", key="wi_recommended",
                 help="Re-run with the extra agents Erlang C asks for in each hour."):
             result = _simulate(wh, wh.cache_key, result.recommended_scenario(), runs, seed)
-            st.info(f"With the recommended staff: {result.summary}")
+            st.info(f"With the recommended staff: {escape_markdown(result.summary)}")
         _area_map(wh, result)
         _charts(result)
         with st.expander("Hour by hour"):
@@ -401,7 +404,7 @@ def main() -> None:
         _downloads(result)
         _saved_section(result, runs, seed)
     except CsMetricsError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
 
 
 main()
