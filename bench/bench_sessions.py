@@ -458,7 +458,8 @@ class Hosted:
         await page.get_by_role("button", name="Sign in", exact=True).click(timeout=timeout_ms)
         await page.wait_for_url("**/oauth2/authorize?**", timeout=timeout_ms)
         await asyncio.to_thread(put_claims, self.issuer, email,
-                                {"email": email, "groups": [group], "name": email})
+                                {"email": email, "email_verified": True,
+                                 "groups": [group], "name": email})
         await page.get_by_placeholder("sub").fill(email)
         await page.get_by_role("button", name="Authorize").click(timeout=timeout_ms)
         await page.wait_for_url(

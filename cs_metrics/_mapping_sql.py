@@ -11,10 +11,12 @@ locked, with only the source files readable (``Sandbox``).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +85,16 @@ _REFUSED_NODES: tuple[tuple[type[exp.Expression], str], ...] = (
     (exp.Lambda, "a lambda"),
 )
 _NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+# The words a date part or interval unit may be (``extract(year from ...)``, ``interval 1
+# day``): sqlglot prints such a word back as written, so it must be one of these.
+_UNITS = frozenset("""
+    year years month months day days hour hours minute minutes second seconds millisecond
+    milliseconds microsecond microseconds week weeks quarter quarters decade decades century
+    centuries millennium millennia epoch dow doy isodow isoyear yearweek dayofweek dayofyear
+    dayofmonth julian era timezone timezone_hour timezone_minute ms us s m h d y
+""".split())
+# Longer expressions are not column mappings; deeper ones would exhaust the parser's stack.
+MAX_EXPRESSION_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,14 @@ def _refusal(node: exp.Expression) -> str | None:
     if isinstance(node, exp.Star):
         parent = node.parent
         return None if isinstance(parent, exp.Count) else "* is allowed only in count(*)"
+    # sqlglot prints a type it does not know, a type's parameter and a unit word back as
+    # written: a quoted name there could carry any SQL past the checks
+    if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.USERDEFINED:
+        return f"the type {node.args.get('kind') or node.sql(dialect='duckdb')!r} is not known"
+    if isinstance(node, exp.DataTypeParam) and not isinstance(node.this, exp.Literal):
+        return "a type's parameters must be numbers, as in decimal(12, 2)"
+    if isinstance(node, exp.Var) and str(node.this).lower() not in _UNITS:
+        return f"{str(node.this)[:40]!r} is not a date part or unit"
     if isinstance(node, exp.Tuple) and not isinstance(node.parent, exp.In):
         return f"a row value {node.sql(dialect='duckdb')[:60]} is not allowed"
     if isinstance(node, exp.AggFunc) and node.find_ancestor(exp.Window) is None:
@@ -134,6 +154,48 @@ def parse_expression(text: str, where: str) -> ParsedExpression:
 
     ``where`` names the mapping file, table and column for the message of a refusal.
     """
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise CsMetricsError(
+            f"{where}: the expression is {len(text):,} characters long; a column mapping "
+            f"is at most {MAX_EXPRESSION_CHARS:,}."
+        )
+    try:
+        with _deeper_stack():
+            parsed = _row_safe(_checked(text, where))
+            # What runs is the tree printed again: parsed and checked once more, it must
+            # print the same, so nothing the checks did not see can reach DuckDB.
+            for sql in (parsed.sql, *(part for c in parsed.conversions for part in c[:2])):
+                if _render(_checked(sql, where)) != sql:
+                    raise CsMetricsError(
+                        f"{where}: {text!r} does not read the same once checked; write it "
+                        "without quoted type names or units."
+                    )
+        return parsed
+    except RecursionError as exc:
+        raise CsMetricsError(
+            f"{where}: the expression is nested too deeply to check; split it or simplify it."
+        ) from exc
+
+
+@contextlib.contextmanager
+def _deeper_stack(limit: int = 20_000) -> Iterator[None]:
+    """sqlglot's parser recurses a dozen frames per nested call: Python's default limit of
+    1,000 would refuse a mapping of some 40 nested ``replace(...)``. Python 3.11 runs
+    Python-to-Python calls without growing the C stack, so a higher limit is safe here."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def _render(tree: exp.Expression) -> str:
+    # comments dropped: sqlglot prints a -- comment as /* ... */, which a */ inside would end
+    return tree.sql(dialect="duckdb", comments=False)
+
+
+def _checked(text: str, where: str) -> exp.Expression:
     hint = ("a column mapping is a source column's name or one expression over source "
             "columns: column names, literals, operators, case, casts and allowed functions")
     try:
@@ -159,7 +221,7 @@ def parse_expression(text: str, where: str) -> ParsedExpression:
         why = _refusal(node)
         if why:
             raise CsMetricsError(f"{where}: {why}; {hint}.")
-    return _row_safe(tree)
+    return tree
 
 
 def _row_safe(tree: exp.Expression) -> ParsedExpression:
@@ -185,15 +247,15 @@ def _row_safe(tree: exp.Expression) -> ParsedExpression:
             source = node.this
         else:
             safe = exp.TryCast(this=node.this.copy(), to=node.to.copy())
-            kind = node.to.sql(dialect="duckdb")
+            kind = _render(node.to)
             source = node.this
-        source_sql = source.sql(dialect="duckdb")
+        source_sql = _render(source)
         if node is tree:
             tree = safe
         else:
             node.replace(safe)
-        conversions.append((source_sql, safe.sql(dialect="duckdb"), kind))
-    return ParsedExpression(sql=tree.sql(dialect="duckdb"), conversions=tuple(conversions))
+        conversions.append((source_sql, _render(safe), kind))
+    return ParsedExpression(sql=_render(tree), conversions=tuple(conversions))
 
 
 # --- the sandbox -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ folder. Each test attacks and asserts that nothing leaked and nothing was writte
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -33,9 +34,10 @@ def export(tmp_path) -> Path:
 
 
 def mapping(folder: Path, columns: dict[str, str], source: str = "tickets.csv") -> Path:
-    lines = ["[tickets]", f"source = {source!r}", "[tickets.columns]",
+    # a JSON string is a TOML basic string, whatever quotes the value holds
+    lines = ["[tickets]", f"source = {json.dumps(source)}", "[tickets.columns]",
              'ticket_id = "ticket_id"', 'created_at = "created_at"', 'status = "status"']
-    lines += [f"{k} = {v!r}" for k, v in columns.items()]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in columns.items()]
     path = folder / "map.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -244,3 +246,53 @@ def test_no_mapping_reaches_the_environment(export, tmp_path, monkeypatch):
             ingest(export, mapping=mapping(export, {"subject": expr}), db=db)
         assert SECRET not in everything_in(db)
     assert os.environ["CS_METRICS_SMTP_PASSWORD"] == SECRET
+
+
+@pytest.mark.parametrize("expression", [
+    # sqlglot prints an unknown type, a type's parameter and a unit word back as written
+    'cast(subject as "varint) || (select content from read_text(\'/etc/passwd\')) || (subject")',
+    'extract("year from created_at) || (select 1) || extract(year" from created_at)',
+    'subject::decimal("a), (select 1) --")',
+    # a -- comment is printed as /* ... */, which a */ inside it would end
+    "subject -- */ || (select content from read_text('/etc/passwd')) /*",
+])
+def test_what_sqlglot_would_print_differently_is_refused_or_dropped(export, tmp_path,
+                                                                    expression):
+    db = tmp_path / "wh.duckdb"
+    try:
+        ingest(export, mapping=mapping(export, {"subject": expression}), db=db)
+    except CsMetricsError as exc:
+        assert "column subject" in str(exc)
+    assert "root:" not in everything_in(db)
+    parsed = None
+    try:
+        parsed = parse_expression(expression, "m.toml, table tickets, column subject")
+    except CsMetricsError:
+        return
+    assert "select" not in parsed.sql.lower() and "/*" not in parsed.sql
+
+
+def test_deep_nesting_gets_a_sentence_and_a_real_mapping_depth_works():
+    where = "m.toml, table tickets, column subject"
+    deep = "replace(" * 60 + "subject" + ", 'a', 'b')" * 60
+    assert parse_expression(deep, where).sql.count("REPLACE(") == 60
+    with pytest.raises(CsMetricsError, match="nested too deeply"):
+        parse_expression("lower(" * 2000 + "subject" + ")" * 2000, where)
+    with pytest.raises(CsMetricsError, match="characters long"):
+        parse_expression("subject || " * 3000 + "subject", where)
+
+
+def test_every_committed_mapping_passes_the_checks():
+    import tomllib
+
+    from tests.conftest import REPO
+
+    seen = 0
+    for path in sorted((REPO / "data" / "mappings").glob("*.toml")):
+        for table, section in tomllib.loads(path.read_text()).items():
+            for column, expr in section["columns"].items():
+                if " " in expr and not any(c in expr for c in "(\"'|"):
+                    continue  # a source column's name with spaces, not an expression
+                parse_expression(expr, f"{path.name}, table {table}, column {column}")
+                seen += 1
+    assert seen >= 20
