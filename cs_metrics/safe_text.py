@@ -105,6 +105,8 @@ def neutralize_csv(frame: pd.DataFrame) -> pd.DataFrame:
     changed = False
     for col in out.columns:
         series = out[col]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            series = series.astype(object)  # its categories are text like any other
         if not (pd.api.types.is_object_dtype(series.dtype)
                 or pd.api.types.is_string_dtype(series.dtype)):
             continue

@@ -244,6 +244,11 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+
+# Every event is generated and written in this one process; far above a contact centre's
+# busiest hour it only fills memory and the disk faster than a batch can be written.
+MAX_RATE = 1_000
+
 def run_feed(
     inbox: str | Path,
     rate: float,
@@ -272,8 +277,10 @@ def run_feed(
     except (TypeError, ValueError) as exc:
         raise CsMetricsError(f"--rate, --duration and the batch interval are numbers: {exc}") \
             from None
-    if not (math.isfinite(rate) and rate > 0):
-        raise CsMetricsError(f"--rate must be events per second above 0, not {rate}.")
+    if not (math.isfinite(rate) and 0 < rate <= MAX_RATE):
+        raise CsMetricsError(
+            f"--rate must be events per second above 0 and at most {MAX_RATE:,}, not {rate}; "
+            "a feed is a live helpdesk's pace, not a bulk load (use generate and ingest).")
     if not (math.isfinite(batch_s) and batch_s > 0):
         raise CsMetricsError(f"The batch interval must be above 0 seconds, not {batch_s}.")
     if duration is not None and not (math.isfinite(duration) and duration >= 0):

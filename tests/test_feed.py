@@ -471,6 +471,7 @@ def test_interrupt_stops_after_the_last_complete_batch(tmp_path):
         ({"rate": 0}, "--rate"),
         ({"rate": -2}, "--rate"),
         ({"rate": float("nan")}, "--rate"),
+        ({"rate": 1e9}, "at most 1,000"),
         ({"batch_s": 0}, "batch interval"),
         ({"duration": -1}, "--duration"),
         ({"outage": "40.7,-74"}, "LAT,LON,RADIUS_KM"),

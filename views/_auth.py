@@ -77,7 +77,8 @@ def audit(wh: Warehouse, scope: Scope, action: str, target: str = "",
                          issuer=scope.issuer, subject=scope.subject)
     except CsMetricsError as exc:
         _log.warning("Could not write the audit log: %s", exc)
-        st.warning(f"This action could not be written to the audit log: {exc}")
+        st.warning("This action could not be written to the audit log: "
+                   f"{escape_markdown(exc)}")
 
 
 def _sign_in_page() -> None:

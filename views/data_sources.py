@@ -309,9 +309,10 @@ def _load_ui(folder: Path, mapping_name: str | None) -> None:
         except CsMetricsError as exc:
             problem = str(exc)
     if problem:
-        st.error(problem)
+        st.error(escape_markdown(problem))
     elif target is not None and target.exists():
-        st.warning(f"A dataset {target.stem} exists already: loading replaces what it holds.")
+        st.warning(f"A dataset {escape_markdown(target.stem)} exists already: loading "
+                   "replaces what it holds.")
     if not st.button("Load and switch", key="ds_load", type="primary",
                      disabled=target is None,
                      help="Loads the validated files into their own warehouse and makes it "
@@ -422,12 +423,13 @@ def datasets_ui() -> None:
             if path.exists():
                 stamp = datetime.fromtimestamp(path.stat().st_mtime)
                 when = f" · {_mb(path)} · written {stamp:%Y-%m-%d %H:%M}"
-            st.markdown(f"**{dataset_label(path)}** — {kind}{when}")
+            st.markdown(f"**{escape_markdown(dataset_label(path))}** — {kind}{when}")
             if is_active(path):
                 st.badge("Active", icon=":material/check:", color="green")
             else:
                 key = "ds_switch__default" if path == default else f"ds_switch_{path.stem}"
-                if st.button("Switch", key=key, help=f"Show {dataset_label(path)} on every page."):
+                if st.button("Switch", key=key,
+                             help=f"Show {escape_markdown(dataset_label(path))} on every page."):
                     switch_dataset(path)
                     st.session_state[FLASH] = f"Switched to {dataset_label(path)}."
                     st.rerun()
@@ -438,10 +440,11 @@ def datasets_ui() -> None:
 def main() -> None:
     st.title("Your data")
     require(current_scope() or LOCAL, "manage_data", "load data or switch datasets")
-    st.caption(f"Every page shows **{dataset_label(active_db())}** (`{active_db()}`).")
+    st.caption(f"Every page shows **{escape_markdown(dataset_label(active_db()))}** "
+               f"({escape_markdown(active_db())}).")
     flash = st.session_state.pop(FLASH, None)
     if flash:
-        st.success(flash)
+        st.success(escape_markdown(flash))
     datasets_ui()
     _add_ui()
 
