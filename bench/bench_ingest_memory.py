@@ -8,7 +8,9 @@ Two canonical ticket CSVs of ``--rows`` rows each are written once into ``DIR``:
 - ``dup``: every row good, except that the last row repeats the first row's ``ticket_id``
   (one ``duplicate_key`` reject);
 - ``allbad``: every row carries the status ``waiting``, so every row is rejected for the same
-  reason (``unknown_status``).
+  reason (``unknown_status``);
+- ``mapped``: the ``dup`` file read through a mapping file (column names and expressions), as
+  a foreign export is.
 
 Each variant is loaded by a child process (``python -m cs_metrics ingest DIR/... --db ...
 --replace --rejects ...``) into a fresh warehouse; its peak resident memory comes from the
@@ -29,7 +31,28 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 GOAL_PEAK_MIB = 1536.0  # 1.5 GiB
-VARIANTS = ("dup", "allbad")
+VARIANTS = ("dup", "allbad", "mapped")
+
+MAPPING = """\
+[tickets]
+source = "tickets.csv"
+timezone = "America/New_York"
+[tickets.columns]
+ticket_id = "ticket_id"
+created_at = "strptime(created_at, '%Y-%m-%d %H:%M:%S')"
+status = "status"
+first_response_at = "first_response_at"
+resolved_at = "resolved_at"
+priority = "priority"
+channel = "upper(channel)"
+domain = "domain"
+location = "location"
+customer_id = "customer_id"
+rep_id = "rep_id"
+contacts = "cast(contacts as integer)"
+handle_time_s = "handle_time_s"
+subject = "subject"
+"""
 
 
 def write_tickets(path: Path, rows: int, variant: str) -> None:
@@ -73,6 +96,10 @@ def write_tickets(path: Path, rows: int, variant: str) -> None:
 
 
 def _source(base: Path, rows: int, variant: str) -> Path:
+    if variant == "mapped":
+        folder = _source(base, rows, "dup")
+        (folder / "mapping.toml").write_text(MAPPING)
+        return folder
     folder = base / f"ingest_mem_{variant}_{rows}"
     csv = folder / "tickets.csv"
     marker = folder / "rows.txt"
@@ -85,12 +112,15 @@ def _source(base: Path, rows: int, variant: str) -> Path:
     return folder
 
 
-def run_ingest(source: Path, db: Path, rejects: Path) -> tuple[int, float, float, str]:
-    """Run the CLI ingest in a child; (exit code, peak RSS MiB, seconds, last output line)."""
+def run_ingest(source: Path, db: Path, rejects: Path, mapping: Path | None = None
+               ) -> tuple[int, float, float, str]:
+    """Run the CLI ingest in a child; (exit code, peak RSS MiB, seconds, its summary)."""
     for f in (db, db.with_name(db.name + ".wal"), rejects):
         f.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "cs_metrics", "ingest", str(source), "--db", str(db),
            "--replace", "--rejects", str(rejects)]
+    if mapping is not None:
+        cmd += ["--mapping", str(mapping)]
     started = time.perf_counter()
     child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
@@ -118,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         source = _source(base, args.rows, variant)
         db = base / f"ingest_mem_{variant}.duckdb"
         rejects = base / f"ingest_mem_{variant}_rejects.csv"
-        code, peak, seconds, tail = run_ingest(source, db, rejects)
+        mapping = source / "mapping.toml" if variant == "mapped" else None
+        code, peak, seconds, tail = run_ingest(source, db, rejects, mapping)
         src_mib = (source / "tickets.csv").stat().st_size / 2**20
         rej_mib = rejects.stat().st_size / 2**20 if rejects.exists() else float("nan")
         ok = code == 0 and peak < GOAL_PEAK_MIB and rej_mib <= src_mib

@@ -607,15 +607,26 @@ def create_raw(con: duckdb.DuckDBPyConnection, tm: TableMapping, raw: str) -> No
     # a materialised table keeps file order in its rowid: the source row
     cols = f"* exclude (__path), {_file_index(tm)} as __file" if drop \
         else f"*, {_file_index(tm)} as __file"
-    con.execute(
-        f"create or replace temp table {raw}_t as select {cols} "
-        f"from {_reader_sql(tm, con)}"
-    )
+    try:
+        con.execute(
+            f"create or replace temp table {raw}_t as select {cols} "
+            f"from {_reader_sql(tm, con)}"
+        )
+    except duckdb.Error as exc:  # a bad byte or a long line past what was sniffed
+        raise read_error(tm, exc) from exc
     con.execute(
         f"create or replace temp view {raw} as select *, "
         f"rowid - min(rowid) over (partition by __file) + 1 as __row "
         f"from {raw}_t"
     )
+
+
+def _ensure_raw(con: duckdb.DuckDBPyConnection, tm: TableMapping, raw: str) -> None:
+    """Create ``raw`` (``create_raw``) unless this load has made it already."""
+    if not con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_catalog = 'temp' and table_name = ?", [raw]).fetchall()[0][0]:
+        create_raw(con, tm, raw)
 
 
 def _evaluate_in_sandbox(con: duckdb.DuckDBPyConnection, tm: TableMapping, select: str,
@@ -1050,10 +1061,11 @@ def ingest(
             raw = raw_cache.get(key)
             if raw is None:
                 raw = f"raw_{tag}"
-                try:
+                if not _mapped(tm):
                     create_raw(con, tm, raw)
-                except duckdb.Error as exc:  # a bad byte or line past what was sniffed
-                    raise read_error(tm, exc) from exc
+                # else made when a reject needs its raw row (_ensure_raw): mapped rows are
+                # evaluated in a sandbox with a copy of their own, and two copies at once
+                # took 1.7 GB for 2 million rows
                 raw_cache[key] = raw
             reports.append(_load_table(con, tm, exprs[name], raw, tag, ingest_id, live,
                                        plausible, list_rejects))
@@ -1333,6 +1345,7 @@ def _load_table(
     # rejects table and rejects.csv larger than the source itself.
     cap = "" if listed is None else \
         f"qualify row_number() over (partition by __file, __reason order by __row) <= {int(listed)}"
+    _ensure_raw(con, tm, raw)
     con.execute(
         f"""
         insert into rejects

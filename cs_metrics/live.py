@@ -84,13 +84,17 @@ def live_snapshot(wh: Warehouse, filters: Filters | None = None, minutes: int = 
                 count(*) filter (where {_WAITING}
                     and {age} >= t.sla_first_response_target_min) as breached
             from tickets t where {where} and t.status in ('open', 'in_progress')
-                and t.status <> 'closed'
+                and t.status <> 'closed' and t.created_at between ? and ?
         ) q
     """
+    # The queue holds tickets created from the plausible window's start up to now: one of
+    # year 0001 (written past a load's checks) would wait for millions of hours, and one
+    # dated after now has not arrived yet.
+    first = wh.plausible_window()[0]
     # in the order of the ? marks: each window with the filters, then the queue's ages
-    # (oldest, its id, at risk twice around the share, breached) and its filters
+    # (oldest, its id, at risk twice around the share, breached), its filters and span
     args = [*params, since, now, *params, since - week, now - week,
-            now, now, now, AT_RISK_SHARE, now, now, *params]
+            now, now, now, AT_RISK_SHARE, now, now, *params, first, now]
     row = wh.df(sql, args).iloc[0]
 
     def count(name: str) -> int:
@@ -129,8 +133,9 @@ def at_risk_tickets(wh: Warehouse, filters: Filters | None = None, limit: int = 
         f"{age} as waited_min, t.sla_first_response_target_min as target_min, "
         f"{age} / t.sla_first_response_target_min as share_of_target "
         f"from tickets t where {where} and {_WAITING} "
-        f"and t.sla_first_response_target_min > 0 "
+        f"and t.sla_first_response_target_min > 0 and t.created_at between ? and ? "
         f"and {age} >= ? * t.sla_first_response_target_min "
         "order by share_of_target desc, t.created_at limit ?",
-        [now, now, *params, now, AT_RISK_SHARE, int(limit)],
+        # the queue as live_snapshot counts it: created in the plausible window up to now
+        [now, now, *params, wh.plausible_window()[0], now, now, AT_RISK_SHARE, int(limit)],
     )

@@ -339,7 +339,6 @@ def test_rejects_of_one_reason_past_the_cap_are_summarised(tmp_path):
             "listed, all are counted)") in res.stdout
     listed = pd.read_csv(out)
     assert len(listed) == 10_000 and listed["source_row"].tolist()[:2] == [2, 3]
-    assert out.stat().st_size < (src / "tickets.csv").stat().st_size
     res = run("quality", "--db", str(db))
     assert res.returncode == 0, res.stderr
     assert "10005" in res.stdout and "10000" in res.stdout and "are listed" in res.stdout
