@@ -135,14 +135,13 @@ class IngestReport:
 def _reader_sql(tm: TableMapping, con: duckdb.DuckDBPyConnection | None = None) -> str:
     """DuckDB reader of the source; several files add their path as column __path. With
     ``con``, a single CSV file is read with the dialect sniffed once (``csv_options``)."""
-    read = read_paths(tm)
+    read, encoding = _csv_sources(tm) if tm.fmt == "csv" else (read_paths(tm), None)
     files = "[" + ", ".join(sql_literal(f) for f in read) + "]"
     path = ", filename='__path'" if len(tm.files) > 1 else ""
     if tm.fmt == "parquet":
         return f"read_parquet({files}, file_row_number=true{path})"
     if tm.fmt == "jsonl":
         return f"read_json({files}, format='newline_delimited'{path})"
-    encoding = _csv_source(tm.files[0], tm.encoding)[1]
     if con is not None and len(tm.files) == 1:
         return f"read_csv({files}, " \
             f"{csv_options(con, read[0], tm.delimiter, encoding, tm.max_line_size)})"
@@ -186,10 +185,14 @@ def _sniff_bom(path: Path) -> str | None:
     return "utf-16" if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else None
 
 
-def _csv_source(file: Path, encoding: str | None) -> tuple[str, str | None]:
+def _csv_source(file: Path, encoding: str | None, native: bool = True
+                ) -> tuple[str, str | None]:
     """(path DuckDB reads, DuckDB's encoding option) for a CSV file in ``encoding`` (a
-    Python codec name; None: UTF-8, or UTF-16 when its byte order mark says so)."""
+    Python codec name; None: UTF-8, or UTF-16 when its byte order mark says so). Not
+    ``native``: a UTF-8 copy unless the file is UTF-8 already."""
     encoding = encoding or _sniff_bom(file) or "utf-8"
+    if not native and encoding not in ("utf-8", "utf-8-sig"):
+        return str(_utf8_copy(file, encoding)), None
     if encoding in ("utf-16", "utf-16-le"):
         try:
             with _open_bytes(file) as fh:
@@ -203,12 +206,22 @@ def _csv_source(file: Path, encoding: str | None) -> tuple[str, str | None]:
     return str(_utf8_copy(file, encoding)), None
 
 
+def _csv_sources(tm: TableMapping) -> tuple[tuple[str, ...], str | None]:
+    """(paths DuckDB reads, the encoding option they share) for ``tm``'s CSV files. One
+    reader has one encoding: files whose byte order marks disagree are all read from UTF-8
+    copies."""
+    sources = [_csv_source(f, tm.encoding) for f in tm.files]
+    if len({enc for _, enc in sources}) > 1:
+        sources = [_csv_source(f, tm.encoding, native=False) for f in tm.files]
+    return tuple(path for path, _ in sources), sources[0][1]
+
+
 def read_paths(tm: TableMapping) -> tuple[str, ...]:
     """The files DuckDB reads for ``tm``: its own, or UTF-8 copies of CSV files in another
     encoding (made once per file version)."""
     if tm.fmt != "csv":
         return tuple(str(f) for f in tm.files)
-    return tuple(_csv_source(f, tm.encoding)[0] for f in tm.files)
+    return _csv_sources(tm)[0]
 
 
 # UTF-8 copies of CSV files in other encodings: (real path, size, mtime, encoding) -> copy.
@@ -262,6 +275,14 @@ def _utf8_copy(file: Path, encoding: str) -> Path:
             raise CsMetricsError(f"Cannot read {file} ({exc}); check the file.") from exc
         _COPIES[key] = copy
         return copy
+
+
+def release_copies(mapping: Mapping) -> None:
+    """Remove the UTF-8 copies made for ``mapping``'s files (made again if read again)."""
+    wanted = {os.path.realpath(f) for tm in mapping.tables for f in tm.files}
+    with _COPIES_GUARD:
+        for key in [k for k in _COPIES if k[0] in wanted]:
+            shutil.rmtree(_COPIES.pop(key).parent, ignore_errors=True)
 
 
 def _first_bad_line(file: Path, encoding: str) -> int | None:
@@ -1107,6 +1128,7 @@ def ingest(
         catalog_changed()  # tables, columns and meta as this load left them
         _drop_temp(con)
         con.execute(f"set memory_limit = {sql_literal(memory)}")
+        release_copies(m)  # a long-running app must not keep a copy of every upload
         if warehouse is None and sys.exc_info()[0] is not None:
             wh.close()
     out_csv = Path(rejects_csv) if rejects_csv else wh.path.parent / "rejects.csv"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -170,6 +171,9 @@ def test_mapping_encoding_reads_accented_names(tmp_path, encoding, data):
     want = ["JOSÉ", "MÜLLER"] + (["€ 5"] if encoding == "cp1252" else [])
     assert _subjects(db) == want
     assert report.table("tickets").rejected == ()
+    # a UTF-8 copy made for the load (cp1252, big-endian UTF-16) is removed after it
+    folders = sys.modules["cs_metrics.ingest"]._COPIES_DIR
+    assert [p for f in folders for p in f.glob("*/export.csv")] == []
 
 
 def test_utf16_with_a_byte_order_mark_needs_no_setting(tmp_path):
@@ -458,3 +462,22 @@ def test_duplicates_among_many_rows_keep_the_first_good_row(tmp_path):
         (3003, "duplicate_key", "T2999")]
     assert _rows(db, "select count(*), count(*) filter (where subject = 'first') "
                      "from tickets_src") == [(3001, 3000)]
+
+
+def test_a_glob_of_files_with_different_byte_order_marks(tmp_path):
+    (tmp_path / "a.csv").write_bytes(codecs.BOM_UTF16_LE + ACCENTED.encode("utf-16-le"))
+    (tmp_path / "b.csv").write_bytes(
+        codecs.BOM_UTF16_BE
+        + "ticket_id,created_at,status,subject\nT3,2024-01-02,open,Zoë\n".encode("utf-16-be"))
+    mapping = _mapping(tmp_path, """
+        [tickets]
+        source = "*.csv"
+        [tickets.columns]
+        ticket_id = "ticket_id"
+        created_at = "created_at"
+        status = "status"
+        subject = "subject"
+    """)
+    db = tmp_path / "wh.duckdb"
+    ingest(tmp_path, mapping=mapping, db=db)
+    assert _subjects(db) == ["José", "Müller", "Zoë"]

@@ -107,7 +107,7 @@ def test_empty_states(env):
     body = texts(at)
     assert "Upload at least one data file" in body
     assert "No dataset loaded yet" in body
-    assert f"**{db.stem} (CS_METRICS_DB)**" in body
+    assert f"**{escape_markdown(f'{db.stem} (CS_METRICS_DB)')}**" in body
     assert "data/mappings/la311_2017.toml" in body  # the committed examples are quoted
     assert not [b for b in at.button if b.key and b.key.startswith("ds_switch")]
 
@@ -167,7 +167,7 @@ def test_load_and_switch_then_every_page_follows(env):
     loaded = root / "uploaded-feb.duckdb"
     assert ds.list_datasets(root) == [loaded]
     assert Path(at.session_state["dataset_db"]) == loaded
-    assert "Loaded uploaded-feb and switched to it" in texts(at)
+    assert f"Loaded {escape_markdown('uploaded-feb')} and switched to it" in texts(at)
     assert not list((root / ds.UPLOADS).iterdir())  # the staged upload is cleaned up
     at.switch_page(OVERVIEW).run()
     assert ok(at) and tickets_card(at) == ticket_count(loaded) == "3"

@@ -338,7 +338,8 @@ def _load_ui(folder: Path, mapping_name: str | None) -> None:
     ds.discard_upload(folder, root)
     for key in (STAGED, VALIDATION):
         st.session_state.pop(key, None)
-    st.session_state[FLASH] = f"Loaded {db.stem} and switched to it: every page now shows it."
+    st.session_state[FLASH] = (f"Loaded {escape_markdown(db.stem)} and switched to it: every "
+                             "page now shows it.")
     st.rerun()
 
 
@@ -431,7 +432,7 @@ def datasets_ui() -> None:
                 if st.button("Switch", key=key,
                              help=f"Show {escape_markdown(dataset_label(path))} on every page."):
                     switch_dataset(path)
-                    st.session_state[FLASH] = f"Switched to {dataset_label(path)}."
+                    st.session_state[FLASH] = f"Switched to {escape_markdown(dataset_label(path))}."
                     st.rerun()
     if not loaded:
         st.caption("No dataset loaded yet: add one below.")
@@ -444,7 +445,7 @@ def main() -> None:
                f"({escape_markdown(active_db())}).")
     flash = st.session_state.pop(FLASH, None)
     if flash:
-        st.success(escape_markdown(flash))
+        st.success(flash)  # our sentence; the names in it are escaped
     datasets_ui()
     _add_ui()
 
