@@ -194,8 +194,13 @@ def _as(wh: Warehouse, args: argparse.Namespace) -> Warehouse:
     """``wh`` as the person named by ``--as`` sees it in the hosted app (their role's scope
     from the settings' ``[access]``), or whole without ``--as``."""
     ident = getattr(args, "as_", None)
-    if not ident:
+    if ident is None:
         return wh
+    if not ident.strip():  # an unset variable in a script must not mean "everything"
+        raise CsMetricsError(
+            "--as is empty; give an e-mail address or group:NAME, or leave --as out for the "
+            "whole warehouse."
+        )
     from cs_metrics.access import resolve_scope, scoped
     from cs_metrics.settings import load_settings
 
@@ -405,7 +410,13 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from cs_metrics.settings import load_settings
 
     settings = load_settings(args.settings) if args.settings else load_settings()
-    wh = Warehouse(args.db)
+    db = Path(args.db) if args.db else default_db_path()
+    if not db.exists():  # a mistyped --db must not leave an empty warehouse behind
+        raise CsMetricsError(
+            f"There is no warehouse at {db}; run `python -m cs_metrics ingest` first or pass "
+            "--db with the right file."
+        )
+    wh = Warehouse(db)
     try:
         # the default notifier sends in-app, e-mail and webhooks as the settings say
         run = run_alerts(wh, settings, **({"notifier": None} if args.no_notify else {}))

@@ -304,12 +304,17 @@ def test_other_commands_misuse_paths_and_dates(cli_db, tmp_path, capsys):
         (["generate", "--out", str(tmp_path / "afile"), "--tickets", "10", "--days", "2"],
          ["afile"]),
         (["quality", "--db", str(tmp_path / "adir")], ["Cannot open the warehouse"]),
+        (["alerts", "--no-notify", "--db", str(tmp_path / "typo.duckdb")],
+         ["There is no warehouse", "typo.duckdb"]),
+        (["query", "--metrics", "ticket_count", "--db", str(cli_db), "--as", " "],
+         ["--as is empty"]),
     ]
     for args, words in cases:
         assert main(args) == 2, args
         line = _one_sentence(capsys.readouterr().err)
         for w in words:
             assert w in line, (args, line)
+    assert not (tmp_path / "typo.duckdb").exists()  # a mistyped --db leaves nothing behind
 
 
 def test_encoding_flag_reads_a_latin1_folder(tmp_path):
