@@ -547,10 +547,25 @@ def _mapped(tm: TableMapping) -> bool:
 
 def sandbox_for(tm: TableMapping) -> Sandbox:
     """A connection for the mapping expressions of ``tm``: it reads the source's files (or
-    their UTF-8 copies) and nothing else, with the load's memory bound."""
+    their UTF-8 copies) and nothing else. It runs beside the warehouse's connection during a
+    load, so it gets half of the load's memory bound (and spills the rest to disk)."""
     limit = os.environ.get(INGEST_MEMORY_ENV, "1GB").strip()
     return Sandbox([Path(f) for f in read_paths(tm)],
-                   memory_limit=None if limit.lower() == "none" else limit)
+                   memory_limit=None if limit.lower() == "none" else _half(limit))
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b)\s*$", re.IGNORECASE)
+
+
+def _half(size: str) -> str:
+    """Half of a DuckDB memory size such as "1GB" or "2GiB", in MiB; as given if unread."""
+    match = _SIZE.match(size)
+    if not match:
+        return size  # DuckDB says what is wrong with it
+    unit = match.group(2).lower()
+    power = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit[0]]
+    base = 1024 if "i" in unit or unit == "b" else 1000
+    return f"{max(1, int(float(match.group(1)) * base ** power / 2 / 2**20))}MiB"
 
 
 def check_mapping(mapping: Mapping) -> dict[str, dict[str, str]]:
