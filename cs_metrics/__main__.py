@@ -139,6 +139,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print(f"{'':18s}merged {t.collapsed:,d} identical rows")
         if t.skipped_empty:
             print(f"{'':18s}skipped {t.skipped_empty:,d} feedback rows with no score or comment")
+        if t.skipped_filter:
+            print(f"{'':18s}skipped {t.skipped_filter:,d} rows by the mapping's filter (where)")
+        if t.merged:
+            print(f"{'':18s}merged {t.merged:,d} rows into the latest row of their key "
+                  "(one_row_per)")
     wh = Warehouse(report.db)
     q = quality_report(wh)
     wh.close()

@@ -66,6 +66,7 @@ __all__ = [
     "pending_in_app",
     "poisson_sf",
     "rules_in_force",
+    "rules_without_inputs",
     "run_alerts",
     "two_proportion_z",
     "unmute",
@@ -93,6 +94,32 @@ RULES: dict[str, RuleInfo] = {
         RuleInfo("emerging_issue", "Emerging issue in comments", "alerts.emerging", "state"),
     )
 }
+
+# The inputs each rule reads, named like ``Metric.requires``. A rule whose inputs the dataset
+# lacks does not run: without first-response times every open ticket would look unanswered
+# and breached, every closed one closed unanswered.
+RULE_INPUTS: dict[str, tuple[str, ...]] = {
+    "sla_breached": ("first_response_at",),
+    "sla_at_risk": ("first_response_at",),
+    "vip_closed_unanswered": ("first_response_at",),
+    "csat_drop": ("feedback.csat",),
+    "emerging_issue": ("feedback.comment",),
+}
+
+
+def rules_without_inputs(wh: Warehouse) -> dict[str, tuple[str, ...]]:
+    """Rule -> the inputs it needs that this dataset lacks (rules missing none left out)."""
+    if not _has(wh, "tickets"):
+        return {}
+    present = {f"feedback.{c}" for c in wh.nonempty_columns("feedback")}
+    present |= wh.nonempty_columns("tickets_src")
+    out = {}
+    for rule, needs in RULE_INPUTS.items():
+        lacking = tuple(n for n in needs if n not in present)
+        if lacking:
+            out[rule] = lacking
+    return out
+
 
 # the app's filter query parameters (views/_common.py); other dimensions are left out of links
 _LINK_DIMENSIONS = ("channel", "priority", "domain", "location", "customer_segment", "team",
@@ -386,7 +413,8 @@ def _outage_alerts(wh: Warehouse, settings: Settings, now: datetime) -> tuple[li
 
 def _sla_alerts(wh: Warehouse, settings: Settings, now: datetime) -> tuple[list[Alert], bool]:
     rule = settings.alerts.sla
-    if not _has(wh, "tickets") or not (rule.priorities or rule.segments):
+    if not _has(wh, "tickets") or not (rule.priorities or rule.segments) \
+            or "sla_breached" in rules_without_inputs(wh):
         return [], False
     pri = list(rule.priorities) or [""]
     seg = list(rule.segments) or [""]
@@ -549,7 +577,7 @@ def _watch_alerts(
                 link=_link("trends", priority=str(last["priority"])),
                 created_at=now,
             ))
-    if rule.vip_segments:
+    if rule.vip_segments and "vip_closed_unanswered" not in rules_without_inputs(wh):
         ran.append("vip_closed_unanswered")
         seg = list(rule.vip_segments)
         closes = (
@@ -598,7 +626,7 @@ def _watch_alerts(
 
 def _csat_alerts(wh: Warehouse, settings: Settings, now: datetime) -> tuple[list[Alert], bool]:
     rule = settings.alerts.csat
-    if not _has(wh, "feedback_facts"):
+    if not _has(wh, "feedback_facts") or "csat_drop" in rules_without_inputs(wh):
         return [], False
     split = now - timedelta(days=rule.recent_days)
     start = split - timedelta(days=rule.baseline_days)
@@ -654,7 +682,8 @@ def _csat_alerts(wh: Warehouse, settings: Settings, now: datetime) -> tuple[list
 def _emerging_alerts(wh: Warehouse, settings: Settings, now: datetime
                      ) -> tuple[list[Alert], bool]:
     rule = settings.alerts.emerging
-    if not _has(wh, "feedback_facts") or "comment" not in wh.columns("feedback_facts"):
+    if not _has(wh, "feedback_facts") or "comment" not in wh.columns("feedback_facts") \
+            or "emerging_issue" in rules_without_inputs(wh):
         return [], False
     from cs_metrics.topics import emerging_issues
 

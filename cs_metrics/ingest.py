@@ -34,6 +34,7 @@ from cs_metrics.errors import CsMetricsError
 from cs_metrics.mapping import (
     FORMAT_FILE,
     MAX_LINE_SIZE,
+    ROW_KEYS,
     Mapping,
     TableMapping,
     canonical_folder,
@@ -73,7 +74,39 @@ WARNINGS: dict[str, str] = {
     "resolved_before_first_response": "resolved_at is before first_response_at (kept)",
     "feedback_unknown_ticket": "feedback for a ticket that is not in the warehouse (kept)",
     "event_unknown_ticket": "a status event for a ticket that is not in the warehouse (kept)",
+    "coordinates_out_of_range": "location_lat outside -90..90 or location_lon outside "
+                                "-180..180, or exactly 0, 0 (kept, left off the map)",
+    "coordinates_repeated": "the exact coordinate of at least 20 tickets and more than 1 % of "
+                            "the located tickets (not all of them), not all of one customer: "
+                            "a placeholder, not a place (kept, left off the map)",
 }
+
+# A coordinate is a placeholder (a default a system writes, such as a city hall's) when at
+# least this many tickets, and more than this share of the located tickets, sit exactly on
+# it, unless they all belong to one customer (a big customer's site is a real place) or it
+# is the only place there is (a single-site helpdesk): a real hot spot spreads over nearby
+# coordinates, a placeholder repeats one exactly.
+PLACEHOLDER_MIN_ROWS = 20
+PLACEHOLDER_MIN_SHARE = 0.01
+
+
+def coordinate_checks(lat: str, lon: str, located: str) -> tuple[str, str]:
+    """SQL conditions (out of range, placeholder) on a row's ``lat``/``lon``, both not null,
+    the placeholders judged among the tickets of the relation ``located`` (trusted names of
+    this package; the thresholds are this module's constants). A row is one or the other:
+    an out-of-range coordinate is never also counted as a placeholder."""
+    out = (f"(not ({lat} between -90 and 90 and {lon} between -180 and 180) "
+           f"or ({lat} = 0 and {lon} = 0))")
+    pairs = ("location_lat is not null and location_lon is not null")
+    placeholder = (
+        f"(not {out} and exists (select 1 from (select location_lat as __plat, "
+        f"location_lon as __plon from {located} where {pairs} group by all "
+        f"having count(*) >= {int(PLACEHOLDER_MIN_ROWS)} and count(*) > "
+        f"{float(PLACEHOLDER_MIN_SHARE)!r} * (select count(*) from {located} where {pairs}) "
+        f"and count(*) < (select count(*) from {located} where {pairs}) "
+        "and not (count(customer_id) = count(*) and count(distinct customer_id) = 1)) "
+        f"__p where __p.__plat = {lat} and __p.__plon = {lon}))")
+    return out, placeholder
 
 # Canonical ticket rows of the current load (old rows kept plus new ones), from which the
 # query table ``tickets`` is rebuilt; the warehouse keeps one stored copy of the tickets.
@@ -99,6 +132,8 @@ class TableReport:
     warnings: tuple[tuple[str, int], ...] = ()
     collapsed: int = 0  # identical dimension rows merged into one
     skipped_empty: int = 0  # feedback rows with no score and no comment
+    skipped_filter: int = 0  # source rows the mapping's ``where`` leaves out
+    merged: int = 0  # event-log rows merged into the latest row of their key (one_row_per)
 
     @property
     def rejected_total(self) -> int:
@@ -589,9 +624,11 @@ def check_mapping(mapping: Mapping) -> dict[str, dict[str, str]]:
         # parsed and checked first: nothing of a refused expression is ever run
         safe = {canon: make_row_safe(expr, f"{where}, column {canon}").sql
                 for canon, expr in exprs.items()}
+        keys = _row_key_sql(tm, cols)
         with sandbox_for(tm) if _mapped(tm) else _nullcontext(con) as box:
             check_con = box.con
             reader = _reader_sql(tm, check_con)
+            _check_row_keys(check_con, tm, reader, keys)
             try:  # every expression binds in one query (each reads the file's header again)
                 check_con.execute(f"select {', '.join(safe.values()) or '1'} from {reader} "
                                   "limit 0").fetchall()
@@ -612,6 +649,68 @@ def check_mapping(mapping: Mapping) -> dict[str, dict[str, str]]:
                     ) from exc
         resolved[tm.table] = exprs
     return resolved
+
+
+def _row_key_sql(tm: TableMapping, source_cols: list[str]) -> dict[str, str]:
+    """The parsed, row-safe SQL of the section's ``where``, ``one_row_per`` and
+    ``latest_by`` (those it sets); a value naming a source column is that column."""
+    out = {}
+    for key in ROW_KEYS:
+        value = getattr(tm, key)
+        if value is None:
+            continue
+        expr = quote_ident(value) if value in source_cols else value
+        out[key] = make_row_safe(expr, f"{tm.origin}, table {tm.table}, {key}").sql
+    return out
+
+
+def _check_row_keys(con: duckdb.DuckDBPyConnection, tm: TableMapping, reader: str,
+                    keys: dict[str, str]) -> None:
+    """``where`` must be a boolean and the key and order must bind, before anything runs
+    for real (checked in the sandbox, like the columns)."""
+    checks = []
+    if "where" in keys:
+        checks.append(("where", f"select ({keys['where']}) from {reader} limit 0"))
+    if "one_row_per" in keys:
+        checks.append(("one_row_per", f"select {_rank_sql(keys)} from (select *, 1 as "
+                                      f"__file, 1 as __row from {reader}) limit 0"))
+    for key, sql in checks:
+        try:
+            kind = con.execute(f"describe {sql}").fetchall()[0][1]
+        except duckdb.Error as exc:
+            raise CsMetricsError(
+                f"{tm.origin}, table {tm.table}: {key} = {getattr(tm, key)!r} (or latest_by "
+                f"= {tm.latest_by!r}) is not a valid expression over the columns of "
+                f"{tm.files[0].name} ({str(exc).splitlines()[0]})."
+            ) if key == "one_row_per" else CsMetricsError(
+                f"{tm.origin}, table {tm.table}: where = {tm.where!r} is not a valid "
+                f"expression over the columns of {tm.files[0].name} "
+                f"({str(exc).splitlines()[0]})."
+            ) from exc
+        if key == "where" and kind != "BOOLEAN":
+            raise CsMetricsError(
+                f"{tm.origin}, table {tm.table}: where = {tm.where!r} gives {kind}, not true or "
+                "false; write a condition such as where = \"state <> 'Draft'\"."
+            )
+
+
+def _rank_sql(keys: dict[str, str]) -> str:
+    """1 for the row an event log keeps of its key: the latest by ``latest_by``, the later
+    source row on a tie. A row whose key is null keeps its own rank 1, so its own checks
+    (a null ticket_id is rejected) decide it rather than a merge into other rows."""
+    key, order = keys["one_row_per"], keys["latest_by"]
+    return (f"(case when ({key}) is null then 1 else row_number() over (partition by ({key}) "
+            f"order by ({order}) desc nulls last, __file desc, __row desc) end)")
+
+
+def _filtered(keys: dict[str, str], raw: str) -> str:
+    """The rows of ``raw`` the section's ``where`` keeps (null is not kept), as a from
+    clause. The condition is computed in an inner select, so it may use window functions
+    over every source row; the columns' windows then see only the kept rows."""
+    if "where" not in keys:
+        return raw
+    return (f"(select * exclude (__where_keep) from (select *, ({keys['where']}) as "
+            f"__where_keep from {raw}) where coalesce(__where_keep, false)) as {raw}")
 
 
 class _nullcontext:
@@ -666,16 +765,29 @@ def _ensure_raw(con: duckdb.DuckDBPyConnection, tm: TableMapping, raw: str) -> N
 
 
 def _evaluate_in_sandbox(con: duckdb.DuckDBPyConnection, tm: TableMapping, select: str,
-                         into: str) -> None:
+                         into: str) -> int:
     """Temp table ``into`` of the warehouse connection ``con``: ``select`` (the mapping's
     expressions) evaluated over the source's rows in a sandbox, streamed over as Arrow
     record batches. The expressions never run where the warehouse or the file system is
-    within reach."""
+    within reach.
+
+    A section's ``where`` leaves rows out first (returns how many), then the expressions
+    and their windows see the kept rows; with ``one_row_per`` the table gets ``__rank``
+    (1 for the row kept of each key)."""
     stream = f"__stream_{into}"
     with sandbox_for(tm) as box:
         create_raw(box.con, tm, "raw")
+        skipped = 0
         try:
-            batches = box.con.sql(f"select {select} from raw").to_arrow_reader(100_000)
+            keys = _row_key_sql(tm, [r[0] for r in box.con.execute("describe raw").fetchall()])
+            if "one_row_per" in keys:
+                select += f", {_rank_sql(keys)} as __rank"
+            if "where" in keys:
+                skipped = box.con.execute(
+                    f"select count(*) from (select ({keys['where']}) as __w from raw) "
+                    "where not coalesce(__w, false)").fetchall()[0][0]
+            batches = box.con.sql(f"select {select} from {_filtered(keys, 'raw')}"
+                                  ).to_arrow_reader(100_000)
         except duckdb.Error as exc:
             raise CsMetricsError(
                 f"{tm.origin}, table {tm.table}: the mapping's expressions could not be "
@@ -686,6 +798,7 @@ def _evaluate_in_sandbox(con: duckdb.DuckDBPyConnection, tm: TableMapping, selec
             con.execute(f"create or replace temp table {into} as select * from {stream}")
         finally:
             con.unregister(stream)
+    return int(skipped)
 
 
 # --- typing and checking -----------------------------------------------------------------
@@ -719,8 +832,31 @@ def _text_timestamp(text: str, tz: str) -> str:
         f"else {naive} end)"
 
 
-def _typed(col: Column, v: str, src_type: str, tz: str, vmap: dict[str, tuple[str, ...]]) -> str:
+def _label_list(v: str, src_type: str, delimiter: str) -> str:
+    """SQL for a list of labels (``tags``) from mapped value ``v``: a list (Parquet, JSONL)
+    or text split on ``delimiter``; labels trimmed, empty ones dropped, each kept once, in
+    sorted order so a reload of the same labels in another order changes nothing. No labels
+    at all is null."""
+    st = src_type.upper()
+    trim = "lambda x: trim(cast(x as varchar))"
+    split = f"string_split(cast({v} as varchar), {sql_literal(delimiter)})"
+    if st.endswith("[]") or st.startswith("LIST"):
+        items = f"list_transform({v}, {trim})"
+    elif st == "JSON":  # JSONL of mixed shapes: an array in one row, text in another
+        items = (f"list_transform(case when json_type({v}) = 'ARRAY' then from_json({v}, "
+                 f"'[\"VARCHAR\"]') else string_split({v} ->> '$', {sql_literal(delimiter)}) "
+                 f"end, {trim})")
+    else:
+        items = f"list_transform({split}, {trim})"
+    kept = f"list_sort(list_distinct(list_filter({items}, lambda x: coalesce(x, '') <> '')))"
+    return f"(case when len({kept}) > 0 then {kept} end)"
+
+
+def _typed(col: Column, v: str, src_type: str, tz: str, vmap: dict[str, tuple[str, ...]],
+           list_delimiter: str = ",") -> str:
     """SQL giving the canonical value of column ``col`` from mapped value ``v``."""
+    if col.type == "VARCHAR[]":
+        return _label_list(v, src_type, list_delimiter)
     if src_type.upper() == "JSON":
         # JSONL with mixed types (an id that is 1 in one row, "A-2" in the next) reads as
         # JSON: the value's own text, never its JSON spelling with quotes
@@ -792,8 +928,11 @@ def plausible_bounds(settings: Settings, now: datetime | None = None
 def _build_checked(
     con: duckdb.DuckDBPyConnection, tm: TableMapping, exprs: dict[str, str], raw: str, tag: str,
     plausible: dict[str, tuple[datetime, datetime]] | None = None,
-) -> None:
-    """Create temp table checked_<tag>: typed canonical columns plus the reject reason."""
+) -> tuple[int, int]:
+    """Create temp table checked_<tag>: typed canonical columns plus the reject reason.
+
+    Returns (rows the mapping's ``where`` skipped, rows merged into the latest row of their
+    key by ``one_row_per``); neither kind reaches checked_<tag>."""
     table = TABLES[tm.table]
     plausible = plausible or plausible_bounds(load_settings())
     mapped_parts = ["__file", "__row"]
@@ -806,8 +945,15 @@ def _build_checked(
             mapped_parts.append(f"(({inp}) is not null and ({converted}) is null) as {flag}")
             mapped_parts.append(f"cast(({inp}) as varchar) as {val}")
             conv_checks.append((flag, val, canon, kind))
+    skipped_filter = merged = 0
+    reduce = ""
     if _mapped(tm):
-        _evaluate_in_sandbox(con, tm, ", ".join(mapped_parts), f"mapped_{tag}")
+        skipped_filter = _evaluate_in_sandbox(con, tm, ", ".join(mapped_parts),
+                                              f"mapped_{tag}")
+        if tm.one_row_per is not None:
+            merged = int(con.execute(
+                f"select count(*) from mapped_{tag} where __rank > 1").fetchall()[0][0])
+            reduce = " where __rank = 1"
     else:  # a canonical file's own column names: nothing from outside is evaluated
         con.execute(f"create or replace temp view mapped_{tag} as "
                     f"select {', '.join(mapped_parts)} from {raw}")
@@ -832,18 +978,19 @@ def _build_checked(
         src_type = types["v_" + col.name]
         if (tm.fmt != "csv" and src_type == col.type and not vmaps[col.name]
                 and col.enum is None and col.name not in SCORE_RANGES
+                and col.type != "VARCHAR[]"  # labels are trimmed and deduplicated
                 and (col.type != "TIMESTAMP" or tm.timezone == "UTC")):
             # already the canonical type (typed Parquet): nothing to convert or check
             as_is.add(col.name)
             typed_parts.append(f"{v} as {quote_ident(col.name)}")
             continue
-        typed = _typed(col, v, src_type, tm.timezone, vmaps[col.name])
+        typed = _typed(col, v, src_type, tm.timezone, vmaps[col.name], tm.tags_delimiter)
         typed_parts.append(f"{typed} as {quote_ident(col.name)}")
         typed_parts.append(f"cast({v} as varchar) as {quote_ident('raw_' + col.name)}")
     typed_parts += [c[0] for c in conv_checks] + [c[1] for c in conv_checks]
     con.execute(
         f"create or replace temp view typed_{tag} as select {', '.join(typed_parts)} "
-        f"from mapped_{tag}"
+        f"from mapped_{tag}{reduce}"
     )
     for col in table.columns:
         if col.name not in exprs:
@@ -868,7 +1015,7 @@ def _build_checked(
         elif col.type in ("TIMESTAMP", "DATE"):
             checks.append((f"{raw_q} is not null and {q} is null", "unparseable_timestamp",
                            col.name, raw_q))
-        elif col.type != "VARCHAR":
+        elif col.type not in ("VARCHAR", "VARCHAR[]"):  # a list of no labels is no tags
             checks.append((f"{raw_q} is not null and {q} is null", "unparseable_value",
                            col.name, raw_q))
         if col.required:
@@ -923,6 +1070,7 @@ def _build_checked(
         from typed_{tag}
         """
     )
+    return skipped_filter, merged
 
 
 def _replace_checked(con: duckdb.DuckDBPyConnection, tag: str, select: str) -> None:
@@ -1039,6 +1187,9 @@ def _ensure_rejects(con: duckdb.DuckDBPyConnection) -> None:
             collapsed bigint, skipped_empty bigint)
         """
     )
+    # added later: a warehouse made before them gets them (null on its earlier loads)
+    for column in ("skipped_filter", "merged"):
+        con.execute(f"alter table ingest_log add column if not exists {column} bigint")
 
 
 def ingest(
@@ -1119,12 +1270,15 @@ def ingest(
         for rep in reports:
             tm = m.for_table(rep.table)
             con.execute(
-                "insert into ingest_log values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "insert into ingest_log (ingest_id, ingested_at, table_name, origin, "
+                "source_files, checksum, rows_read, rows_loaded, rows_rejected, "
+                "rejected_by_reason, warnings, collapsed, skipped_empty, skipped_filter, "
+                "merged) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     ingest_id, datetime.now(), rep.table, rep.origin, ";".join(rep.files),
                     _checksum(tm.files), rep.read, rep.loaded, rep.rejected_total,
                     _fmt_counts(rep.rejected), _fmt_counts(rep.warnings), rep.collapsed,
-                    rep.skipped_empty,
+                    rep.skipped_empty, rep.skipped_filter, rep.merged,
                 ],
             )
         con.execute("commit")
@@ -1267,7 +1421,7 @@ def _load_table(
     listed: int | None = REJECTS_LISTED,
 ) -> TableReport:
     table = TABLES[tm.table]
-    _build_checked(con, tm, exprs, raw, tag, plausible)
+    skipped_filter, merged = _build_checked(con, tm, exprs, raw, tag, plausible)
     collapsed = _collapse_identical(con, tm.table, tag)
     cleared = "count(*) filter (where __reason is null and __cleared)" \
         if tm.table == "tickets" and "resolved_at" in exprs else "0"
@@ -1287,6 +1441,7 @@ def _load_table(
         _reject_duplicates(con, tm.table, tag)
         stats = con.execute(stats_sql).fetchall()[0]
     read, loaded, skipped, n_cleared, n_early, _, histogram = stats
+    read += skipped_filter + merged  # every source row is read, whether mapped or not
     warnings: list[tuple[str, int]] = []
     if n_cleared:
         warnings.append(("resolved_at_cleared", int(n_cleared)))
@@ -1311,6 +1466,21 @@ def _load_table(
     if live is not None and tm.table in ("feedback", "ticket_events"):
         con.execute(f"create or replace temp table loaded_ids_{tm.table} as "
                     f"select distinct ticket_id from {good}")
+    if tm.table == "tickets" and {"location_lat", "location_lon"} <= set(exprs):
+        # suspicious coordinates are kept and counted; the map leaves them out
+        located = "located_tickets_"
+        con.execute(f"create or replace temp table {located} as select location_lat, "
+                    f"location_lon, customer_id from {good} where location_lat is not null "
+                    "and location_lon is not null")
+        out, placeholder = coordinate_checks("location_lat", "location_lon", located)
+        n_out, n_placeholder = con.execute(
+            f"select count(*) filter (where {out}), count(*) filter (where {placeholder}) "
+            f"from {located}").fetchall()[0]
+        con.execute(f"drop table {located}")
+        if n_out:
+            warnings.append(("coordinates_out_of_range", int(n_out)))
+        if n_placeholder:
+            warnings.append(("coordinates_repeated", int(n_placeholder)))
     if tm.table == "tickets" and live is not None:
         # only the loaded rows: the derived tables are refreshed from them
         con.execute(f"create or replace temp table {DELTA} as select * from {good}")
@@ -1373,7 +1543,8 @@ def _load_table(
     if not counts:
         if tm.table != "tickets":  # the tickets' rows are still needed for the rebuild
             _drop_staging(con, tag)
-        return _report(tm, files, read, loaded, counts, warnings, collapsed, skipped)
+        return _report(tm, files, read, loaded, counts, warnings, collapsed, skipped,
+                       skipped_filter, merged)
     sentence = "case c.__reason " + " ".join(
         f"when {sql_literal(k)} then {sql_literal(v)}" for k, v in REJECT_REASONS.items()
     ) + " end"
@@ -1400,7 +1571,8 @@ def _load_table(
     )
     if tm.table != "tickets":
         _drop_staging(con, tag)
-    return _report(tm, files, read, loaded, counts, warnings, collapsed, skipped)
+    return _report(tm, files, read, loaded, counts, warnings, collapsed, skipped,
+                   skipped_filter, merged)
 
 
 def _drop_staging(con: duckdb.DuckDBPyConnection, tag: str) -> None:
@@ -1410,7 +1582,8 @@ def _drop_staging(con: duckdb.DuckDBPyConnection, tag: str) -> None:
         _drop_relation(con, relation)
 
 
-def _report(tm, files, read, loaded, counts, warnings, collapsed, skipped) -> TableReport:
+def _report(tm, files, read, loaded, counts, warnings, collapsed, skipped,
+            skipped_filter: int = 0, merged: int = 0) -> TableReport:
     return TableReport(
         table=tm.table,
         origin=tm.origin,
@@ -1421,6 +1594,8 @@ def _report(tm, files, read, loaded, counts, warnings, collapsed, skipped) -> Ta
         warnings=tuple(warnings),
         collapsed=collapsed,
         skipped_empty=int(skipped),
+        skipped_filter=int(skipped_filter),
+        merged=int(merged),
     )
 
 

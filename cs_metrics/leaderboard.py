@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from cs_metrics.errors import CsMetricsError
-from cs_metrics.metrics import Filters, filter_sql, get_metric, query
+from cs_metrics.metrics import Filters, filter_sql, get_metric, missing_inputs, query
 from cs_metrics.warehouse import Warehouse
 
 Level = Literal["rep", "team", "manager"]
@@ -355,12 +355,15 @@ def unusual(
     if min_effect is None:
         min_effect = MIN_EFFECT[spec.kind]
     the_metric = get_metric(metric)
-    cells = _cell_stats(wh, filters, spec)
     columns = [
         "rep_id", "rep_name", "team", "ticket_count", "n", "observed", "expected_from_mix",
         "difference", "z", "p_value", "q_value", "flag", "status", "in_reference",
         "high_urgent_pct", "top_domain", "top_domain_pct",
     ]
+    if missing_inputs(the_metric, wh):
+        # without its inputs every unanswered ticket would count as a breach: nothing to test
+        return pd.DataFrame(columns=columns)
+    cells = _cell_stats(wh, filters, spec)
     if cells.empty:
         return pd.DataFrame(columns=columns)
 

@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
-from cs_metrics.metrics import Filters, filter_sql
+from cs_metrics.metrics import Filters, available, filter_sql, get_metric
 from cs_metrics.warehouse import Warehouse
 
-__all__ = ["AT_RISK_SHARE", "LiveSnapshot", "at_risk_tickets", "live_snapshot"]
+__all__ = ["AT_RISK_SHARE", "LiveSnapshot", "at_risk_tickets", "has_first_responses",
+           "live_snapshot"]
 
 # A ticket is "at risk" once it has waited this share of its first-response target unanswered.
 AT_RISK_SHARE = 0.8
@@ -33,12 +34,15 @@ class LiveSnapshot:
     arrivals: int  # tickets created in the last ``minutes``
     arrivals_before: int  # the same span one week earlier, for comparison
     open_now: int  # open or in progress at ``now``
-    waiting: int  # of those, not answered yet
+    # The next four are None when the dataset has no first-response times at all: every open
+    # ticket would read as unanswered and breached, a figure the data cannot give.
+    waiting: int | None  # of those, not answered yet
     oldest_unanswered_min: float | None  # how long the longest-waiting ticket has waited
     oldest_unanswered_id: str | None
-    at_risk: int  # unanswered, past AT_RISK_SHARE of the target, not yet past it
-    breached: int  # unanswered and past the target already
+    at_risk: int | None  # unanswered, past AT_RISK_SHARE of the target, not yet past it
+    breached: int | None  # unanswered and past the target already
     refreshed_at: str | None  # when the warehouse was last loaded (meta derived_at)
+    has_first_responses: bool = True  # whether the dataset holds any first_response_at
 
 
 def _undated(filters: Filters | None) -> Filters:
@@ -56,8 +60,11 @@ def live_snapshot(wh: Warehouse, filters: Filters | None = None, minutes: int = 
                              "`python -m cs_metrics ingest SOURCE` first.")
     now = wh.as_of()
     refreshed = wh.meta("derived_at")
+    answered = has_first_responses(wh)
     if now is None:
-        return LiveSnapshot(None, minutes, 0, 0, 0, 0, None, None, 0, 0, refreshed)
+        zero = 0 if answered else None
+        return LiveSnapshot(None, minutes, 0, 0, 0, zero, None, None, zero, zero, refreshed,
+                            answered)
     where, params = filter_sql(_undated(filters), date_column=None)
     since, week = now - timedelta(minutes=minutes), timedelta(days=7)
     age = "date_diff('second', t.created_at, cast(? as timestamp)) / 60.0"
@@ -100,6 +107,14 @@ def live_snapshot(wh: Warehouse, filters: Filters | None = None, minutes: int = 
     def count(name: str) -> int:
         return 0 if pd.isna(row[name]) else int(row[name])
 
+    if not answered:  # arrivals and the open queue stand; nothing about answers does
+        return LiveSnapshot(
+            now=now, minutes=minutes, arrivals=count("arrivals"),
+            arrivals_before=count("before"), open_now=count("open_now"), waiting=None,
+            oldest_unanswered_min=None, oldest_unanswered_id=None, at_risk=None,
+            breached=None, refreshed_at=refreshed, has_first_responses=False,
+        )
+
     oldest_id = None if pd.isna(row["oldest_id"]) else str(row["oldest_id"])
     own, own_params = wh.listing_sql("t")
     if oldest_id is not None and own != "true" and not wh.scalar(
@@ -115,13 +130,18 @@ def live_snapshot(wh: Warehouse, filters: Filters | None = None, minutes: int = 
     )
 
 
+def has_first_responses(wh: Warehouse) -> bool:
+    """Whether the dataset holds first-response times (the SLA metric's inputs)."""
+    return available(get_metric("sla_first_response_pct"), wh)
+
+
 def at_risk_tickets(wh: Warehouse, filters: Filters | None = None, limit: int = 50
                     ) -> pd.DataFrame:
     """Unanswered tickets at or past ``AT_RISK_SHARE`` of their first-response target, most
     urgent (largest share of the target used) first: ticket_id, created_at, priority,
     customer_segment, channel, waited_min, target_min, share_of_target."""
     now = wh.as_of()
-    if now is None or not wh.has_table("tickets"):
+    if now is None or not wh.has_table("tickets") or not has_first_responses(wh):
         return pd.DataFrame(columns=["ticket_id", "created_at", "priority", "customer_segment",
                                      "channel", "waited_min", "target_min", "share_of_target"])
     where, params = filter_sql(_undated(filters), date_column=None)

@@ -35,6 +35,13 @@ class TableMapping:
     encoding: str | None = None
     # the longest CSV line the reader accepts, in bytes (None: MAX_LINE_SIZE)
     max_line_size: int | None = None
+    # event logs: a boolean expression choosing the source rows to map (others are skipped),
+    # and the key and order that keep one row (the latest) per key; all untrusted expressions
+    where: str | None = None
+    one_row_per: str | None = None
+    latest_by: str | None = None
+    # what separates the labels of ``tags`` in a text value (CSV, or an expression's text)
+    tags_delimiter: str = ","
 
     def column_map(self) -> dict[str, str]:
         return dict(self.columns)
@@ -261,12 +268,15 @@ def read_mapping(path: str | Path, source: str | Path | None = None) -> Mapping:
         if not isinstance(section, dict):
             raise CsMetricsError(f"{where}: must be a [{name}] section.")
         extra = sorted(set(section) - {"source", "timezone", "format", "delimiter", "columns",
-                                       "values", "encoding", "max_line_size"})
+                                       "values", "encoding", "max_line_size", "tags_delimiter",
+                                       *ROW_KEYS})
         if extra:
             raise CsMetricsError(
                 f"{where}: unknown keys {extra}; use source, timezone, format, delimiter, "
-                "encoding, max_line_size, columns, values."
+                "encoding, max_line_size, tags_delimiter, where, one_row_per, latest_by, "
+                "columns, values."
             )
+        row_keys = _row_keys(section, where)
         if source_path is not None and source_path.is_file():
             files: tuple[Path, ...] = (source_path,)
         else:
@@ -352,6 +362,12 @@ def read_mapping(path: str | Path, source: str | Path | None = None) -> Mapping:
             )
         encoding = check_encoding(section.get("encoding"), where)
         max_line = check_max_line_size(section.get("max_line_size"), where)
+        tags_delimiter = section.get("tags_delimiter", ",")
+        if not isinstance(tags_delimiter, str) or not tags_delimiter:
+            raise CsMetricsError(
+                f"{where}: tags_delimiter {tags_delimiter!r} must be text, like "
+                "tags_delimiter = \";\"."
+            )
         tables.append(
             TableMapping(
                 table=name,
@@ -364,9 +380,36 @@ def read_mapping(path: str | Path, source: str | Path | None = None) -> Mapping:
                 origin=str(path),
                 encoding=encoding,
                 max_line_size=max_line,
+                **row_keys,
+                tags_delimiter=tags_delimiter,
             )
         )
     return Mapping(tables=tuple(tables), path=path)
+
+
+ROW_KEYS = ("where", "one_row_per", "latest_by")
+
+
+def _row_keys(section: dict, where: str) -> dict[str, str | None]:
+    """A section's ``where``, ``one_row_per`` and ``latest_by``, checked for shape (their
+    expressions are parsed with the columns' in ``check_mapping``)."""
+    out: dict[str, str | None] = {}
+    for key in ROW_KEYS:
+        value = section.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise CsMetricsError(
+                f"{where}: {key} must be a source column name or a SQL expression in quotes, "
+                f"like {key} = \"number\"."
+            )
+        out[key] = value
+    if (out["one_row_per"] is None) != (out["latest_by"] is None):
+        given, other = ("one_row_per", "latest_by") if out["one_row_per"] else \
+            ("latest_by", "one_row_per")
+        raise CsMetricsError(
+            f"{where}: {given} needs {other} as well; an event log keeps the latest row "
+            "(by latest_by) of each key (one_row_per)."
+        )
+    return out
 
 
 # --- expressions -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.geo import KM_PER_DEGREE_LAT
+from cs_metrics.ingest import coordinate_checks
 from cs_metrics.metrics import Filters, filter_sql
 from cs_metrics.warehouse import Warehouse
 
@@ -78,8 +79,10 @@ def ticket_density(wh: Warehouse, filters: Filters | None = None, cell_km: float
 
     Columns ``lat, lon`` (the cell's centre), ``tickets``, ``top_domain`` (the cell's most
     frequent domain) and ``share_pct`` (of the located tickets). Tickets without coordinates
-    are left out; ``frame.attrs["unlocated"]`` counts them. Test tickets are left out and the
-    filters apply as everywhere.
+    are left out; ``frame.attrs["unlocated"]`` counts them. So are tickets whose coordinate
+    ingest warns about (out of range, exactly 0, 0, or a placeholder: the exact coordinate of
+    many tickets, judged among all the warehouse's tickets); ``frame.attrs["suspect"]``
+    counts them. Test tickets are left out and the filters apply as everywhere.
     """
     cell_km = _check_cell(cell_km)
     empty = pd.DataFrame({c: pd.Series(dtype="float64" if c != "top_domain" else "object")
@@ -89,9 +92,13 @@ def ticket_density(wh: Warehouse, filters: Filters | None = None, cell_km: float
                              "`python -m cs_metrics ingest SOURCE` first.")
     if not {"location_lat", "location_lon"} <= wh.nonempty_columns("tickets"):
         empty.attrs["unlocated"] = None
+        empty.attrs["suspect"] = None
         return empty
     where, params = filter_sql(filters or Filters())
-    sql = _binned("tickets", "t.location_lat", "t.location_lon", where, cell_km) + """,
+    off_range, placeholder = coordinate_checks("t.location_lat", "t.location_lon", "tickets")
+    plotted = f"{where} and t.location_lat is not null and t.location_lon is not null " \
+        f"and not {off_range} and not {placeholder}"
+    sql = _binned("tickets", "t.location_lat", "t.location_lon", plotted, cell_km) + """,
         by_domain as (
             select cx, cy, any_value(k) as k, domain, count(*) as n
             from cells group by cx, cy, domain
@@ -112,14 +119,19 @@ def ticket_density(wh: Warehouse, filters: Filters | None = None, cell_km: float
     unlocated = wh.scalar(
         f"select count(*) from tickets t where {where} and "
         "(t.location_lat is null or t.location_lon is null)", params)
+    suspect = wh.scalar(
+        f"select count(*) from tickets t where {where} and t.location_lat is not null and "
+        f"t.location_lon is not null and ({off_range} or {placeholder})", params)
     if df.empty:
         empty.attrs["unlocated"] = int(unlocated or 0)
+        empty.attrs["suspect"] = int(suspect or 0)
         return empty
     df = _centres(df, cell_km)
     df["tickets"] = df["tickets"].astype("int64")
     df["share_pct"] = 100.0 * df["tickets"] / df["tickets"].sum()
     out = df[list(DENSITY_COLUMNS)].reset_index(drop=True)
     out.attrs["unlocated"] = int(unlocated or 0)
+    out.attrs["suspect"] = int(suspect or 0)
     return out
 
 

@@ -14,11 +14,16 @@ from typing import Literal
 import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
-from cs_metrics.schema import DIMENSIONS
+from cs_metrics.schema import DIMENSIONS as TICKET_DIMENSIONS
+from cs_metrics.schema import LIST_DIMENSIONS
 from cs_metrics.settings import PLAUSIBLE_BOUNDS, Settings, load_settings
 from cs_metrics.warehouse import Warehouse
 
 Source = Literal["tickets", "backlog"]
+
+# Every dimension figures group and filter by: the ticket columns, then the list dimensions
+# (``tag``: a ticket counts once in each of its tags; tickets without tags are in no group).
+DIMENSIONS: tuple[str, ...] = (*TICKET_DIMENSIONS, *LIST_DIMENSIONS)
 
 
 @dataclass(frozen=True)
@@ -230,14 +235,24 @@ def filter_sql(
     for dim, values in filters.where:
         if dim not in DIMENSIONS:  # identifiers only ever come from the dimension list
             raise CsMetricsError(f"Unknown dimension {dim!r}.")
-        clauses.append(f"t.{dim} in ({', '.join('?' for _ in values)})")
+        if dim in LIST_DIMENSIONS:  # a ticket with any of the values
+            clauses.append(f"list_has_any(t.{LIST_DIMENSIONS[dim]}, "
+                           f"[{', '.join('?' for _ in values)}]::varchar[])")
+        else:
+            clauses.append(f"t.{dim} in ({', '.join('?' for _ in values)})")
         params.extend(values)
     for dim, value in (extra or {}).items():
         if dim not in DIMENSIONS:
             raise CsMetricsError(
                 f"Unknown dimension {dim!r}; valid dimensions: {', '.join(DIMENSIONS)}."
             )
-        if value is None:
+        if dim in LIST_DIMENSIONS:
+            if value is None:
+                clauses.append(f"t.{LIST_DIMENSIONS[dim]} is null")
+            else:
+                clauses.append(f"list_contains(t.{LIST_DIMENSIONS[dim]}, ?)")
+                params.append(str(value))
+        elif value is None:
             clauses.append(f"t.{dim} is null")
         else:
             clauses.append(f"t.{dim} = ?")
@@ -247,6 +262,17 @@ def filter_sql(
 
 def _where(filters: Filters, with_dates: bool = True) -> tuple[str, list]:
     return filter_sql(filters, "created_at" if with_dates else None)
+
+
+def _tickets_from(by: list[str] | tuple[str, ...]) -> str:
+    """The query table as alias ``t``; grouped by a list dimension, one row per ticket and
+    value (a ticket without values is in no group)."""
+    lists = [d for d in by if d in LIST_DIMENSIONS]
+    if not lists:
+        return "tickets t"
+    # identifiers only ever come from LIST_DIMENSIONS
+    unnested = ", ".join(f"unnest({LIST_DIMENSIONS[d]}) as {d}" for d in lists)
+    return f"(select *, {unnested} from tickets) t"
 
 
 def _period(grain: str | None, column: str = "t.created_date") -> str | None:
@@ -264,12 +290,15 @@ def compile_query(
     grain: str | None = None,
     filters: Filters | None = None,
     plausible: tuple[datetime, datetime] | None = None,
+    empty: frozenset[str] | set[str] = frozenset(),
 ) -> tuple[str, list]:
     """(metrics, dimensions, grain, filters) -> parameterised SQL and its parameters.
 
     One row per group (dimensions, then period), sorted by them; columns named as asked.
     ``plausible`` (the warehouse's plausible window) bounds the backlog's periods when the
     date range is open, so a ticket dated 2100 or 9999 does not make them run on to it.
+    Metrics named in ``empty`` (their inputs are missing from the dataset) compile to null in
+    every group: a count of unanswered breaches or of absent feedback rows would read as 0.
     """
     filters = filters or Filters()
     if not metrics:
@@ -298,10 +327,13 @@ def compile_query(
 
     ticket_metrics = [m for m in chosen if m.source == "tickets"]
     if ticket_metrics:
-        cols = dim_select + [f"{m.expression} as {m.name}" for m in ticket_metrics]
+        cols = dim_select + [
+            f"cast(null as double) as {m.name}" if m.name in empty else
+            f"{m.expression} as {m.name}" for m in ticket_metrics
+        ]
         ctes.append((
             "ticket_agg",
-            f"select {', '.join(cols)} from tickets t where {where}{group}",
+            f"select {', '.join(cols)} from {_tickets_from(by)} where {where}{group}",
             ticket_metrics,
         ))
         params += where_params
@@ -331,8 +363,8 @@ def compile_query(
         for m in chosen:
             owner = next(name for name, _, ms in ctes if m in ms)
             expr = f"{owner}.{m.name}"
-            cols.append(f"coalesce({expr}, 0) as {m.name}" if m.is_count else
-                        f"{expr} as {m.name}")
+            cols.append(f"coalesce({expr}, 0) as {m.name}"
+                        if m.is_count and m.name not in empty else f"{expr} as {m.name}")
         final = f"select {', '.join(cols)} from {base} {joins}"
     parts.append(f"final as ({final})")
     metric_cols = ", ".join(m.name for m in chosen)
@@ -358,7 +390,7 @@ def _backlog_sql(by: list[str], grain: str | None, filters: Filters,
         group = f" group by {', '.join(f't.{d}' for d in by)}" if by else ""
         sql = (
             f"select {', '.join(dims + ['count(*) filter (where ' + cond + ') as backlog'])} "
-            f"from tickets t where {where}{group}"
+            f"from {_tickets_from(by)} where {where}{group}"
         )
         return sql, p + params
     step = f"interval 1 {grain}"
@@ -377,7 +409,7 @@ def _backlog_sql(by: list[str], grain: str | None, filters: Filters,
         with bl_days as (
             select {dim_select}t.created_date as created_d,
                 cast(t.effective_resolved_at as date) as resolved_d, count(*) as n
-            from tickets t where {where}
+            from {_tickets_from(by)} where {where}
             group by {with_dims}created_d, resolved_d
         ),
         bl_pairs as (
@@ -449,6 +481,11 @@ def missing_inputs(metric: Metric, warehouse: Warehouse) -> list[str]:
     return out
 
 
+def empty_metrics(metrics: list[str] | tuple[str, ...], warehouse: Warehouse) -> set[str]:
+    """The names among ``metrics`` whose inputs this dataset lacks (they are empty)."""
+    return {m for m in metrics if missing_inputs(get_metric(m), warehouse)}
+
+
 def query(
     warehouse: Warehouse,
     metrics: list[str] | tuple[str, ...],
@@ -456,20 +493,48 @@ def query(
     grain: str | None = None,
     filters: Filters | None = None,
 ) -> pd.DataFrame:
-    """Compute registry metrics; ``period`` comes back as a date (bucket start)."""
+    """Compute registry metrics; ``period`` comes back as a date (bucket start).
+
+    A metric whose inputs the dataset lacks (``missing_inputs``) is null (NaN) in every row,
+    counts included: empty, never zero.
+    """
     if not warehouse.has_table("tickets"):
         raise CsMetricsError(
             f"The warehouse {warehouse.path} has no tickets yet; run "
             "`python -m cs_metrics ingest SOURCE` first."
         )
-    sql, params = compile_query(metrics, by, grain, filters, warehouse.plausible_window())
+    empty = empty_metrics(metrics, warehouse)
+    sql, params = compile_query(metrics, by, grain, filters, warehouse.plausible_window(),
+                                empty=empty)
     df = warehouse.df(sql, params)
     if "period" in df.columns:
         df["period"] = pd.to_datetime(df["period"]).dt.date
     for m in metrics:  # a column DuckDB already gave its dtype is kept as it is
-        if get_metric(m).is_count:
+        if m in empty:
+            df[m] = df[m].astype("float64")  # all null: CSV writes an empty field, JSON null
+        elif get_metric(m).is_count:
             if df[m].dtype != "int64":  # nulls (none counted) made it float
                 df[m] = df[m].fillna(0).astype("int64")
         elif df[m].dtype != "float64":
             df[m] = df[m].astype("float64")
     return df
+
+
+def sla_source_count(warehouse: Warehouse, filters: Filters | None = None) -> int:
+    """Tickets in ``filters`` whose SLA verdicts the source's own due times decided
+    (``first_response_due_at`` / ``resolution_due_at``); pages and reports say how many."""
+    if "sla_from_source" not in warehouse.columns("tickets"):
+        return 0  # derived by a version without source due times
+    where, params = filter_sql(filters or Filters())
+    return int(warehouse.scalar(
+        f"select count(*) from tickets t where {where} and t.sla_from_source", params) or 0)
+
+
+def sla_source_caption(warehouse: Warehouse, filters: Filters | None = None) -> str | None:
+    """The sentence SLA figures carry when some tickets were judged by the source's own due
+    times; None when none were."""
+    n = sla_source_count(warehouse, filters)
+    if not n:
+        return None
+    return (f"{n:,} ticket{'s' if n != 1 else ''} judged by the source's own due times "
+            "(first_response_due_at, resolution_due_at) instead of the SLA policy targets.")

@@ -2,7 +2,9 @@
 
 Quality score (0-100) = 100 x (0.6 x validity + 0.2 x warning-free share + 0.2 x completeness)
 - validity: rows loaded / rows that should load (rows read, minus identical dimension rows
-  merged and empty feedback rows skipped), over every table of the latest load of each source;
+  merged, empty feedback rows skipped, rows the mapping's ``where`` skipped and event-log rows
+  merged into the latest row of their key), over every table of the latest load of each
+  source;
 - warning-free share: 1 - (ticket warnings / tickets loaded), floored at 0;
 - completeness: mean share of non-empty values over the optional ticket columns the dataset
   provides (a column the source does not have at all is not held against it).
@@ -25,7 +27,8 @@ class QualityReport:
     validity: float | None
     warning_free: float | None
     completeness: float | None
-    tables: pd.DataFrame  # table, origin, read, loaded, rejected, collapsed, skipped_empty, ...
+    # table, origin, read, loaded, rejected, collapsed, skipped_empty, skipped_filter, merged
+    tables: pd.DataFrame
     rejects_by_reason: pd.DataFrame  # table, reason, rows, listed, meaning
     warnings: pd.DataFrame  # table, warning, rows, meaning
     columns: pd.DataFrame  # table, column, required, non_null, total, filled_pct
@@ -56,8 +59,13 @@ def quality_report(wh: Warehouse) -> QualityReport:
         select * from final order by table_name, origin
         """
     )
+    for column in ("skipped_filter", "merged"):  # a warehouse from before these counts
+        if column not in log.columns:
+            log[column] = 0
+        log[column] = log[column].fillna(0).astype("int64")
     tables = log[["table_name", "origin", "rows_read", "rows_loaded", "rows_rejected",
-                  "collapsed", "skipped_empty", "ingested_at"]].rename(
+                  "collapsed", "skipped_empty", "skipped_filter", "merged",
+                  "ingested_at"]].rename(
         columns={"table_name": "table", "rows_read": "read", "rows_loaded": "loaded",
                  "rows_rejected": "rejected"})
     warn_rows = []
@@ -101,7 +109,8 @@ def quality_report(wh: Warehouse) -> QualityReport:
         col_rows, columns=["table", "column", "required", "non_null", "total", "filled_pct"]
     )
 
-    should_load = (tables["read"] - tables["collapsed"] - tables["skipped_empty"]).sum()
+    should_load = (tables["read"] - tables["collapsed"] - tables["skipped_empty"]
+                   - tables["skipped_filter"] - tables["merged"]).sum()
     validity = float(tables["loaded"].sum() / should_load) if should_load else None
     tickets_loaded = int(tables.loc[tables["table"] == "tickets", "loaded"].sum())
     ticket_warnings = int(warnings.loc[warnings["table"] == "tickets", "rows"].sum())

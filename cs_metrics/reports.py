@@ -47,6 +47,7 @@ from cs_metrics.metrics import (
     metric_target,
     missing_inputs,
     query,
+    sla_source_caption,
 )
 from cs_metrics.quality import quality_report
 from cs_metrics.safe_text import escape_markdown, header_text
@@ -992,6 +993,9 @@ def build_report(
             notes.append("This representative has no team; the median is over every "
                          "representative.")
     kpis = _kpi_table(wh, scope, kpi_names, settings, team_scope)
+    if any(n.startswith("sla_") for n in kpi_names) and \
+            (judged := sla_source_caption(wh, scope.current())):
+        kpis = replace(kpis, note=" ".join(p for p in (kpis.note, judged) if p))
     success = _success_table(kpis)
     volume = _volume_table(wh, scope)
     trend_names = [m for m in TREND_METRICS if m in kpi_names]

@@ -14,7 +14,7 @@ SCORE_RANGES: dict[str, tuple[int, int]] = {"csat": (1, 5), "nps": (0, 10), "ces
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: str  # DuckDB type: VARCHAR, TIMESTAMP, DOUBLE, INTEGER, BOOLEAN, DATE
+    type: str  # DuckDB type: VARCHAR, TIMESTAMP, DOUBLE, INTEGER, BOOLEAN, DATE, VARCHAR[]
     required: bool = False
     enum: tuple[str, ...] | None = None
     # a count, a duration or a distance: a negative value is rejected at load (negative_value)
@@ -70,6 +70,11 @@ TICKETS = Table(
         _c("handle_time_s", "INTEGER", non_negative=True),
         _c("subject"),
         _c("is_test", "BOOLEAN"),
+        # labels: a list in Parquet and JSONL, delimited text in CSV (mapping tags_delimiter)
+        _c("tags", "VARCHAR[]"),
+        # the source system's own SLA due times: when present they decide the SLA verdicts
+        _c("first_response_due_at", "TIMESTAMP"),
+        _c("resolution_due_at", "TIMESTAMP"),
     ),
     key="ticket_id",
 )
@@ -159,8 +164,13 @@ LOAD_ORDER: tuple[str, ...] = (
 # Extensions a canonical folder may use, in order of preference.
 FILE_EXTENSIONS: tuple[str, ...] = (".parquet", ".csv", ".csv.gz", ".jsonl")
 
-# What figures can be grouped and filtered by: ticket columns, canonical or derived at load.
+# What figures can be grouped and filtered by: ticket columns, canonical or derived at load
+# (the registry, cs_metrics.metrics.DIMENSIONS, adds the LIST_DIMENSIONS below).
 DIMENSIONS: tuple[str, ...] = (
     "channel", "priority", "domain", "location", "customer_location", "customer_segment",
     "rep_id", "rep_name", "team", "manager", "status",
 )
+
+# Dimensions over a list column: a ticket counts once in each of its values (group) and
+# matches a filter when any of its values does. Dimension -> list column of ``tickets``.
+LIST_DIMENSIONS: dict[str, str] = {"tag": "tags"}

@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
-from cs_metrics.schema import DIMENSIONS, PRIORITIES
+from cs_metrics.schema import DIMENSIONS, LIST_DIMENSIONS, PRIORITIES
 from cs_metrics.settings import PLAUSIBLE_BOUNDS, Settings, load_settings
 
 DB_ENV = "CS_METRICS_DB"
@@ -207,9 +207,10 @@ class Warehouse:
         Read from the small table written at load; a warehouse written before that table
         existed counts them on the fly.
         """
-        if dim not in DIMENSIONS:
+        if dim not in DIMENSIONS and dim not in LIST_DIMENSIONS:
+            known = (*DIMENSIONS, *LIST_DIMENSIONS)
             raise CsMetricsError(
-                f"Unknown dimension {dim!r}; valid dimensions: {', '.join(DIMENSIONS)}."
+                f"Unknown dimension {dim!r}; valid dimensions: {', '.join(known)}."
             )
         if not self.has_table("tickets"):
             return []
@@ -217,6 +218,8 @@ class Warehouse:
             sql = ("select value from dimension_values where dimension = ? "
                    "order by tickets desc, value")
             return [r[0] for r in self.connection().execute(sql, [dim]).fetchall()]
+        if dim in LIST_DIMENSIONS:  # not counted by a warehouse that old: none listed
+            return []
         # ``dim`` is one of the allow-listed DIMENSIONS
         rows = self.connection().execute(
             f"select cast({dim} as varchar) as value, count(*) as tickets from tickets "
@@ -319,7 +322,7 @@ final as (
         s.customer_id, s.cust_loc as customer_location, s.seg as customer_segment,
         s.rep_id, r.name as rep_name, r.team, r.manager,
         s.contacts, s.reopened_count, s.handle_time_s, s.subject,
-        coalesce(s.is_test, false) as is_test,
+        coalesce(s.is_test, false) as is_test, s.tags,
         -- as the source gave them, so the canonical rows (view tickets_src) can be rebuilt
         s.customer_location as src_customer_location,
         s.customer_segment as src_customer_segment,
@@ -334,10 +337,18 @@ final as (
         case when s.status = 'closed' then coalesce(s.resolved_at, s.created_at) end
             as effective_resolved_at,
         p.policy as sla_policy,
-        p.first_response_target_min as sla_first_response_target_min,
-        p.resolution_target_h as sla_resolution_target_h,
+        -- a source due time replaces the policy target, so the live panel and the alerts
+        -- that read the target judge waiting tickets by it too
+        coalesce(date_diff('microsecond', s.created_at, s.first_response_due_at) / 60000000.0,
+                 p.first_response_target_min) as sla_first_response_target_min,
+        coalesce(date_diff('microsecond', s.created_at, s.resolution_due_at) / 3600000000.0,
+                 p.resolution_target_h) as sla_resolution_target_h,
         case
             when not s.plausible then null
+            when s.first_response_due_at is not null then case
+                when s.first_response_at is not null
+                    then s.first_response_at <= s.first_response_due_at
+                when s.first_response_due_at < $as_of then false end
             when s.first_response_at is not null
                 then date_diff('second', s.created_at, s.first_response_at) / 60.0
                      <= p.first_response_target_min
@@ -347,6 +358,10 @@ final as (
         end as sla_first_response_met,
         case
             when not s.plausible then null
+            when s.resolution_due_at is not null then case
+                when s.status = 'closed' and s.resolved_at is not null
+                    then s.resolved_at <= s.resolution_due_at
+                when s.status <> 'closed' and s.resolution_due_at < $as_of then false end
             when s.status = 'closed' and s.resolved_at is not null
                 then date_diff('second', s.created_at, s.resolved_at) / 3600.0
                      <= p.resolution_target_h
@@ -354,6 +369,10 @@ final as (
                     cast(p.resolution_target_h * 3600000000 as bigint)) < $as_of
                 then false
         end as sla_resolution_met,
+        s.first_response_due_at, s.resolution_due_at,
+        -- judged by the source's own due times (either one), said on SLA pages and reports
+        (s.first_response_due_at is not null or s.resolution_due_at is not null)
+            as sla_from_source,
         coalesce(fb.fb_n, 0) > 0 as has_feedback,
         fb.fb_n, fb.fb_csat_n, fb.fb_csat_sum, fb.fb_csat_good, fb.fb_nps_n,
         fb.fb_nps_promoters, fb.fb_nps_detractors, fb.fb_ces_n, fb.fb_ces_sum,
@@ -376,7 +395,8 @@ _CANONICAL_SQL = """
 select ticket_id, created_at, status, first_response_at, resolved_at, priority, channel, domain,
     location, location_lat, location_lon, customer_id,
     src_customer_location as customer_location, src_customer_segment as customer_segment,
-    rep_id, contacts, reopened_count, handle_time_s, subject, is_test
+    rep_id, contacts, reopened_count, handle_time_s, subject, is_test, tags,
+    first_response_due_at, resolution_due_at
 from {rows}
 """
 
@@ -389,7 +409,7 @@ FEEDBACK_FACTS_SELECT = """
 select f.feedback_id, f.ticket_id, f.submitted_at, f.csat, f.nps, f.ces, f.comment,
     t.created_at, t.created_date, t.is_test, t.status, t.channel, t.priority, t.domain,
     t.location, t.customer_location, t.customer_segment, t.rep_id, t.rep_name, t.team,
-    t.manager
+    t.manager, t.tags
 from feedback f join tickets t on t.ticket_id = f.ticket_id
 """
 
@@ -548,15 +568,8 @@ def _after_derived(con: duckdb.DuckDBPyConnection, settings: Settings, tables: s
     con.execute(SRC_VIEW_SQL)
     con.execute("drop table if exists temp.main.tickets_src_copy")
     # the filter lists every page shows: a few hundred rows instead of a scan per dimension
-    con.execute(
-        "create or replace table dimension_values as "
-        + " union all ".join(
-            f"select '{dim}' as dimension, cast({dim} as varchar) as value, "
-            f"count(*) as tickets from tickets where not is_test and {dim} is not null "
-            f"group by {dim}"
-            for dim in DIMENSIONS
-        )
-    )
+    con.execute("create or replace table dimension_values as "
+                + _dimension_counts("tickets"))
     if "feedback" in tables:
         # with each comment's sentiment score (cs_metrics.sentiment)
         con.execute(
@@ -594,11 +607,15 @@ SORTED_RUNS_ALLOWED = 64
 
 
 def _dimension_counts(relation: str) -> str:
-    """SQL: (dimension, value, tickets) of the non-test rows of ``relation`` (alias-free)."""
+    """SQL: (dimension, value, tickets) of the non-test rows of ``relation`` (alias-free);
+    a list dimension counts a ticket once under each of its values."""
     return " union all ".join(
-        f"select '{dim}' as dimension, cast({dim} as varchar) as value, count(*) as tickets "
-        f"from {relation} where not is_test and {dim} is not null group by {dim}"
-        for dim in DIMENSIONS
+        [f"select '{dim}' as dimension, cast({dim} as varchar) as value, count(*) as tickets "
+         f"from {relation} where not is_test and {dim} is not null group by {dim}"
+         for dim in DIMENSIONS]
+        + [f"select '{dim}' as dimension, value, count(*) as tickets from (select "
+           f"unnest({column}) as value from {relation} where not is_test) group by value"
+           for dim, column in LIST_DIMENSIONS.items()]
     )
 
 
@@ -793,11 +810,13 @@ def _stored_rows(con: duckdb.DuckDBPyConnection, source: str | None) -> None:
 
 
 # When a ticket's SLA flag turns: its deadline, from the stored target (as derived).
+# A ticket with the source's due time turns at that moment instead (its own column).
 _DEADLINES = (
     ("sla_first_response_met", "t.first_response_at is null",
-     "t.sla_first_response_target_min * 60000000", "first_response_min"),
+     "t.sla_first_response_target_min * 60000000", "first_response_min",
+     "first_response_due_at"),
     ("sla_resolution_met", "t.status <> 'closed'",
-     "t.sla_resolution_target_h * 3600000000", "resolution_h"),
+     "t.sla_resolution_target_h * 3600000000", "resolution_h", "resolution_due_at"),
 )
 
 
@@ -822,22 +841,31 @@ def _pass_deadlines(con: duckdb.DuckDBPyConnection, settings: Settings,
         "resolution_h": max((v for p in settings.sla_policies
                              for _, v in p.resolution_h), default=None),
     }
-    for column, waiting, micros, kind in _DEADLINES:
-        due = f"t.created_at + to_microseconds(cast({micros} as bigint))"
-        sql = (f"update tickets t set {column} = false where {waiting} and {column} is null "
-               f"and {due} < ? and t.rowid not in (select __rowid from old_rows)")
-        params: list = [as_of]
-        if window is not None:  # a ticket with an implausible moment has no SLA verdict
-            sql += "".join(f" and coalesce(t.{c} between ? and ?, true)"
-                           for c in ("created_at", "first_response_at", "resolved_at"))
-            params += [*window, *window, *window]
-        if previous is not None and longest[kind] is not None:
-            scale = 60 if kind == "first_response_min" else 3600
-            # a second of slack: the cast to whole microseconds rounds
-            since = previous - timedelta(seconds=longest[kind] * scale + 1)
-            sql += " and t.created_at >= ?"
-            params.append(since)
-        n = con.execute(sql, params).fetchall()[0][0]
+    for column, waiting, micros, kind, source_due in _DEADLINES:
+        n = 0
+        # the policy's deadline, then the source's own due time (as the derivation judges)
+        for due, by_source in ((f"t.created_at + to_microseconds(cast({micros} as bigint))",
+                                False), (f"t.{source_due}", True)):
+            sql = (f"update tickets t set {column} = false where {waiting} "
+                   f"and {column} is null and t.{source_due} is "
+                   f"{'not ' if by_source else ''}null "
+                   f"and {due} < ? and t.rowid not in (select __rowid from old_rows)")
+            params: list = [as_of]
+            if window is not None:  # a ticket with an implausible moment has no SLA verdict
+                sql += "".join(f" and coalesce(t.{c} between ? and ?, true)"
+                               for c in ("created_at", "first_response_at", "resolved_at"))
+                params += [*window, *window, *window]
+            if previous is not None and by_source:
+                # a due time passed by the previous "now" turned the flag then
+                sql += f" and t.{source_due} >= ?"
+                params.append(previous)
+            elif previous is not None and longest[kind] is not None:
+                scale = 60 if kind == "first_response_min" else 3600
+                # a second of slack: the cast to whole microseconds rounds
+                since = previous - timedelta(seconds=longest[kind] * scale + 1)
+                sql += " and t.created_at >= ?"
+                params.append(since)
+            n += con.execute(sql, params).fetchall()[0][0]
         if n:
             out[column] = int(n)
     return out

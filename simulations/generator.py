@@ -168,6 +168,7 @@ _ARROW_TYPES = {
     "INTEGER": pa.int32(),
     "BOOLEAN": pa.bool_(),
     "DATE": pa.date32(),
+    "VARCHAR[]": pa.list_(pa.string()),
 }
 
 
@@ -255,6 +256,9 @@ def generate(
     stage("lifecycle")
     life = _lifecycle(rng, tk, reps, load[day], start_epoch, end_rel)
     done()
+
+    # labels from a stream of their own: the other tables stay as they were without them
+    tk["tags"] = _tags(np.random.default_rng([seed, 21]), tk, life)
 
     stage("events")
     ticket_ids = _ids("T", len(tk["created"]), 7)
@@ -907,8 +911,53 @@ def _tickets_table(
             "handle_time_s": pa.array(life["handle"].astype(np.int32), mask=not_responded),
             "subject": _take(tk["subject_vocab"], tk["subject"]),
             "is_test": pa.array(tk["is_test"]),
+            "tags": tk["tags"],
+            # the sample's SLA is judged by the settings' policies, not by source due times
+            "first_response_due_at": pa.nulls(len(ticket_ids), pa.timestamp("us")),
+            "resolution_due_at": pa.nulls(len(ticket_ids), pa.timestamp("us")),
         },
     )
+
+
+# Helpdesk labels: (label, domain it belongs to or None for any, share of those tickets).
+TAG_RULES: tuple[tuple[str, str | None, float], ...] = (
+    ("refund", "billing", 0.35),
+    ("invoice", "billing", 0.25),
+    ("outage", "network", 0.30),
+    ("slow-speed", "internet", 0.35),
+    ("router", "internet", 0.20),
+    ("channel-missing", "tv", 0.30),
+    ("roaming", "mobile", 0.25),
+    ("password-reset", "account", 0.40),
+    ("bug", "technical", 0.35),
+    ("follow-up", None, 0.10),
+    ("feature-request", None, 0.04),
+)
+
+
+def _tags(rng: np.random.Generator, tk: dict, life: dict) -> pa.Array:
+    """Each ticket's labels (a list, sorted; null when it has none): domain labels, a
+    `vip` label on urgent tickets, `escalated` on reopened ones, a few general labels."""
+    n = len(tk["created"])
+    draws = rng.random((n, len(TAG_RULES)))
+    domain = tk["domain"]
+    chosen: list[np.ndarray] = []
+    for k, (label, dom, share) in enumerate(TAG_RULES):
+        ok = draws[:, k] < share
+        if dom is not None:
+            ok &= domain == DOMAINS.index(dom)
+        chosen.append(ok)
+    vip = (tk["priority"] == PRIORITIES.index("urgent")) & (rng.random(n) < 0.5)
+    escalated = life["reopened"] > 0
+    labels = [label for label, _, _ in TAG_RULES] + ["vip", "escalated"]
+    flags = np.column_stack([*chosen, vip, escalated]) & ~tk["is_test"][:, None]
+    order = np.argsort(labels)  # stored sorted, as ingest stores them
+    flags, names = flags[:, order], [labels[i] for i in order]
+    counts = flags.sum(axis=1)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    values = pa.array(np.array(names, dtype=object)[np.nonzero(flags)[1]], pa.string())
+    return pa.ListArray.from_arrays(pa.array(offsets), values,
+                                    mask=pa.array(counts == 0))
 
 
 def _customer_ids(cust: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
@@ -978,6 +1027,10 @@ def _write(table: pa.Table, name: str, out: Path, fmt: str) -> Path:
             for f in table.schema
         ]
     )
+    for i, f in enumerate(table.schema):
+        if pa.types.is_list(f.type):  # CSV holds a list as text separated by commas
+            table = table.set_column(i, f.name, pc.binary_join(table.column(i), ","))
+            cast = cast.set(i, pa.field(f.name, pa.string()))
     with open(path, "wb") as fh:
         fh.write((",".join(table.column_names) + "\n").encode())
         pacsv.write_csv(

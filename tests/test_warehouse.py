@@ -347,3 +347,35 @@ def test_the_first_surveys_and_events_of_a_warehouse_load_incrementally(sample_d
     inc, _ = _incremental_and_rebuild(base, [batch], tmp_path, monkeypatch)
     assert len(inc["feedback_facts"]) == 2
     assert set(inc["column_stats"]["table_name"]) >= {"feedback", "ticket_events"}
+
+
+def test_source_due_times_refreshed_incrementally_equal_a_rebuild(tmp_path, monkeypatch):
+    """Tickets judged by the source's own due times: a small load that moves the data's
+    "now" past a due time far beyond every policy target turns the flag as a rebuild does."""
+    base = tmp_path / "base"
+    rows = [ticket(f"T{i}", f"2024-01-{1 + i % 20:02d} 10:00:00", "closed",
+                   first_response_at=f"2024-01-{1 + i % 20:02d} 11:00:00",
+                   resolved_at=f"2024-01-{2 + i % 20:02d} 10:00:00", priority="normal")
+            for i in range(40)]
+    rows += [
+        # old and unanswered, due long after any policy target: turns at the second load
+        ticket("DUE1", "2024-01-01 10:00:00", "open", first_response_due_at="2024-02-10 00:00",
+               resolution_due_at="2024-02-12 00:00"),
+        # due after the second load's "now": stays without a verdict
+        ticket("DUE2", "2024-01-01 10:00:00", "open", first_response_due_at="2024-06-01 00:00",
+               resolution_due_at="2024-06-02 00:00"),
+        ticket("DUE3", "2024-01-03 10:00:00", "in_progress",
+               first_response_at="2024-01-03 10:30:00",
+               first_response_due_at="2024-01-03 10:10:00"),
+    ]
+    write_csv(base, "tickets", rows)
+    batch = tmp_path / "batch"
+    write_csv(batch, "tickets", [ticket("NEW1", "2024-03-01 10:00:00", "open", priority="low",
+                                        first_response_due_at="2024-03-01 12:00")])
+    inc, full = _incremental_and_rebuild(base, [batch], tmp_path, monkeypatch)
+    tickets = inc["tickets"].set_index("ticket_id")
+    assert tickets.loc["DUE1", "sla_first_response_met"] == False  # noqa: E712
+    assert tickets.loc["DUE1", "sla_resolution_met"] == False  # noqa: E712
+    assert pd.isna(tickets.loc["DUE2", "sla_first_response_met"])
+    assert tickets.loc["DUE3", "sla_first_response_met"] == False  # noqa: E712
+    assert tickets["sla_from_source"].sum() == 4

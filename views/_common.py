@@ -92,6 +92,8 @@ FILTER_DIMENSIONS: tuple[tuple[str, str], ...] = (
     ("customer_segment", "Customer segment"),
     ("team", "Team"),
     ("rep_name", "Representative"),
+    # a ticket matches when it has any of the chosen tags
+    ("tag", "Tag"),
 )
 DATE_PARAMS: tuple[str, ...] = ("range", "from", "to")
 # --- the warehouse ---------------------------------------------------------------------------

@@ -13,18 +13,27 @@ import streamlit as st
 from cs_metrics import CsMetricsError, Warehouse, load_settings
 from cs_metrics.access import LOCAL, Scope
 from cs_metrics.alerts import (
+    RULES,
     acknowledge,
     active_alerts,
     alert_history,
     mute,
     mutes,
     rules_in_force,
+    rules_without_inputs,
     run_alerts,
     unmute,
 )
 from cs_metrics.notify import deliveries
 from cs_metrics.safe_text import escape_markdown
-from views._common import as_of_text, download_buttons, ensure_data, no_filters, who
+from views._common import (
+    INPUT_NAMES,
+    as_of_text,
+    download_buttons,
+    ensure_data,
+    no_filters,
+    who,
+)
 
 SEVERITY_ICONS = {"critical": ":material/error:", "warning": ":material/warning:",
                   "info": ":material/info:"}
@@ -38,6 +47,20 @@ def _evaluate(wh: Warehouse) -> None:
         st.session_state["_alerts_run"] = f"The rules could not run: {exc}"
         return
     st.session_state["_alerts_run"] = run.summary().splitlines()[0]
+
+
+def _not_run_text(wh: Warehouse) -> str | None:
+    """Which enabled rules this dataset cannot feed, and what it lacks; None when none."""
+    enabled = set(rules_in_force(load_settings()).query("enabled")["rule"])
+    lines = [
+        f"- {RULES[rule].label}: this dataset has no "
+        f"{' or '.join(INPUT_NAMES.get(n, n) for n in needs)}."
+        for rule, needs in rules_without_inputs(wh).items() if rule in enabled
+    ]
+    if not lines:
+        return None
+    return "These rules do not run and never fire on this dataset, because their inputs " \
+           "are missing:\n" + "\n".join(lines)
 
 
 def _role(wh: Warehouse) -> str:
@@ -121,6 +144,9 @@ def _tables(wh: Warehouse, scope: Scope) -> None:
         st.caption("From the settings file (`[alerts]`); change them there.")
         df = rules_in_force(load_settings())
         st.dataframe(df, hide_index=True, key="alert_rules")
+        not_run = _not_run_text(wh)
+        if not_run:
+            st.caption(not_run)
     with muted:
         df = mutes(wh)
         if df.empty:
@@ -160,6 +186,9 @@ def main() -> None:
                        "tickets; alerts over every team are shown to managers and admins.")
         if st.session_state.get("_alerts_run"):
             st.caption(escape_markdown(st.session_state["_alerts_run"]))
+        not_run = _not_run_text(wh)
+        if not_run:
+            st.info(not_run, icon=":material/info:")
         _active(wh, scope)
         _tables(wh, scope)
     except CsMetricsError as exc:

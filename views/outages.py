@@ -227,6 +227,10 @@ def _map(wh: Warehouse, filters: Filters, impact: pd.DataFrame, focus: pd.Series
         notes = []
         if unlocated:
             notes.append(f"{unlocated:,} tickets without coordinates are not on the map.")
+        suspect = density.attrs.get("suspect")
+        if suspect:
+            notes.append(f"{suspect:,} tickets with a suspicious coordinate (out of range, "
+                         "0, 0, or a placeholder many tickets share exactly) are left off.")
         if not basemap_reachable():
             notes.append("No basemap: the map tiles are not reachable from here, so the layers "
                          "are drawn on a blank background.")

@@ -12,6 +12,7 @@ import streamlit as st
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, Settings, Warehouse
 from cs_metrics.live import AT_RISK_SHARE, live_snapshot
+from cs_metrics.metrics import sla_source_caption
 from cs_metrics.safe_text import escape_markdown, markdown_code
 from views._common import (
     alert_toasts,
@@ -172,6 +173,9 @@ def _kpis(wh: Warehouse, filters: Filters) -> None:
                     settings,
                     _sparkline(weekly, name) if weekly is not None and name in present else None,
                 )
+        if any(n.startswith("sla_") and n in present for n in row_names) and \
+                (note := sla_source_caption(wh, filters)):
+            st.caption(note)
     if present:
         if box := opened("Download the KPI figures", "open_overview_kpis"):
             with box:
@@ -281,6 +285,9 @@ def _minutes(value: float | None) -> str:
     return f"{value / 1440:,.1f} days"
 
 
+NO_FIRST_RESPONSES = "This dataset has no first-response times."
+
+
 @st.fragment(run_every=LIVE_EVERY_S)
 def _live(wh: Warehouse, filters: Filters) -> None:
     """The last 60 minutes and the queue now; re-drawn on its own every few seconds, so a
@@ -308,6 +315,15 @@ def _live(wh: Warehouse, filters: Filters) -> None:
                        delta_color="off",
                        help="Tickets created in the last 60 minutes; the change compares the "
                        "same hour one week earlier.")
+        if not snap.has_first_responses:
+            # every open ticket would read as unanswered and breached: say why there is no
+            # figure instead of showing ages and breaches the data cannot give
+            cols[1].metric("Open now", f"{snap.open_now:,}", help="Open or in progress.")
+            cols[2].metric("Oldest unanswered", "–", help=NO_FIRST_RESPONSES)
+            cols[3].metric("SLA at risk", "–", help=NO_FIRST_RESPONSES)
+            st.caption(f"{NO_FIRST_RESPONSES} Unanswered, at-risk and breached tickets "
+                       "cannot be told apart.")
+            return
         cols[1].metric("Open now", f"{snap.open_now:,}",
                        help=f"Open or in progress; {snap.waiting:,} of them not answered yet.")
         cols[2].metric("Oldest unanswered", _minutes(snap.oldest_unanswered_min),

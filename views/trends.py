@@ -45,6 +45,10 @@ PLACE_DIMENSIONS: tuple[tuple[str, str], ...] = (
     ("location", "Service location"), ("customer_location", "Customer location"),
 )
 TOP_N = 20
+# The tag report: its figures, and how many tags it shows before one "Other" row.
+TAG_METRICS: tuple[str, ...] = ("ticket_count", "avg_first_response_min", "avg_resolution_h",
+                                "csat_pct")
+TOP_TAGS = 10
 NO_VALUE = "(not set)"
 DRILL_BY = "trends_drill_by"
 DRILL_VALUE = "trends_drill_value"
@@ -76,6 +80,24 @@ def by_dimension(wh: Warehouse, filters: Filters, dim: str, top: int | None = No
         rest = df.iloc[top:]
         other = pd.DataFrame({dim: [f"Other ({len(rest)} more)"],
                               "ticket_count": [int(rest["ticket_count"].sum())]})
+        df = pd.concat([df.iloc[:top], other], ignore_index=True)
+    return df
+
+
+def by_tag(wh: Warehouse, filters: Filters, top: int = TOP_TAGS) -> pd.DataFrame:
+    """tag and the TAG_METRICS the dataset has, most tickets first. A ticket counts once in
+    each of its tags; tickets without tags are in no row. Past ``top`` tags one row
+    "Other (n more)": the tickets with any of those tags (and the filters), each once."""
+    names = tuple(m for m in TAG_METRICS if not missing_text(cs_metrics.get_metric(m), wh))
+    df = run_query(wh, names, by=("tag",), filters=filters)
+    df = df.sort_values(["ticket_count", "tag"], ascending=[False, True], ignore_index=True)
+    if len(df) > top:
+        rest = tuple(sorted(df["tag"].iloc[top:]))
+        # a second tag condition is ANDed with the filters' own, if any
+        narrowed = Filters(filters.date_from, filters.date_to,
+                           (*filters.where, ("tag", rest)))
+        other = run_query(wh, names, filters=narrowed)
+        other.insert(0, "tag", f"Other ({len(rest)} more)")
         df = pd.concat([df.iloc[:top], other], ignore_index=True)
     return df
 
@@ -293,6 +315,32 @@ def _csat(wh: Warehouse, filters: Filters, grain: str) -> None:
     _data(df, "csat", filters, by="period")
 
 
+def _tags(wh: Warehouse, filters: Filters) -> pd.DataFrame | None:
+    """Volume, first response, resolution and CSAT by tag (top TOP_TAGS, then "Other")."""
+    if not _has(wh, "tags"):
+        st.info("This dataset has no tags, so there is no report by tag.")
+        return None
+    df = by_tag(wh, filters)
+    if df.empty:
+        st.info("No tagged tickets match these filters.")
+        return None
+    _bar_chart(df[["tag", "ticket_count"]], "tag", "Tag", f"Tickets by tag (top {TOP_TAGS})")
+    config = {"tag": st.column_config.TextColumn("Tag")}
+    for name in df.columns[1:]:
+        m = cs_metrics.get_metric(name)
+        config[name] = st.column_config.NumberColumn(
+            f"{m.label} ({m.unit})" if m.unit and not m.is_count else m.label,
+            help=m.description, format="localized" if m.is_count else "%.1f")
+    st.dataframe(df, hide_index=True, column_config=config, key="tags_table")
+    st.caption("A ticket with several tags counts once in each of them; tickets without tags "
+               "are in no row. \"Other\" is the tickets with any of the remaining tags, each "
+               "counted once.")
+    if box := opened("Download the figures by tag", "open_tags_download"):
+        with box:
+            download_buttons(df, "tickets_by_tag", filters)
+    return df
+
+
 def _drill(by: str, value: str, grain: str, labels: dict[str, str]) -> Drill:
     if by in ("period", "backlog"):
         start, end = bucket(date.fromisoformat(value), grain)
@@ -308,7 +356,7 @@ def _drilldown(wh: Warehouse, filters: Filters, grain: str, periods: list[str],
                frames: dict[str, pd.DataFrame]) -> None:
     labels = {"period": f"{GRAIN_LABELS[grain]} created",
               "backlog": f"Backlog at the end of a {grain}",
-              **dict(VOLUME_DIMENSIONS), **dict(PLACE_DIMENSIONS)}
+              **dict(VOLUME_DIMENSIONS), **dict(PLACE_DIMENSIONS), "tag": "Tag"}
     newest_first = sorted(periods, reverse=True)
     values: dict[str, list[str]] = {"period": newest_first, "backlog": newest_first}
     for dim, df in frames.items():
@@ -371,6 +419,9 @@ def main() -> None:
         frames |= _places(wh, filters)
         st.subheader("Customer satisfaction")
         _csat(wh, filters, grain)
+        st.subheader("Tags")
+        if (tags := _tags(wh, filters)) is not None:
+            frames["tag"] = tags
         st.subheader("Tickets behind the figures")
         st.caption(CLICK_HINT)
         periods = _drill_key(flows[flows["created"] > 0], "period").tolist()
