@@ -236,3 +236,19 @@ def test_refused_keys_and_orders_are_fatal(tmp_path, key, value):
     with pytest.raises(CsMetricsError, match=f"table tickets, {key}: .* not allowed"):
         ingest(tmp_path, tmp_path / "m.toml", tmp_path / "wh.duckdb")
     assert not (tmp_path / "wh.duckdb").exists()
+
+
+def test_the_data_quality_page_shows_skipped_and_merged_rows(loaded, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    df, report, wh = loaded
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(wh.path, db)
+    monkeypatch.setenv("CS_METRICS_DB", str(db))
+    at = AppTest.from_file(str(MAPPING.parents[2] / "app.py"), default_timeout=120).run()
+    at.switch_page("views/data_quality.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    tables = at.dataframe[0].value.set_index("table")
+    t = report.table("tickets")
+    assert tables.loc["tickets", "skipped_filter"] == t.skipped_filter > 0
+    assert tables.loc["tickets", "merged"] == t.merged > 0

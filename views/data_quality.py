@@ -74,6 +74,13 @@ def _tables(report: QualityReport) -> None:
             "skipped_empty": st.column_config.NumberColumn(
                 "Empty feedback skipped", format="localized",
                 help="Feedback rows with no score and no comment."),
+            "skipped_filter": st.column_config.NumberColumn(
+                "Skipped by the filter", format="localized",
+                help="Rows the mapping's `where` left out: not rejected, not scored."),
+            "merged": st.column_config.NumberColumn(
+                "Merged into the latest row", format="localized",
+                help="Earlier rows of a key the mapping's `one_row_per` keeps once (its "
+                     "latest row by `latest_by`)."),
             "ingested_at": st.column_config.DatetimeColumn("Loaded at",
                                                            format="YYYY-MM-DD HH:mm"),
         },

@@ -244,7 +244,8 @@ def _show_validation(v: ds.Validation) -> None:
             {"table": t.table, "files": ", ".join(Path(f).name for f in t.files),
              "read": t.read, "loaded": t.loaded, "rejected": t.rejected_total,
              "warnings": sum(n for _, n in t.warnings), "merged": t.collapsed,
-             "skipped_empty": t.skipped_empty}
+             "skipped_empty": t.skipped_empty, "skipped_filter": t.skipped_filter,
+             "latest_of_key": t.merged}
             for t in v.report.tables
         ]),
         hide_index=True,
@@ -260,6 +261,13 @@ def _show_validation(v: ds.Validation) -> None:
             "skipped_empty": st.column_config.NumberColumn(
                 "Empty feedback skipped", format="localized",
                 help="Feedback rows with no score and no comment."),
+            "skipped_filter": st.column_config.NumberColumn(
+                "Skipped by the filter", format="localized",
+                help="Rows the mapping's `where` leaves out: not rejected, not scored."),
+            "latest_of_key": st.column_config.NumberColumn(
+                "Merged into the latest row", format="localized",
+                help="Earlier rows of a key the mapping's `one_row_per` keeps once (its "
+                     "latest row by `latest_by`)."),
         },
     )
     reasons, warnings = v.quality.rejects_by_reason, v.quality.warnings
