@@ -47,7 +47,12 @@ from cs_metrics.mapping import (
 from cs_metrics.schema import LOAD_ORDER, SCORE_RANGES, TABLES, Column
 from cs_metrics.sentiment import SENTIMENT_TABLE, model_name
 from cs_metrics.settings import Settings, load_settings
-from cs_metrics.warehouse import Warehouse, catalog_changed, rebuild_derived
+from cs_metrics.warehouse import (
+    Warehouse,
+    add_missing_ticket_columns,
+    catalog_changed,
+    rebuild_derived,
+)
 
 # Every reason a row can be rejected for, with the sentence shown to users.
 REJECT_REASONS: dict[str, str] = {
@@ -1231,6 +1236,8 @@ def ingest(
     try:
         con.execute("begin transaction")
         _ensure_rejects(con)
+        if not replace:  # a warehouse of an earlier version: its missing columns, empty
+            add_missing_ticket_columns(con)
         if replace:
             con.execute("drop view if exists tickets_src")
             for name in [*TABLES, "column_stats", "meta"]:

@@ -414,6 +414,23 @@ from feedback f join tickets t on t.ticket_id = f.ticket_id
 """
 
 
+def add_missing_ticket_columns(con: duckdb.DuckDBPyConnection) -> bool:
+    """Give a warehouse written before a canonical ticket column existed (``tags``, the source
+    due times) that column, empty, so a load can merge its stored rows with new ones; the
+    load then rebuilds the derived columns. Returns whether any column was added."""
+    from cs_metrics.schema import TABLES
+
+    if "tickets" not in _tables(con):
+        return False
+    have = set(_columns_of(con, "tickets"))
+    missing = [c for c in TABLES["tickets"].columns if c.name not in have]
+    for column in missing:  # names and types from the schema, never from data
+        con.execute(f'alter table tickets add column "{column.name}" {column.type}')
+    if missing:
+        con.execute(SRC_VIEW_SQL)
+    return bool(missing)
+
+
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {
         r[0]

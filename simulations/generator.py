@@ -942,7 +942,7 @@ def _tags(rng: np.random.Generator, tk: dict, life: dict) -> pa.Array:
     draws = rng.random((n, len(TAG_RULES)))
     domain = tk["domain"]
     chosen: list[np.ndarray] = []
-    for k, (label, dom, share) in enumerate(TAG_RULES):
+    for k, (_label, dom, share) in enumerate(TAG_RULES):
         ok = draws[:, k] < share
         if dom is not None:
             ok &= domain == DOMAINS.index(dom)

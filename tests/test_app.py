@@ -388,7 +388,7 @@ def test_overview_uses_the_global_filters(sample_db, monkeypatch):
     at = run_app(monkeypatch, sample_db)
     labels = [m.label for m in at.multiselect]
     assert labels == ["Channel", "Priority", "Domain", "Location", "Customer segment", "Team",
-                      "Representative"]
+                      "Representative", "Tag"]
     # options come by volume, most tickets first
     channels = at.multiselect(key="filter_channel").options
     assert len(channels) >= 3

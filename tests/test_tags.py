@@ -192,16 +192,14 @@ def test_tag_is_a_listed_dimension(sample_wh):
 
 
 def test_trends_page_reports_by_tag_with_other(sample_db, monkeypatch, fresh_caches):
-    from tests.test_trends import default_filters, frame, trends
+    from tests.test_trends import default_filters, frame, library, trends
 
     filters = default_filters(sample_db)
-    wh = Warehouse(sample_db, read_only=True)
-    try:
-        t = wh.df("select ticket_id, tags, first_response_min, resolution_h, fb_csat_good, "
-                  "fb_csat_n from tickets where not is_test and created_at >= ? "
-                  "and created_at < ?", [filters.date_from, filters.date_to])
-    finally:
-        wh.close()
+    # read-write like the app: one configuration per process
+    t = library(sample_db, lambda wh: wh.df(
+        "select ticket_id, tags, first_response_min, resolution_h, fb_csat_good, fb_csat_n "
+        "from tickets where not is_test and created_at >= ? and created_at < ?",
+        [filters.date_from, filters.date_to]))
     t["tag"] = t["tags"].map(lambda v: [] if v is None or v is pd.NA else list(v))
     ex = t.explode("tag").dropna(subset=["tag"])
 
@@ -231,15 +229,12 @@ def test_trends_page_reports_by_tag_with_other(sample_db, monkeypatch, fresh_cac
 
 
 def test_the_sidebar_tag_filter_narrows_the_pages(sample_db, monkeypatch, fresh_caches):
-    from tests.test_trends import default_filters, metrics, trends
+    from tests.test_trends import default_filters, library, metrics, trends
 
     filters = default_filters(sample_db)
-    wh = Warehouse(sample_db, read_only=True)
-    try:
-        t = wh.df("select tags from tickets where not is_test and created_at >= ? "
-                  "and created_at < ?", [filters.date_from, filters.date_to])
-    finally:
-        wh.close()
+    t = library(sample_db, lambda wh: wh.df(
+        "select tags from tickets where not is_test and created_at >= ? and created_at < ?",
+        [filters.date_from, filters.date_to]))
     has = t["tags"].map(lambda v: v is not None and v is not pd.NA and "refund" in list(v))
     at = trends(monkeypatch, sample_db, {"tag": "refund"}, open_data=False)
     assert at.multiselect(key="filter_tag").value == ["refund"]

@@ -379,3 +379,35 @@ def test_source_due_times_refreshed_incrementally_equal_a_rebuild(tmp_path, monk
     assert pd.isna(tickets.loc["DUE2", "sla_first_response_met"])
     assert tickets.loc["DUE3", "sla_first_response_met"] == False  # noqa: E712
     assert tickets["sla_from_source"].sum() == 4
+
+
+def test_a_warehouse_without_the_newer_ticket_columns_still_loads(tmp_path):
+    """A warehouse written before ``tags`` and the source due times existed takes a new
+    load: the columns are added empty and the derived ones rebuilt."""
+    import duckdb
+
+    from cs_metrics.warehouse import SRC_VIEW_SQL
+
+    db = tmp_path / "wh.duckdb"
+    ingest(_folder(tmp_path, "a", 30), db=db)
+    con = duckdb.connect(str(db))
+    con.execute("drop view tickets_src")
+    for column in ("tags", "first_response_due_at", "resolution_due_at", "sla_from_source"):
+        con.execute(f"alter table tickets drop column {column}")
+    # the source view as that version wrote it
+    con.execute(SRC_VIEW_SQL.replace(" tags,", "").replace(
+        ",\n    first_response_due_at, resolution_due_at", ""))
+    con.close()
+    batch = tmp_path / "b"
+    write_csv(batch, "tickets", [ticket("N1", "2024-01-03 10:00:00", tags="vip, refund",
+                                        first_response_due_at="2024-01-03 11:00:00")])
+    ingest(batch, db=db)
+    wh = Warehouse(db, read_only=True)
+    try:
+        rows = wh.df("select ticket_id, tags, sla_from_source from tickets order by ticket_id")
+    finally:
+        wh.close()
+    assert len(rows) == 31
+    new = rows.set_index("ticket_id").loc["N1"]
+    assert list(new["tags"]) == ["refund", "vip"] and bool(new["sla_from_source"])
+    assert rows["sla_from_source"].sum() == 1
