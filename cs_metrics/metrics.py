@@ -91,6 +91,28 @@ _METRICS: tuple[Metric, ...] = (
            "90th percentile of resolution hours over closed tickets (continuous quantile).", "h",
            ",.1f", "percentile_cont(0.9) within group (order by t.resolution_h)",
            direction="lower", requires=("resolved_at",)),
+    Metric("avg_first_response_business_min", "Avg first response (business hours)",
+           "Mean of the minutes from created_at to first_response_at that fall inside the "
+           "open hours of the business-hours calendar.", "min", ",.1f",
+           "avg(t.first_response_business_min)", direction="lower",
+           requires=("first_response_at",)),
+    Metric("median_first_response_business_min", "Median first response (business hours)",
+           "Median of first-response business minutes (continuous quantile).", "min", ",.1f",
+           "percentile_cont(0.5) within group (order by t.first_response_business_min)",
+           direction="lower", requires=("first_response_at",)),
+    Metric("p90_first_response_business_min", "P90 first response (business hours)",
+           "90th percentile of first-response business minutes (continuous quantile).", "min",
+           ",.1f", "percentile_cont(0.9) within group (order by t.first_response_business_min)",
+           direction="lower", requires=("first_response_at",)),
+    Metric("avg_resolution_business_h", "Avg resolution (business hours)",
+           "Mean of the hours from created_at to resolved_at that fall inside the open hours "
+           "of the business-hours calendar, over closed tickets with a resolved_at.", "h",
+           ",.1f", "avg(t.resolution_business_h)", direction="lower",
+           requires=("resolved_at",)),
+    Metric("median_resolution_business_h", "Median resolution (business hours)",
+           "Median resolution business hours over closed tickets (continuous quantile).", "h",
+           ",.1f", "percentile_cont(0.5) within group (order by t.resolution_business_h)",
+           direction="lower", requires=("resolved_at",)),
     Metric("sla_first_response_pct", "SLA first response",
            "% of tickets answered within their SLA policy's first-response target; an "
            "unanswered ticket whose target has passed is a breach, one still within it is not "

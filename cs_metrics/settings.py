@@ -265,6 +265,27 @@ class IngestSettings:
         return start, min(end, datetime.combine(PLAUSIBLE_BOUNDS[1], time.max))
 
 
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class BusinessCalendar:
+    """Open hours for business-time durations (section ``[business_hours.NAME]``).
+
+    ``hours`` has one entry per weekday, Monday first: (open, close) in seconds from local
+    midnight, or None for a closed day. Hours are local wall-clock time in ``timezone``; a
+    holiday is closed all day.
+    """
+
+    name: str
+    timezone: str
+    hours: tuple[tuple[int, int] | None, ...]
+    holidays: tuple[date, ...] = ()
+
+
+DEFAULT_CALENDAR = "default"
+
+
 @dataclass(frozen=True)
 class Settings:
     sla_policies: tuple[SlaPolicy, ...]
@@ -275,6 +296,21 @@ class Settings:
     notifications: NotificationSettings
     access: AccessSettings = AccessSettings()
     ingest: IngestSettings = IngestSettings()
+    # (name, calendar) pairs; "default" is always there (the shipped one unless set)
+    business_hours: tuple[tuple[str, BusinessCalendar], ...] = (
+        (DEFAULT_CALENDAR, BusinessCalendar(DEFAULT_CALENDAR, "UTC",
+                                            ((9 * 3600, 17 * 3600),) * 5 + (None, None))),
+    )
+
+    def calendar(self, name: str = DEFAULT_CALENDAR) -> BusinessCalendar:
+        """The business-hours calendar ``name`` (every ticket uses ``default`` for now)."""
+        calendars = dict(self.business_hours)
+        if name not in calendars:
+            raise CsMetricsError(
+                f"No business-hours calendar {name!r} in {self.source}; define "
+                f"[business_hours.{name}] or use one of {sorted(calendars)}."
+            )
+        return calendars[name]
 
     def target(self, metric: str) -> float | None:
         return dict(self.targets).get(metric)
@@ -720,6 +756,94 @@ def _ingest(raw: Any, source: str) -> IngestSettings:
     return IngestSettings(earliest, latest, hired)
 
 
+_CALENDAR_KEYS = ("timezone", "hours", "holidays")
+
+
+def _known_zone(tz: Any) -> bool:
+    from zoneinfo import ZoneInfo
+
+    # "localtime" is the machine's own zone: another server would read the hours otherwise
+    if not isinstance(tz, str) or not tz or tz != tz.strip() or tz == "localtime":
+        return False
+    try:
+        ZoneInfo(tz)
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        return False
+    return True
+
+
+def _clock(text: str) -> int | None:
+    """Seconds from midnight of "HH:MM" (00:00 to 24:00), else None."""
+    hh, sep, mm = text.strip().partition(":")
+    if not (sep and len(hh) == 2 and len(mm) == 2 and hh.isdigit() and mm.isdigit()):
+        return None
+    seconds = int(hh) * 3600 + int(mm) * 60
+    return seconds if int(mm) < 60 and seconds <= 86400 else None
+
+
+def _calendar(name: Any, raw: Any, source: str) -> BusinessCalendar:
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise CsMetricsError(
+            f"Section [business_hours.{name}] in {source} must be named with letters, digits, "
+            "_ or - only."
+        )
+    sec = _Section(raw, f"business_hours.{name}", source, _CALENDAR_KEYS)
+    tz = sec.raw.get("timezone")
+    if not _known_zone(tz):
+        raise sec.fail("timezone", 'an IANA time zone such as "America/New_York" or "UTC"')
+    table = sec.raw.get("hours")
+    if not isinstance(table, dict):
+        raise sec.fail("hours", 'a table by weekday, e.g. { mon = "09:00-17:00" }')
+    unknown = sorted(set(table) - set(WEEKDAYS))
+    if unknown:
+        raise CsMetricsError(
+            f"{sec.where('hours')} names unknown days {unknown}; use {', '.join(WEEKDAYS)} "
+            "(a day left out is closed)."
+        )
+    hours: list[tuple[int, int] | None] = []
+    for day in WEEKDAYS:
+        span = table.get(day)
+        if span is None:
+            hours.append(None)
+            continue
+        first, sep, last = span.partition("-") if isinstance(span, str) else ("", "", "")
+        start, end = _clock(first), _clock(last)
+        if not sep or start is None or end is None or start >= end:
+            # an overnight shift would need a day split in two: say so rather than guess
+            raise CsMetricsError(
+                f"{sec.where('hours.' + day)} must be opening and closing times within one "
+                f'day written "HH:MM-HH:MM" (open before close, up to 24:00), not {span!r}.'
+            )
+        hours.append((start, end))
+    if all(h is None for h in hours):
+        raise CsMetricsError(
+            f"{sec.where('hours')} must open on at least one day, or every business-time "
+            "duration would be zero."
+        )
+    days = sec.raw.get("holidays", [])
+    if not isinstance(days, list):
+        raise sec.fail("holidays", 'a list of days written "YYYY-MM-DD"')
+    holidays = []
+    for i, value in enumerate(days):
+        key = f"holidays[{i}]"  # each day read on its own, so the error names the entry
+        holidays.append(_day(_Section({key: value}, sec.name, source, (key,)), key))
+    return BusinessCalendar(name, tz, tuple(hours), tuple(sorted(set(holidays))))
+
+
+def _business_hours(raw: Any, source: str) -> tuple[tuple[str, BusinessCalendar], ...]:
+    if not isinstance(raw, dict):
+        raise CsMetricsError(f"Section [business_hours] in {source} must be a table of "
+                             "calendars such as [business_hours.default].")
+    calendars = tuple((name, _calendar(name, rule, source)) for name, rule in
+                      sorted(raw.items()))
+    if DEFAULT_CALENDAR not in dict(calendars):
+        raise CsMetricsError(
+            f"Section [business_hours] in {source} needs a `default` calendar, used by "
+            "every ticket."
+        )
+    return calendars
+
+
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
@@ -767,7 +891,13 @@ def _settings(defaults: str, user: tuple[str, str] | None) -> Settings:
     source = "defaults"
     if user is not None:
         # A user's SLA policy list replaces the default list rather than extending it.
-        raw = _merge(raw, _parse_toml(user[1], Path(user[0])))
+        mine = _parse_toml(user[1], Path(user[0]))
+        calendars = raw.get("business_hours", {})
+        raw = _merge(raw, mine)
+        if isinstance(mine.get("business_hours"), dict) and isinstance(calendars, dict):
+            # a user's calendar replaces the default one of that name whole: merged hours
+            # would keep a day open that the user left out to close it
+            raw["business_hours"] = {**calendars, **mine["business_hours"]}
         source = user[0]
     policies = []
     for i, rule in enumerate(raw.get("sla", {}).get("policies", []), start=1):
@@ -796,4 +926,5 @@ def _settings(defaults: str, user: tuple[str, str] | None) -> Settings:
         notifications=_notifications(raw.get("notifications", {}), source),
         access=_access(raw.get("access", {}), source),
         ingest=_ingest(raw.get("ingest", {}), source),
+        business_hours=_business_hours(raw.get("business_hours", {}), source),
     )

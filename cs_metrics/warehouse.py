@@ -7,7 +7,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +333,11 @@ final as (
             / 60.0 end as first_response_min,
         case when s.status = 'closed' and s.plausible
             then date_diff('second', s.created_at, s.resolved_at) / 3600.0 end as resolution_h,
+        -- the same durations counted only inside the open hours of the business calendar
+        case when s.plausible then ({bh_first} - {bh_created}) / 60000000.0 end
+            as first_response_business_min,
+        case when s.status = 'closed' and s.plausible
+            then ({bh_resolved} - {bh_created}) / 3600000000.0 end as resolution_business_h,
         -- closed without a close time: resolved at an unknown moment, so never in backlog
         case when s.status = 'closed' then coalesce(s.resolved_at, s.created_at) end
             as effective_resolved_at,
@@ -381,6 +386,9 @@ final as (
     left join fb on fb.ticket_id = s.ticket_id
     left join {representatives} r on r.rep_id = s.rep_id
     left join sla_targets p on p.priority = coalesce(s.priority, 'normal') and p.segment = s.seg
+    left join bh_calendar bc on bc.day = cast(s.created_at as date)
+    left join bh_calendar bf on bf.day = cast(s.first_response_at as date)
+    left join bh_calendar br on br.day = cast(s.resolved_at as date)
 )
 select * from final
 """
@@ -487,6 +495,7 @@ def rebuild_derived(
         update_comment_sentiment(con)
         tables.add(SENTIMENT_TABLE)
     sql = _derived_sql(tables, source)
+    _business_calendar(con, settings, window)
     con.execute(sql, _derive_params(as_of, window))
     _after_derived(con, settings, tables, as_of, window)
     return as_of
@@ -501,6 +510,78 @@ _LATEST_PLAUSIBLE = " greatest(" + ", ".join(
 
 def _derive_params(as_of: datetime | None, window: tuple[datetime, datetime]) -> dict:
     return {"as_of": as_of or datetime(1970, 1, 1), "first": window[0], "last": window[1]}
+
+
+def _business_calendar(con: duckdb.DuckDBPyConnection, settings: Settings,
+                       window: tuple[datetime, datetime]) -> None:
+    """Temp table ``bh_calendar``: per UTC day of the plausible window, the open parts of
+    that day (up to three: from the local days before, of and after it) in microseconds
+    from UTC midnight, and the open microseconds of all the days before it.
+
+    Open hours are local wall-clock times, turned into UTC moments here, once per day
+    (the zone's rules, DST included), so the tickets' naive UTC timestamps need no zone
+    conversion: the business time up to a moment is its UTC day's ``cum_us`` plus the open
+    parts of that day before it, one join per timestamp, no loop per ticket. Durations are
+    differences of two such sums, so they do not depend on the calendar's first day (an
+    incremental refresh gets the same values as a rebuild); integer microseconds keep the
+    difference exact.
+    """
+    cal = settings.calendar()  # every ticket uses the default calendar for now
+    opens = [None if h is None else h[0] * 1_000_000 for h in cal.hours]
+    closes = [None if h is None else h[1] * 1_000_000 for h in cal.hours]
+    con.execute(
+        """
+        create or replace temp table bh_calendar as
+        with days as (
+            select cast(d as date) as day
+            from range($first::timestamp, $last::timestamp, interval 1 day) r(d)
+        ),
+        open_local as (
+            select day, list_extract($opens::bigint[], isodow(day)) as o,
+                list_extract($closes::bigint[], isodow(day)) as c
+            from days where not list_contains($holidays::date[], day)
+        ),
+        open_utc as (  -- each local day's open interval as UTC epoch microseconds
+            select day,
+                epoch_us(timezone('UTC', timezone($tz, day::timestamp + to_microseconds(o))))
+                    as s,
+                epoch_us(timezone('UTC', timezone($tz, day::timestamp + to_microseconds(c))))
+                    as e
+            from open_local where o is not null
+        ),
+        pieces as (  -- clipped to each UTC day it touches (offsets are under a day)
+            select day, greatest(s - epoch_us(day), 0) as a,
+                least(e - epoch_us(day), 86400000000) as b
+            from (select u.day + cast(k as integer) as day, s, e
+                  from open_utc u, range(-1, 2) r(k))
+        ),
+        per_day as (
+            select day, list(a order by a) as a, list(b order by a) as b, sum(b - a) as open_us
+            from pieces where b > a group by day
+        )
+        select d.day,
+            coalesce(p.a[1], 0)::bigint as a1, coalesce(p.b[1], 0)::bigint as b1,
+            coalesce(p.a[2], 0)::bigint as a2, coalesce(p.b[2], 0)::bigint as b2,
+            coalesce(p.a[3], 0)::bigint as a3, coalesce(p.b[3], 0)::bigint as b3,
+            coalesce(sum(p.open_us) over (
+                order by d.day rows between unbounded preceding and 1 preceding), 0)::bigint
+                as cum_us
+        from days d left join per_day p on p.day = d.day
+        """,
+        {
+            "holidays": list(cal.holidays), "opens": opens, "closes": closes,
+            "tz": cal.timezone,
+            # local days a day either side of the window's UTC ones
+            "first": datetime.combine(window[0].date() - timedelta(days=2), time()),
+            "last": datetime.combine(window[1].date() + timedelta(days=3), time()),
+        },
+    )
+
+
+# Business microseconds up to the naive UTC moment {ts}, by its UTC calendar day {b}.
+_BH_AT = "({b}.cum_us" + "".join(
+    f" + greatest(0, least({{b}}.b{k}, epoch_us({{ts}}) - epoch_us(cast({{ts}} as date)))"
+    f" - {{b}}.a{k})" for k in (1, 2, 3)) + ")"
 
 
 def _plausible_meta(con: duckdb.DuckDBPyConnection, window: tuple[datetime, datetime],
@@ -545,6 +626,9 @@ def _derived_sql(tables: set[str], source: str, feedback: str | None = None) -> 
     """The derivation of ``source``'s tickets; ``feedback`` narrows the surveys read."""
     sql = _DERIVED_SQL.format(
         source=source,
+        bh_created=_BH_AT.format(b="bc", ts="s.created_at"),
+        bh_first=_BH_AT.format(b="bf", ts="s.first_response_at"),
+        bh_resolved=_BH_AT.format(b="br", ts="s.resolved_at"),
         customers=_empty_or(
             tables, "customers", "null::varchar as customer_id, null::varchar as segment, "
             "null::varchar as city"
@@ -695,6 +779,7 @@ def _refresh_derived(
         tables.add(SENTIMENT_TABLE)
     sql = _derived_sql(tables, "derive_src", surveys).replace(
         "create or replace table tickets as", "create or replace temp table tickets_delta as", 1)
+    _business_calendar(con, settings, window)
     con.execute(sql, _derive_params(as_of, window))
     columns = {name: _columns_of(con, name) for name in ("tickets", "tickets_src")}
     if _columns_of(con, "tickets_delta") != columns["tickets"]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cs_metrics.settings import Settings
+from cs_metrics.settings import BusinessCalendar, Settings
 
 
 def read_table(folder: Path, name: str) -> pd.DataFrame | None:
@@ -58,6 +58,11 @@ def prepare(folder: Path, settings: Settings) -> tuple[pd.DataFrame, pd.DataFram
     t["res_h"] = np.where(
         closed, (t["resolved_at"] - t["created_at"]).dt.total_seconds() / 3600, np.nan
     )
+    cal = settings.calendar()
+    t["fr_bmin"] = business_seconds(t["created_at"], t["first_response_at"], cal) / 60
+    t["res_bh"] = np.where(
+        closed, business_seconds(t["created_at"], t["resolved_at"], cal) / 3600, np.nan
+    )
     fr_target, res_target = [], []
     for p, s in zip(t["priority"], t["customer_segment"], strict=True):
         a, b, _ = settings.sla_targets(p, s)
@@ -94,6 +99,50 @@ def prepare(folder: Path, settings: Settings) -> tuple[pd.DataFrame, pd.DataFram
     else:
         t["has_feedback"] = False
     return t, feedback
+
+
+def business_seconds(start: pd.Series, end: pd.Series, cal: BusinessCalendar) -> np.ndarray:
+    """Seconds from ``start`` to ``end`` (naive UTC) inside the calendar's open hours, in
+    local wall-clock time (README): the open parts of the first and the last local day, plus
+    the open hours of each weekday times numpy.busday_count of that weekday between them.
+    NaN where either moment is missing; negative when ``end`` is before ``start``. Wall-clock
+    arithmetic: right for calendars whose open hours never contain a daylight-saving change
+    (every calendar these tests hand it)."""
+    out = np.full(len(start), np.nan)
+    ok = (start.notna() & end.notna()).to_numpy()
+    if not ok.any():
+        return out
+
+    def local(x: pd.Series) -> pd.Series:
+        return x[ok].dt.tz_localize("UTC").dt.tz_convert(cal.timezone).dt.tz_localize(None)
+
+    a, b = local(start).to_numpy(), local(end).to_numpy()
+    sign = np.where(b < a, -1.0, 1.0)
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    a_day, b_day = a.astype("datetime64[D]"), b.astype("datetime64[D]")
+    a_tod = (a - a_day).astype("timedelta64[us]").astype(float) / 1e6
+    b_tod = (b - b_day).astype("timedelta64[us]").astype(float) / 1e6
+    opens = np.array([h[0] if h else 0 for h in cal.hours], dtype=float)
+    closes = np.array([h[1] if h else 0 for h in cal.hours], dtype=float)
+    holidays = np.array(cal.holidays, dtype="datetime64[D]")
+
+    def open_between(day: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        weekday = (day.astype("int64") + 3) % 7  # Monday 0: 1970-01-01 was a Thursday
+        o, c = opens[weekday], closes[weekday]
+        shut = np.isin(day, holidays)
+        return np.where(shut, 0.0, np.clip(np.minimum(c, hi) - np.maximum(o, lo), 0, None))
+
+    same = a_day == b_day
+    total = np.where(same, open_between(a_day, a_tod, b_tod),
+                     open_between(a_day, a_tod, np.full(len(a), 86400.0))
+                     + open_between(b_day, np.zeros(len(a)), b_tod))
+    for weekday in range(7):
+        if closes[weekday] > opens[weekday]:
+            mask = "".join("1" if d == weekday else "0" for d in range(7))
+            whole = np.busday_count(a_day + 1, b_day, weekmask=mask, holidays=holidays)
+            total += np.where(same, 0, np.maximum(whole, 0)) * (closes[weekday] - opens[weekday])
+    out[ok] = sign * total
+    return out
 
 
 def vader_compound(comments: pd.Series) -> pd.Series:
@@ -136,6 +185,16 @@ def ticket_metric(name: str, g: pd.DataFrame) -> float:
             return _q(g["res_h"], 0.5)
         case "p90_resolution_h":
             return _q(g["res_h"], 0.9)
+        case "avg_first_response_business_min":
+            return g["fr_bmin"].mean()
+        case "median_first_response_business_min":
+            return _q(g["fr_bmin"], 0.5)
+        case "p90_first_response_business_min":
+            return _q(g["fr_bmin"], 0.9)
+        case "avg_resolution_business_h":
+            return g["res_bh"].mean()
+        case "median_resolution_business_h":
+            return _q(g["res_bh"], 0.5)
         case "sla_first_response_pct":
             m = g["fr_met"]
             return _pct(m.fillna(False).astype(bool), m.notna())

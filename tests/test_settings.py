@@ -7,7 +7,7 @@ import pytest
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.ingest import ingest
 from cs_metrics.metrics import METRICS, metric_target, query
-from cs_metrics.settings import load_settings
+from cs_metrics.settings import Settings, load_settings
 from cs_metrics.warehouse import Warehouse
 from tests.conftest import ticket, write_csv
 
@@ -104,3 +104,73 @@ def test_a_bad_identity_claim_is_one_sentence_naming_the_file(tmp_path, toml, va
     assert message.startswith(f"Setting access.identity_claim in {custom} must be "
                               '"verified_email"')
     assert '"email"' in message and message.endswith(f"not {value!r}.")
+
+
+def test_business_hours_default_calendar_and_whole_replacement(tmp_path):
+    cal = load_settings().calendar()
+    assert cal.timezone == "UTC" and cal.holidays == ()
+    assert cal.hours == ((9 * 3600, 17 * 3600),) * 5 + (None, None)
+    # a Settings built by hand gets the same calendar as the shipped defaults
+    assert {f.name: f.default for f in dataclasses.fields(Settings)}["business_hours"] == \
+        load_settings().business_hours
+    custom = tmp_path / "settings.toml"
+    custom.write_text('[business_hours.default]\ntimezone = "America/New_York"\n'
+                      'hours = { mon = "08:00-12:30", sat = "10:00-24:00" }\n'
+                      'holidays = ["2025-12-25", 2026-01-01]\n'
+                      '[business_hours.emea]\ntimezone = "Europe/Paris"\n'
+                      'hours = { tue = "00:00-24:00" }\n')
+    s = load_settings(custom)
+    cal = s.calendar()
+    # the user's calendar replaces the default's: Tuesday to Friday are closed, not merged
+    assert cal.hours == ((8 * 3600, 12 * 3600 + 1800), None, None, None, None,
+                         (10 * 3600, 86400), None)
+    assert [str(d) for d in cal.holidays] == ["2025-12-25", "2026-01-01"]
+    assert s.calendar("emea").timezone == "Europe/Paris"
+    with pytest.raises(CsMetricsError, match="No business-hours calendar 'apac'"):
+        s.calendar("apac")
+
+
+@pytest.mark.parametrize(("toml", "words"), [
+    ('timezone = "Mars/Olympus"\nhours = { mon = "09:00-17:00" }',
+     "Setting business_hours.default.timezone in {f} must be an IANA time zone"),
+    ('timezone = 5\nhours = { mon = "09:00-17:00" }',
+     "Setting business_hours.default.timezone in {f} must be an IANA time zone"),
+    ('timezone = "localtime"\nhours = { mon = "09:00-17:00" }',
+     "Setting business_hours.default.timezone in {f} must be an IANA time zone"),
+    ('timezone = "UTC"\nhours = { monday = "09:00-17:00" }',
+     "Setting business_hours.default.hours in {f} names unknown days ['monday']"),
+    ('timezone = "UTC"\nhours = { mon = "17:00-09:00" }',
+     "Setting business_hours.default.hours.mon in {f} must be opening and closing times"),
+    ('timezone = "UTC"\nhours = { mon = "9-17" }',
+     "Setting business_hours.default.hours.mon in {f} must be opening and closing times"),
+    ('timezone = "UTC"\nhours = { mon = "09:00-24:30" }',
+     "Setting business_hours.default.hours.mon in {f} must be opening and closing times"),
+    ('timezone = "UTC"\nhours = { mon = 9 }',
+     "Setting business_hours.default.hours.mon in {f} must be opening and closing times"),
+    ('timezone = "UTC"\nhours = {}',
+     "Setting business_hours.default.hours in {f} must open on at least one day"),
+    ('timezone = "UTC"\nhours = "weekdays"',
+     "Setting business_hours.default.hours in {f} must be a table by weekday"),
+    ('timezone = "UTC"\nhours = { mon = "09:00-17:00" }\nholidays = ["25/12/2025"]',
+     "Setting business_hours.default.holidays[0] in {f} must be a day from 1900-01-01"),
+    ('timezone = "UTC"\nhours = { mon = "09:00-17:00" }\nholidays = "2025-12-25"',
+     "Setting business_hours.default.holidays in {f} must be a list of days"),
+    ('timezone = "UTC"\nhours = { mon = "09:00-17:00" }\nopen = true',
+     "Section [business_hours.default] in {f} has unknown keys ['open']"),
+])
+def test_bad_business_hours_are_one_sentence_naming_file_and_key(tmp_path, toml, words):
+    custom = tmp_path / "settings.toml"
+    custom.write_text(f"[business_hours.default]\n{toml}\n")
+    with pytest.raises(CsMetricsError) as err:
+        load_settings(custom)
+    message = str(err.value)
+    assert message.startswith(words.format(f=custom)), message
+    one_sentence = message.replace("e.g. ", "").count(". ") == 0
+    assert message.endswith(".") and "\n" not in message and one_sentence
+
+
+def test_business_hours_calendar_names_are_checked(tmp_path):
+    custom = tmp_path / "settings.toml"
+    custom.write_text('[business_hours."a b"]\ntimezone = "UTC"\nhours = { mon = "09:00-17:00" }\n')
+    with pytest.raises(CsMetricsError, match=r"\[business_hours.a b\] in .* must be named"):
+        load_settings(custom)
