@@ -327,9 +327,13 @@ def test_min_severity_keeps_info_alerts_in_the_app(hook, tmp_path):
 
 def test_run_alerts_notifies_new_alerts_only(hook, tmp_path):
     folder = tmp_path / "src"
+    fmt = "%Y-%m-%d %H:%M:%S"
     write_csv(folder, "tickets", [
-        ticket("U1", (T0 - timedelta(minutes=30)).strftime("%Y-%m-%d %H:%M:%S"), "open",
-               priority="urgent"),
+        ticket("U1", (T0 - timedelta(minutes=30)).strftime(fmt), "open", priority="urgent"),
+        # one answered ticket: the dataset has first responses, so the SLA rules can run
+        ticket("A0", (T0 - timedelta(hours=2)).strftime(fmt), "closed", priority="low",
+               first_response_at=(T0 - timedelta(hours=2) + timedelta(minutes=5)).strftime(fmt),
+               resolved_at=(T0 - timedelta(hours=1)).strftime(fmt)),
     ])
     ingest(folder, db=tmp_path / "wh.duckdb")
     wh = Warehouse(tmp_path / "wh.duckdb")

@@ -272,9 +272,14 @@ def test_slack_header_is_cut_without_breaking_an_entity():
 def test_an_alert_from_hostile_data_reaches_slack_as_text(hook_server, tmp_path):
     folder = tmp_path / "src"
     now = datetime(2024, 1, 10, 12, 0)
+    fmt = "%Y-%m-%d %H:%M:%S"
     write_csv(folder, "tickets", [
-        ticket(CHANNEL, (now - timedelta(minutes=30)).strftime("%Y-%m-%d %H:%M:%S"), "open",
+        ticket(CHANNEL, (now - timedelta(minutes=30)).strftime(fmt), "open",
                priority="urgent", customer_segment="<@U123>"),
+        # one answered ticket: the dataset has first responses, so the SLA rules can run
+        ticket("A0", (now - timedelta(hours=2)).strftime(fmt), "closed", priority="low",
+               first_response_at=(now - timedelta(hours=2) + timedelta(minutes=5)).strftime(fmt),
+               resolved_at=(now - timedelta(hours=1)).strftime(fmt)),
     ])
     ingest(folder, db=tmp_path / "wh.duckdb")
     wh = Warehouse(tmp_path / "wh.duckdb")
