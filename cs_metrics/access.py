@@ -38,9 +38,8 @@ from typing import Any
 import duckdb
 
 from cs_metrics.errors import CsMetricsError
-from cs_metrics.schema import DIMENSIONS
 from cs_metrics.settings import IDENTITY_CLAIMS, ROLES, AccessSettings, Settings, load_settings
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.warehouse import Warehouse, dimension_counts
 
 __all__ = [
     "PERMISSIONS",
@@ -535,13 +534,9 @@ class ScopedWarehouse(Warehouse):
                 f"{subject} in (select ticket_id from tickets)))")
 
     def _dimension_values(self, cols: list[str]) -> str:
-        # the filter lists, counted over the scoped tickets
-        casts = ", ".join(f"cast({d} as varchar) as {d}" for d in DIMENSIONS)
-        return (
-            "select dimension, value, count(*) as tickets from (unpivot "
-            f"(select {casts} from tickets where not is_test) on {', '.join(DIMENSIONS)} "
-            "into name dimension value value) where value is not null group by all"
-        )
+        # the filter lists, counted over the scoped tickets exactly as the warehouse counts
+        # its own (list dimensions such as tags included)
+        return f"select dimension, value, tickets from ({dimension_counts('tickets')})"
 
 
 def scoped(wh: Warehouse, scope: Scope | None) -> Warehouse:

@@ -670,7 +670,7 @@ def _after_derived(con: duckdb.DuckDBPyConnection, settings: Settings, tables: s
     con.execute("drop table if exists temp.main.tickets_src_copy")
     # the filter lists every page shows: a few hundred rows instead of a scan per dimension
     con.execute("create or replace table dimension_values as "
-                + _dimension_counts("tickets"))
+                + dimension_counts("tickets"))
     if "feedback" in tables:
         # with each comment's sentiment score (cs_metrics.sentiment)
         con.execute(
@@ -707,7 +707,7 @@ def _after_derived(con: duckdb.DuckDBPyConnection, settings: Settings, tables: s
 SORTED_RUNS_ALLOWED = 64
 
 
-def _dimension_counts(relation: str) -> str:
+def dimension_counts(relation: str) -> str:
     """SQL: (dimension, value, tickets) of the non-test rows of ``relation`` (alias-free);
     a list dimension counts a ticket once under each of its values."""
     return " union all ".join(
@@ -799,8 +799,8 @@ def _refresh_derived(
     con.execute(
         "create or replace table dimension_values as select dimension, value, "
         "sum(tickets) as tickets from (select * from dimension_values union all "
-        f"select dimension, value, -tickets from ({_dimension_counts('old_rows')}) "
-        f"union all {_dimension_counts('tickets_delta')}) group by dimension, value "
+        f"select dimension, value, -tickets from ({dimension_counts('old_rows')}) "
+        f"union all {dimension_counts('tickets_delta')}) group by dimension, value "
         "having sum(tickets) > 0"
     )
     if "feedback" in tables:

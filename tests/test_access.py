@@ -1040,3 +1040,12 @@ def test_no_library_query_bypasses_the_scoped_connection():
     scope's temporary views: it would read the whole warehouse."""
     found = _bypasses()
     assert not found, f"queries that bypass Warehouse.connection(): {sorted(found)}"
+
+
+def test_the_tag_filter_list_holds_only_the_scope(lead, full, mine):
+    """A list dimension is counted over the scoped tickets too: a tag once per ticket."""
+    tags = _counted(full, mine)["tags"].dropna().explode().dropna()
+    assert len(tags) > 0
+    counts = tags.value_counts()
+    expected = sorted(counts.index, key=lambda v: (-counts[v], v))
+    assert lead.dimension_values("tag") == expected
