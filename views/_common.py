@@ -1099,3 +1099,22 @@ def freeze_loaded_code() -> None:
         gc.collect()
         gc.freeze()
         _frozen_at_modules = loaded
+
+
+def load_count_columns() -> dict[str, Any]:
+    """Column settings of the counts a load reports beside read/loaded/rejected: rows
+    merged, skipped or folded into their key's latest row (Data quality and Your data)."""
+    number = st.column_config.NumberColumn
+    return {
+        "collapsed": number("Merged duplicates", format="localized",
+                            help="Identical dimension rows merged into one."),
+        "skipped_empty": number("Empty feedback skipped", format="localized",
+                                help="Feedback rows with no score and no comment."),
+        "skipped_filter": number(
+            "Skipped by the filter", format="localized",
+            help="Rows the mapping's `where` left out: not rejected, not scored."),
+        "merged": number(
+            "Merged into the latest row", format="localized",
+            help="Earlier rows of a key the mapping's `one_row_per` keeps once (its latest "
+                 "row by `latest_by`)."),
+    }

@@ -14,6 +14,7 @@ from views._common import (
     as_of_text,
     ensure_data,
     latest_rejects,
+    load_count_columns,
     quality,
     show_chart,
     table_downloads,
@@ -68,19 +69,7 @@ def _tables(report: QualityReport) -> None:
             "read": st.column_config.NumberColumn("Read", format="localized"),
             "loaded": st.column_config.NumberColumn("Loaded", format="localized"),
             "rejected": st.column_config.NumberColumn("Rejected", format="localized"),
-            "collapsed": st.column_config.NumberColumn(
-                "Merged duplicates", format="localized",
-                help="Identical dimension rows merged into one."),
-            "skipped_empty": st.column_config.NumberColumn(
-                "Empty feedback skipped", format="localized",
-                help="Feedback rows with no score and no comment."),
-            "skipped_filter": st.column_config.NumberColumn(
-                "Skipped by the filter", format="localized",
-                help="Rows the mapping's `where` left out: not rejected, not scored."),
-            "merged": st.column_config.NumberColumn(
-                "Merged into the latest row", format="localized",
-                help="Earlier rows of a key the mapping's `one_row_per` keeps once (its "
-                     "latest row by `latest_by`)."),
+            **load_count_columns(),
             "ingested_at": st.column_config.DatetimeColumn("Loaded at",
                                                            format="YYYY-MM-DD HH:mm"),
         },

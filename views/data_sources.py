@@ -31,6 +31,7 @@ from views._common import (
     dataset_label,
     is_active,
     is_same,
+    load_count_columns,
     switch_dataset,
     table_downloads,
 )
@@ -243,9 +244,9 @@ def _show_validation(v: ds.Validation) -> None:
         pd.DataFrame([
             {"table": t.table, "files": ", ".join(Path(f).name for f in t.files),
              "read": t.read, "loaded": t.loaded, "rejected": t.rejected_total,
-             "warnings": sum(n for _, n in t.warnings), "merged": t.collapsed,
+             "warnings": sum(n for _, n in t.warnings), "collapsed": t.collapsed,
              "skipped_empty": t.skipped_empty, "skipped_filter": t.skipped_filter,
-             "latest_of_key": t.merged}
+             "merged": t.merged}
             for t in v.report.tables
         ]),
         hide_index=True,
@@ -255,19 +256,7 @@ def _show_validation(v: ds.Validation) -> None:
             "loaded": st.column_config.NumberColumn("Would load", format="localized"),
             "rejected": st.column_config.NumberColumn("Rejected", format="localized"),
             "warnings": st.column_config.NumberColumn("Warnings", format="localized"),
-            "merged": st.column_config.NumberColumn(
-                "Merged duplicates", format="localized",
-                help="Identical dimension rows merged into one."),
-            "skipped_empty": st.column_config.NumberColumn(
-                "Empty feedback skipped", format="localized",
-                help="Feedback rows with no score and no comment."),
-            "skipped_filter": st.column_config.NumberColumn(
-                "Skipped by the filter", format="localized",
-                help="Rows the mapping's `where` leaves out: not rejected, not scored."),
-            "latest_of_key": st.column_config.NumberColumn(
-                "Merged into the latest row", format="localized",
-                help="Earlier rows of a key the mapping's `one_row_per` keeps once (its "
-                     "latest row by `latest_by`)."),
+            **load_count_columns(),
         },
     )
     reasons, warnings = v.quality.rejects_by_reason, v.quality.warnings
