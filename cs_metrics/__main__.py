@@ -50,6 +50,28 @@ def _parse_where(items: list[str]) -> Filters:
     return Filters.build(**where)
 
 
+def _zone(args: argparse.Namespace) -> str:
+    """The reporting zone of a run: ``--tz``, else the settings' ``[display] timezone``."""
+    from cs_metrics.zones import check_zone
+
+    if getattr(args, "tz", None) is not None:
+        return check_zone(args.tz.strip(), "--tz")
+    from cs_metrics.settings import load_settings
+
+    return load_settings(getattr(args, "settings", None) or None).display_timezone
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    """``--from``, ``--to`` (local days of the zone), ``--where`` and the zone of a run."""
+    where = _parse_where(getattr(args, "where", None) or [])
+    date_from, date_to = getattr(args, "date_from", None), getattr(args, "date_to", None)
+    return Filters(
+        date_from=_parse_date(date_from, "--from") if date_from else None,
+        date_to=_parse_date(date_to, "--to") if date_to else None,
+        where=where.where, tz=_zone(args),
+    )
+
+
 def _split(text: str | None) -> list[str]:
     return [p.strip() for p in (text or "").split(",") if p.strip()]
 
@@ -193,6 +215,8 @@ def _ingest_inbox(args: argparse.Namespace, settings) -> int:  # noqa: ANN001 (S
 
 AS_HELP = ("see only what IDENTITY (an e-mail, or group:NAME) sees when signed in to the "
            "hosted app: their role's scope in the settings' [access]")
+TZ_HELP = ("reporting time zone, an IANA name such as America/New_York: local days, weeks and "
+           "months, and --from/--to as local days (default: the settings' [display] timezone)")
 
 
 def _as(wh: Warehouse, args: argparse.Namespace) -> Warehouse:
@@ -238,12 +262,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         )
     if not metrics:
         raise CsMetricsError(f"--metrics is empty; valid metrics: {', '.join(METRICS)}.")
-    where = _parse_where(args.where or [])
-    filters = Filters(
-        date_from=_parse_date(args.date_from, "--from") if args.date_from else None,
-        date_to=_parse_date(args.date_to, "--to") if args.date_to else None,
-        where=where.where,
-    )
+    filters = _filters(args)
     if args.format == "parquet" and not args.out:
         raise CsMetricsError("--format parquet needs --out FILE (Parquet is not text).")
     wh = _as(Warehouse(args.db, read_only=True), args)
@@ -390,7 +409,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from cs_metrics.settings import load_settings
 
     settings = load_settings(args.settings) if args.settings else load_settings()
-    filters = _parse_where(args.where or [])
+    filters = _filters(args)
     wh = _as(Warehouse(args.db, read_only=True), args)
     try:
         report = reports.build_report(wh, args.audience, args.period, team=args.team,
@@ -453,12 +472,7 @@ TOPIC_COLUMNS: tuple[str, ...] = (
 def cmd_topics(args: argparse.Namespace) -> int:
     from cs_metrics.topics import topics
 
-    where = _parse_where(args.where or [])
-    filters = Filters(
-        date_from=_parse_date(args.date_from, "--from") if args.date_from else None,
-        date_to=_parse_date(args.date_to, "--to") if args.date_to else None,
-        where=where.where,
-    )
+    filters = _filters(args)
     wh = Warehouse(args.db, read_only=True)
     try:
         model = topics(wh, filters, k=args.k, sample=args.sample, seed=args.seed)
@@ -477,6 +491,37 @@ def cmd_topics(args: argparse.Namespace) -> int:
     sampled = (f"a sample of {model.modelled:,} of {model.total:,} comments (seed {model.seed}); "
                "volumes scaled to all" if model.sampled else f"all {model.total:,} comments")
     print(f"{model.k} topics (TF-IDF + NMF) of {sampled}; examples are masked.",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from cs_metrics.seasonality import daily_series, forecast_daily
+
+    if args.days < 1 or args.days > 366:
+        raise CsMetricsError(f"--days {args.days}: forecast 1 to 366 days ahead.")
+    filters = _filters(args)
+    wh = _as(Warehouse(args.db, read_only=True), args)
+    try:
+        series = daily_series(wh, filters)
+    finally:
+        wh.close()
+    df = forecast_daily(series, args.days, level=args.level)
+    df["date"] = pd.to_datetime(df["date"]).dt.strftime("%Y-%m-%d")
+    df["lower"] = df["lower"].astype("int64")  # whole tickets, as the interval is
+    df["upper"] = df["upper"].astype("int64")
+    if args.format == "json":
+        records = json.loads(df.to_json(orient="records", double_precision=10))
+        text = json.dumps(records, indent=2) + "\n"
+    else:
+        text = df.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    last = series.index[-1].date() if len(series) else None
+    print(f"tickets per local day of {filters.tz} after {last}, the last complete day of the "
+          f"data; a {args.level:.0%} prediction interval (the Seasonality page's model).",
           file=sys.stderr)
     return 0
 
@@ -556,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--to", dest="date_to", help="exclusive end date on created_at")
     q.add_argument("--where", action="append", metavar="DIM=VALUE",
                    help="filter; repeat it (the same dimension twice means either value)")
+    q.add_argument("--tz", metavar="ZONE", help=TZ_HELP)
     q.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
     q.add_argument("--out", help="write to this file instead of stdout")
     q.add_argument("--db", help=db_help)
@@ -605,6 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "relative to the data's last complete day")
     r.add_argument("--where", action="append", metavar="DIM=VALUE",
                    help="narrow every figure; repeat it (the same dimension twice: either)")
+    r.add_argument("--tz", metavar="ZONE", help=TZ_HELP)
     r.add_argument("--format", choices=("html", "md"), default="html")
     r.add_argument("--out", required=True, help="folder to write the report into")
     r.add_argument("--email", nargs="?", const="", metavar="TO,...",
@@ -650,10 +697,28 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--sample", type=int, default=20_000,
                     help="model at most this many comments (default 20000)")
     tp.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    tp.add_argument("--tz", metavar="ZONE", help=TZ_HELP)
     tp.add_argument("--format", choices=("csv", "json"), default="csv")
     tp.add_argument("--out", help="write to this file instead of stdout")
     tp.add_argument("--db", help=db_help)
     tp.set_defaults(func=cmd_topics)
+
+    fc = sub.add_parser("forecast", help="forecast tickets per day (the Seasonality page's "
+                                         "model and interval)")
+    fc.add_argument("--days", type=int, required=True, help="days ahead, 1 to 366")
+    fc.add_argument("--where", action="append", metavar="DIM=VALUE",
+                    help="filter; repeat it (the same dimension twice means either value)")
+    fc.add_argument("--from", dest="date_from",
+                    help="fit on the days from this one (default: all the data)")
+    fc.add_argument("--level", type=float, default=0.9,
+                    help="prediction interval level, between 0 and 1 (default 0.9)")
+    fc.add_argument("--tz", metavar="ZONE", help=TZ_HELP)
+    fc.add_argument("--format", choices=("csv", "json"), default="csv")
+    fc.add_argument("--out", help="write to this file instead of stdout")
+    fc.add_argument("--settings", help="settings TOML (the reporting zone)")
+    fc.add_argument("--db", help=db_help)
+    fc.add_argument("--as", dest="as_", metavar="IDENTITY", help=AS_HELP)
+    fc.set_defaults(func=cmd_forecast)
 
     au = sub.add_parser("audit", help="print or verify the audit log (sign-ins, exports, "
                                       "reports, setting changes, alert handling)")

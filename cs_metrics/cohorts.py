@@ -24,6 +24,7 @@ import pandas as pd
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.metrics import Filters, filter_sql
 from cs_metrics.warehouse import Warehouse
+from cs_metrics.zones import local_sql
 
 __all__ = ["COHORT_COLUMNS", "RECONTACT_DAYS", "TENURE_BANDS", "cohort_table", "cohort_tables"]
 
@@ -83,11 +84,14 @@ def cohort_tables(
         raise CsMetricsError("The recontact window must be 0 days or more.")
     if not wh.has_table("tickets") or "customer_id" not in wh.nonempty_columns("tickets_src"):
         raise CsMetricsError("This dataset has no customer ids, so it has no customer cohorts.")
-    where, params = filter_sql(filters or Filters())
+    filters = filters or Filters()
+    where, params = filter_sql(filters)
     as_of = wh.as_of()
+    # months of the reporting zone (the zone is checked: only known names reach the SQL)
+    tz = filters.tz
     # expressions over the columns of ``marked`` below; band labels are constants of this
     # module, never user text
-    tenure = "date_diff('month', cohort, date_trunc('month', created_at))"
+    tenure = f"date_diff('month', cohort, date_trunc('month', {local_sql('created_at', tz)}))"
     tenure_case = "case " + " ".join(
         f"when {tenure} >= {lo} then '{label}'" for label, lo in reversed(TENURE_BANDS)
     ) + " end"
@@ -97,9 +101,10 @@ def cohort_tables(
     # The customer's next ticket (any ticket, not only the filtered ones), strictly later:
     # only tickets from the first filtered one to the last recontact window's end can be
     # it, so the window function reads those, not the whole history.
-    firsts = """
+    firsts = f"""
         firsts as (
-            select customer_id, cast(date_trunc('month', min(created_at)) as date) as cohort
+            select customer_id,
+                cast(date_trunc('month', min({local_sql('created_at', tz)})) as date) as cohort
             from tickets where not is_test and customer_id is not null group by customer_id
         ),""" if needs_cohort else ""
     cohort_col = "f.cohort" if needs_cohort else "cast(null as date) as cohort"
@@ -124,7 +129,7 @@ def cohort_tables(
         ),
         marked as (
             select b.*, {cohort_col},
-                cast(date_trunc('month', b.created_at) as date) as period,
+                cast(date_trunc('month', {local_sql('b.created_at', tz)}) as date) as period,
                 b.resolved_at is not null
                     and b.resolved_at + to_microseconds(?) <= ? as in_window,
                 b.next_at is not null
@@ -176,7 +181,8 @@ def cohort_tables(
     cols = [by, *COHORT_COLUMNS]
     if by == "cohort":
         first = wh.scalar(
-            "select cast(date_trunc('month', min(created_at)) as date) from tickets "
+            f"select cast(date_trunc('month', min({local_sql('created_at', tz)})) as date) "
+            "from tickets "
             "where not is_test and customer_id is not null"
         )
         df["cohort"] = pd.to_datetime(df["cohort"]).dt.date

@@ -284,7 +284,7 @@ class Group:
         starts = [d for d in (base.date_from, self.date_from) if d is not None]
         ends = [d for d in (base.date_to, self.date_to) if d is not None]
         return Filters(max(starts, key=_ts) if starts else None,
-                       min(ends, key=_ts) if ends else None, where)
+                       min(ends, key=_ts) if ends else None, where, base.tz)
 
 
 def _ts(d: date | datetime) -> datetime:

@@ -14,6 +14,7 @@ import pandas as pd
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.metrics import GRAINS, Filters, filter_sql
 from cs_metrics.warehouse import Warehouse
+from cs_metrics.zones import utc_moment
 
 __all__ = [
     "COLUMNS",
@@ -134,16 +135,17 @@ def ticket_page(
         )
     if open_at is not None:
         where, params = filter_sql(filters, date_column=None, extra=extra)
-        moment = _as_ts(open_at)
+        moment = utc_moment(_as_ts(open_at), filters.tz)  # a local moment, as periods are
         where += (" and t.created_at < ? and (t.effective_resolved_at is null "
                   "or t.effective_resolved_at >= ?)")
         params += [moment, moment]
     else:
         where, params = filter_sql(filters, extra=extra)
     if period is not None and grain is not None:
-        start, end = bucket(period, grain)
+        start, end = bucket(period, grain)  # a local bucket of the reporting zone
         where += " and t.created_at >= ? and t.created_at < ?"
-        params += [start, end]
+        params += [utc_moment(start, filters.tz),
+                   end if end == datetime.max else utc_moment(end, filters.tz)]
     own, own_params = wh.listing_sql("t")
     where += f" and {own}"
     params += own_params

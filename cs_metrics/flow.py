@@ -11,6 +11,7 @@ import pandas as pd
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.metrics import GRAINS, Filters, filter_sql
 from cs_metrics.warehouse import Warehouse
+from cs_metrics.zones import local_date_sql
 
 __all__ = ["resolved_per_period"]
 
@@ -31,7 +32,8 @@ def resolved_per_period(wh: Warehouse, filters: Filters, grain: str) -> pd.DataF
         )
     where, params = filter_sql(filters, date_column="resolved_at")
     sql = (
-        f"select date_trunc('{grain}', cast(t.resolved_at as date)) as period, "
+        f"select date_trunc('{grain}', {local_date_sql('t.resolved_at', filters.tz)}) "
+        "as period, "
         "count(*) as resolved_count from tickets t "
         f"where {where} and t.status = 'closed' and t.resolved_at is not null "
         "group by period order by period"

@@ -18,6 +18,7 @@ from cs_metrics.schema import DIMENSIONS as TICKET_DIMENSIONS
 from cs_metrics.schema import LIST_DIMENSIONS
 from cs_metrics.settings import PLAUSIBLE_BOUNDS, Settings, load_settings
 from cs_metrics.warehouse import Warehouse
+from cs_metrics.zones import UTC_ZONE, check_zone, local_date_sql, utc_moment
 
 Source = Literal["tickets", "backlog"]
 
@@ -187,11 +188,14 @@ GRAINS: tuple[str, ...] = ("day", "week", "month")
 class Filters:
     """What every page and command filters on. Frozen, so it can key a cache."""
 
-    date_from: date | None = None  # inclusive, on created_at
-    date_to: date | None = None  # exclusive, on created_at
+    date_from: date | None = None  # inclusive, on created_at, a local day of ``tz``
+    date_to: date | None = None  # exclusive, on created_at, a local day of ``tz``
     where: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+    # the reporting zone: local days bound the range and make days, weeks and months
+    tz: str = UTC_ZONE
 
     def __post_init__(self) -> None:
+        check_zone(self.tz)
         for dim, _ in self.where:
             if dim not in DIMENSIONS:
                 raise CsMetricsError(
@@ -203,6 +207,7 @@ class Filters:
     def build(
         date_from: date | None = None,
         date_to: date | None = None,
+        tz: str = UTC_ZONE,
         **where: str | list[str] | tuple[str, ...] | None,
     ) -> Filters:
         items = []
@@ -211,7 +216,7 @@ class Filters:
                 continue
             vals = (values,) if isinstance(values, str) else tuple(values)
             items.append((dim, tuple(sorted(set(vals)))))
-        return Filters(date_from, date_to, tuple(items))
+        return Filters(date_from, date_to, tuple(items), tz)
 
 
 def get_metric(name: str) -> Metric:
@@ -248,12 +253,14 @@ def filter_sql(
         raise CsMetricsError(f"Cannot filter dates on {date_column!r}.")
     clauses = ["not t.is_test"]
     params: list = []
+    # local days become UTC moments here, so the range stays a plain comparison on the
+    # stored column (row groups are skipped on it) whatever the zone
     if date_column and filters.date_from is not None:
         clauses.append(f"t.{date_column} >= ?")
-        params.append(_as_ts(filters.date_from))
+        params.append(utc_moment(filters.date_from, filters.tz))
     if date_column and filters.date_to is not None:
         clauses.append(f"t.{date_column} < ?")
-        params.append(_as_ts(filters.date_to))
+        params.append(utc_moment(filters.date_to, filters.tz))
     for dim, values in filters.where:
         if dim not in DIMENSIONS:  # identifiers only ever come from the dimension list
             raise CsMetricsError(f"Unknown dimension {dim!r}.")
@@ -297,9 +304,11 @@ def _tickets_from(by: list[str] | tuple[str, ...]) -> str:
     return f"(select *, {unnested} from tickets) t"
 
 
-def _period(grain: str | None, column: str = "t.created_date") -> str | None:
-    # truncating the stored date is cheaper than truncating the timestamp, same bucket
-    return f"date_trunc('{grain}', {column})" if grain else None
+def _period(grain: str | None, tz: str = UTC_ZONE, column: str = "t.created_at",
+            utc_date: str | None = "t.created_date") -> str | None:
+    """The ``grain`` bucket (a local day, week or month of ``tz``) of ``column``."""
+    # in UTC, truncating the stored date is cheaper than truncating the timestamp
+    return f"date_trunc('{grain}', {local_date_sql(column, tz, utc_date)})" if grain else None
 
 
 def _same(cols: list[str], left: str, right: str) -> str:
@@ -338,7 +347,7 @@ def compile_query(
 
     keys = list(by) + (["period"] if grain else [])
     dim_select = [f"t.{d} as {d}" for d in by]
-    period = _period(grain)
+    period = _period(grain, filters.tz)
     if period:
         dim_select.append(f"{period} as period")
     group = f" group by {', '.join([f't.{d}' for d in by] + ([period] if period else []))}" \
@@ -399,13 +408,14 @@ def _backlog_sql(by: list[str], grain: str | None, filters: Filters,
                  plausible: tuple[datetime, datetime] | None = None) -> tuple[str, list]:
     """Tickets open at the end of each period: a stock, so earlier tickets count too."""
     where, params = _where(filters, with_dates=False)
+    tz = filters.tz
     dims = [f"t.{d} as {d}" for d in by]
     if grain is None:
         if filters.date_to is None:
             cond = "t.effective_resolved_at is null"
             p: list = []
         else:
-            end = _as_ts(filters.date_to)
+            end = utc_moment(filters.date_to, filters.tz)
             cond = "t.created_at < ? and (t.effective_resolved_at is null or " \
                    "t.effective_resolved_at >= ?)"
             p = [end, end]
@@ -429,14 +439,15 @@ def _backlog_sql(by: list[str], grain: str | None, filters: Filters,
     # per bucket and its running sum give the backlog at each bucket's end.
     sql = f"""
         with bl_days as (
-            select {dim_select}t.created_date as created_d,
-                cast(t.effective_resolved_at as date) as resolved_d, count(*) as n
+            select {dim_select}{local_date_sql('t.created_at', tz, 't.created_date')}
+                    as created_d,
+                {local_date_sql('t.effective_resolved_at', tz)} as resolved_d, count(*) as n
             from {_tickets_from(by)} where {where}
             group by {with_dims}created_d, resolved_d
         ),
         bl_pairs as (
-            select {with_dims}{_period(grain, 'created_d')} as created_p,
-                {_period(grain, 'resolved_d')} as resolved_p, sum(n) as n
+            select {with_dims}date_trunc('{grain}', created_d) as created_p,
+                date_trunc('{grain}', resolved_d) as resolved_p, sum(n) as n
             from bl_days
             group by {with_dims}created_p, resolved_p
         ),

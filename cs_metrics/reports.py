@@ -53,6 +53,7 @@ from cs_metrics.quality import quality_report
 from cs_metrics.safe_text import escape_markdown, header_text
 from cs_metrics.settings import PLAUSIBLE_BOUNDS, Settings, load_settings
 from cs_metrics.warehouse import Warehouse, implausible_note
+from cs_metrics.zones import UTC_ZONE, to_local, utc_moment
 
 __all__ = [
     "AUDIENCES",
@@ -173,17 +174,18 @@ def _add_months(day: date, months: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def _complete_end(wh: Warehouse) -> date:
+def _complete_end(wh: Warehouse, tz: str = UTC_ZONE) -> date:
     """The day after the last complete day of data: the last creation day counts when the
-    data reaches its final hour (like the seasonality page's daily series)."""
+    data reaches its final hour (like the seasonality page's daily series). Days are local
+    days of the reporting zone ``tz``."""
     span = wh.created_range()
     if span is None:
         raise CsMetricsError(
             f"The warehouse {wh.path} holds no tickets yet; run "
             "`python -m cs_metrics ingest SOURCE` first."
         )
-    last = span[1]
-    reached = max(wh.as_of() or last, last)
+    last = to_local(span[1], tz)
+    reached = max(to_local(wh.as_of() or span[1], tz), last)
     if reached >= datetime.combine(last.date(), time(23)):
         return last.date() + timedelta(days=1)
     return last.date()
@@ -223,7 +225,7 @@ def _check_bounds(first: date, last: date, spec: str | None) -> None:
         raise CsMetricsError(f"{asked} must lie between {lo} and {hi}.")
 
 
-def resolve_period(wh: Warehouse, spec: str) -> Period:
+def resolve_period(wh: Warehouse, spec: str, tz: str = UTC_ZONE) -> Period:
     """``last-week``, ``last-month``, ``YYYY-MM`` or ``FROM:TO`` -> a Period.
 
     Relative periods are read against the data, not today: the last complete day of data is
@@ -232,17 +234,18 @@ def resolve_period(wh: Warehouse, spec: str) -> Period:
     compared with the week before; ``last-month`` the latest whole calendar month, compared
     with the month before; ``YYYY-MM`` that calendar month (even if the data covers only part
     of it), compared with the month before; ``FROM:TO`` the days from FROM to TO, both
-    included (ISO dates), compared with the same number of days just before.
+    included (ISO dates), compared with the same number of days just before. Days are
+    local days of the reporting zone ``tz``.
     """
     text = (spec or "").strip()
     if text == "last-week":
-        end = _complete_end(wh)
+        end = _complete_end(wh, tz)
         end -= timedelta(days=end.weekday())
         start = end - timedelta(days=7)
         label = f"Week {start:%G-W%V}, {_range_label(start, end)}"
         return Period("week", start, end, start - timedelta(days=7), start, label, text)
     if text == "last-month":
-        end = _complete_end(wh).replace(day=1)
+        end = _complete_end(wh, tz).replace(day=1)
         return _month_period(_add_months(end, -1), text)
     if re.fullmatch(r"\d{4}-\d{2}", text):
         year, month = int(text[:4]), int(text[5:])
@@ -360,6 +363,7 @@ class Report:
                 },
                 "filters": _filters_json(s.filters),
                 "user_filters": _filters_json(s.user_filters),
+                "timezone": s.filters.tz,
                 "dataset": s.dataset,
                 "sources": list(s.sources),
                 "data_from": _json_value(s.data_from),
@@ -421,6 +425,7 @@ def _filters_json(filters: Filters) -> dict[str, Any]:
     return {
         "date_from": filters.date_from.isoformat() if filters.date_from else None,
         "date_to": filters.date_to.isoformat() if filters.date_to else None,
+        "tz": filters.tz,
         "where": {dim: list(values) for dim, values in filters.where},
     }
 
@@ -431,7 +436,7 @@ def filters_from_json(data: dict[str, Any]) -> Filters:
         return date.fromisoformat(text) if text else None
 
     return Filters.build(day(data.get("date_from")), day(data.get("date_to")),
-                         **dict(data.get("where", {})))
+                         tz=data.get("tz") or UTC_ZONE, **dict(data.get("where", {})))
 
 
 def _source(metrics: Sequence[str], filters: Filters, by: Sequence[str] = (),
@@ -451,7 +456,7 @@ def _with_where(filters: Filters, **dims: str | tuple[str, ...] | None) -> Filte
             where.pop(dim, None)
         else:
             where[dim] = (value,) if isinstance(value, str) else tuple(value)
-    return Filters.build(filters.date_from, filters.date_to, **where)
+    return Filters.build(filters.date_from, filters.date_to, tz=filters.tz, **where)
 
 
 def _resolve_subject(
@@ -716,6 +721,12 @@ def _board(wh: Warehouse, scope: ReportScope, level: str, key: str, title: str,
 # --- notable changes ---------------------------------------------------------------------------
 
 
+def _local_span(wh: Warehouse, tz: str) -> tuple[datetime, datetime] | None:
+    """The data's first and last creation moments as local times of ``tz``."""
+    span = wh.created_range()
+    return None if span is None else (to_local(span[0], tz), to_local(span[1], tz))
+
+
 def _exposure_days(span: tuple[datetime, datetime] | None, start: date, end: date) -> float:
     """Days of data inside ``[start, end)``: a period the data covers in part counts in part."""
     if span is None:
@@ -733,7 +744,7 @@ def _test_stats(wh: Warehouse, scope: ReportScope, dim: str | None,
                    date_to=scope.period.date_to)
     where, where_params = filter_sql(span)
     cols = ["count(*) as tickets"]
-    params: list[Any] = [datetime.combine(scope.period.date_from, time(0))]
+    params: list[Any] = [utc_moment(scope.period.date_from, scope.filters.tz)]
     for name in proportions:
         spec = TESTS[name]
         cols += [f"{spec.successes} as {name}__s", f"{spec.trials} as {name}__n"]
@@ -812,7 +823,7 @@ def _changes(wh: Warehouse, scope: ReportScope, present: list[str]) -> tuple[Rep
     metrics = [COUNT_METRIC, *proportions, *durations]
     kinds = {COUNT_METRIC: "count", **{m: "proportion" for m in proportions},
              **{m: "duration" for m in durations}}
-    span = wh.created_range()
+    span = _local_span(wh, scope.filters.tz)
     p = scope.period
     days = (_exposure_days(span, p.date_from, p.date_to),
             _exposure_days(span, p.previous_from, p.previous_to))
@@ -951,8 +962,9 @@ def build_report(
     if audience not in AUDIENCES:
         raise CsMetricsError(f"Unknown audience {audience!r}; use {', '.join(AUDIENCES)}.")
     settings = settings or load_settings()
-    the_period = period if isinstance(period, Period) else resolve_period(wh, period)
-    user = Filters(where=(filters or Filters()).where)
+    tz = (filters or Filters()).tz  # the reporting zone: local days make the periods
+    the_period = period if isinstance(period, Period) else resolve_period(wh, period, tz)
+    user = Filters(where=(filters or Filters()).where, tz=tz)
     subject, fixed, title = _resolve_subject(wh, audience, team, rep)
     scoped = _with_where(user, **fixed)
     generated = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
@@ -1020,8 +1032,8 @@ def build_report(
         rep_trend_t = _rep_trend(wh, scope, fixed["rep_id"], kpi_names)
     changes, tests_run = _changes(wh, scope, kpi_names)
     quality = quality_report(wh).score
-    if span and (the_period.date_to > _complete_end(wh)
-                 or the_period.date_from < span[0].date()):
+    if span and (the_period.date_to > _complete_end(wh, tz)
+                 or the_period.date_from < to_local(span[0], tz).date()):
         notes.append("The data covers only part of this period; counts cover the days with "
                      "data (the tests of counts compare tickets per day of data).")
     if (outside := implausible_note(wh)) is not None:
@@ -1041,7 +1053,8 @@ def build_report(
 def _rep_trend(wh: Warehouse, scope: ReportScope, rep_id: str, present: list[str]
                ) -> ReportTable:
     grain, start = _trend_window(scope.period)
-    filters = Filters(start, scope.period.date_to, scope.user_filters.where)
+    filters = Filters(start, scope.period.date_to, scope.user_filters.where,
+                      scope.user_filters.tz)
     parts = []
     for name in (m for m in REP_TREND_METRICS if m in present):
         df = rep_trend(wh, filters, rep_id, name, grain=grain)
@@ -1439,6 +1452,7 @@ def _scope_rows(report: Report, esc: Callable[[Any], str] = str) -> list[tuple[s
                       "team": f"Team: {esc(s.subject)}",
                       "representative": f"Representative: {esc(s.subject)}"}[s.audience]),
         ("Period", p.label),
+        ("Time zone", f"{s.filters.tz}: days, weeks and months are local days of this zone"),
         ("Compared with", _range_label(p.previous_from, p.previous_to)),
         ("Filters", esc(_describe_where(s.user_filters)) or "none"),
         ("Dataset", f"{esc(Path(s.dataset).name)}" + (

@@ -29,6 +29,7 @@ from statsmodels.tsa.seasonal import STL
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.metrics import Filters, filter_sql
 from cs_metrics.warehouse import Warehouse
+from cs_metrics.zones import local_date_sql, local_sql, to_local, utc_moment
 
 __all__ = [
     "Backtest",
@@ -97,10 +98,11 @@ def _day_range(wh: Warehouse, filters: Filters) -> tuple[date, date]:
     created = wh.created_range()
     if created is None:
         raise CsMetricsError(f"The warehouse {wh.path} holds no tickets to count.")
-    first, last = created[0].date(), created[1].date()
+    # complete local days of the reporting zone
+    first, last = to_local(created[0], filters.tz).date(), to_local(created[1], filters.tz).date()
     end = last + timedelta(days=1)
     as_of = wh.as_of()
-    if as_of is not None and as_of < datetime.combine(last, time(23)):
+    if as_of is not None and to_local(as_of, filters.tz) < datetime.combine(last, time(23)):
         end = last  # the data stops before the last day's final hour: that day is partial
     if filters.date_from is not None:
         first = max(first, _first_full_day(filters.date_from))
@@ -116,7 +118,7 @@ def _days_index(first: date, end: date) -> pd.DatetimeIndex:
 
 def _range_sql(filters: Filters, first: date, end: date) -> tuple[str, list]:
     where, params = filter_sql(filters)
-    lo, hi = datetime.combine(first, time(0)), datetime.combine(end, time(0))
+    lo, hi = utc_moment(first, filters.tz), utc_moment(end, filters.tz)
     return f"{where} and t.created_at >= ? and t.created_at < ?", [*params, lo, hi]
 
 
@@ -136,8 +138,8 @@ def daily_series(wh: Warehouse, filters: Filters) -> pd.Series:
         return pd.Series([], index=index, name="tickets", dtype="int64")
     where, params = _range_sql(filters, first, end)
     df = wh.df(
-        f"select t.created_date as day, count(*) as tickets from tickets t where {where} "
-        "group by t.created_date",
+        f"select {local_date_sql('t.created_at', filters.tz, 't.created_date')} as day, "
+        f"count(*) as tickets from tickets t where {where} group by day",
         params,
     )
     counts = pd.Series(
@@ -404,9 +406,10 @@ def _weekday_hour_counts(wh: Warehouse, filters: Filters, first: date, end: date
     if end <= first:
         return grid
     where, params = _range_sql(filters, first, end)
+    local = local_sql("t.created_at", filters.tz)  # hours of the local week
     df = wh.df(
-        "select extract(isodow from t.created_at) - 1 as weekday, "
-        "extract(hour from t.created_at) as hour, count(*) as tickets "
+        f"select extract(isodow from {local}) - 1 as weekday, "
+        f"extract(hour from {local}) as hour, count(*) as tickets "
         f"from tickets t where {where} group by 1, 2",
         params,
     )

@@ -20,6 +20,7 @@ from cs_metrics.errors import CsMetricsError
 from cs_metrics.metrics import Filters, filter_sql
 from cs_metrics.settings import ServiceLevel, Settings, load_settings
 from cs_metrics.warehouse import Warehouse
+from cs_metrics.zones import local_sql, to_local, utc_moment
 
 __all__ = [
     "PLAN_COLUMNS",
@@ -310,14 +311,15 @@ def current_staffing(wh: Warehouse, filters: Filters) -> pd.DataFrame:
     dates, date_params = [f"{at} between ? and ?"], list(wh.plausible_window())
     if filters.date_from is not None:
         dates.append(f"{at} >= ?")
-        date_params.append(_start(filters.date_from))
+        date_params.append(utc_moment(filters.date_from, filters.tz))
     if filters.date_to is not None:
         dates.append(f"{at} < ?")
-        date_params.append(_start(filters.date_to))
+        date_params.append(utc_moment(filters.date_to, filters.tz))
     in_range = " and ".join(dates)
     sql = f"""
         with activity as (
-            select distinct t.rep_id, date_trunc('hour', {at}) as slot
+            -- hours of the reporting zone's local week
+            select distinct t.rep_id, date_trunc('hour', {local_sql(at, filters.tz)}) as slot
             from tickets t
             where {dims} and {in_range} and t.rep_id is not null
         ),
@@ -341,8 +343,9 @@ def current_staffing(wh: Warehouse, filters: Filters) -> pd.DataFrame:
     found = wh.df(sql, dim_params + date_params + date_params)
     if found.empty:
         return pd.DataFrame(columns=columns)
-    first = _day(pd.Timestamp(found["first_at"].iloc[0]).to_pydatetime())
-    end = _day(pd.Timestamp(found["last_at"].iloc[0]).to_pydatetime()) + timedelta(days=1)
+    first = _day(to_local(pd.Timestamp(found["first_at"].iloc[0]).to_pydatetime(), filters.tz))
+    end = _day(to_local(pd.Timestamp(found["last_at"].iloc[0]).to_pydatetime(), filters.tz)) \
+        + timedelta(days=1)
     if filters.date_from is not None:
         first = max(first, _day(filters.date_from))
     if filters.date_to is not None:

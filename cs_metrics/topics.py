@@ -45,6 +45,7 @@ from cs_metrics.feedback import mask_comment, name_mask
 from cs_metrics.metrics import Filters, filter_sql
 from cs_metrics.sentiment import NEGATIVE_AT
 from cs_metrics.warehouse import Warehouse
+from cs_metrics.zones import to_local, utc_moment
 
 __all__ = [
     "DEFAULT_K",
@@ -318,15 +319,16 @@ def _as_dt(d: date | datetime) -> datetime:
 
 
 def _window_end(wh: Warehouse, filters: Filters, end: date | datetime | None) -> datetime:
+    # the end of a local day of the reporting zone, as a UTC moment like the stored ones
     if end is not None:
-        return _as_dt(end)
+        return utc_moment(_as_dt(end), filters.tz)
     if filters.date_to is not None:
-        return _as_dt(filters.date_to)
+        return utc_moment(_as_dt(filters.date_to), filters.tz)
     rng = wh.created_range()
     if rng is None:
         raise CsMetricsError("The warehouse has no tickets yet.")
-    last = rng[1]
-    return datetime(last.year, last.month, last.day) + timedelta(days=1)
+    last = to_local(rng[1], filters.tz)
+    return utc_moment(datetime(last.year, last.month, last.day) + timedelta(days=1), filters.tz)
 
 
 def _concentration(counts: pd.Series, overall: pd.Series, top: int = 3) -> str:
