@@ -48,7 +48,7 @@ from cs_metrics.errors import CsMetricsError
 from cs_metrics.notify import Delivery, ensure_deliveries_table, notify
 from cs_metrics.schema import DIMENSIONS
 from cs_metrics.settings import ALERT_SEVERITIES, NotificationSettings, Settings, load_settings
-from cs_metrics.warehouse import Warehouse, catalog_changed
+from cs_metrics.warehouse import Warehouse, catalog_changed, first_response_deadline_sql
 
 __all__ = [
     "RULES",
@@ -418,11 +418,16 @@ def _sla_alerts(wh: Warehouse, settings: Settings, now: datetime) -> tuple[list[
         return [], False
     pri = list(rule.priorities) or [""]
     seg = list(rule.segments) or [""]
+    # judged by the stored deadline, as the live panel and the SLA metric judge them: a
+    # policy in business time has its deadline on the business clock
+    deadline = first_response_deadline_sql(wh)
     scoped = f"""
         with scoped as (
             select t.ticket_id, t.created_at, t.priority, t.customer_segment,
                 t.sla_first_response_target_min as target_min,
-                date_diff('second', t.created_at, cast(? as timestamp)) / 60.0 as waited_min
+                date_diff('second', t.created_at, cast(? as timestamp)) / 60.0 as waited_min,
+                {deadline} as deadline,
+                date_diff('microsecond', t.created_at, {deadline}) / 60000000.0 as span_min
             from tickets t
             where not t.is_test and t.status in ('open', 'in_progress')
                 and t.first_response_at is null and t.sla_first_response_target_min > 0
@@ -431,12 +436,12 @@ def _sla_alerts(wh: Warehouse, settings: Settings, now: datetime) -> tuple[list[
                      or t.customer_segment in ({', '.join('?' for _ in seg)}))
         ),
         kinds as (
-            select *, case when waited_min >= target_min then 'breached' else 'at_risk' end
-                as kind
-            from scoped where waited_min >= ? * target_min
+            select *, case when cast(? as timestamp) >= deadline then 'breached'
+                else 'at_risk' end as kind
+            from scoped where waited_min >= ? * span_min
         )
     """
-    params = [now, now, *pri, *seg, rule.at_risk_share]
+    params = [now, now, *pri, *seg, now, rule.at_risk_share]
     groups = wh.df(
         scoped + "select kind, priority, customer_segment, count(*) as n from kinds group by all",
         params,
@@ -499,6 +504,7 @@ def _sla_alerts(wh: Warehouse, settings: Settings, now: datetime) -> tuple[list[
                 "oldest_ticket_id": str(oldest["ticket_id"]),
                 "oldest_created_at": _ts(oldest["created_at"]),
                 "oldest_waited_min": round(waited, 1), "oldest_target_min": target,
+                "oldest_deadline": _ts(oldest["deadline"]),
                 "ticket_ids": [str(t) for t in rows["ticket_id"]],
                 "at_risk_share": rule.at_risk_share,
             },

@@ -14,12 +14,14 @@ import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.metrics import Filters, available, filter_sql, get_metric
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.warehouse import Warehouse, first_response_deadline_sql
 
 __all__ = ["AT_RISK_SHARE", "LiveSnapshot", "at_risk_tickets", "has_first_responses",
            "live_snapshot"]
 
-# A ticket is "at risk" once it has waited this share of its first-response target unanswered.
+# A ticket is "at risk" once it has waited this share of the time from its creation to its
+# first-response deadline unanswered (for a policy in business time, of the wall-clock time
+# to the deadline, closed hours included).
 AT_RISK_SHARE = 0.8
 _WAITING = "t.status in ('open', 'in_progress') and t.first_response_at is null"
 
@@ -39,8 +41,8 @@ class LiveSnapshot:
     waiting: int | None  # of those, not answered yet
     oldest_unanswered_min: float | None  # how long the longest-waiting ticket has waited
     oldest_unanswered_id: str | None
-    at_risk: int | None  # unanswered, past AT_RISK_SHARE of the target, not yet past it
-    breached: int | None  # unanswered and past the target already
+    at_risk: int | None  # unanswered, past AT_RISK_SHARE of the way to the deadline, not past it
+    breached: int | None  # unanswered and at or past the deadline already
     refreshed_at: str | None  # when the warehouse was last loaded (meta derived_at)
     has_first_responses: bool = True  # whether the dataset holds any first_response_at
 
@@ -68,6 +70,8 @@ def live_snapshot(wh: Warehouse, filters: Filters | None = None, minutes: int = 
     where, params = filter_sql(_undated(filters), date_column=None)
     since, week = now - timedelta(minutes=minutes), timedelta(days=7)
     age = "date_diff('second', t.created_at, cast(? as timestamp)) / 60.0"
+    deadline = first_response_deadline_sql(wh)
+    span = f"date_diff('microsecond', t.created_at, {deadline}) / 60000000.0"
     # Three narrow reads instead of one pass over every ticket: the two windows skip the
     # row groups outside them on created_at, and the queue keeps the open tickets in the
     # scan itself. ``status <> 'closed'`` follows from the list, but DuckDB applies a list
@@ -86,10 +90,10 @@ def live_snapshot(wh: Warehouse, filters: Filters | None = None, minutes: int = 
                 max({age}) filter (where {_WAITING}) as oldest_min,
                 arg_max(t.ticket_id, {age}) filter (where {_WAITING}) as oldest_id,
                 count(*) filter (where {_WAITING}
-                    and {age} >= ? * t.sla_first_response_target_min
-                    and {age} < t.sla_first_response_target_min) as at_risk,
+                    and {age} >= ? * {span}
+                    and cast(? as timestamp) < {deadline}) as at_risk,
                 count(*) filter (where {_WAITING}
-                    and {age} >= t.sla_first_response_target_min) as breached
+                    and cast(? as timestamp) >= {deadline}) as breached
             from tickets t where {where} and t.status in ('open', 'in_progress')
                 and t.status <> 'closed' and t.created_at between ? and ?
         ) q
@@ -99,7 +103,8 @@ def live_snapshot(wh: Warehouse, filters: Filters | None = None, minutes: int = 
     # dated after now has not arrived yet.
     first = wh.plausible_window()[0]
     # in the order of the ? marks: each window with the filters, then the queue's ages
-    # (oldest, its id, at risk twice around the share, breached), its filters and span
+    # (oldest, its id, at risk around the share and before the deadline, breached), its
+    # filters and span
     args = [*params, since, now, *params, since - week, now - week,
             now, now, now, AT_RISK_SHARE, now, now, *params, first, now]
     row = wh.df(sql, args).iloc[0]
@@ -137,24 +142,28 @@ def has_first_responses(wh: Warehouse) -> bool:
 
 def at_risk_tickets(wh: Warehouse, filters: Filters | None = None, limit: int = 50
                     ) -> pd.DataFrame:
-    """Unanswered tickets at or past ``AT_RISK_SHARE`` of their first-response target, most
-    urgent (largest share of the target used) first: ticket_id, created_at, priority,
-    customer_segment, channel, waited_min, target_min, share_of_target."""
+    """Unanswered tickets at or past ``AT_RISK_SHARE`` of the way to their first-response
+    deadline, most urgent (largest share of the time to the deadline used) first: ticket_id,
+    created_at, priority, customer_segment, channel, waited_min, target_min (the policy's,
+    in business minutes for a business-hours policy), share_of_target, deadline."""
     now = wh.as_of()
     if now is None or not wh.has_table("tickets") or not has_first_responses(wh):
         return pd.DataFrame(columns=["ticket_id", "created_at", "priority", "customer_segment",
-                                     "channel", "waited_min", "target_min", "share_of_target"])
+                                     "channel", "waited_min", "target_min", "share_of_target",
+                                     "deadline"])
     where, params = filter_sql(_undated(filters), date_column=None)
     own, own_params = wh.listing_sql("t")
     where, params = f"{where} and {own}", [*params, *own_params]
     age = "date_diff('second', t.created_at, cast(? as timestamp)) / 60.0"
+    deadline = first_response_deadline_sql(wh)
+    span = f"date_diff('microsecond', t.created_at, {deadline}) / 60000000.0"
     return wh.df(
         f"select t.ticket_id, t.created_at, t.priority, t.customer_segment, t.channel, "
         f"{age} as waited_min, t.sla_first_response_target_min as target_min, "
-        f"{age} / t.sla_first_response_target_min as share_of_target "
+        f"{age} / ({span}) as share_of_target, {deadline} as deadline "
         f"from tickets t where {where} and {_WAITING} "
-        f"and t.sla_first_response_target_min > 0 and t.created_at between ? and ? "
-        f"and {age} >= ? * t.sla_first_response_target_min "
+        f"and {span} > 0 and t.created_at between ? and ? "
+        f"and {age} >= ? * {span} "
         "order by share_of_target desc, t.created_at limit ?",
         # the queue as live_snapshot counts it: created in the plausible window up to now
         [now, now, *params, wh.plausible_window()[0], now, now, AT_RISK_SHARE, int(limit)],

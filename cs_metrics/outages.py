@@ -36,7 +36,6 @@ All heavy work runs in DuckDB: Python receives one row per outage (per severity)
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -48,6 +47,7 @@ from cs_metrics.geo import KM_PER_DEGREE_LAT, haversine_sql
 from cs_metrics.metrics import Filters, filter_sql
 from cs_metrics.schema import SEVERITIES
 from cs_metrics.warehouse import Warehouse
+from cs_metrics.zones import utc_moment
 
 __all__ = [
     "BASELINE_WEEKS",
@@ -283,12 +283,6 @@ _AFFECTED_SQL = """
 _NO_AFFECTED_SQL = "select outage_id, cast(null as bigint) as affected_customers from o"
 
 
-def _as_ts(d: date | datetime | None) -> datetime | None:
-    if d is None or isinstance(d, datetime):
-        return d
-    return datetime(d.year, d.month, d.day)
-
-
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
@@ -436,7 +430,9 @@ def select_outages(every: pd.DataFrame, filters: Filters | None = None) -> pd.Da
         frame = every.copy()
         frame.attrs["notes"] = notes
         return frame
-    date_from, date_to = _as_ts(filters.date_from), _as_ts(filters.date_to)
+    # local days of the reporting zone, as UTC moments like the outage windows
+    date_from, date_to = (None if d is None else utc_moment(d, filters.tz)
+                          for d in (filters.date_from, filters.date_to))
     keep = pd.Series(True, index=every.index)
     if date_from is not None:
         keep &= every["ended_at"] > date_from

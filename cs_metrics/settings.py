@@ -28,6 +28,8 @@ class SlaPolicy:
     segments: tuple[str, ...] | None
     first_response_min: tuple[tuple[str, float], ...]  # (priority, target) pairs
     resolution_h: tuple[tuple[str, float], ...]
+    # a [business_hours.NAME] calendar: targets are then business time; None is 24/7
+    business_hours: str | None = None
 
     def matches(self, priority: str, segment: str) -> bool:
         return (self.priorities is None or priority in self.priorities) and (
@@ -302,8 +304,11 @@ class Settings:
                                             ((9 * 3600, 17 * 3600),) * 5 + (None, None))),
     )
 
+    # the reporting zone (``[display] timezone``): local days, weeks, months and hours
+    display_timezone: str = "UTC"
+
     def calendar(self, name: str = DEFAULT_CALENDAR) -> BusinessCalendar:
-        """The business-hours calendar ``name`` (every ticket uses ``default`` for now)."""
+        """The business-hours calendar ``name``."""
         calendars = dict(self.business_hours)
         if name not in calendars:
             raise CsMetricsError(
@@ -335,6 +340,24 @@ class Settings:
             if first is not None and resolution is not None:
                 break
         return first, resolution, " / ".join(names)
+
+    def sla_calendars(self, priority: str, segment: str) -> tuple[str | None, str | None]:
+        """The business-hours calendars of the policies giving one ticket kind its first
+        response and its resolution target (as ``sla_targets`` picks them); None where that
+        policy counts elapsed (24/7) time or there is no target."""
+        first: str | None = None
+        resolution: str | None = None
+        found = [False, False]
+        for policy in self.sla_policies:
+            if not policy.matches(priority, segment):
+                continue
+            if not found[0] and dict(policy.first_response_min).get(priority) is not None:
+                first, found[0] = policy.business_hours, True
+            if not found[1] and dict(policy.resolution_h).get(priority) is not None:
+                resolution, found[1] = policy.business_hours, True
+            if all(found):
+                break
+        return first, resolution
 
 
 def _per_priority(value: Any, where: str) -> tuple[tuple[str, float], ...]:
@@ -844,6 +867,17 @@ def _business_hours(raw: Any, source: str) -> tuple[tuple[str, BusinessCalendar]
     return calendars
 
 
+def _policy_calendar(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise CsMetricsError(
+            f"{where}: business_hours must name a calendar such as \"default\" (a "
+            f"[business_hours.NAME] section), not {value!r}."
+        )
+    return value.strip()
+
+
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
@@ -911,8 +945,18 @@ def _settings(defaults: str, user: tuple[str, str] | None) -> Settings:
                 segments=tuple(seg) if seg is not None else None,
                 first_response_min=_per_priority(rule.get("first_response_min"), where),
                 resolution_h=_per_priority(rule.get("resolution_h"), where),
+                business_hours=_policy_calendar(rule.get("business_hours"), where),
             )
         )
+    calendars = _business_hours(raw.get("business_hours", {}), source)
+    for i, policy in enumerate(policies, start=1):
+        if policy.business_hours is not None and policy.business_hours not in dict(calendars):
+            raise CsMetricsError(
+                f"SLA policy {i} ({policy.name}) in {source} names the business-hours "
+                f"calendar {policy.business_hours!r}, which is not defined; define "
+                f"[business_hours.{policy.business_hours}] or use one of "
+                f"{', '.join(name for name, _ in calendars)}."
+            )
     targets = raw.get("targets", {})
     bad = [k for k, v in targets.items() if not isinstance(v, (int, float))]
     if bad:
@@ -926,5 +970,15 @@ def _settings(defaults: str, user: tuple[str, str] | None) -> Settings:
         notifications=_notifications(raw.get("notifications", {}), source),
         access=_access(raw.get("access", {}), source),
         ingest=_ingest(raw.get("ingest", {}), source),
-        business_hours=_business_hours(raw.get("business_hours", {}), source),
+        business_hours=calendars,
+        display_timezone=_display(raw.get("display", {}), source),
     )
+
+
+def _display(raw: Any, source: str) -> str:
+    """The reporting zone of section ``[display]``."""
+    sec = _Section(raw, "display", source, ("timezone",))
+    tz = sec.raw.get("timezone", "UTC")
+    if not _known_zone(tz):
+        raise sec.fail("timezone", 'an IANA time zone such as "America/New_York" or "UTC"')
+    return tz

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,13 @@ import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.schema import DIMENSIONS, LIST_DIMENSIONS, PRIORITIES
-from cs_metrics.settings import PLAUSIBLE_BOUNDS, Settings, load_settings
+from cs_metrics.settings import (
+    DEFAULT_CALENDAR,
+    PLAUSIBLE_BOUNDS,
+    BusinessCalendar,
+    Settings,
+    load_settings,
+)
 
 DB_ENV = "CS_METRICS_DB"
 DEFAULT_DB = Path("data") / "warehouse.duckdb"
@@ -273,6 +280,16 @@ class Warehouse:
         return (int(count), *self.plausible_window())
 
 
+def first_response_deadline_sql(wh: Warehouse, alias: str = "t") -> str:
+    """SQL for the first-response deadline of ``alias``'s ticket: the stored column (the
+    source's due time, else the policy target in elapsed or business time); a warehouse
+    derived before that column existed has its elapsed-time equivalent."""
+    if "sla_first_response_deadline" in wh.columns("tickets"):
+        return f"{alias}.sla_first_response_deadline"
+    return (f"({alias}.created_at + to_microseconds(cast("
+            f"{alias}.sla_first_response_target_min * 60000000 as bigint)))")
+
+
 def implausible_note(wh: Warehouse) -> str | None:
     """The sentence pages and reports show about tickets dated outside the plausible window
     (``Warehouse.implausible``), or None when there are none."""
@@ -333,11 +350,12 @@ final as (
             / 60.0 end as first_response_min,
         case when s.status = 'closed' and s.plausible
             then date_diff('second', s.created_at, s.resolved_at) / 3600.0 end as resolution_h,
-        -- the same durations counted only inside the open hours of the business calendar
+        -- the same durations counted only inside the open hours of the calendar of the
+        -- policy giving the target (`default` when it names none)
         case when s.plausible then ({bh_first} - {bh_created}) / 60000000.0 end
             as first_response_business_min,
         case when s.status = 'closed' and s.plausible
-            then ({bh_resolved} - {bh_created}) / 3600000000.0 end as resolution_business_h,
+            then ({bh_resolved} - {bh_created_res}) / 3600000000.0 end as resolution_business_h,
         -- closed without a close time: resolved at an unknown moment, so never in backlog
         case when s.status = 'closed' then coalesce(s.resolved_at, s.created_at) end
             as effective_resolved_at,
@@ -348,18 +366,23 @@ final as (
                  p.first_response_target_min) as sla_first_response_target_min,
         coalesce(date_diff('microsecond', s.created_at, s.resolution_due_at) / 3600000000.0,
                  p.resolution_target_h) as sla_resolution_target_h,
+        -- the last moment a response (resolution) still meets the SLA, read by the
+        -- incremental refresh, the live panel and the alerts
+        {fr_deadline} as sla_first_response_deadline,
+        {res_deadline} as sla_resolution_deadline,
         case
             when not s.plausible then null
             when s.first_response_due_at is not null then case
                 when s.first_response_at is not null
                     then s.first_response_at <= s.first_response_due_at
                 when s.first_response_due_at < $as_of then false end
+            when s.first_response_at is not null and p.first_response_calendar is not null
+                then {bh_first} - {bh_created}
+                     <= cast(p.first_response_target_min * 60000000 as bigint)
             when s.first_response_at is not null
                 then date_diff('second', s.created_at, s.first_response_at) / 60.0
                      <= p.first_response_target_min
-            when s.created_at + to_microseconds(
-                    cast(p.first_response_target_min * 60000000 as bigint)) < $as_of
-                then false
+            when {fr_deadline} < $as_of then false
         end as sla_first_response_met,
         case
             when not s.plausible then null
@@ -368,11 +391,13 @@ final as (
                     then s.resolved_at <= s.resolution_due_at
                 when s.status <> 'closed' and s.resolution_due_at < $as_of then false end
             when s.status = 'closed' and s.resolved_at is not null
+                    and p.resolution_calendar is not null
+                then {bh_resolved} - {bh_created_res}
+                     <= cast(p.resolution_target_h * 3600000000 as bigint)
+            when s.status = 'closed' and s.resolved_at is not null
                 then date_diff('second', s.created_at, s.resolved_at) / 3600.0
                      <= p.resolution_target_h
-            when s.status <> 'closed' and s.created_at + to_microseconds(
-                    cast(p.resolution_target_h * 3600000000 as bigint)) < $as_of
-                then false
+            when s.status <> 'closed' and {res_deadline} < $as_of then false
         end as sla_resolution_met,
         s.first_response_due_at, s.resolution_due_at,
         -- judged by the source's own due times (either one), said on SLA pages and reports
@@ -386,9 +411,12 @@ final as (
     left join fb on fb.ticket_id = s.ticket_id
     left join {representatives} r on r.rep_id = s.rep_id
     left join sla_targets p on p.priority = coalesce(s.priority, 'normal') and p.segment = s.seg
-    left join bh_calendar bc on bc.day = cast(s.created_at as date)
-    left join bh_calendar bf on bf.day = cast(s.first_response_at as date)
-    left join bh_calendar br on br.day = cast(s.resolved_at as date)
+    left join bh_calendar bc on bc.cal = coalesce(p.first_response_calendar, 'default')
+        and bc.day = cast(s.created_at as date)
+    left join bh_calendar bf on bf.cal = coalesce(p.first_response_calendar, 'default')
+        and bf.day = cast(s.first_response_at as date)
+    left join bh_calendar br on br.cal = coalesce(p.resolution_calendar, 'default')
+        and br.day = cast(s.resolved_at as date){business_joins}
 )
 select * from final
 """
@@ -494,7 +522,7 @@ def rebuild_derived(
 
         update_comment_sentiment(con)
         tables.add(SENTIMENT_TABLE)
-    sql = _derived_sql(tables, source)
+    sql = _derived_sql(tables, source, business_sla=_business_sla(settings))
     _business_calendar(con, settings, window)
     con.execute(sql, _derive_params(as_of, window))
     _after_derived(con, settings, tables, as_of, window)
@@ -514,9 +542,11 @@ def _derive_params(as_of: datetime | None, window: tuple[datetime, datetime]) ->
 
 def _business_calendar(con: duckdb.DuckDBPyConnection, settings: Settings,
                        window: tuple[datetime, datetime]) -> None:
-    """Temp table ``bh_calendar``: per UTC day of the plausible window, the open parts of
-    that day (up to three: from the local days before, of and after it) in microseconds
-    from UTC midnight, and the open microseconds of all the days before it.
+    """Temp table ``bh_calendar``: per calendar (``cal``: ``default`` and those the SLA
+    policies name) and UTC day of the plausible window (and past its end as far as a
+    deadline can reach), the open parts of that day (up to three: from the local days
+    before, of and after it) in microseconds from UTC midnight, and the open microseconds
+    of all the days before it. With business-time SLA policies, also ``bh_pieces``.
 
     Open hours are local wall-clock times, turned into UTC moments here, once per day
     (the zone's rules, DST included), so the tickets' naive UTC timestamps need no zone
@@ -526,12 +556,72 @@ def _business_calendar(con: duckdb.DuckDBPyConnection, settings: Settings,
     incremental refresh gets the same values as a rebuild); integer microseconds keep the
     difference exact.
     """
-    cal = settings.calendar()  # every ticket uses the default calendar for now
+    con.execute("create or replace temp table bh_calendar (cal varchar, day date, a1 bigint, "
+                "b1 bigint, a2 bigint, b2 bigint, a3 bigint, b3 bigint, cum_us bigint)")
+    # the default calendar and those the SLA policies name, the same days for each
+    last = window[1].date() + timedelta(days=_deadline_reach_days(settings, window))
+    for name in _calendars_used(settings):
+        _insert_calendar(con, name, settings.calendar(name), window[0].date(), last)
+    if _business_sla(settings):
+        con.execute(_BH_PIECES_SQL)
+
+
+def _calendars_used(settings: Settings) -> list[str]:
+    """``default`` (for durations) and every calendar an SLA policy names."""
+    named = {p.business_hours for p in settings.sla_policies if p.business_hours}
+    return sorted(named | {DEFAULT_CALENDAR})
+
+
+def _business_sla(settings: Settings) -> bool:
+    """Whether some SLA policy counts its targets in business time."""
+    return any(p.business_hours for p in settings.sla_policies)
+
+
+def _deadline_reach_days(settings: Settings, window: tuple[datetime, datetime]) -> int:
+    """Days past the window's end that bh_calendar covers, so the business-time deadline of
+    any ticket created in the window lies inside it: at least twice the weeks the longest
+    target of a calendar needs at its weekly open hours (a daylight-saving change takes an
+    hour from a week), plus a week for every holiday after the window's end."""
+    days = 0
+    for policy in settings.sla_policies:
+        if not policy.business_hours:
+            continue
+        cal = settings.calendar(policy.business_hours)
+        weekly = sum(h[1] - h[0] for h in cal.hours if h is not None)  # seconds, > 0
+        longest = max([v * 60 for _, v in policy.first_response_min]
+                      + [v * 3600 for _, v in policy.resolution_h] + [0.0])
+        holidays = sum(1 for d in cal.holidays if d >= window[1].date())
+        days = max(days, 7 * (2 * math.ceil(max(longest, 0) / weekly) + 2 + holidays))
+    return days
+
+
+# Open pieces of every SLA calendar's days, each with the business microseconds before it
+# (``cum_start``), listed under every business hour (``k``, from the calendar's start) that
+# it overlaps: a ticket finds the piece where its deadline's business time falls by an
+# equality join on that hour, which keeps the tickets in their order (no sort, no loop).
+_BH_HOUR = 3_600_000_000
+_BH_PIECES_SQL = f"""
+create or replace temp table bh_pieces as
+with pieces as (
+    select cal, day, a1 as a, b1 - a1 as len, cum_us as cum_start from bh_calendar
+    union all select cal, day, a2, b2 - a2, cum_us + (b1 - a1) from bh_calendar
+    union all select cal, day, a3, b3 - a3, cum_us + (b1 - a1) + (b2 - a2) from bh_calendar
+)
+select cal, unnest(range(cum_start // {_BH_HOUR}, (cum_start + len - 1) // {_BH_HOUR} + 1))
+        as k,
+    day::timestamp + to_microseconds(a) as start_at, cum_start, len
+from pieces where len > 0
+"""
+
+
+def _insert_calendar(con: duckdb.DuckDBPyConnection, name: str, cal: BusinessCalendar,
+                     first: date, last: date) -> None:
+    """Add calendar ``cal``'s days from ``first`` to ``last`` (UTC) to bh_calendar."""
     opens = [None if h is None else h[0] * 1_000_000 for h in cal.hours]
     closes = [None if h is None else h[1] * 1_000_000 for h in cal.hours]
     con.execute(
         """
-        create or replace temp table bh_calendar as
+        insert into bh_calendar
         with days as (
             select cast(d as date) as day
             from range($first::timestamp, $last::timestamp, interval 1 day) r(d)
@@ -559,7 +649,7 @@ def _business_calendar(con: duckdb.DuckDBPyConnection, settings: Settings,
             select day, list(a order by a) as a, list(b order by a) as b, sum(b - a) as open_us
             from pieces where b > a group by day
         )
-        select d.day,
+        select $name, d.day,
             coalesce(p.a[1], 0)::bigint as a1, coalesce(p.b[1], 0)::bigint as b1,
             coalesce(p.a[2], 0)::bigint as a2, coalesce(p.b[2], 0)::bigint as b2,
             coalesce(p.a[3], 0)::bigint as a3, coalesce(p.b[3], 0)::bigint as b3,
@@ -570,10 +660,10 @@ def _business_calendar(con: duckdb.DuckDBPyConnection, settings: Settings,
         """,
         {
             "holidays": list(cal.holidays), "opens": opens, "closes": closes,
-            "tz": cal.timezone,
+            "tz": cal.timezone, "name": name,
             # local days a day either side of the window's UTC ones
-            "first": datetime.combine(window[0].date() - timedelta(days=2), time()),
-            "last": datetime.combine(window[1].date() + timedelta(days=3), time()),
+            "first": datetime.combine(first - timedelta(days=2), time()),
+            "last": datetime.combine(last + timedelta(days=3), time()),
         },
     )
 
@@ -597,7 +687,8 @@ def _plausible_meta(con: duckdb.DuckDBPyConnection, window: tuple[datetime, date
 
 def _sla_targets(con: duckdb.DuckDBPyConnection, settings: Settings, tables: set[str],
                  segments: list | None) -> None:
-    """Temp table ``sla_targets``: the policy targets of every priority x segment in use."""
+    """Temp table ``sla_targets``: the policy targets of every priority x segment in use, and
+    the business-hours calendar of each target's policy (null: elapsed time)."""
     segment_set = {seg for seg in (segments or []) if seg is not None} | {"Unknown"}
     if "customers" in tables:
         segment_set |= {
@@ -610,25 +701,63 @@ def _sla_targets(con: duckdb.DuckDBPyConnection, settings: Settings, tables: set
     rows = []
     for priority, segment in kinds:
         fr, res, name = settings.sla_targets(priority, segment)
-        rows.append((priority, segment, name or None, fr, res))
+        rows.append((priority, segment, name or None, fr, res,
+                     *settings.sla_calendars(priority, segment)))
     targets = pd.DataFrame(
         rows,
         columns=[
-            "priority", "segment", "policy", "first_response_target_min", "resolution_target_h"
+            "priority", "segment", "policy", "first_response_target_min", "resolution_target_h",
+            "first_response_calendar", "resolution_calendar",
         ],
-    ).astype({"first_response_target_min": "float64", "resolution_target_h": "float64"})
+    ).astype({"first_response_target_min": "float64", "resolution_target_h": "float64",
+              "first_response_calendar": "object", "resolution_calendar": "object"})
     con.register("sla_targets_df", targets)
-    con.execute("create or replace temp table sla_targets as select * from sla_targets_df")
+    # typed, for a list of calendars that is all null
+    con.execute("create or replace temp table sla_targets as select * replace ("
+                "cast(first_response_calendar as varchar) as first_response_calendar, "
+                "cast(resolution_calendar as varchar) as resolution_calendar) "
+                "from sla_targets_df")
     con.unregister("sla_targets_df")
 
 
-def _derived_sql(tables: set[str], source: str, feedback: str | None = None) -> str:
-    """The derivation of ``source``'s tickets; ``feedback`` narrows the surveys read."""
+def _derived_sql(tables: set[str], source: str, feedback: str | None = None,
+                 business_sla: bool = False) -> str:
+    """The derivation of ``source``'s tickets; ``feedback`` narrows the surveys read;
+    ``business_sla`` when some SLA policy counts business time (see _business_sla)."""
+    bh_created = _BH_AT.format(b="bc", ts="s.created_at")
+    # the resolution policy's calendar may differ from the first-response one's
+    bh_created_res = _BH_AT.format(b="bd", ts="s.created_at") if business_sla else bh_created
+    deadlines, joins = {}, ""
+    for name, target, scale, cal, due, alias, created in (
+            ("fr_deadline", "first_response_target_min", 60000000, "first_response_calendar",
+             "first_response_due_at", "qf", bh_created),
+            ("res_deadline", "resolution_target_h", 3600000000, "resolution_calendar",
+             "resolution_due_at", "qr", bh_created_res)):
+        elapsed = f"s.created_at + to_microseconds(cast(p.{target} * {scale} as bigint))"
+        business = ""
+        if business_sla:
+            # the business microseconds at the deadline, and the open piece they fall in
+            level = f"({created} + cast(p.{target} * {scale} as bigint))"
+            business = (f" else {alias}.start_at + "
+                        f"to_microseconds({level} - {alias}.cum_start)")
+            joins += (f"\n    left join bh_pieces {alias} on {alias}.cal = p.{cal}"
+                      f"\n        and {alias}.k = {level} // {_BH_HOUR}"
+                      f"\n        and {level} >= {alias}.cum_start"
+                      f" and {level} < {alias}.cum_start + {alias}.len")
+        deadlines[name] = (f"coalesce(s.{due}, case when p.{cal} is null "
+                           f"then {elapsed}{business} end)")
+    if business_sla:
+        joins = ("\n    left join bh_calendar bd on bd.cal = "
+                 "coalesce(p.resolution_calendar, 'default')"
+                 "\n        and bd.day = cast(s.created_at as date)") + joins
     sql = _DERIVED_SQL.format(
         source=source,
-        bh_created=_BH_AT.format(b="bc", ts="s.created_at"),
+        bh_created=bh_created,
+        bh_created_res=bh_created_res,
         bh_first=_BH_AT.format(b="bf", ts="s.first_response_at"),
         bh_resolved=_BH_AT.format(b="br", ts="s.resolved_at"),
+        business_joins=joins,
+        **deadlines,
         customers=_empty_or(
             tables, "customers", "null::varchar as customer_id, null::varchar as segment, "
             "null::varchar as city"
@@ -777,7 +906,7 @@ def _refresh_derived(
         # only the replaced surveys' comments can have lost their last survey
         update_comment_sentiment(con, surveys, dropped=removed)
         tables.add(SENTIMENT_TABLE)
-    sql = _derived_sql(tables, "derive_src", surveys).replace(
+    sql = _derived_sql(tables, "derive_src", surveys, _business_sla(settings)).replace(
         "create or replace table tickets as", "create or replace temp table tickets_delta as", 1)
     _business_calendar(con, settings, window)
     con.execute(sql, _derive_params(as_of, window))
@@ -911,14 +1040,11 @@ def _stored_rows(con: duckdb.DuckDBPyConnection, source: str | None) -> None:
     con.execute("drop table located")
 
 
-# When a ticket's SLA flag turns: its deadline, from the stored target (as derived).
-# A ticket with the source's due time turns at that moment instead (its own column).
+# When a ticket's SLA flag turns: its stored deadline (the source's due time, else the
+# policy target counted in elapsed or business time), as the derivation judges it.
 _DEADLINES = (
-    ("sla_first_response_met", "t.first_response_at is null",
-     "t.sla_first_response_target_min * 60000000", "first_response_min",
-     "first_response_due_at"),
-    ("sla_resolution_met", "t.status <> 'closed'",
-     "t.sla_resolution_target_h * 3600000000", "resolution_h", "resolution_due_at"),
+    ("sla_first_response_met", "t.first_response_at is null", "sla_first_response_deadline"),
+    ("sla_resolution_met", "t.status <> 'closed'", "sla_resolution_deadline"),
 )
 
 
@@ -930,44 +1056,26 @@ def _pass_deadlines(con: duckdb.DuckDBPyConnection, settings: Settings,
     need not be derived again. The tickets about to be replaced (``old_rows``) are left
     alone. Returns the flags turned, per column (each was null).
 
-    A flag that turned at an earlier load is false already, so only tickets created at
-    most the longest target before the previous "now" can turn; the older row groups are
-    skipped on ``created_at``.
+    A deadline passed by the previous "now" turned its flag then, so only deadlines from
+    the previous "now" on are read; deadlines follow creation times, so the row groups of
+    the older tickets are skipped on the deadline column's own statistics.
     """
     out: dict[str, int] = {}
     if as_of is None or (previous is not None and as_of <= previous):
         return out  # "now" did not move
-    longest = {
-        "first_response_min": max((v for p in settings.sla_policies
-                                   for _, v in p.first_response_min), default=None),
-        "resolution_h": max((v for p in settings.sla_policies
-                             for _, v in p.resolution_h), default=None),
-    }
-    for column, waiting, micros, kind, source_due in _DEADLINES:
-        n = 0
-        # the policy's deadline, then the source's own due time (as the derivation judges)
-        for due, by_source in ((f"t.created_at + to_microseconds(cast({micros} as bigint))",
-                                False), (f"t.{source_due}", True)):
-            sql = (f"update tickets t set {column} = false where {waiting} "
-                   f"and {column} is null and t.{source_due} is "
-                   f"{'not ' if by_source else ''}null "
-                   f"and {due} < ? and t.rowid not in (select __rowid from old_rows)")
-            params: list = [as_of]
-            if window is not None:  # a ticket with an implausible moment has no SLA verdict
-                sql += "".join(f" and coalesce(t.{c} between ? and ?, true)"
-                               for c in ("created_at", "first_response_at", "resolved_at"))
-                params += [*window, *window, *window]
-            if previous is not None and by_source:
-                # a due time passed by the previous "now" turned the flag then
-                sql += f" and t.{source_due} >= ?"
-                params.append(previous)
-            elif previous is not None and longest[kind] is not None:
-                scale = 60 if kind == "first_response_min" else 3600
-                # a second of slack: the cast to whole microseconds rounds
-                since = previous - timedelta(seconds=longest[kind] * scale + 1)
-                sql += " and t.created_at >= ?"
-                params.append(since)
-            n += con.execute(sql, params).fetchall()[0][0]
+    for column, waiting, deadline in _DEADLINES:
+        sql = (f"update tickets t set {column} = false where {waiting} "
+               f"and {column} is null and t.{deadline} < ? "
+               "and t.rowid not in (select __rowid from old_rows)")
+        params: list = [as_of]
+        if window is not None:  # a ticket with an implausible moment has no SLA verdict
+            sql += "".join(f" and coalesce(t.{c} between ? and ?, true)"
+                           for c in ("created_at", "first_response_at", "resolved_at"))
+            params += [*window, *window, *window]
+        if previous is not None:
+            sql += f" and t.{deadline} >= ?"
+            params.append(previous)
+        n = con.execute(sql, params).fetchall()[0][0]
         if n:
             out[column] = int(n)
     return out

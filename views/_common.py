@@ -36,6 +36,7 @@ from cs_metrics.drilldown import TicketPage, ticket_page
 from cs_metrics.flow import resolved_per_period
 from cs_metrics.safe_text import escape_markdown, markdown_code, neutralize_csv
 from cs_metrics.warehouse import implausible_note
+from cs_metrics.zones import to_local, zone_names
 from simulations import generator
 from views._auth import current_scope
 
@@ -95,7 +96,7 @@ FILTER_DIMENSIONS: tuple[tuple[str, str], ...] = (
     # a ticket matches when it has any of the chosen tags
     ("tag", "Tag"),
 )
-DATE_PARAMS: tuple[str, ...] = ("range", "from", "to")
+DATE_PARAMS: tuple[str, ...] = ("range", "from", "to", "tz")
 # --- the warehouse ---------------------------------------------------------------------------
 
 
@@ -681,10 +682,36 @@ def _preset_window(preset: str, end: date) -> tuple[date | None, date | None]:
     return None, None  # all time
 
 
-def last_created_day(wh: Warehouse) -> date | None:
-    """The last day a ticket was created (presets end there, see Warehouse.created_range)."""
+def last_created_day(wh: Warehouse, tz: str = "UTC") -> date | None:
+    """The last local day of ``tz`` a ticket was created (presets end there, see
+    Warehouse.created_range)."""
     span = wh.created_range()
-    return span[1].date() if span else None
+    return to_local(span[1], tz).date() if span else None
+
+
+def default_zone() -> str:
+    """The settings' reporting zone (``[display] timezone``); UTC when the settings do not
+    load (the page that reads them says why)."""
+    try:
+        return cs_metrics.load_settings().display_timezone
+    except CsMetricsError:
+        return "UTC"
+
+
+def zone_ui() -> str:
+    """The sidebar's reporting zone: local days, weeks, months and hours everywhere."""
+    default = default_zone()
+    if st.session_state.get("_kept_report_tz") not in zone_names():
+        st.session_state["_kept_report_tz"] = default
+    if st.session_state.get("report_tz") not in (None, *zone_names()):
+        del st.session_state["report_tz"]
+    _init_state("report_tz", "_kept_report_tz", default)
+    tz = st.sidebar.selectbox(
+        "Time zone", zone_names(), key="report_tz",
+        help="Days, weeks, months, hours of the week and the date range are read in this "
+        f"zone; timestamps are stored in UTC. The settings' default is {default}.")
+    st.session_state["_kept_report_tz"] = tz
+    return tz
 
 
 def _init_state(key: str, kept_key: str, default: object) -> None:
@@ -694,11 +721,12 @@ def _init_state(key: str, kept_key: str, default: object) -> None:
     st.session_state[key] = st.session_state.get(key, st.session_state.get(kept_key, default))
 
 
-def date_range_ui(wh: Warehouse) -> Filters:
-    """Sidebar date range (presets relative to the data's as-of date) -> frozen Filters."""
-    window = _date_window(wh)
+def date_range_ui(wh: Warehouse, tz: str = "UTC") -> Filters:
+    """Sidebar date range (presets relative to the data's as-of date, in local days of the
+    reporting zone ``tz``) -> frozen Filters."""
+    window = _date_window(wh, tz)
     if window is None:
-        return Filters()
+        return Filters(tz=tz)
     last, end = window
     with st.sidebar:
         if st.session_state.get("_kept_date_preset") not in DATE_PRESETS:
@@ -740,16 +768,18 @@ def date_range_ui(wh: Warehouse) -> Filters:
                 start, stop = None, None
         else:
             start, stop = _preset_window(preset, end)
-        st.caption(describe_range(Filters(start, stop)))
-    return Filters(date_from=start, date_to=stop)
+        st.caption(describe_range(Filters(start, stop, tz=tz)))
+    return Filters(date_from=start, date_to=stop, tz=tz)
 
 
-def _date_window(wh: Warehouse) -> tuple[date, date] | None:
-    """(last day with tickets, the exclusive end presets use), or None without data."""
+def _date_window(wh: Warehouse, tz: str = "UTC") -> tuple[date, date] | None:
+    """(last local day of ``tz`` with tickets, the exclusive end presets use), or None
+    without data."""
     as_of = wh.as_of()
     if as_of is None:
         return None
-    last = min(last_created_day(wh) or as_of.date(), as_of.date())
+    today = to_local(as_of, tz).date()
+    last = min(last_created_day(wh, tz) or today, today)
     return last, last + timedelta(days=1)
 
 def previous_period(filters: Filters) -> Filters | None:
@@ -759,7 +789,7 @@ def previous_period(filters: Filters) -> Filters | None:
     length = filters.date_to - filters.date_from
     if filters.date_from - date.min < length:
         return None  # a range from the first centuries has no window before it
-    return Filters(filters.date_from - length, filters.date_from, filters.where)
+    return Filters(filters.date_from - length, filters.date_from, filters.where, filters.tz)
 
 
 def describe_range(filters: Filters) -> str:
@@ -791,7 +821,10 @@ def as_of_text(wh: Warehouse) -> str:
     note = implausible_note(wh)
     if as_of is None:
         return "No ticket has a plausible date" if note else "No data loaded yet"
-    text = f"Data as of {as_of:%Y-%m-%d %H:%M} UTC"
+    tz = st.session_state.get("_kept_report_tz") or "UTC"
+    if tz not in zone_names():
+        tz = "UTC"
+    text = f"Data as of {to_local(as_of, tz):%Y-%m-%d %H:%M} {tz}"
     return f"{text} · {note}" if note else text
 
 
@@ -809,6 +842,12 @@ def _read_url(options: dict[str, list[str]], last: date) -> list[str]:
     """Query parameters -> the kept filter choices; returns what was ignored, for a note."""
     params = st.query_params
     ignored: list[str] = []
+    if "tz" in params:
+        if params.get("tz") in zone_names():
+            st.session_state["_kept_report_tz"] = params.get("tz")
+            st.session_state.pop("report_tz", None)
+        else:
+            ignored.append(f"tz={params.get('tz')}")
     by_slug = {slug: preset for preset, slug in PRESET_SLUGS.items()}
     preset: str | None = None
     if "range" in params:
@@ -842,6 +881,8 @@ def _read_url(options: dict[str, list[str]], last: date) -> list[str]:
 
 def _url_params(filters: Filters, preset: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {"range": [PRESET_SLUGS[preset]]}
+    if filters.tz != default_zone():  # the settings' zone needs no parameter
+        out["tz"] = [filters.tz]
     if preset == "Custom range" and filters.date_from and filters.date_to:
         out["from"] = [filters.date_from.isoformat()]
         out["to"] = [(filters.date_to - timedelta(days=1)).isoformat()]
@@ -881,16 +922,23 @@ def filters_ui(wh: Warehouse) -> Filters:
     view; the first run of a session reads them, unknown values are ignored with a note.
     """
     options = {dim: dimension_options(wh, dim) for dim, _ in FILTER_DIMENSIONS}
-    window = _date_window(wh)
-    if window is not None and "_filters_url_read" not in st.session_state:
+    if "_filters_url_read" not in st.session_state and wh.as_of() is not None:
         st.session_state["_filters_url_read"] = True
-        st.session_state["_filters_url_notes"] = _read_url(options, window[0])
+        # the link's zone first: it decides which local day the data's last one is
+        url_tz = st.query_params.get("tz")
+        zone = url_tz if url_tz in zone_names() else st.session_state.get(
+            "_kept_report_tz", default_zone())
+        window = _date_window(wh, zone if zone in zone_names() else default_zone())
+        if window is not None:
+            st.session_state["_filters_url_notes"] = _read_url(options, window[0])
     if DATASET_KEY in st.session_state:
         st.sidebar.caption(
             f"Dataset: **{escape_markdown(dataset_label(wh.path))}** (change it on the Your "
             "data page)"
         )
-    dates = date_range_ui(wh)
+    tz = zone_ui()
+    window = _date_window(wh, tz)
+    dates = date_range_ui(wh, tz)
     chosen: dict[str, list[str]] = {}
     with st.sidebar:
         for dim, label in FILTER_DIMENSIONS:
@@ -914,7 +962,7 @@ def filters_ui(wh: Warehouse) -> Filters:
             )
             st.session_state[f"_kept_filter_{dim}"] = list(picked)
             chosen[dim] = list(picked)
-        filters = Filters.build(dates.date_from, dates.date_to, **chosen)
+        filters = Filters.build(dates.date_from, dates.date_to, tz=tz, **chosen)
         active = len(filters.where)
         st.button(
             "Clear filters",

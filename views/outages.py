@@ -20,6 +20,7 @@ from cs_metrics.outages import (
     select_outages,
 )
 from cs_metrics.safe_text import escape_markdown, markdown_code
+from cs_metrics.zones import to_local
 from views._common import (
     DRILL_COLUMNS,
     QUERY_TTL_S,
@@ -82,11 +83,11 @@ def _outage_tickets(_wh: Warehouse, db: str, outage_id: str, filters: Filters, o
 
 def _window_ui(wh: Warehouse, filters: Filters) -> Filters:
     """The page's time window: outages overlapping it, tickets created in it."""
-    last = last_created_day(wh)
+    last = last_created_day(wh, filters.tz)
     rng = wh.created_range()
     if last is None or rng is None:
         return filters
-    first = rng[0].date()
+    first = to_local(rng[0], filters.tz).date()
     start = max(first, filters.date_from or first)
     stop = min(last, (filters.date_to - timedelta(days=1)) if filters.date_to else last)
     if start > stop:

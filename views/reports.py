@@ -12,6 +12,7 @@ import streamlit as st
 from cs_metrics import CsMetricsError, Filters, Warehouse, get_metric, reports
 from cs_metrics.access import LOCAL
 from cs_metrics.safe_text import escape_markdown
+from cs_metrics.zones import to_local
 from views._auth import audit
 from views._common import (
     QUERY_TTL_S,
@@ -115,8 +116,8 @@ def _period_ui(wh: Warehouse, filters: Filters) -> str | reports.Period:
         start, stop = filters.date_from, filters.date_to
         span = wh.created_range()
         if span is not None:
-            start = start or span[0].date()
-            stop = stop or span[1].date() + timedelta(days=1)
+            start = start or to_local(span[0], filters.tz).date()
+            stop = stop or to_local(span[1], filters.tz).date() + timedelta(days=1)
         if start is None or stop is None:
             raise CsMetricsError("There are no tickets to report on.")
         return reports.period_between(start, stop)
@@ -172,7 +173,7 @@ def main() -> None:
             subject = _subject_ui(wh, audience)
         with cols[2]:
             period = _period_ui(wh, filters)
-        narrowing = Filters(where=filters.where)
+        narrowing = Filters(where=filters.where, tz=filters.tz)
         # building renders every chart (a second or two): only when asked for
         wanted = (audience, subject, period, narrowing)
         if st.button("Build the report", type="primary", key="report_build",
@@ -190,7 +191,8 @@ def main() -> None:
         report = rendered.report
         st.subheader(escape_markdown(report.scope.title))  # it names the team or rep
         st.caption(escape_markdown(describe_filters(Filters(
-            report.scope.period.date_from, report.scope.period.date_to, narrowing.where))))
+            report.scope.period.date_from, report.scope.period.date_to, narrowing.where,
+            narrowing.tz))))
         _headline(rendered)
         _downloads(rendered)
         if st.button("Rebuild", key="report_rebuild", icon=":material/refresh:",

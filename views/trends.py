@@ -95,7 +95,7 @@ def by_tag(wh: Warehouse, filters: Filters, top: int = TOP_TAGS) -> pd.DataFrame
         rest = tuple(sorted(df["tag"].iloc[top:]))
         # a second tag condition is ANDed with the filters' own, if any
         narrowed = Filters(filters.date_from, filters.date_to,
-                           (*filters.where, ("tag", rest)))
+                           (*filters.where, ("tag", rest)), filters.tz)
         other = run_query(wh, names, filters=narrowed)
         other.insert(0, "tag", f"Other ({len(rest)} more)")
         df = pd.concat([df.iloc[:top], other], ignore_index=True)
