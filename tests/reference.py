@@ -252,6 +252,19 @@ def bucket(ts: pd.Series, grain: str) -> pd.Series:
     return ts.dt.to_period("M").dt.start_time
 
 
+def localize(tickets: pd.DataFrame, tz: str | None) -> pd.DataFrame:
+    """The tickets with ``created_at`` and ``eff_resolved`` as naive wall-clock times of
+    ``tz`` (pandas' zone rules), so days, weeks, months and date bounds are local ones."""
+    if tz is None or tz == "UTC":
+        return tickets
+    out = tickets.copy()
+    for col in ("created_at", "eff_resolved"):
+        if col in out.columns:
+            out[col] = (pd.to_datetime(out[col]).dt.tz_localize("UTC").dt.tz_convert(tz)
+                        .dt.tz_localize(None))
+    return out
+
+
 def compute(
     tickets: pd.DataFrame,
     feedback: pd.DataFrame | None,
@@ -261,9 +274,12 @@ def compute(
     date_from=None,
     date_to=None,
     where: dict[str, list[str]] | None = None,
+    tz: str | None = None,
 ) -> pd.DataFrame:
-    """Sparse result (groups that have tickets), like the contract's query output."""
-    t = tickets[~tickets["is_test"]]
+    """Sparse result (groups that have tickets), like the contract's query output; with
+    ``tz``, periods and date bounds are local days of that zone."""
+    t = localize(tickets, tz)
+    t = t[~t["is_test"]]
     for dim, values in (where or {}).items():
         t = t[t[dim].isin(values)]
     if date_from is not None:
@@ -306,9 +322,12 @@ def backlog(
     date_from=None,
     date_to=None,
     where: dict[str, list[str]] | None = None,
+    tz: str | None = None,
 ) -> pd.DataFrame:
-    """Tickets open at the end of each period (all earlier tickets count)."""
-    t = tickets[~tickets["is_test"]]
+    """Tickets open at the end of each period (all earlier tickets count); with ``tz``,
+    periods end at local midnights of that zone."""
+    t = localize(tickets, tz)
+    t = t[~t["is_test"]]
     for dim, values in (where or {}).items():
         t = t[t[dim].isin(values)]
     groups = t.groupby(by, dropna=False, sort=True) if by else [((), t)]
