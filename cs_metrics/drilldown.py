@@ -14,7 +14,7 @@ import pandas as pd
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.metrics import GRAINS, Filters, filter_sql
 from cs_metrics.warehouse import Warehouse
-from cs_metrics.zones import utc_moment
+from cs_metrics.zones import local_columns, utc_moment
 
 __all__ = [
     "COLUMNS",
@@ -155,4 +155,6 @@ def ticket_page(
         "limit ? offset ?",
         [*params, limit, offset],
     )
+    # moments read in the reporting zone, like the periods the tickets were picked by
+    rows = local_columns(rows, ("created_at",), filters.tz)
     return TicketPage(rows=rows, total=total, limit=limit, offset=offset)

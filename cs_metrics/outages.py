@@ -47,7 +47,7 @@ from cs_metrics.geo import KM_PER_DEGREE_LAT, haversine_sql
 from cs_metrics.metrics import Filters, filter_sql
 from cs_metrics.schema import SEVERITIES
 from cs_metrics.warehouse import Warehouse
-from cs_metrics.zones import utc_moment
+from cs_metrics.zones import local_columns, utc_moment
 
 __all__ = [
     "BASELINE_WEEKS",
@@ -583,4 +583,5 @@ def outage_tickets(
         "order by t.created_at, t.ticket_id limit ? offset ?",
         [*source_params, *cond_params, limit, offset],
     )
+    rows = local_columns(rows, ("created_at",), filters.tz)  # in the reporting zone
     return TicketPage(rows=rows, total=total, limit=limit, offset=offset)

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, available_timezones
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from cs_metrics.errors import CsMetricsError
 
 __all__ = ["UTC_ZONE", "check_zone", "local_sql", "local_date_sql", "utc_moment",
-           "local_now", "to_local", "zone_names"]
+           "local_now", "to_local", "local_columns", "zone_names"]
 
 UTC_ZONE = "UTC"
 
@@ -97,3 +100,18 @@ def to_local(moment: datetime, tz: str) -> datetime:
 def local_now(tz: str) -> datetime:
     """The wall-clock time in ``tz`` now (naive)."""
     return to_local(datetime.now(UTC).replace(tzinfo=None), tz)
+
+
+def local_columns(df: pd.DataFrame, columns: tuple[str, ...], tz: str) -> pd.DataFrame:
+    """``df`` with its naive UTC timestamp ``columns`` as naive local times of ``tz`` (for the
+    few rows a page lists; figures convert in SQL)."""
+    if tz == UTC_ZONE:
+        return df
+    import pandas as pd
+
+    out = df.copy()
+    for col in columns:
+        if col in out.columns:
+            out[col] = (pd.to_datetime(out[col]).dt.tz_localize("UTC").dt.tz_convert(tz)
+                        .dt.tz_localize(None))
+    return out

@@ -482,6 +482,8 @@ def filters_slug(filters: Filters) -> str:
         (filters.date_to - timedelta(days=1)).isoformat() if filters.date_to else "end",
     ]
     parts += [f"{dim}-{'+'.join(values)}" for dim, values in filters.where]
+    if filters.tz != "UTC":  # the file's days are local days of this zone
+        parts.append(f"tz-{filters.tz}")
     slug = "_".join(re.sub(r"[^A-Za-z0-9+.-]+", "-", part).strip("-") for part in parts)
     return slug[:150]
 
@@ -534,13 +536,19 @@ DRILL_PAGE_SIZE = 50
 # every chart that can be clicked names its point selection this and selects on this field
 PICK = "pick"
 DRILL_COLUMNS = {
-    "created_at": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm"),
+    "created_at": st.column_config.DatetimeColumn("Created (UTC)", format="YYYY-MM-DD HH:mm"),
     "first_response_min": st.column_config.NumberColumn("First response (min)", format="%.1f"),
     "resolution_h": st.column_config.NumberColumn("Resolution (h)", format="%.1f"),
     "sla_first_response_met": st.column_config.CheckboxColumn("First response SLA met"),
     "csat": st.column_config.NumberColumn("CSAT (avg 1-5)", format="%.1f"),
     "rep_name": st.column_config.TextColumn("Representative"),
 }
+
+
+def drill_columns(tz: str) -> dict:
+    """The ticket lists' columns; times are shown in the reporting zone ``tz``."""
+    return {**DRILL_COLUMNS, "created_at": st.column_config.DatetimeColumn(
+        f"Created ({tz})", format="YYYY-MM-DD HH:mm")}
 
 
 @dataclass(frozen=True)
@@ -643,7 +651,8 @@ def ticket_list_ui(wh: Warehouse, filters: Filters, drill: Drill, key: str) -> T
         st.rerun()
     st.markdown(f"**{escape_markdown(drill.label)}**")
     st.caption(f"Tickets {page.first:,}–{page.last:,} of {page.total:,}, newest first")
-    st.dataframe(page.rows, hide_index=True, key=f"{key}_rows", column_config=DRILL_COLUMNS)
+    st.dataframe(page.rows, hide_index=True, key=f"{key}_rows",
+                 column_config=drill_columns(filters.tz))
     with st.container(horizontal=True):
         st.button("Previous", key=f"{key}_prev", disabled=page_no == 0,
                   on_click=_drill_turn, args=(key, -1), icon=":material/chevron_left:")

@@ -22,13 +22,13 @@ from cs_metrics.outages import (
 from cs_metrics.safe_text import escape_markdown, markdown_code
 from cs_metrics.zones import to_local
 from views._common import (
-    DRILL_COLUMNS,
     QUERY_TTL_S,
     SEVERITY_COLOURS,
     as_of_text,
     basemap_reachable,
     describe_filters,
     download_buttons,
+    drill_columns,
     ensure_data,
     filters_ui,
     last_created_day,
@@ -301,7 +301,7 @@ def _outage_detail(wh: Warehouse, filters: Filters, focus: pd.Series) -> None:
     st.caption(f"Tickets {page.first:,}–{page.last:,} of {page.total:,} inside the circle "
                "during the outage, earliest first")
     st.dataframe(page.rows, hide_index=True, column_config={
-        **DRILL_COLUMNS, "distance_km": st.column_config.NumberColumn("Distance (km)",
+        **drill_columns(filters.tz), "distance_km": st.column_config.NumberColumn("Distance (km)",
                                                                       format="%.1f")})
     with st.container(horizontal=True):
         st.button("Previous", key="outage_prev", disabled=offset == 0,
