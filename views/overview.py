@@ -14,6 +14,7 @@ from cs_metrics import CsMetricsError, Filters, Metric, Settings, Warehouse
 from cs_metrics.live import AT_RISK_SHARE, live_snapshot
 from cs_metrics.metrics import sla_source_caption
 from cs_metrics.safe_text import escape_markdown, markdown_code
+from cs_metrics.zones import to_local
 from views._common import (
     alert_toasts,
     as_of_text,
@@ -297,8 +298,9 @@ def _live(wh: Warehouse, filters: Filters) -> None:
     if snap.now is None:
         return
     with st.container(border=True):
-        st.markdown(f"**Last 60 minutes** · as of {snap.now:%Y-%m-%d %H:%M:%S} (the data's "
-                    f"latest event) · data refreshed "
+        now = to_local(snap.now, filters.tz)
+        st.markdown(f"**Last 60 minutes** · as of {now:%Y-%m-%d %H:%M:%S} {filters.tz} (the "
+                    f"data's latest event) · data refreshed "
                     f"{escape_markdown(snap.refreshed_at or 'never')}")
         live = live_refresher(wh)
         if live is not None:
