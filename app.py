@@ -16,6 +16,7 @@ from views._common import (
     freeze_loaded_code,
     live_refresher,
     run_memo,
+    server_loop,
 )
 
 st.set_page_config(page_title="Customer service metrics", page_icon="📞", layout="wide")
@@ -36,6 +37,7 @@ with catalog_snapshot(), run_memo():
     # Live data loads from the first run of the server, signed in or not.
     if (_base := base_warehouse()).has_table("tickets"):
         live_refresher(_base)
+        server_loop(_base)  # commands handed over, alert rules and reports on schedule
     # In hosted mode (an [auth] section in the secrets) nobody gets past here without signing
     # in and having a role; the scope then applies to every query the pages make.
     scope = gate(base_warehouse)

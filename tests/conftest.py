@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import streamlit as st
 from cs_metrics.ingest import ingest
 from cs_metrics.warehouse import Warehouse
 from simulations.generator import generate
+
+# The app's work loop (alert rules on a schedule, scheduled reports, commands handed over)
+# would evaluate the rules in every app a test starts, on warehouses tests share; the tests
+# of the loop turn it on for their own app.
+os.environ["CS_METRICS_SERVER_LOOP"] = "off"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"

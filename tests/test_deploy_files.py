@@ -372,14 +372,15 @@ def test_app_unit_start_up_call_matches_the_config():
         "a failed start-up call must not fail the service"
 
 
-def test_import_unit_stops_loads_and_restarts_the_app():
+def test_import_unit_loads_beside_the_running_app():
     app = unit(APP_UNIT)
     imp = unit(IMPORT_UNIT)
-    app_name = APP_UNIT.name
-    assert imp["Unit"]["Conflicts"] == [app_name]
-    assert imp["Unit"]["OnSuccess"] == [app_name]
-    assert imp["Unit"]["OnFailure"] == [app_name]
+    # the load is handed to the running app: nothing stops or restarts it
+    for key in ("Conflicts", "OnSuccess", "OnFailure"):
+        assert key not in imp["Unit"], key
+    assert imp["Unit"]["After"] == [APP_UNIT.name]
     service = imp["Service"]
+    assert float(environment(service)["CS_METRICS_JOB_TIMEOUT"]) >= 3600
     assert service["Type"] == ["oneshot"]
     for key in ("User", "WorkingDirectory", "StateDirectory"):
         assert service[key] == app["Service"][key], key

@@ -253,6 +253,7 @@ def ensure_data() -> Warehouse:
     wh = get_warehouse()
     if wh.has_table("tickets"):
         live_refresher(wh)
+        server_loop(wh)
         return wh
     if not _is_default(wh.path):  # only the app's own warehouse gets the sample
         how = (
@@ -1128,6 +1129,47 @@ def live_refresher(wh: Warehouse) -> LiveRefresher | None:
     except ValueError:
         interval = 5.0
     return _live_refresher(str(wh.path), inbox, max(0.5, interval), wh.base)
+
+
+# --- the server loop: commands handed over, alert rules and scheduled reports on time -------
+
+
+def _data_changed() -> None:
+    st.cache_data.clear()  # every page reads the new figures on its next run
+
+
+SERVER_LOOP_ENV = "CS_METRICS_SERVER_LOOP"
+
+
+@st.cache_resource(show_spinner=False)
+def _server_loop(db: str, _wh: Warehouse) -> object:
+    from cs_metrics.server import start_server_loop
+
+    loop = start_server_loop(_wh, _data_changed)
+    _LOOPS.append(loop)
+    return loop
+
+
+_LOOPS: list = []
+
+
+def server_loop(wh: Warehouse) -> object | None:
+    """Start (once per process) the app's work loop on its own warehouse (see
+    cs_metrics.server): commands other processes hand over, the alert rules every
+    ``[alerts] every`` minutes, scheduled reports. None for a read-only warehouse or
+    another dataset than the app's."""
+    base = wh.base
+    if base.read_only or not is_same(base.path, cs_metrics.default_db_path()):
+        return None
+    if os.environ.get(SERVER_LOOP_ENV, "").strip().lower() == "off":
+        return None  # the operator runs the app without it (and the tests, but their own)
+    return _server_loop(str(base.path), base)
+
+
+def stop_server_loops(timeout_s: float = 10.0) -> None:
+    """Stop every server loop of this process (tests; a server stops with it)."""
+    while _LOOPS:
+        _LOOPS.pop().close(timeout_s)
 
 
 def freeze_loaded_code() -> None:
