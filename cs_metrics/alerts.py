@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -58,7 +59,10 @@ __all__ = [
     "acknowledge",
     "active_alerts",
     "alert_history",
+    "alert_schedule",
+    "alert_schedule_error",
     "evaluate",
+    "last_evaluation",
     "mark_in_app_shown",
     "mute",
     "mutes",
@@ -68,6 +72,7 @@ __all__ = [
     "rules_in_force",
     "rules_without_inputs",
     "run_alerts",
+    "run_alerts_on_schedule",
     "two_proportion_z",
     "unmute",
 ]
@@ -958,6 +963,106 @@ def _resolve(
         [now, events, now - timedelta(hours=settings.alerts.watch.active_h)],
     ).fetchall()]
     return sorted(resolved)
+
+
+# --- the schedule ------------------------------------------------------------------------------
+
+# One row: the wall-clock moment (naive UTC) of the last scheduled evaluation that succeeded,
+# of the last attempt, and when the next is due; for pages and commands of other processes.
+_SCHEDULE_DDL = """create table if not exists alert_schedule (
+    last_run_at timestamp, attempted_at timestamp, next_run_at timestamp, every_min double,
+    error varchar)"""
+
+# This process's last scheduled attempt per warehouse file. Kept in memory, not read back from
+# the table: the first call of a process (the app's start) evaluates whatever the table says.
+_scheduled: dict[str, datetime] = {}
+_scheduled_lock = threading.Lock()
+
+
+def run_alerts_on_schedule(wh: Warehouse, settings: Settings, now: datetime) -> AlertRun | None:
+    """Run the rules (``run_alerts``, on the data's clock) when the schedule says so.
+
+    ``now`` is the wall clock, naive UTC. Due at the first call of this process for the
+    warehouse file, then once ``[alerts] every`` minutes have passed since the last attempt
+    (or the clock went back). Returns the run, or None when not due. The moment is recorded in
+    the table ``alert_schedule`` (see ``alert_schedule``); a run that fails is recorded with
+    its error, raised, and tried again after ``every`` minutes, not on every call.
+    """
+    base = wh.base
+    key = str(base.path.resolve())
+    every = timedelta(minutes=settings.alerts.every)
+    with _scheduled_lock:
+        last = _scheduled.get(key)
+        # a clock set back runs them at once rather than waiting for the old time to return
+        if last is not None and last <= now < last + every:
+            return None
+        _scheduled[key] = now
+    try:
+        run = run_alerts(base, settings)
+    except CsMetricsError as exc:
+        try:
+            _record_schedule(base, now, every, str(exc))
+        except CsMetricsError:
+            pass  # e.g. a read-only warehouse: the run's own error says more
+        raise
+    _record_schedule(base, now, every, None)
+    return run
+
+
+def _record_schedule(wh: Warehouse, now: datetime, every: timedelta, error: str | None) -> None:
+    con = wh.connection()
+    try:
+        con.execute(_SCHEDULE_DDL)
+        catalog_changed()
+        con.execute("begin transaction")
+        try:
+            before = con.execute("select max(last_run_at) from alert_schedule").fetchall()
+            last = now if error is None else before[0][0]
+            con.execute("delete from alert_schedule")
+            con.execute("insert into alert_schedule values (?, ?, ?, ?, ?)",
+                        [last, now, now + every, every.total_seconds() / 60, error])
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    except duckdb.Error as exc:
+        raise CsMetricsError(f"Cannot record the alert schedule in {wh.path}: {exc}") from exc
+
+
+def _schedule_row(wh: Warehouse) -> tuple[datetime | None, datetime | None, str | None] | None:
+    base = wh.base  # when the rules run is no one's data: every scope may see it
+    if not base.has_table("alert_schedule"):
+        return None
+    try:
+        rows = base.connection().execute(
+            "select last_run_at, attempted_at, error from alert_schedule "
+            "order by attempted_at desc limit 1"
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise CsMetricsError(f"Cannot read the alert schedule in {wh.path}: {exc}") from exc
+    return rows[0] if rows else None
+
+
+def alert_schedule(wh: Warehouse, settings: Settings) -> tuple[datetime | None, datetime | None]:
+    """(last scheduled evaluation, next one), wall clock, naive UTC; (None, None) before the
+    first. The next is ``[alerts] every`` minutes after the last attempt, so a failed attempt
+    gives (None or the last success, the next try)."""
+    row = _schedule_row(wh)
+    if row is None or row[1] is None:
+        return None, None
+    return row[0], row[1] + timedelta(minutes=settings.alerts.every)
+
+
+def last_evaluation(wh: Warehouse) -> datetime | None:
+    """The data's clock of the last stored evaluation of any kind (scheduled, after a
+    refresh, on the page's button, ``alerts --once``); None when the rules never ran."""
+    return _last_run(wh)
+
+
+def alert_schedule_error(wh: Warehouse) -> str | None:
+    """Why the last scheduled evaluation failed; None when it succeeded or none was made."""
+    row = _schedule_row(wh)
+    return row[2] if row else None
 
 
 # --- reading, acknowledging, muting ------------------------------------------------------------

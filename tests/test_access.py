@@ -672,6 +672,11 @@ def test_a_representatives_other_ticket_lists_are_their_own(writable, full, mine
         "update tickets set status = 'open', first_response_at = null, created_at = "
         "cast(? as timestamp) - to_microseconds(cast(0.9 * sla_first_response_target_min "
         f"* 60000000 as bigint)) where ticket_id in ({marks})", [writable.as_of(), *waiting])
+    # the stored deadline moves with the creation time (the target is in elapsed time)
+    con.execute(
+        "update tickets set sla_first_response_deadline = created_at + to_microseconds("
+        "cast(sla_first_response_target_min * 60000000 as bigint)) "
+        f"where ticket_id in ({marks})", waiting)
     o = writable.df("select * from outages order by outage_id limit 1").iloc[0]
     con.execute(
         "update tickets set created_at = ?, location_lat = ?, location_lon = ? "

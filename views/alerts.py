@@ -4,7 +4,7 @@ notifications went."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
 import pandas as pd
@@ -17,6 +17,9 @@ from cs_metrics.alerts import (
     acknowledge,
     active_alerts,
     alert_history,
+    alert_schedule,
+    alert_schedule_error,
+    last_evaluation,
     mute,
     mutes,
     rules_in_force,
@@ -63,6 +66,32 @@ def _not_run_text(wh: Warehouse) -> str | None:
            "are missing:\n" + "\n".join(lines)
 
 
+def _schedule(wh: Warehouse) -> bool:
+    """Say when the rules last ran on the app's schedule and run next; whether they have
+    been evaluated at all (on the schedule, on a refresh or on the button)."""
+    settings = load_settings()
+    last, upcoming = alert_schedule(wh, settings)
+    error = alert_schedule_error(wh)
+    every = f"{settings.alerts.every:g} minute" + ("" if settings.alerts.every == 1 else "s")
+    if last is not None and upcoming is not None:
+        text = (f"Rules last ran at {last:%Y-%m-%d %H:%M} UTC; next run at "
+                f"{upcoming:%Y-%m-%d %H:%M} UTC (every {every}).")
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        if now > upcoming + timedelta(minutes=1):
+            text += " That run is overdue: is the app's server running?"
+        st.caption(text)
+    elif upcoming is not None:
+        st.caption(f"The rules have not run on the schedule yet; next attempt at "
+                   f"{upcoming:%Y-%m-%d %H:%M} UTC.")
+    else:
+        st.caption(f"The rules have not run on the schedule yet: the app evaluates them "
+                   f"within seconds of its start, then every {every}.")
+    if error:
+        st.warning(f"The last scheduled evaluation failed: {escape_markdown(error)}",
+                   icon=":material/warning:")
+    return last is not None or last_evaluation(wh) is not None
+
+
 def _role(wh: Warehouse) -> str:
     return (wh.scope or LOCAL).role
 
@@ -86,9 +115,15 @@ def _app_link(link: str | None) -> str | None:
     return quote(link, safe="/?&=%+-._~")
 
 
-def _active(wh: Warehouse, scope: Scope) -> None:
+def _active(wh: Warehouse, scope: Scope, evaluated: bool) -> None:
     df = active_alerts(wh)
     st.subheader(f"Active alerts ({len(df)})")
+    if df.empty and not evaluated:
+        # no alert yet only means no rule has looked: never reassure before one has
+        st.info("The rules have not run yet, so nothing is known to need attention or not; "
+                "they run on the schedule above, or now with the button.",
+                icon=":material/schedule:")
+        return
     if df.empty:
         st.success("Nothing needs attention: no active alert.")
         return
@@ -134,9 +169,9 @@ def _tables(wh: Warehouse, scope: Scope) -> None:
         df = alert_history(wh)
         if df.empty:
             seen = "" if scope.may("all_alerts") else " that you may see"
-            st.caption(f"No alert{seen} has fired yet. The rules run after every refresh of "
-                       "live data and on the button above; what they find stays listed here, "
-                       "with who acknowledged it.")
+            st.caption(f"No alert{seen} has fired yet. The rules run on the app's schedule, "
+                       "after every refresh of live data and on the button above; what they "
+                       "find stays listed here, with who acknowledged it.")
         else:
             st.dataframe(df, hide_index=True, key="alert_history")
             download_buttons(df, "alert_history", no_filters())
@@ -176,8 +211,10 @@ def main() -> None:
     try:
         wh = ensure_data()
         scope = wh.scope or LOCAL
-        st.caption(f"{as_of_text(wh)} · Rules run after every refresh of live data, on "
-                   "this button, or with `python -m cs_metrics alerts --once` from cron.")
+        st.caption(f"{as_of_text(wh)} · Rules run at the app's start and on a schedule "
+                   "(`[alerts] every`), after every refresh of live data, on this button, or "
+                   "with `python -m cs_metrics alerts --once` from cron.")
+        evaluated = _schedule(wh)
         if scope.may("all_alerts"):
             st.button("Evaluate the rules now", on_click=_evaluate, args=(wh,),
                       key="alerts_run", icon=":material/refresh:", type="primary")
@@ -189,7 +226,7 @@ def main() -> None:
         not_run = _not_run_text(wh)
         if not_run:
             st.info(not_run, icon=":material/info:")
-        _active(wh, scope)
+        _active(wh, scope, evaluated)
         _tables(wh, scope)
     except CsMetricsError as exc:
         st.error(escape_markdown(exc))
