@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextvars
 import json
+import math
 import sys
 import traceback
 from datetime import date, datetime
@@ -14,7 +16,7 @@ import pandas as pd
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.metrics import DIMENSIONS, GRAINS, METRICS, Filters, missing_inputs, query
 from cs_metrics.safe_text import neutralize_csv
-from cs_metrics.warehouse import Warehouse, default_db_path
+from cs_metrics.warehouse import Warehouse, WarehouseLocked, default_db_path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -495,6 +497,75 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fraction(text: str, flag: str, ok, rule: str) -> float:
+    """A fraction written as 0.8 or as 80%."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = math.nan
+    if not raw.endswith("%") and value > 1:  # "80" is likely 80 %, but say so, not guess
+        raise CsMetricsError(f"{flag} {text!r} must be {rule}; write 80 % as 0.8 or 80%.")
+    if not (math.isfinite(value) and ok(value)):
+        raise CsMetricsError(f"{flag} {text!r} must be {rule}, e.g. 0.8 or 80%.")
+    return value
+
+
+_MAX_ERLANGS = 100_000
+
+
+def cmd_staffing(args: argparse.Namespace) -> int:
+    from cs_metrics.settings import ServiceLevel, load_settings
+    from cs_metrics.staffing import erlang_c
+
+    for flag, value, ok, rule in (
+        ("--contacts", args.contacts, lambda x: x >= 0, "zero or more contacts"),
+        ("--interval-min", args.interval_min, lambda x: x > 0, "a positive number of minutes"),
+        ("--aht-s", args.aht_s, lambda x: x > 0, "a positive number of seconds"),
+        ("--target-answer-s", args.target_answer_s, lambda x: x >= 0,
+         "zero or more seconds"),
+    ):
+        if not (math.isfinite(value) and ok(value)):
+            raise CsMetricsError(f"{flag} {value!r} must be {rule}.")
+    traffic = args.contacts * args.aht_s / (args.interval_min * 60)
+    if traffic > _MAX_ERLANGS:  # each agent is one step of the recursion: keep it bounded
+        raise CsMetricsError(
+            f"{args.contacts:g} contacts of {args.aht_s:g} s in {args.interval_min:g} min are "
+            f"{traffic:,.0f} Erlangs, more than the {_MAX_ERLANGS:,} this command sizes; "
+            "check the units (--interval-min in minutes, --aht-s in seconds)."
+        )
+    level = _fraction(args.service_level, "--service-level", lambda x: 0 < x < 1,
+                      "a share of contacts between 0 and 1 (exclusive)")
+    shrinkage = None if args.shrinkage is None else _fraction(
+        args.shrinkage, "--shrinkage", lambda x: 0 <= x < 1, "a share of paid time in [0, 1)")
+    occupancy = None if args.max_occupancy is None else _fraction(
+        args.max_occupancy, "--max-occupancy", lambda x: 0 < x <= 1,
+        "a share of logged-in time in (0, 1]")
+    settings = None
+    if shrinkage is None or occupancy is None:  # the defaults come from the settings
+        settings = load_settings(args.settings or None)
+    r = erlang_c(args.contacts, args.interval_min, args.aht_s,
+                 ServiceLevel(level, args.target_answer_s), shrinkage=shrinkage,
+                 max_occupancy=occupancy, settings=settings)
+    row = {"raw_agents": r.raw_agents, "agents": r.scheduled_agents,
+           "service_level": r.service_level, "occupancy": r.occupancy,
+           "waiting_probability": r.p_wait, "asa_s": r.asa_s}
+    if args.format == "json":
+        text = json.dumps([{k: round(v, 10) if isinstance(v, float) else v
+                            for k, v in row.items()}], indent=2) + "\n"
+    else:
+        text = pd.DataFrame([row]).to_csv(index=False, float_format="%.10g",
+                                          lineterminator="\n")
+    sys.stdout.write(text)
+    used_shrinkage = shrinkage if shrinkage is not None else settings.staffing.shrinkage
+    used_occupancy = occupancy if occupancy is not None else settings.staffing.max_occupancy
+    print(f"Erlang C for {args.contacts:g} contacts in {args.interval_min:g} min of "
+          f"{args.aht_s:g} s ({r.traffic_erlangs:.4g} Erlangs), {level:.0%} answered within "
+          f"{args.target_answer_s:g} s; agents cover {used_shrinkage:.0%} shrinkage; occupancy "
+          f"at most {used_occupancy:.0%}.", file=sys.stderr)
+    return 0
+
+
 def cmd_forecast(args: argparse.Namespace) -> int:
     from cs_metrics.seasonality import daily_series, forecast_daily
 
@@ -524,6 +595,91 @@ def cmd_forecast(args: argparse.Namespace) -> int:
           f"data; a {args.level:.0%} prediction interval (the Seasonality page's model).",
           file=sys.stderr)
     return 0
+
+
+def _existing_db(args: argparse.Namespace) -> Path:
+    db = Path(args.db) if args.db else default_db_path()
+    if not db.exists():  # a mistyped --db must not leave an empty warehouse behind
+        raise CsMetricsError(
+            f"There is no warehouse at {db}; run `python -m cs_metrics ingest` first or pass "
+            "--db with the right file."
+        )
+    return db
+
+
+def _utcnow() -> datetime:
+    from datetime import timezone
+
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    from cs_metrics import schedules
+    from cs_metrics.settings import load_settings
+
+    settings = load_settings(args.settings) if args.settings else load_settings()
+    now = _utcnow()
+    if args.action is not None:
+        if args.action != "run" or not args.name:
+            raise CsMetricsError(
+                f"Unknown schedules action {args.action!r}; use `schedules` to list them or "
+                "`schedules run NAME` to run one now."
+            )
+        schedules.find_schedule(settings, args.name)  # an unknown name before the warehouse
+        wh = Warehouse(_existing_db(args))
+        try:
+            run = schedules.run_now(wh, settings, args.name, now)
+        finally:
+            wh.close()
+        if not run.ok:
+            raise CsMetricsError(
+                f"The scheduled report {run.name!r} was not delivered: {run.error}")
+        print(f"emailed the report {run.name!r} ({run.period}) to {', '.join(run.recipients)}")
+        return 0
+    if not settings.schedules:
+        print(f"No schedules in {settings.source}; add [[schedules]] entries (see the README's "
+              "Reports section).")
+        return 0
+    df = schedules.next_runs(settings, now)
+    db = Path(args.db) if args.db else default_db_path()
+    if db.exists():
+        try:
+            wh = Warehouse(db, read_only=True)
+            try:
+                last = schedules.last_outcomes(wh)
+            finally:
+                wh.close()
+        except CsMetricsError as exc:
+            print(f"note: the last outcomes are not shown: {exc}", file=sys.stderr)
+        else:
+            df["last_outcome"] = [
+                f"{r.outcome} {r.started_at:%Y-%m-%d %H:%M}" + (f": {r.error}" if r.error else "")
+                if (r := last.get(n)) else "" for n in df["name"]]
+    for col in ("next_run_utc", "next_run_local"):
+        df[col] = df[col].map(lambda t: f"{t:%Y-%m-%d %H:%M}")
+    print(df.to_string(index=False))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import os
+
+    from cs_metrics.settings import load_settings
+    from cs_metrics.status import server_status
+
+    settings = load_settings(args.settings) if args.settings else load_settings()
+    wh = Warehouse(_existing_db(args), read_only=True)
+    try:
+        state = server_status(wh, settings, _utcnow(),
+                              inbox=os.environ.get("CS_METRICS_INBOX", "").strip() or None)
+    finally:
+        wh.close()
+    if args.format == "json":
+        sys.stdout.write(json.dumps(state.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(state.text())
+    # something needs attention: 1, so monitoring can tell it from a usage error (2)
+    return 1 if state.attention else 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -703,6 +859,28 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--db", help=db_help)
     tp.set_defaults(func=cmd_topics)
 
+    sf = sub.add_parser("staffing", help="Erlang C agents for one interval (no warehouse "
+                                         "needed)")
+    sf.add_argument("--contacts", type=float, required=True,
+                    help="contacts arriving in the interval")
+    sf.add_argument("--interval-min", type=float, required=True,
+                    help="length of the interval in minutes, e.g. 30")
+    sf.add_argument("--aht-s", type=float, required=True,
+                    help="average handle time in seconds")
+    sf.add_argument("--target-answer-s", type=float, required=True,
+                    help="answer within this many seconds (the service-level time)")
+    sf.add_argument("--service-level", required=True, metavar="L",
+                    help="share of contacts answered in time: 0.8 or 80%%")
+    sf.add_argument("--shrinkage", metavar="X",
+                    help="share of paid time away from contacts, in [0, 1) (default: the "
+                         "settings' [staffing] shrinkage)")
+    sf.add_argument("--max-occupancy", metavar="Y",
+                    help="busiest share of logged-in time, in (0, 1] (default: the settings' "
+                         "[staffing] max_occupancy)")
+    sf.add_argument("--format", choices=("csv", "json"), default="csv")
+    sf.add_argument("--settings", help="settings TOML (default shrinkage and occupancy)")
+    sf.set_defaults(func=cmd_staffing)
+
     fc = sub.add_parser("forecast", help="forecast tickets per day (the Seasonality page's "
                                          "model and interval)")
     fc.add_argument("--days", type=int, required=True, help="days ahead, 1 to 366")
@@ -720,6 +898,21 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--as", dest="as_", metavar="IDENTITY", help=AS_HELP)
     fc.set_defaults(func=cmd_forecast)
 
+    sc = sub.add_parser("schedules", help="list the scheduled reports with their next run, "
+                                          "or run one now: schedules run NAME")
+    sc.add_argument("action", nargs="?", metavar="run", help="run the schedule NAME now")
+    sc.add_argument("name", nargs="?", help="with run: the schedule's name")
+    sc.add_argument("--settings", help="settings TOML ([[schedules]], SMTP)")
+    sc.add_argument("--db", help=db_help)
+    sc.set_defaults(func=cmd_schedules)
+
+    st = sub.add_parser("status", help="the server's state: data, loads, inbox, alerts, "
+                                       "schedules, failed deliveries (exit 1: needs attention)")
+    st.add_argument("--settings", help="settings TOML")
+    st.add_argument("--format", choices=("text", "json"), default="text")
+    st.add_argument("--db", help=db_help)
+    st.set_defaults(func=cmd_status)
+
     au = sub.add_parser("audit", help="print or verify the audit log (sign-ins, exports, "
                                       "reports, setting changes, alert handling)")
     au.add_argument("--limit", type=int, help="only the newest N entries")
@@ -736,11 +929,66 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Set while the running app runs a command handed over to it: it never hands one on.
+_IN_APP: contextvars.ContextVar[bool] = contextvars.ContextVar("in_app", default=False)
+
+
+def _flags(parser: argparse.ArgumentParser) -> frozenset[str]:
+    """The options of ``parser`` and its commands that take no value."""
+    found: set[str] = set()
+    for action in parser._actions:  # argparse keeps no public list of them
+        if action.nargs == 0:
+            found.update(o for o in action.option_strings if o.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _flags(sub)
+    return frozenset(found)
+
+
+def _hand_over(parser: argparse.ArgumentParser, args: argparse.Namespace, raw: list[str],
+               exc: WarehouseLocked) -> int | None:
+    """Run the command in the app that holds the warehouse (cs_metrics.jobs); None when no
+    app serves it (the lock's own message then stands)."""
+    from cs_metrics.jobs import HANDED, absolute_argv, hand_over, server_alive
+    from cs_metrics.settings import effective_settings_path
+
+    if _IN_APP.get() or args.command not in HANDED or not server_alive(exc.path):
+        return None
+    if getattr(args, "watch", False):
+        return None  # a watch runs for ever: the app loads its own inbox instead
+    argv = absolute_argv(raw, Path.cwd(), _flags(parser))
+    if not any(a == "--db" or a.startswith("--db=") for a in argv):
+        argv += ["--db", str(Path(exc.path).resolve())]
+    settings = effective_settings_path(getattr(args, "settings", None) or None)
+    return hand_over(exc.path, argv, settings)
+
+
+def run_in_app(argv: list[str], settings: str | None) -> tuple[int, str, str]:
+    """Run a command line handed over by another process, in this (the app's) process:
+    (exit code, stdout, stderr). ``settings``: the file that process would have read."""
+    from cs_metrics.jobs import run_captured
+    from cs_metrics.settings import handed_settings
+
+    token = _IN_APP.set(True)
+    try:
+        with handed_settings(settings):
+            return run_captured(main, argv)
+    finally:
+        _IN_APP.reset(token)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(raw)
     try:
-        return args.func(args)
+        try:
+            return args.func(args)
+        except WarehouseLocked as exc:
+            handed = _hand_over(parser, args, raw, exc)
+            if handed is None:
+                raise
+            return handed
     except CsMetricsError as exc:
         if args.debug:
             traceback.print_exc()

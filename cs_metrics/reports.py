@@ -1702,10 +1702,12 @@ def send_report_email(
     settings: Settings | None = None,
     *,
     timeout: float | None = None,
+    fmt: str = "html",
 ) -> tuple[str, ...]:
     """Email the report: a plain-text summary, the HTML as the message's HTML part and as the
     attachment ``report.html``, to ``recipients`` (default: the settings' recipients) through
-    the SMTP server of ``[notifications.email]``. Returns the recipients; raises CsMetricsError
+    the SMTP server of ``[notifications.email]``. With ``fmt`` "md" the attachments are
+    ``report.md`` and its PNG charts instead. Returns the recipients; raises CsMetricsError
     on failure."""
     settings = settings or load_settings()
     email = settings.notifications.email
@@ -1734,9 +1736,15 @@ def send_report_email(
             f"notifications.email.sender or the recipients are not plain addresses: {exc}."
         ) from None
     msg.set_content(_plain_summary(report))
-    msg.add_alternative(rendered.html, subtype="html")
-    msg.add_attachment(rendered.html.encode("utf-8"), maintype="text", subtype="html",
-                       filename=f"{rendered.stem}.html")
+    if fmt == "md":
+        msg.add_attachment(rendered.markdown.encode("utf-8"), maintype="text",
+                           subtype="markdown", filename=f"{rendered.stem}.md")
+        for name, content in rendered.images.items():
+            msg.add_attachment(content, maintype="image", subtype="png", filename=name)
+    else:
+        msg.add_alternative(rendered.html, subtype="html")
+        msg.add_attachment(rendered.html.encode("utf-8"), maintype="text", subtype="html",
+                           filename=f"{rendered.stem}.html")
     from cs_metrics.notify import send_message
 
     wait = timeout if timeout is not None else settings.notifications.timeout_s

@@ -4,11 +4,14 @@ defaults."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 import os
+import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -166,6 +169,8 @@ class AlertSettings:
     watch: WatchRule
     csat: CsatRule
     emerging: EmergingRule
+    # minutes of wall-clock time between the app's scheduled evaluations of the rules
+    every: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,26 @@ class BusinessCalendar:
 
 DEFAULT_CALENDAR = "default"
 
+SCHEDULE_AUDIENCES: tuple[str, ...] = ("executive", "team", "representative")
+SCHEDULE_FORMATS: tuple[str, ...] = ("html", "md")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A report built and e-mailed on a cron schedule (one ``[[schedules]]`` entry; see
+    cs_metrics.schedules)."""
+
+    name: str
+    audience: str  # executive, team or representative
+    period: str  # as cs_metrics.reports.resolve_period reads it: last-week, last-month, ...
+    cron: str  # five cron fields (or @daily, @weekly, ...), in ``timezone``
+    recipients: tuple[str, ...]
+    timezone: str = "UTC"
+    team: str | None = None  # the team audience's team (or manager)
+    rep: str | None = None  # the representative audience's rep id or name
+    format: str = "html"  # html or md
+    where: tuple[tuple[str, tuple[str, ...]], ...] = ()  # dimension -> values
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -306,6 +331,8 @@ class Settings:
 
     # the reporting zone (``[display] timezone``): local days, weeks, months and hours
     display_timezone: str = "UTC"
+    # ``[[schedules]]``: reports the running server builds and e-mails on a cron schedule
+    schedules: tuple[Schedule, ...] = ()
 
     def calendar(self, name: str = DEFAULT_CALENDAR) -> BusinessCalendar:
         """The business-hours calendar ``name``."""
@@ -521,7 +548,7 @@ def _alerts(raw: Any, source: str) -> AlertSettings:
     from cs_metrics.schema import DIMENSIONS
 
     top = _Section(raw, "alerts", source,
-                   ("enabled", "outage", "sla", "watch", "csat", "emerging"))
+                   ("enabled", "every", "outage", "sla", "watch", "csat", "emerging"))
     o = _Section(raw.get("outage"), "alerts.outage", source, (
         *_RULE_KEYS, "severity", "window_min", "history_weeks", "min_history_weeks", "p_value",
         "min_count", "min_ratio", "dimensions"))
@@ -592,7 +619,9 @@ def _alerts(raw: Any, source: str) -> AlertSettings:
                             lambda x: 1 <= x < math.inf),
         alpha=e.number("alpha", "a probability between 0 and 1, e.g. 0.01", _probability),
     )
-    return AlertSettings(top.flag("enabled"), outage, sla, watch, csat, emerging)
+    every = top.number("every", "a number of minutes above 0 and at most 1440 (one day)",
+                       lambda x: 0 < x <= 1440) if "every" in top.raw else 5.0
+    return AlertSettings(top.flag("enabled"), outage, sla, watch, csat, emerging, every)
 
 
 def _notifications(raw: Any, source: str) -> NotificationSettings:
@@ -902,11 +931,42 @@ def _parse_toml(text: str, path: Path) -> dict:
         raise CsMetricsError(f"Settings file {path} is not valid TOML: {exc}.") from exc
 
 
+# The settings file of a command handed over to the running app (cs_metrics.jobs): the file
+# the command's own process would have read, for the thread that runs it.
+_HANDED_SETTINGS: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "handed_settings", default=None)
+
+
+def effective_settings_path(path: str | Path | None = None) -> str | None:
+    """The settings file ``load_settings(path)`` reads, as an absolute path (None for the
+    defaults alone)."""
+    if path is None:
+        path = os.environ.get(SETTINGS_ENV) or (
+            "settings.toml" if Path("settings.toml").is_file() else None)
+    return None if path is None else str(Path(path).resolve())
+
+
+@contextlib.contextmanager
+def handed_settings(path: str | None) -> Iterator[None]:
+    """Within the block, ``load_settings()`` without a path reads ``path`` (None: the
+    defaults alone), as the process that handed a command over would have."""
+    token = _HANDED_SETTINGS.set(path or "")
+    try:
+        yield
+    finally:
+        _HANDED_SETTINGS.reset(token)
+
+
 def load_settings(path: str | Path | None = None) -> Settings:
     """Defaults, overridden by ``path``, else $CS_METRICS_SETTINGS, else ./settings.toml.
 
     The files are read on every call (an edited file applies at once); parsing and checking
     them is done once per content: the hosted app asks on every page run."""
+    handed = _HANDED_SETTINGS.get()
+    if path is None and handed is not None:
+        path = handed or None
+        if path is None:
+            return _settings(_read_text(DEFAULT_SETTINGS_FILE), None)
     if path is None:
         env = os.environ.get(SETTINGS_ENV)
         if env:
@@ -967,11 +1027,12 @@ def _settings(defaults: str, user: tuple[str, str] | None) -> Settings:
         source=source,
         staffing=_staffing(raw.get("staffing", {}), source),
         alerts=_alerts(raw.get("alerts", {}), source),
-        notifications=_notifications(raw.get("notifications", {}), source),
+        notifications=(notifications := _notifications(raw.get("notifications", {}), source)),
         access=_access(raw.get("access", {}), source),
         ingest=_ingest(raw.get("ingest", {}), source),
         business_hours=calendars,
         display_timezone=_display(raw.get("display", {}), source),
+        schedules=_schedules(raw.get("schedules", []), source, notifications),
     )
 
 
@@ -982,3 +1043,119 @@ def _display(raw: Any, source: str) -> str:
     if not _known_zone(tz):
         raise sec.fail("timezone", 'an IANA time zone such as "America/New_York" or "UTC"')
     return tz
+
+
+_SCHEDULE_KEYS = ("name", "audience", "team", "rep", "period", "cron", "timezone",
+                  "recipients", "format", "where")
+_SCHEDULE_NAME = re.compile(r"[A-Za-z0-9_\- ]{1,80}")
+
+
+def _schedule_period(spec: Any, sec: _Section) -> str:
+    """A period ``resolve_period`` accepts; relative ones are read against the data when the
+    report runs, the others are checked now."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise sec.fail("period", "last-week, last-month, a month as YYYY-MM or FROM:TO as "
+                       "YYYY-MM-DD:YYYY-MM-DD")
+    spec = spec.strip()
+    if spec in ("last-week", "last-month"):
+        return spec
+    from cs_metrics.reports import resolve_period  # reports reads settings: not at import
+
+    try:
+        resolve_period(None, spec)  # type: ignore[arg-type]  # fixed periods need no data
+    except CsMetricsError as exc:
+        raise CsMetricsError(f"{sec.where('period')} is not a report period: {exc}") from None
+    return spec
+
+
+def _schedule(i: int, raw: Any, source: str, names: set[str]) -> Schedule:
+    from croniter import croniter
+
+    from cs_metrics.schema import DIMENSIONS
+
+    name = raw.get("name") if isinstance(raw, dict) else None
+    if not isinstance(name, str) or not _SCHEDULE_NAME.fullmatch(name.strip() or "-!"):
+        raise CsMetricsError(
+            f"Setting schedules[{i}].name in {source} must be a name of 1 to 80 letters, "
+            f"digits, _, - or spaces, not {name!r}."
+        )
+    name = name.strip()
+    if name.lower() in names:
+        raise CsMetricsError(
+            f"Setting schedules[{i}].name in {source} repeats the name {name!r}; every "
+            "schedule needs a name of its own."
+        )
+    names.add(name.lower())
+    sec = _Section(raw, f"schedules[{i}] ({name})", source, _SCHEDULE_KEYS)
+    audience = sec.choice("audience", SCHEDULE_AUDIENCES)
+    subject: dict[str, str | None] = {"team": None, "rep": None}
+    for key, needs in (("team", "team"), ("rep", "representative")):
+        value = sec.raw.get(key)
+        if audience != needs:
+            if value is not None:
+                raise CsMetricsError(f"{sec.where(key)} only goes with audience = \"{needs}\"; "
+                                     f"remove it or change the audience.")
+            continue
+        if not isinstance(value, str) or not value.strip():
+            what = "a team, or a manager" if key == "team" else "a rep id or name"
+            raise sec.fail(key, f"{what} (the {needs} audience needs one)")
+        subject[key] = value.strip()
+    cron = sec.raw.get("cron")
+    fields = cron.split() if isinstance(cron, str) else []
+    aliases = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+    if not (len(fields) == 5 or (len(fields) == 1 and fields[0].lower() in aliases)) \
+            or not croniter.is_valid(" ".join(fields)):
+        raise sec.fail("cron", 'a cron expression of five fields (minute hour day month '
+                       'weekday), e.g. "0 8 * * mon" for Mondays at 08:00, or @daily, @weekly')
+    tz = sec.raw.get("timezone", "UTC")
+    if not _known_zone(tz):
+        raise sec.fail("timezone", 'an IANA time zone such as "Europe/Berlin" or "UTC"')
+    recipients = sec.texts("recipients")
+    bad = [r for r in recipients if r.count("@") != 1 or any(c.isspace() for c in r)
+           or r.startswith("@") or r.endswith("@")]
+    if bad or not recipients:
+        raise sec.fail("recipients", 'a non-empty list of e-mail addresses, e.g. '
+                       '["lead@example.com"]')
+    fmt = sec.raw.get("format", "html")
+    if fmt not in SCHEDULE_FORMATS:
+        raise sec.fail("format", '"html" or "md"')
+    where_raw = sec.raw.get("where", {})
+    if not isinstance(where_raw, dict):
+        raise sec.fail("where", 'a table of dimension filters, e.g. { channel = "chat" }')
+    where: list[tuple[str, tuple[str, ...]]] = []
+    for dim, value in sorted(where_raw.items()):
+        if dim not in DIMENSIONS:
+            raise CsMetricsError(
+                f"{sec.where('where')} names the unknown dimension {dim!r}; use "
+                f"{', '.join(DIMENSIONS)}."
+            )
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not values or \
+                not all(isinstance(v, str) and v.strip() for v in values):
+            raise CsMetricsError(
+                f"{sec.where('where.' + dim)} must be a value or a list of values, not "
+                f"{value!r}."
+            )
+        where.append((dim, tuple(dict.fromkeys(v.strip() for v in values))))
+    return Schedule(name=name, audience=audience, period=_schedule_period(
+        sec.raw.get("period"), sec), cron=" ".join(fields), recipients=recipients,
+        timezone=tz, team=subject["team"], rep=subject["rep"], format=fmt, where=tuple(where))
+
+
+def _schedules(raw: Any, source: str, notifications: NotificationSettings
+               ) -> tuple[Schedule, ...]:
+    """The ``[[schedules]]`` array of tables."""
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        raise CsMetricsError(
+            f"Setting schedules in {source} must be an array of tables, one [[schedules]] "
+            "per scheduled report."
+        )
+    names: set[str] = set()
+    out = tuple(_schedule(i, r, source, names) for i, r in enumerate(raw, start=1))
+    email = notifications.email
+    if out and (not email.host or not email.sender):
+        raise CsMetricsError(
+            f"Setting schedules in {source} e-mails reports: set notifications.email.host "
+            "and notifications.email.sender (the SMTP server) too."
+        )
+    return out

@@ -22,7 +22,7 @@ from cs_metrics import Filters, Warehouse, get_metric
 from cs_metrics.jobs import HEARTBEAT, JobServer, absolute_argv, job_dir
 from simulations import generator
 from tests.conftest import REPO
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_healthy, wait_for_run
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_run, wait_healthy
 
 
 def _env(**extra: str) -> dict[str, str]:

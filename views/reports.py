@@ -205,4 +205,47 @@ def main() -> None:
         st.error(escape_markdown(exc))
 
 
+def scheduled_section() -> None:
+    """The ``[[schedules]]`` with their next run, and the delivery log, latest first. Cells
+    of a dataframe are shown as text; captions naming settings values are escaped."""
+    from datetime import datetime, timezone
+
+    from cs_metrics import load_settings, schedules
+
+    st.subheader("Scheduled reports")
+    try:
+        wh = ensure_data()
+        if wh.scope is not None and not wh.scope.full:
+            # recipients and every team's reports: for those who see every team
+            st.caption("Scheduled reports are listed for people who see every team.")
+            return
+        settings = load_settings()
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        if not settings.schedules:
+            st.info(f"No scheduled reports in {escape_markdown(settings.source)}: add "
+                    "`[[schedules]]` entries to the settings and the server e-mails each "
+                    "report on its cron schedule (see the README's Reports section).")
+        else:
+            st.caption("The running server builds and e-mails each report at its next run "
+                       "(times in UTC and in the schedule's zone); after downtime it catches "
+                       "up once.")
+            st.dataframe(schedules.next_runs(settings, now), hide_index=True,
+                         key="schedules_next", column_config={
+                             "next_run_utc": st.column_config.DatetimeColumn(
+                                 "Next run (UTC)", format="YYYY-MM-DD HH:mm"),
+                             "next_run_local": st.column_config.DatetimeColumn(
+                                 "Next run (local)", format="YYYY-MM-DD HH:mm")})
+        log = schedules.deliveries(wh.base)
+        if log.empty:
+            st.caption("No scheduled report has been delivered yet.")
+            return
+        failed = int((log["outcome"] == "failed").sum())
+        st.caption(f"Delivery log, latest first: {len(log)} tries, {failed} failed (a failed "
+                   "try with a retry time is tried again then).")
+        st.dataframe(log, hide_index=True, key="schedules_log")
+    except CsMetricsError as exc:
+        st.error(escape_markdown(exc))
+
+
 main()
+scheduled_section()
