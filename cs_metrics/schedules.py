@@ -7,9 +7,10 @@ the schedule's zone); when that slot has not been delivered, it builds the repor
 (``reports.build_report`` + ``reports.render``) and e-mails it (``reports.send_report_email``).
 
 * Catching up: after downtime only the latest missed slot runs, once; older ones are skipped.
-* A new schedule never fires for a slot before it was first seen: the first call that meets a
-  schedule (its name, cron and zone) records the time in ``schedule_seen``; changing the cron
-  or the zone makes it a new schedule.
+* A new schedule never fires for a slot more than an hour before it was first seen
+  (``FIRST_SIGHT_GRACE``): the first call that meets a schedule (its name, cron and zone)
+  records the time in ``schedule_seen``; changing the cron or the zone makes it a new
+  schedule.
 * Every try is a row of ``schedule_runs`` (name, slot, attempt, started_at, finished_at,
   outcome ``ok`` or ``failed``, error, recipients, retry_at, via, period). A failure is
   tried again as alert notifications are (cs_metrics.notify): after
@@ -57,6 +58,9 @@ _log = logging.getLogger(__name__)
 
 RUNS_TABLE = "schedule_runs"
 SEEN_TABLE = "schedule_seen"
+# A slot at most this long before the app first saw its schedule is still sent: a schedule
+# added (or an app started) just after its time does not wait a whole period.
+FIRST_SIGHT_GRACE = timedelta(hours=1)
 RUN_COLUMNS = ["name", "slot", "attempt", "started_at", "finished_at", "outcome", "error",
                "recipients", "retry_at", "via", "period"]
 
@@ -293,7 +297,7 @@ def run_due(wh: Warehouse, settings: Settings, now: datetime) -> list[ScheduleRu
     runs: list[ScheduleRun] = []
     for schedule in settings.schedules:
         slot = slot_before(schedule, now)
-        if slot < _first_seen(con, schedule, now):
+        if slot < _first_seen(con, schedule, now) - FIRST_SIGHT_GRACE:
             continue
         tries = con.execute(
             f"select attempt, outcome, retry_at from {RUNS_TABLE} where name = ? and slot = ? "

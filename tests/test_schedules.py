@@ -200,6 +200,21 @@ def plain_body(message) -> str:
     raise AssertionError("no plain-text part")
 
 
+def test_a_schedule_first_seen_just_after_its_slot_sends_it_once(db, tmp_path):
+    port = free_port()
+    settings = load_settings(write_settings(tmp_path, DAILY, port))
+    with Smtp(port) as inbox:
+        wh = Warehouse(db)
+        try:
+            # first seen 40 s after the 08:00 slot (the app started then): sent, once
+            (run,) = run_due(wh, settings, datetime(2025, 3, 10, 8, 0, 40))
+            assert run.ok and run.slot == datetime(2025, 3, 10, 8)
+            assert run_due(wh, settings, datetime(2025, 3, 10, 8, 1, 40)) == []
+        finally:
+            wh.close()
+    assert len(inbox.messages) == 1
+
+
 def test_due_in_the_past_minute_sends_once_then_catches_up_once(db, tmp_path):
     port = free_port()
     settings = load_settings(write_settings(tmp_path, DAILY, port))

@@ -279,3 +279,84 @@ def test_paths_are_made_absolute_before_they_are_handed_over(tmp_path):
     argv = ["report", "--email", "--out", "rep", "--where", "channel=chat"]
     assert absolute_argv(argv, tmp_path, flags) == [
         "report", "--email", "--out", str(tmp_path / "rep"), "--where", "channel=chat"]
+
+
+def test_the_running_app_runs_the_rules_and_sends_a_due_report_once(tmp_path):
+    """With only the app's service: the rules run at start (no inbox) and raise the SLA
+    alert the data holds; a schedule due in the past minute is e-mailed once; `report
+    --email` beside the app sends through the same SMTP."""
+    from datetime import UTC
+
+    from cs_metrics.alerts import alert_schedule
+    from tests.test_schedules import HEAD, Smtp
+    from tests.test_schedules import free_port as smtp_port
+
+    generator.generate(tmp_path / "s", tickets=1500, days=40, seed=8, end=datetime(2025, 3, 1))
+    db = tmp_path / "wh.duckdb"
+    cs_metrics.ingest(tmp_path / "s", db=db)
+    mail = smtp_port()
+    now = datetime.now(UTC)
+    if now.second > 45:  # the slot must still be this minute's when the app first looks
+        time.sleep(61 - now.second)
+        now = datetime.now(UTC)
+    settings = tmp_path / "settings.toml"
+    settings.write_text(HEAD.format(port=mail) + f"""
+[[schedules]]
+name = "Exec now"
+audience = "executive"
+period = "last-week"
+cron = "{now.minute} {now.hour} * * *"
+recipients = ["lead@example.com"]
+""", encoding="utf-8")
+    port = free_port()
+    log = tmp_path / "streamlit.log"
+    with Smtp(mail) as inbox, log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.fileWatcherType", "none",
+             "--server.scriptHealthCheckEnabled", "true", "--browser.gatherUsageStats",
+             "false"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            env=_env(CS_METRICS_DB=str(db), CS_METRICS_SERVER_LOOP="on",
+                     CS_METRICS_SETTINGS=str(settings)))
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(proc, f"{url}/_stcore/health", log)
+            urllib.request.urlopen(f"{url}/_stcore/script-health-check", timeout=90).read()
+            deadline = time.monotonic() + 60
+            while not inbox.messages and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(3)  # a few more ticks of the loop: nothing more is sent
+            assert len(inbox.messages) == 1, log.read_text()[-3000:]
+            recipients, message = inbox.messages[0]
+            assert recipients == ["lead@example.com"]
+            assert "Executive performance report" in message["Subject"]
+            status = cli(["status", "--format", "json", "--db", str(db),
+                          "--settings", str(settings)], tmp_path)
+            assert status.returncode in (0, 1), status.stderr
+            # the report command beside the app e-mails through the same SMTP
+            run = cli(["report", "--audience", "executive", "--period", "last-week",
+                       "--out", str(tmp_path / "rep"), "--email", "boss@example.com",
+                       "--settings", str(settings), "--db", str(db)], tmp_path)
+            assert run.returncode == 0, run.stderr
+            assert "emailed the report to boss@example.com" in run.stderr
+            assert (tmp_path / "rep" / "report.html").is_file()
+            assert len(inbox.messages) == 2 and inbox.messages[1][0] == ["boss@example.com"]
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    wh = Warehouse(db, read_only=True)
+    try:
+        alerts = wh.df("select rule, severity from alerts")
+        runs = wh.df("select outcome, via from schedule_runs")
+        last, _ = alert_schedule(wh, cs_metrics.load_settings(settings))
+    finally:
+        wh.close()
+    # the SLA breach the generated data holds, raised by the rules the app ran at start
+    assert ("sla_breached", "critical") in set(alerts.itertuples(index=False, name=None)), \
+        alerts
+    assert last is not None
+    assert runs.to_dict("records") == [{"outcome": "ok", "via": "schedule"}]
