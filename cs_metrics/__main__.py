@@ -888,6 +888,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="filter; repeat it (the same dimension twice means either value)")
     fc.add_argument("--from", dest="date_from",
                     help="fit on the days from this one (default: all the data)")
+    fc.add_argument("--to", dest="date_to",
+                    help="fit on the days before this one and forecast from it (a backtest; "
+                         "default: up to the last complete day of data)")
     fc.add_argument("--level", type=float, default=0.9,
                     help="prediction interval level, between 0 and 1 (default 0.9)")
     fc.add_argument("--tz", metavar="ZONE", help=TZ_HELP)

@@ -308,3 +308,28 @@ def test_every_registry_metric_compiles_in_a_zone():
             continue  # a stock: its periods are local buckets, checked against pandas above
         # the range's bounds are New York midnights as UTC moments, passed as parameters
         assert datetime(2025, 1, 1, 5) in params and datetime(2025, 2, 1, 5) in params
+
+
+def test_forecast_command_backtest_on_held_out_days(sample_db, tmp_path):
+    """Fitted on the days before --to, the forecast of the 14 days after it is close to what
+    happened: most days inside the 90 % interval, a small mean absolute percentage error."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+    run = subprocess.run(
+        [sys.executable, "-m", "cs_metrics", "forecast", "--db", str(sample_db), "--days", "14",
+         "--to", "2025-02-14", "--format", "json"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, check=True)
+    rows = pd.DataFrame(json.loads(run.stdout))
+    assert rows["date"].iloc[0] == "2025-02-14" and len(rows) == 14
+    wh = Warehouse(sample_db, read_only=True)
+    try:
+        actual = query(wh, ["ticket_count"], grain="day", filters=Filters.build(
+            date(2025, 2, 14), date(2025, 2, 28)))
+    finally:
+        wh.close()
+    got = rows.set_index("date")
+    actual = actual.set_index(actual["period"].map(lambda d: d.isoformat()))["ticket_count"]
+    actual = actual.reindex(got.index, fill_value=0)
+    inside = ((actual >= got["lower"]) & (actual <= got["upper"])).mean()
+    mape = (abs(actual - got["forecast"]) / actual.clip(lower=1)).mean()
+    assert inside >= 0.75, (inside, got, actual)
+    assert mape < 0.3, mape
