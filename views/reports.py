@@ -205,6 +205,20 @@ def main() -> None:
         st.error(escape_markdown(exc))
 
 
+# The delivery log's columns as a reader names them.
+LOG_COLUMNS = {
+    "name": "Schedule", "slot": st.column_config.DatetimeColumn("Slot (UTC)",
+                                                                format="YYYY-MM-DD HH:mm"),
+    "attempt": "Try", "started_at": st.column_config.DatetimeColumn(
+        "Started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+    "finished_at": st.column_config.DatetimeColumn("Finished (UTC)",
+                                                   format="YYYY-MM-DD HH:mm:ss"),
+    "outcome": "Outcome", "error": "Error", "recipients": "Recipients",
+    "retry_at": st.column_config.DatetimeColumn("Next try (UTC)", format="YYYY-MM-DD HH:mm"),
+    "via": "Run by", "period": "Period",
+}
+
+
 def scheduled_section() -> None:
     """The ``[[schedules]]`` with their next run, and the delivery log, latest first. Cells
     of a dataframe are shown as text; captions naming settings values are escaped."""
@@ -231,10 +245,14 @@ def scheduled_section() -> None:
                        "up once.")
             st.dataframe(schedules.next_runs(settings, now), hide_index=True,
                          key="schedules_next", column_config={
+                             "name": "Schedule", "timezone": "Zone", "cron": "Cron",
+                             "audience": "Audience", "subject": "Team or representative",
+                             "period": "Period", "format": "Format",
+                             "recipients": "Recipients",
                              "next_run_utc": st.column_config.DatetimeColumn(
                                  "Next run (UTC)", format="YYYY-MM-DD HH:mm"),
                              "next_run_local": st.column_config.DatetimeColumn(
-                                 "Next run (local)", format="YYYY-MM-DD HH:mm")})
+                                 "Next run (its zone)", format="YYYY-MM-DD HH:mm")})
         log = schedules.deliveries(wh.base)
         if log.empty:
             st.caption("No scheduled report has been delivered yet.")
@@ -242,7 +260,7 @@ def scheduled_section() -> None:
         failed = int((log["outcome"] == "failed").sum())
         st.caption(f"Delivery log, latest first: {len(log)} tries, {failed} failed (a failed "
                    "try with a retry time is tried again then).")
-        st.dataframe(log, hide_index=True, key="schedules_log")
+        st.dataframe(log, hide_index=True, key="schedules_log", column_config=LOG_COLUMNS)
     except CsMetricsError as exc:
         st.error(escape_markdown(exc))
 
