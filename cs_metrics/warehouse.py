@@ -79,6 +79,25 @@ def catalog_changed() -> None:
         memo.clear()
 
 
+class WarehouseLocked(CsMetricsError):
+    """The warehouse file is held open by another process (``path``: the file)."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+# Warehouse files this process serves to commands handed over by others (cs_metrics.jobs):
+# it holds them read-write, and DuckDB opens a file once per process with one configuration,
+# so a handed-over command that asks to read one shares the process's read-write database.
+_SERVED: set[str] = set()
+
+
+def serve_in_process(path: str | Path) -> None:
+    """Mark ``path`` as held read-write by this process for handed-over commands."""
+    _SERVED.add(str(Path(path).resolve()))
+
+
 class Warehouse:
     """One DuckDB file. Each thread gets its own connection to the one database.
 
@@ -89,6 +108,8 @@ class Warehouse:
 
     def __init__(self, path: str | Path | None = None, read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else default_db_path()
+        if read_only and _SERVED and str(self.path.resolve()) in _SERVED:
+            read_only = False  # the process's own read-write database (see serve_in_process)
         self.read_only = read_only
         self._local = threading.local()
         if read_only and not self.path.exists():
@@ -107,7 +128,7 @@ class Warehouse:
                 con = duckdb.connect(str(self.path), read_only=self.read_only)
             except duckdb.IOException as exc:
                 if "lock" in str(exc).lower():
-                    raise CsMetricsError(_lock_message(self.path, exc)) from exc
+                    raise WarehouseLocked(_lock_message(self.path, exc), self.path) from exc
                 raise CsMetricsError(f"Cannot open the warehouse {self.path}: {exc}") from exc
             except duckdb.Error as exc:
                 raise CsMetricsError(f"Cannot open the warehouse {self.path}: {exc}") from exc
@@ -330,7 +351,7 @@ fb as (
         count(*) filter (where s.sentiment <= -0.05) as fb_sent_neg
     from {feedback} f left join {sentiment} s on s.comment = f.comment
     group by ticket_id
-),
+),{levels}
 final as (
     select
         s.ticket_id, s.created_at, s.status, s.first_response_at, s.resolved_at,
@@ -407,13 +428,12 @@ final as (
         fb.fb_n, fb.fb_csat_n, fb.fb_csat_sum, fb.fb_csat_good, fb.fb_nps_n,
         fb.fb_nps_promoters, fb.fb_nps_detractors, fb.fb_ces_n, fb.fb_ces_sum,
         fb.fb_sent_n, fb.fb_sent_sum, fb.fb_sent_neg
-    from src s
+    from {rows} s
     left join fb on fb.ticket_id = s.ticket_id
     left join {representatives} r on r.rep_id = s.rep_id
     left join sla_targets p on p.priority = coalesce(s.priority, 'normal') and p.segment = s.seg
-    left join bh_calendar bc on bc.cal = coalesce(p.first_response_calendar, 'default')
-        and bc.day = cast(s.created_at as date)
-    left join bh_calendar bf on bf.cal = coalesce(p.first_response_calendar, 'default')
+    {created_join}left join bh_calendar bf
+        on bf.cal = coalesce(p.first_response_calendar, 'default')
         and bf.day = cast(s.first_response_at as date)
     left join bh_calendar br on br.cal = coalesce(p.resolution_calendar, 'default')
         and br.day = cast(s.resolved_at as date){business_joins}
@@ -522,7 +542,8 @@ def rebuild_derived(
 
         update_comment_sentiment(con)
         tables.add(SENTIMENT_TABLE)
-    sql = _derived_sql(tables, source, business_sla=_business_sla(settings))
+    sql = _derived_sql(tables, source, business_sla=_business_sla(settings),
+                       split=_split_calendars(con))
     _business_calendar(con, settings, window)
     con.execute(sql, _derive_params(as_of, window))
     _after_derived(con, settings, tables, as_of, window)
@@ -575,6 +596,14 @@ def _calendars_used(settings: Settings) -> list[str]:
 def _business_sla(settings: Settings) -> bool:
     """Whether some SLA policy counts its targets in business time."""
     return any(p.business_hours for p in settings.sla_policies)
+
+
+def _split_calendars(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether some ticket kind in ``sla_targets`` counts its resolution on another calendar
+    than its first response: only then is a ticket's creation looked up on two calendars."""
+    return bool(con.execute(
+        "select count(*) from sla_targets where coalesce(first_response_calendar, 'default') "
+        "<> coalesce(resolution_calendar, 'default')").fetchall()[0][0])
 
 
 def _deadline_reach_days(settings: Settings, window: tuple[datetime, datetime]) -> int:
@@ -721,12 +750,31 @@ def _sla_targets(con: duckdb.DuckDBPyConnection, settings: Settings, tables: set
 
 
 def _derived_sql(tables: set[str], source: str, feedback: str | None = None,
-                 business_sla: bool = False) -> str:
+                 business_sla: bool = False, split: bool = False) -> str:
     """The derivation of ``source``'s tickets; ``feedback`` narrows the surveys read;
-    ``business_sla`` when some SLA policy counts business time (see _business_sla)."""
+    ``business_sla`` when some SLA policy counts business time (see _business_sla), and
+    ``split`` when a ticket kind's resolution calendar differs from its first-response one
+    (see _split_calendars)."""
     bh_created = _BH_AT.format(b="bc", ts="s.created_at")
-    # the resolution policy's calendar may differ from the first-response one's
-    bh_created_res = _BH_AT.format(b="bd", ts="s.created_at") if business_sla else bh_created
+    created_join = ("left join bh_calendar bc on bc.cal = "
+                    "coalesce(p.first_response_calendar, 'default')\n"
+                    "        and bc.day = cast(s.created_at as date)\n    ")
+    rows, levels = "src", ""
+    if business_sla:
+        # the business time at creation is read many times below (durations, deadlines,
+        # verdicts, the joins that find the deadlines): computed once per ticket, before
+        levels = ("\nlv as (\n    select s.*, " + bh_created + " as bh_c"
+                  + (", " + _BH_AT.format(b="bd", ts="s.created_at") + " as bh_cr"
+                     if split else "")
+                  + "\n    from src s\n    left join sla_targets p on p.priority = "
+                  "coalesce(s.priority, 'normal') and p.segment = s.seg\n    "
+                  + created_join
+                  + ("left join bh_calendar bd on bd.cal = coalesce(p.resolution_calendar, "
+                     "'default')\n        and bd.day = cast(s.created_at as date)\n"
+                     if split else "")
+                  + "),")
+        rows, created_join, bh_created = "lv", "", "s.bh_c"
+    bh_created_res = "s.bh_cr" if split else bh_created
     deadlines, joins = {}, ""
     for name, target, scale, cal, due, alias, created in (
             ("fr_deadline", "first_response_target_min", 60000000, "first_response_calendar",
@@ -746,10 +794,6 @@ def _derived_sql(tables: set[str], source: str, feedback: str | None = None,
                       f" and {level} < {alias}.cum_start + {alias}.len")
         deadlines[name] = (f"coalesce(s.{due}, case when p.{cal} is null "
                            f"then {elapsed}{business} end)")
-    if business_sla:
-        joins = ("\n    left join bh_calendar bd on bd.cal = "
-                 "coalesce(p.resolution_calendar, 'default')"
-                 "\n        and bd.day = cast(s.created_at as date)") + joins
     sql = _DERIVED_SQL.format(
         source=source,
         bh_created=bh_created,
@@ -757,6 +801,9 @@ def _derived_sql(tables: set[str], source: str, feedback: str | None = None,
         bh_first=_BH_AT.format(b="bf", ts="s.first_response_at"),
         bh_resolved=_BH_AT.format(b="br", ts="s.resolved_at"),
         business_joins=joins,
+        levels=levels,
+        rows=rows,
+        created_join=created_join,
         **deadlines,
         customers=_empty_or(
             tables, "customers", "null::varchar as customer_id, null::varchar as segment, "
@@ -906,7 +953,8 @@ def _refresh_derived(
         # only the replaced surveys' comments can have lost their last survey
         update_comment_sentiment(con, surveys, dropped=removed)
         tables.add(SENTIMENT_TABLE)
-    sql = _derived_sql(tables, "derive_src", surveys, _business_sla(settings)).replace(
+    sql = _derived_sql(tables, "derive_src", surveys, _business_sla(settings),
+                       _split_calendars(con)).replace(
         "create or replace table tickets as", "create or replace temp table tickets_delta as", 1)
     _business_calendar(con, settings, window)
     con.execute(sql, _derive_params(as_of, window))
