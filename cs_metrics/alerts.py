@@ -274,6 +274,19 @@ def _link(page: str, range_: str | None = "last-7-days", date_from: datetime | N
     return f"/{page}?{urlencode(params)}" if params else f"/{page}"
 
 
+def _due(ticket: pd.Series) -> str:
+    """", due 2025-03-03 09:00 UTC" when a ticket's deadline is not its creation plus the
+    target in elapsed time (a business-hours policy, or the source's own due time)."""
+    deadline = ticket.get("deadline")
+    if deadline is None or pd.isna(deadline):
+        return ""
+    elapsed = pd.Timestamp(ticket["created_at"]) + pd.Timedelta(minutes=float(
+        ticket["target_min"]))
+    if abs(pd.Timestamp(deadline) - elapsed) < pd.Timedelta(seconds=1):
+        return ""
+    return f", due {pd.Timestamp(deadline):%Y-%m-%d %H:%M} UTC"
+
+
 def _minutes(value: float) -> str:
     if value < 120:
         return f"{value:.0f} min"
@@ -488,14 +501,14 @@ def _sla_alerts(wh: Warehouse, settings: Settings, now: datetime) -> tuple[list[
             message = (
                 f"{n} {scope} {tickets} waited past the first-response target without a "
                 f"reply; the oldest, {about}, has waited {_minutes(waited)} against a "
-                f"{target:g}-min target."
+                f"{target:g}-min target{_due(oldest)}."
             )
             severity, title = rule.breached_severity, f"SLA breached: {n} unanswered"
         else:
             message = (
                 f"{n} {scope} {tickets} waited at least {rule.at_risk_share:.0%} of the "
                 f"first-response target without a reply; the oldest, {about}, has waited "
-                f"{_minutes(waited)} of a {target:g}-min target."
+                f"{_minutes(waited)} of a {target:g}-min target{_due(oldest)}."
             )
             severity, title = rule.at_risk_severity, f"SLA at risk: {n} unanswered"
         alerts.append(Alert(

@@ -380,6 +380,9 @@ def test_live_panel_and_alert_agree_over_a_weekend(tmp_path):
         assert set(found["sla_breached"].figures["ticket_ids"]) == {"W1", "U"}
         assert found["sla_breached"].figures["oldest_deadline"] == \
             pd.Timestamp(local("2025-06-07 10:45")).to_pydatetime()
+        # the message gives the business-clock deadline, not only the wall-clock wait
+        due = f"due {pd.Timestamp(local('2025-06-07 10:45')):%Y-%m-%d %H:%M} UTC"
+        assert due in found["sla_breached"].message
         assert found["sla_at_risk"].figures["ticket_ids"] == ("U2",)
     finally:
         wh.close()
