@@ -33,10 +33,17 @@ class SlaPolicy:
     resolution_h: tuple[tuple[str, float], ...]
     # a [business_hours.NAME] calendar: targets are then business time; None is 24/7
     business_hours: str | None = None
+    # the tickets' channels and their representatives' teams it is for; None is any (a
+    # ticket without a channel or team matches only a policy that does not restrict it)
+    channels: tuple[str, ...] | None = None
+    teams: tuple[str, ...] | None = None
 
-    def matches(self, priority: str, segment: str) -> bool:
+    def matches(self, priority: str, segment: str, channel: str | None = None,
+                team: str | None = None) -> bool:
         return (self.priorities is None or priority in self.priorities) and (
             self.segments is None or segment in self.segments
+        ) and (self.channels is None or channel in self.channels) and (
+            self.teams is None or team in self.teams
         )
 
 
@@ -347,13 +354,15 @@ class Settings:
     def target(self, metric: str) -> float | None:
         return dict(self.targets).get(metric)
 
-    def sla_targets(self, priority: str, segment: str) -> tuple[float | None, float | None, str]:
-        """(first response minutes, resolution hours, policy name) for one ticket kind."""
+    def sla_targets(self, priority: str, segment: str, channel: str | None = None,
+                    team: str | None = None) -> tuple[float | None, float | None, str]:
+        """(first response minutes, resolution hours, policy name) for one ticket kind: its
+        priority, customer segment, channel and representative's team."""
         first: float | None = None
         resolution: float | None = None
         names: list[str] = []
         for policy in self.sla_policies:
-            if not policy.matches(priority, segment):
+            if not policy.matches(priority, segment, channel, team):
                 continue
             fr = dict(policy.first_response_min).get(priority)
             res = dict(policy.resolution_h).get(priority)
@@ -368,7 +377,8 @@ class Settings:
                 break
         return first, resolution, " / ".join(names)
 
-    def sla_calendars(self, priority: str, segment: str) -> tuple[str | None, str | None]:
+    def sla_calendars(self, priority: str, segment: str, channel: str | None = None,
+                      team: str | None = None) -> tuple[str | None, str | None]:
         """The business-hours calendars of the policies giving one ticket kind its first
         response and its resolution target (as ``sla_targets`` picks them); None where that
         policy counts elapsed (24/7) time or there is no target."""
@@ -376,7 +386,7 @@ class Settings:
         resolution: str | None = None
         found = [False, False]
         for policy in self.sla_policies:
-            if not policy.matches(priority, segment):
+            if not policy.matches(priority, segment, channel, team):
                 continue
             if not found[0] and dict(policy.first_response_min).get(priority) is not None:
                 first, found[0] = policy.business_hours, True
@@ -907,6 +917,20 @@ def _policy_calendar(value: Any, where: str) -> str | None:
     return value.strip()
 
 
+def _policy_values(value: Any, where: str, key: str) -> tuple[str, ...] | None:
+    """A policy's ``channels`` or ``teams``: None (any) or a list of non-empty names."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, str) and v.strip() for v in value):
+        example = '["chat", "email"]' if key == "channels" else '["Team A"]'
+        raise CsMetricsError(
+            f"{where}: {key} must be a list of one or more non-empty names such as "
+            f"{example}, not {value!r}."
+        )
+    return tuple(value)
+
+
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
@@ -1006,6 +1030,8 @@ def _settings(defaults: str, user: tuple[str, str] | None) -> Settings:
                 first_response_min=_per_priority(rule.get("first_response_min"), where),
                 resolution_h=_per_priority(rule.get("resolution_h"), where),
                 business_hours=_policy_calendar(rule.get("business_hours"), where),
+                channels=_policy_values(rule.get("channels"), where, "channels"),
+                teams=_policy_values(rule.get("teams"), where, "teams"),
             )
         )
     calendars = _business_hours(raw.get("business_hours", {}), source)

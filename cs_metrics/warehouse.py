@@ -334,9 +334,10 @@ with src as (
         coalesce(t.customer_location, c.city) as cust_loc,
         coalesce(t.created_at between $first and $last
                  and coalesce(t.first_response_at between $first and $last, true)
-                 and coalesce(t.resolved_at between $first and $last, true), false) as plausible
+                 and coalesce(t.resolved_at between $first and $last, true), false)
+            as plausible{sla_keys}
     from {source} t
-    left join {customers} c on c.customer_id = t.customer_id
+    left join {customers} c on c.customer_id = t.customer_id{sla_team_join}
 ),
 fb as (
     -- survey sums per ticket, so feedback metrics need no join at query time
@@ -431,7 +432,7 @@ final as (
     from {rows} s
     left join fb on fb.ticket_id = s.ticket_id
     left join {representatives} r on r.rep_id = s.rep_id
-    left join sla_targets p on p.priority = coalesce(s.priority, 'normal') and p.segment = s.seg
+    left join sla_targets p on {sla_join}
     {created_join}left join bh_calendar bf
         on bf.cal = coalesce(p.first_response_calendar, 'default')
         and bf.day = cast(s.first_response_at as date)
@@ -542,10 +543,11 @@ def rebuild_derived(
 
         update_comment_sentiment(con)
         tables.add(SENTIMENT_TABLE)
+    dims = _sla_dimensions(settings)
     sql = _derived_sql(tables, source, business_sla=_business_sla(settings),
-                       split=_split_calendars(con))
+                       split=_split_calendars(con), sla_dims=tuple(dims))
     _business_calendar(con, settings, window)
-    con.execute(sql, _derive_params(as_of, window))
+    con.execute(sql, _derive_params(as_of, window, dims))
     _after_derived(con, settings, tables, as_of, window)
     return as_of
 
@@ -557,8 +559,29 @@ _LATEST_PLAUSIBLE = " greatest(" + ", ".join(
     for c in ("created_at", "first_response_at", "resolved_at")) + ")"
 
 
-def _derive_params(as_of: datetime | None, window: tuple[datetime, datetime]) -> dict:
-    return {"as_of": as_of or datetime(1970, 1, 1), "first": window[0], "last": window[1]}
+def _derive_params(as_of: datetime | None, window: tuple[datetime, datetime],
+                   sla_dims: dict[str, list[str]] | None = None) -> dict:
+    params = {"as_of": as_of or datetime(1970, 1, 1), "first": window[0], "last": window[1]}
+    # the names the SLA policies list, as parameters (never SQL text); only those the SQL
+    # reads: DuckDB refuses a parameter it does not use
+    for dim, names in (sla_dims or {}).items():
+        params[f"sla_{dim}s"] = names
+    return params
+
+
+def _sla_dimensions(settings: Settings) -> dict[str, list[str]]:
+    """Per ticket dimension some SLA policy restricts (``channel``: ``channels = [...]``,
+    ``team``: ``teams = [...]``), every name the policies list. A value no policy lists
+    matches the same policies as none (those that do not restrict it), so a ticket's key
+    in ``sla_targets`` is its value when listed, else '' (a listed name is never empty):
+    the table stays as small as the settings, whatever the data holds. Empty when no
+    policy restricts either, the common case, which keeps priority x segment alone."""
+    out: dict[str, list[str]] = {}
+    for dim in ("channel", "team"):
+        lists = [getattr(p, f"{dim}s") for p in settings.sla_policies]
+        if any(names is not None for names in lists):
+            out[dim] = sorted({name for names in lists for name in names or ()})
+    return out
 
 
 def _business_calendar(con: duckdb.DuckDBPyConnection, settings: Settings,
@@ -716,8 +739,9 @@ def _plausible_meta(con: duckdb.DuckDBPyConnection, window: tuple[datetime, date
 
 def _sla_targets(con: duckdb.DuckDBPyConnection, settings: Settings, tables: set[str],
                  segments: list | None) -> None:
-    """Temp table ``sla_targets``: the policy targets of every priority x segment in use, and
-    the business-hours calendar of each target's policy (null: elapsed time)."""
+    """Temp table ``sla_targets``: the policy targets of every priority x segment in use (x
+    channel and x team, keyed as ``_sla_dimensions`` says, when a policy restricts them),
+    and the business-hours calendar of each target's policy (null: elapsed time)."""
     segment_set = {seg for seg in (segments or []) if seg is not None} | {"Unknown"}
     if "customers" in tables:
         segment_set |= {
@@ -726,20 +750,26 @@ def _sla_targets(con: duckdb.DuckDBPyConnection, settings: Settings, tables: set
             ).fetchall()
         }
     # every priority x segment the tickets can have; a few rows, so policies stay in Python
-    kinds = [(p, seg) for p in PRIORITIES for seg in sorted(segment_set)]
+    dims = _sla_dimensions(settings)
+    channels = [""] + dims["channel"] if "channel" in dims else [""]
+    teams = [""] + dims["team"] if "team" in dims else [""]
+    kinds = [(p, seg, ch, team) for p in PRIORITIES for seg in sorted(segment_set)
+             for ch in channels for team in teams]
     rows = []
-    for priority, segment in kinds:
-        fr, res, name = settings.sla_targets(priority, segment)
-        rows.append((priority, segment, name or None, fr, res,
-                     *settings.sla_calendars(priority, segment)))
+    for priority, segment, ch, team in kinds:
+        kind = (priority, segment, ch or None, team or None)  # '': not listed, as no value
+        fr, res, name = settings.sla_targets(*kind)
+        rows.append((priority, segment, ch, team, name or None, fr, res,
+                     *settings.sla_calendars(*kind)))
     targets = pd.DataFrame(
         rows,
         columns=[
-            "priority", "segment", "policy", "first_response_target_min", "resolution_target_h",
-            "first_response_calendar", "resolution_calendar",
+            "priority", "segment", "channel", "team", "policy", "first_response_target_min",
+            "resolution_target_h", "first_response_calendar", "resolution_calendar",
         ],
-    ).astype({"first_response_target_min": "float64", "resolution_target_h": "float64",
-              "first_response_calendar": "object", "resolution_calendar": "object"})
+    ).drop(columns=[d for d in ("channel", "team") if d not in dims]).astype(
+        {"first_response_target_min": "float64", "resolution_target_h": "float64",
+         "first_response_calendar": "object", "resolution_calendar": "object"})
     con.register("sla_targets_df", targets)
     # typed, for a list of calendars that is all null
     con.execute("create or replace temp table sla_targets as select * replace ("
@@ -750,11 +780,30 @@ def _sla_targets(con: duckdb.DuckDBPyConnection, settings: Settings, tables: set
 
 
 def _derived_sql(tables: set[str], source: str, feedback: str | None = None,
-                 business_sla: bool = False, split: bool = False) -> str:
+                 business_sla: bool = False, split: bool = False,
+                 sla_dims: tuple[str, ...] = ()) -> str:
     """The derivation of ``source``'s tickets; ``feedback`` narrows the surveys read;
-    ``business_sla`` when some SLA policy counts business time (see _business_sla), and
+    ``business_sla`` when some SLA policy counts business time (see _business_sla),
     ``split`` when a ticket kind's resolution calendar differs from its first-response one
-    (see _split_calendars)."""
+    (see _split_calendars), and ``sla_dims`` the dimensions some policy restricts
+    (``channel``, ``team``: see _sla_dimensions; the derivation's parameters then carry
+    their names)."""
+    representatives = _empty_or(
+        tables, "representatives", "null::varchar as rep_id, null::varchar as name, "
+        "null::varchar as team, null::varchar as manager"
+    )
+    # a ticket's SLA kind: priority x segment, and its channel / its representative's team
+    # (the listed name, else '') where a policy restricts them; every sla_targets join
+    # uses these keys, so the rebuild and the incremental refresh pick the same targets
+    sla_join = "p.priority = coalesce(s.priority, 'normal') and p.segment = s.seg"
+    sla_keys, sla_team_join = "", ""
+    for dim in sla_dims:
+        value = "t.channel" if dim == "channel" else "rt.team"
+        sla_keys += (f",\n        case when list_contains($sla_{dim}s::varchar[], {value}) "
+                     f"then {value} else '' end as sla_{dim}")
+        sla_join += f" and p.{dim} = s.sla_{dim}"
+        if dim == "team":
+            sla_team_join = f"\n    left join {representatives} rt on rt.rep_id = t.rep_id"
     bh_created = _BH_AT.format(b="bc", ts="s.created_at")
     created_join = ("left join bh_calendar bc on bc.cal = "
                     "coalesce(p.first_response_calendar, 'default')\n"
@@ -766,8 +815,7 @@ def _derived_sql(tables: set[str], source: str, feedback: str | None = None,
         levels = ("\nlv as (\n    select s.*, " + bh_created + " as bh_c"
                   + (", " + _BH_AT.format(b="bd", ts="s.created_at") + " as bh_cr"
                      if split else "")
-                  + "\n    from src s\n    left join sla_targets p on p.priority = "
-                  "coalesce(s.priority, 'normal') and p.segment = s.seg\n    "
+                  + "\n    from src s\n    left join sla_targets p on " + sla_join + "\n    "
                   + created_join
                   + ("left join bh_calendar bd on bd.cal = coalesce(p.resolution_calendar, "
                      "'default')\n        and bd.day = cast(s.created_at as date)\n"
@@ -804,15 +852,15 @@ def _derived_sql(tables: set[str], source: str, feedback: str | None = None,
         levels=levels,
         rows=rows,
         created_join=created_join,
+        sla_keys=sla_keys,
+        sla_team_join=sla_team_join,
+        sla_join=sla_join,
         **deadlines,
         customers=_empty_or(
             tables, "customers", "null::varchar as customer_id, null::varchar as segment, "
             "null::varchar as city"
         ),
-        representatives=_empty_or(
-            tables, "representatives", "null::varchar as rep_id, null::varchar as name, "
-            "null::varchar as team, null::varchar as manager"
-        ),
+        representatives=representatives,
         feedback=_empty_or(
             tables, "feedback", "null::varchar as ticket_id, null::integer as csat, "
             "null::integer as nps, null::integer as ces, null::varchar as comment"
@@ -953,11 +1001,12 @@ def _refresh_derived(
         # only the replaced surveys' comments can have lost their last survey
         update_comment_sentiment(con, surveys, dropped=removed)
         tables.add(SENTIMENT_TABLE)
+    dims = _sla_dimensions(settings)
     sql = _derived_sql(tables, "derive_src", surveys, _business_sla(settings),
-                       _split_calendars(con)).replace(
+                       _split_calendars(con), tuple(dims)).replace(
         "create or replace table tickets as", "create or replace temp table tickets_delta as", 1)
     _business_calendar(con, settings, window)
-    con.execute(sql, _derive_params(as_of, window))
+    con.execute(sql, _derive_params(as_of, window, dims))
     columns = {name: _columns_of(con, name) for name in ("tickets", "tickets_src")}
     if _columns_of(con, "tickets_delta") != columns["tickets"]:
         # a warehouse written by an earlier version derives other columns: rebuild it all

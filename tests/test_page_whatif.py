@@ -130,3 +130,29 @@ def test_recommended_staff_and_saved_scenarios(sample_db, monkeypatch):
     assert compare.loc["severity"].tolist() == ["critical", "minor"]
     saved = at.session_state["whatif_saved"]
     assert OutageScenario.from_json(saved[0]["json"]) == scenario
+
+
+def test_the_start_time_is_read_in_the_reporting_zone(sample_db, monkeypatch, tmp_path):
+    """With the settings' zone New York, 14:00 on the form is 19:00 UTC (EST): the page
+    simulates the outage the library simulates from 19:00 UTC, and says its hours in that
+    zone."""
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[display]\ntimezone = "America/New_York"\n', encoding="utf-8")
+    monkeypatch.setenv("CS_METRICS_SETTINGS", str(settings))
+    at = run_page(monkeypatch, sample_db)
+    assert any(t.label == "Start time (America/New_York)" for t in at.time_input)
+    submit(at)
+    ss = at.session_state
+    local_start = datetime.combine(ss["wi_day"], ss["wi_time"])
+    assert local_start.month in (1, 2, 3) and local_start.hour == 14
+    utc = OutageScenario(
+        start=local_start + timedelta(hours=5), hours=float(ss["wi_hours"]),
+        severity=ss["wi_severity"], radius_km=float(ss["wi_radius"]), city=ss["wi_city"],
+        extra_staff=int(ss["wi_extra"]))
+    want = library(sample_db, utc)
+    assert escape_markdown(want.summary) in [s.value for s in at.success]
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Extra tickets"] == f"{want.totals.extra_tickets_p50:,.0f}"
+    # the same form read as UTC is another outage, with other figures
+    other = library(sample_db, scenario_of(at))
+    assert other.scenario.start != want.scenario.start

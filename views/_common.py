@@ -708,6 +708,13 @@ def default_zone() -> str:
         return "UTC"
 
 
+def current_zone() -> str:
+    """The session's reporting zone (the sidebar's choice, kept across pages), else the
+    settings' zone: for pages without the sidebar's filters."""
+    tz = st.session_state.get("_kept_report_tz")
+    return tz if tz in zone_names() else default_zone()
+
+
 def zone_ui() -> str:
     """The sidebar's reporting zone: local days, weeks, months and hours everywhere."""
     default = default_zone()
@@ -831,9 +838,7 @@ def as_of_text(wh: Warehouse) -> str:
     note = implausible_note(wh)
     if as_of is None:
         return "No ticket has a plausible date" if note else "No data loaded yet"
-    tz = st.session_state.get("_kept_report_tz") or "UTC"
-    if tz not in zone_names():
-        tz = "UTC"
+    tz = current_zone()
     text = f"Data as of {to_local(as_of, tz):%Y-%m-%d %H:%M} {tz}"
     return f"{text} · {note}" if note else text
 

@@ -167,6 +167,7 @@ def _fmt(value: object, spec: str, unit: str = "") -> str:
 def _outage_tip(r) -> str:  # noqa: ANN001 (an itertuples row)
     end = "ongoing" if r.ongoing else f"{r.ended_at:%d %b %H:%M}"
     return (f"{r.location or r.outage_id} · {r.severity} · {r.started_at:%d %b %Y %H:%M} – {end} "
+            "UTC "
             f"· {_fmt(r.affected_customers, ',')} customers · "
             f"{_fmt(r.excess_tickets, ',.0f')} extra tickets · "
             f"{_fmt(r.sla_breaches_caused, ',.0f')} SLA breaches caused")
@@ -196,9 +197,11 @@ def _map(wh: Warehouse, filters: Filters, impact: pd.DataFrame, focus: pd.Series
     density_filters = filters
     if focus is not None:  # the figures of the selected outage: its window only
         end = focus["ended_at"] if not focus["ongoing"] else wh.as_of()
-        density_filters = replace(filters, date_from=focus["started_at"].to_pydatetime(),
-                                  date_to=pd.Timestamp(end).to_pydatetime()
-                                  + timedelta(seconds=1))
+        # the window's UTC moments as the reporting zone's wall-clock times, as filters are
+        density_filters = replace(
+            filters, date_from=to_local(focus["started_at"].to_pydatetime(), filters.tz),
+            date_to=to_local(pd.Timestamp(end).to_pydatetime(), filters.tz)
+            + timedelta(seconds=1))
     probe = _density(wh, wh.cache_key, density_filters, 50.0)
     span_km = 111.0 * max(probe["lat"].max() - probe["lat"].min(),
                           probe["lon"].max() - probe["lon"].min()) if len(probe) else 500.0
@@ -246,8 +249,8 @@ def _map(wh: Warehouse, filters: Filters, impact: pd.DataFrame, focus: pd.Series
 IMPACT_CONFIG = {
     "location": st.column_config.TextColumn("Location"),
     "severity": st.column_config.TextColumn("Severity"),
-    "started_at": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm"),
-    "ended_at": st.column_config.DatetimeColumn("Ended", format="YYYY-MM-DD HH:mm"),
+    "started_at": st.column_config.DatetimeColumn("Started (UTC)", format="YYYY-MM-DD HH:mm"),
+    "ended_at": st.column_config.DatetimeColumn("Ended (UTC)", format="YYYY-MM-DD HH:mm"),
     "ongoing": st.column_config.CheckboxColumn("Ongoing"),
     "hours": st.column_config.NumberColumn("Hours", format="%.1f"),
     "radius_km": st.column_config.NumberColumn("Radius (km)", format="%.0f"),

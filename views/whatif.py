@@ -15,6 +15,7 @@ import streamlit as st
 from cs_metrics import CsMetricsError, Filters, Warehouse
 from cs_metrics.maps import customer_cells
 from cs_metrics.safe_text import escape_markdown, markdown_code
+from cs_metrics.zones import local_columns, to_local, utc_moment
 from simulations.whatif import (
     SCENARIO_SEVERITIES,
     OutageScenario,
@@ -27,6 +28,7 @@ from views._common import (
     SEVERITY_COLOURS,
     as_of_text,
     basemap_reachable,
+    current_zone,
     download_buttons,
     ensure_data,
     export_button,
@@ -70,7 +72,7 @@ def _customer_cells(_wh: Warehouse, db: str, cell_km: float) -> pd.DataFrame:
 
 
 def _defaults(wh: Warehouse, cities: list[str]) -> dict[str, object]:
-    last = last_created_day(wh) or datetime.now().date()
+    last = last_created_day(wh, current_zone()) or datetime.now().date()
     return {
         "wi_mode": CITY if cities else POINT,
         "wi_city": cities[0] if cities else None,
@@ -82,11 +84,13 @@ def _defaults(wh: Warehouse, cities: list[str]) -> dict[str, object]:
 
 
 def _load(scenario: OutageScenario, cities: list[str]) -> None:
-    """Put a scenario into the form's widgets (before they are drawn)."""
+    """Put a scenario into the form's widgets (before they are drawn); its start (UTC) is
+    shown in the reporting zone."""
+    start = to_local(scenario.start, current_zone())
     st.session_state.update({
         "wi_mode": CITY if scenario.city else POINT,
-        "wi_radius": float(scenario.radius_km), "wi_day": scenario.start.date(),
-        "wi_time": scenario.start.time().replace(second=0, microsecond=0),
+        "wi_radius": float(scenario.radius_km), "wi_day": start.date(),
+        "wi_time": start.time().replace(second=0, microsecond=0),
         "wi_hours": float(scenario.hours), "wi_severity": scenario.severity,
         "wi_domain": scenario.domain or NO_DOMAIN,
         "wi_extra": int(scenario.extra_staff) if isinstance(scenario.extra_staff, int)
@@ -165,7 +169,10 @@ def scenario_ui(wh: Warehouse) -> tuple[OutageScenario, int, int] | None:
             st.slider("Radius (km)", 0.0, 200.0, key="wi_radius", step=1.0)
         with mid:
             st.date_input("Start day", key="wi_day")
-            st.time_input("Start time (UTC)", key="wi_time", step=timedelta(minutes=30))
+            st.time_input(f"Start time ({current_zone()})", key="wi_time",
+                          step=timedelta(minutes=30),
+                          help="In the reporting zone (the sidebar's Time zone on the other "
+                          "pages, else the settings' [display] timezone).")
             st.number_input("Duration (hours)", 0.5, 14 * 24.0, key="wi_hours", step=1.0)
             st.selectbox("Severity", SCENARIO_SEVERITIES, key="wi_severity",
                          help="How many extra tickets each affected customer sends per hour: "
@@ -185,7 +192,8 @@ def scenario_ui(wh: Warehouse) -> tuple[OutageScenario, int, int] | None:
     centre = ({"city": ss["wi_city"]} if ss["wi_mode"] == CITY and cities
               else {"lat": float(ss["wi_lat"]), "lon": float(ss["wi_lon"])})
     scenario = OutageScenario(
-        start=datetime.combine(ss["wi_day"], ss["wi_time"]), hours=float(ss["wi_hours"]),
+        start=utc_moment(datetime.combine(ss["wi_day"], ss["wi_time"]), current_zone()),
+        hours=float(ss["wi_hours"]),
         severity=ss["wi_severity"], radius_km=float(ss["wi_radius"]),
         domain=None if ss["wi_domain"] == NO_DOMAIN else ss["wi_domain"],
         extra_staff=int(ss["wi_extra"]), **centre,
@@ -232,7 +240,7 @@ def _area_map(wh: Warehouse, result: WhatIfResult) -> None:
 
 def _band_chart(hours: pd.DataFrame, stem: str, title: str, unit: str,
                 outage: tuple[datetime, datetime]) -> alt.LayerChart:
-    base = alt.Chart(hours).encode(x=alt.X("hour:T", title="Hour (UTC)",
+    base = alt.Chart(hours).encode(x=alt.X("hour:T", title=f"Hour ({current_zone()})",
                                            axis=alt.Axis(format="%a %H:%M")))
     shade = alt.Chart(pd.DataFrame({"start": [outage[0]], "end": [outage[1]]})).mark_rect(
         color=OUTAGE, opacity=0.08).encode(x=alt.X("start:T"), x2=alt.X2("end:T"))
@@ -255,8 +263,10 @@ def _band_chart(hours: pd.DataFrame, stem: str, title: str, unit: str,
 
 
 def _charts(result: WhatIfResult) -> None:
-    hours = result.hours.copy()
-    outage = (result.scenario.start, result.scenario.end)
+    # the simulation runs in UTC; its hours are drawn on the reporting zone's clock
+    tz = current_zone()
+    hours = local_columns(result.hours, ("hour",), tz)
+    outage = (to_local(result.scenario.start, tz), to_local(result.scenario.end, tz))
     arrivals = hours.melt(id_vars="hour", value_vars=["baseline_arrivals", "extra_arrivals"],
                           var_name="kind", value_name="tickets")
     arrivals["kind"] = arrivals["kind"].map({"baseline_arrivals": "Expected anyway",
@@ -265,7 +275,7 @@ def _charts(result: WhatIfResult) -> None:
         alt.Chart(arrivals, title=alt.Title("Arrivals per hour", subtitle="Expected tickets: "
                                             "the forecast plus the outage's excess."))
         .mark_bar()
-        .encode(x=alt.X("hour:T", title="Hour (UTC)", axis=alt.Axis(format="%a %H:%M")),
+        .encode(x=alt.X("hour:T", title=f"Hour ({tz})", axis=alt.Axis(format="%a %H:%M")),
                 y=alt.Y("tickets:Q", title="Tickets per hour", stack=True),
                 color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="top"),
                                 scale=alt.Scale(range=["#9ecae9", OUTAGE])),
@@ -293,7 +303,7 @@ def _charts(result: WhatIfResult) -> None:
             f"answered within {result.sla_minutes:g} min on the expected arrivals, minus the "
             "agents active in that hour today."))
         .mark_bar()
-        .encode(x=alt.X("hour:T", title="Hour (UTC)", axis=alt.Axis(format="%a %H:%M")),
+        .encode(x=alt.X("hour:T", title=f"Hour ({tz})", axis=alt.Axis(format="%a %H:%M")),
                 y=alt.Y("agents:Q", title="Agents", stack=True),
                 color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="top"),
                                 scale=alt.Scale(range=["#bab0ac", "#54a24b"])),
@@ -311,6 +321,7 @@ def _stem(result: WhatIfResult) -> str:
 
 def _headline(result: WhatIfResult) -> None:
     t = result.totals
+    tz = current_zone()
     st.success(escape_markdown(result.summary))  # it names the city, from the data
     cols = st.columns(4)
     cols[0].metric("Extra tickets", f"{t.extra_tickets_p50:,.0f}",
@@ -318,12 +329,13 @@ def _headline(result: WhatIfResult) -> None:
                    f"{t.extra_tickets_p90:,.0f}; expected {t.expected_extra_tickets:,.1f}.")
     cols[1].metric("Peak backlog", f"{t.peak_backlog_p50:,.0f}",
                    delta=f"{t.peak_backlog_p50 - t.baseline_peak_backlog_p50:+,.0f} vs no outage",
-                   delta_color="inverse", help=f"At {t.peak_backlog_hour:%a %d %b %H:%M}.")
+                   delta_color="inverse",
+                   help=f"At {to_local(t.peak_backlog_hour, tz):%a %d %b %H:%M} {tz}.")
     worse = t.peak_first_response_min_p50 - t.baseline_first_response_min_p50
     cols[2].metric("Worst first response", f"{t.peak_first_response_min_p50:,.0f} min",
                    delta=f"{worse:+,.0f} min vs no outage", delta_color="inverse",
                    help=f"Mean wait of the tickets arriving at "
-                   f"{t.peak_first_response_hour:%a %d %b %H:%M}.")
+                   f"{to_local(t.peak_first_response_hour, tz):%a %d %b %H:%M} {tz}.")
     cols[3].metric("Extra agents needed", f"{t.max_extra_agents_needed:,} at most",
                    help=f"{t.extra_agent_hours:,} agent-hours over the period.")
     place = escape_markdown(result.city or f"{result.lat:.4f}, {result.lon:.4f}")
