@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import stat
 import sys
 import threading
 import time
@@ -55,13 +56,29 @@ def job_dir(db: str | Path) -> Path:
     return path.parent / f"{path.name}.jobs"
 
 
-def server_alive(db: str | Path) -> bool:
-    """Whether an app serving ``db`` wrote its heartbeat recently."""
-    beat = job_dir(db) / HEARTBEAT
+def _private(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder (not a link) of this user that nobody else may
+    write or read: only then are the commands and results in it this user's own."""
     try:
-        return time.time() - beat.stat().st_mtime < HEARTBEAT_FRESH_S
+        st = folder.lstat()
     except OSError:
         return False
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+            and not st.st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+
+
+def server_alive(db: str | Path) -> bool:
+    """Whether an app serving ``db`` wrote its heartbeat recently, in a job folder that is
+    this user's own (a folder or heartbeat someone else made is not an app to trust)."""
+    folder = job_dir(db)
+    if not _private(folder):
+        return False
+    try:
+        beat = (folder / HEARTBEAT).lstat()
+    except OSError:
+        return False
+    return (stat.S_ISREG(beat.st_mode) and beat.st_uid == os.getuid()
+            and time.time() - beat.st_mtime < HEARTBEAT_FRESH_S)
 
 
 def absolute_argv(argv: list[str], cwd: Path, flags: frozenset[str] = frozenset()) -> list[str]:
@@ -188,8 +205,14 @@ class JobServer:
         self.folder = job_dir(self.db)
         self._lock = threading.Lock()
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            os.chmod(self.folder, 0o700)
+        if not self.folder.is_symlink():
+            with contextlib.suppress(OSError):
+                os.chmod(self.folder, 0o700)
+        if not _private(self.folder):
+            raise CsMetricsError(
+                f"The job folder {self.folder} is a link, or belongs to or is open to another "
+                "user: commands are not taken from it. Remove it; the app makes it again."
+            )
 
     def heartbeat(self) -> None:
         beat = self.folder / HEARTBEAT
@@ -228,10 +251,10 @@ class JobServer:
 
     def _run(self, path: Path) -> tuple[int, str, str]:
         try:
-            if path.stat().st_uid != os.getuid():
+            if path.lstat().st_uid != os.getuid() or not stat.S_ISREG(path.lstat().st_mode):
                 return 2, "", (f"error: the job {path.name} does not belong to the user the "
                                "app runs as; it was not run.\n")
-            if path.stat().st_size > MAX_JOB_BYTES:
+            if path.lstat().st_size > MAX_JOB_BYTES:
                 return 2, "", "error: the job is too large to be a command line.\n"
             job = json.loads(path.read_text(encoding="utf-8"))
             argv = job.get("argv")

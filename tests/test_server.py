@@ -360,3 +360,30 @@ recipients = ["lead@example.com"]
         alerts
     assert last is not None
     assert runs.to_dict("records") == [{"outcome": "ok", "via": "schedule"}]
+
+
+def test_a_job_folder_that_is_not_the_users_own_is_not_trusted(tmp_path):
+    """A link in place of the job folder, or a folder others may write, is neither served
+    by the app nor written to by a command (which then gives the lock's own sentence)."""
+    from cs_metrics.errors import CsMetricsError
+    from cs_metrics.jobs import server_alive
+
+    db = tmp_path / "wh.duckdb"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (elsewhere / HEARTBEAT).write_text("{}")
+    job_dir(db).symlink_to(elsewhere)
+    assert not server_alive(db)
+    with pytest.raises(CsMetricsError, match="is a link"):
+        JobServer(db, lambda argv, settings: (0, "", ""))
+    job_dir(db).unlink()
+    server = JobServer(db, lambda argv, settings: (0, "", ""))
+    server.heartbeat()
+    assert server_alive(db)
+    os.chmod(server.folder, 0o777)  # opened to everyone: its heartbeat proves nothing
+    assert not server_alive(db)
+    # the app makes its own folder private again when it starts
+    again = JobServer(db, lambda argv, settings: (0, "", ""))
+    assert oct(again.folder.stat().st_mode & 0o777) == "0o700"
+    again.heartbeat()
+    assert server_alive(db)

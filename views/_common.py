@@ -1168,7 +1168,11 @@ def server_loop(wh: Warehouse) -> object | None:
         return None
     if os.environ.get(SERVER_LOOP_ENV, "").strip().lower() == "off":
         return None  # the operator runs the app without it (and the tests, but their own)
-    return _server_loop(str(base.path), base)
+    try:
+        return _server_loop(str(base.path), base)
+    except CsMetricsError as exc:  # a job folder not the app's own: the pages still serve
+        logging.getLogger("cs_metrics.server").warning("no work loop: %s", exc)
+        return None
 
 
 def stop_server_loops(timeout_s: float = 10.0) -> None:
