@@ -186,6 +186,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def _ingest_inbox(args: argparse.Namespace, settings) -> int:  # noqa: ANN001 (Settings | None)
     """``ingest --inbox DIR [--watch]``: load the inbox's new batches, once or every
     ``--interval`` seconds until Ctrl-C, evaluating the alert rules after each load."""
+    if not (math.isfinite(args.interval) and 0.1 <= args.interval <= 86_400):
+        raise CsMetricsError(f"--interval {args.interval!r} must be a number of seconds from "
+                             "0.1 to 86400.")
     from cs_metrics.alerts import run_alerts
     from cs_metrics.inbox import refresh_inbox, watch_inbox
     from cs_metrics.settings import load_settings
@@ -537,9 +540,10 @@ def cmd_staffing(args: argparse.Namespace) -> int:
     level = _fraction(args.service_level, "--service-level", lambda x: 0 < x < 1,
                       "a share of contacts between 0 and 1 (exclusive)")
     shrinkage = None if args.shrinkage is None else _fraction(
-        args.shrinkage, "--shrinkage", lambda x: 0 <= x < 1, "a share of paid time in [0, 1)")
+        args.shrinkage, "--shrinkage", lambda x: 0 <= x <= 0.9,
+        "a share of paid time from 0 to 0.9")
     occupancy = None if args.max_occupancy is None else _fraction(
-        args.max_occupancy, "--max-occupancy", lambda x: 0 < x <= 1,
+        args.max_occupancy, "--max-occupancy", lambda x: 0.05 <= x <= 1,
         "a share of logged-in time in (0, 1]")
     settings = None
     if shrinkage is None or occupancy is None:  # the defaults come from the settings
@@ -969,9 +973,16 @@ def _hand_over(parser: argparse.ArgumentParser, args: argparse.Namespace, raw: l
 def run_in_app(argv: list[str], settings: str | None) -> tuple[int, str, str]:
     """Run a command line handed over by another process, in this (the app's) process:
     (exit code, stdout, stderr). ``settings``: the file that process would have read."""
-    from cs_metrics.jobs import run_captured
+    from cs_metrics.jobs import HANDED, run_captured
     from cs_metrics.settings import handed_settings
 
+    try:  # read as the command would be (options may be abbreviated: --wat is --watch)
+        args = build_parser().parse_args(argv)
+    except SystemExit:
+        return 2, "", "error: the job is not a valid command line.\n"
+    if args.command not in HANDED or getattr(args, "watch", False):
+        return 2, "", (f"error: the app does not run `{args.command}` with these options for "
+                       "other processes; stop the app to run it.\n")
     token = _IN_APP.set(True)
     try:
         with handed_settings(settings):

@@ -214,12 +214,30 @@ class JobServer:
                 "user: commands are not taken from it. Remove it; the app makes it again."
             )
 
+    def _check(self) -> None:
+        """The folder is still the app's own (someone may have moved it and put theirs)."""
+        if not _private(self.folder):
+            raise CsMetricsError(
+                f"The job folder {self.folder} is no longer the app's own private folder: "
+                "commands are not taken from it. Remove it; the app makes it again."
+            )
+
+    def _write(self, name: str, text: str) -> Path:
+        """A new file ``name`` in the folder, made for this user only, never through a link
+        (O_EXCL and O_NOFOLLOW: a name planted by someone else fails instead)."""
+        path = self.folder / name
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        return path
+
     def heartbeat(self) -> None:
-        beat = self.folder / HEARTBEAT
-        tmp = self.folder / f".{HEARTBEAT}.{os.getpid()}"
-        tmp.write_text(json.dumps({"pid": os.getpid(), "db": str(self.db),
-                                   "at": time.time()}), encoding="utf-8")
-        os.replace(tmp, beat)
+        self._check()
+        tmp = self._write(f".{HEARTBEAT}.{os.getpid()}", json.dumps(
+            {"pid": os.getpid(), "db": str(self.db), "at": time.time()}))
+        os.replace(tmp, self.folder / HEARTBEAT)
 
     def pending(self) -> list[Path]:
         jobs = [p for p in self.folder.glob("*.json") if p.name != HEARTBEAT]
@@ -229,6 +247,7 @@ class JobServer:
         """Run every waiting job; returns how many ran."""
         n = 0
         with self._lock:
+            self._check()
             self._sweep()
             for job in self.pending():
                 running = job.with_suffix(".running")
@@ -238,10 +257,8 @@ class JobServer:
                     continue
                 code, out, err = self._run(running)
                 done = job.with_suffix(".done")
-                tmp = self.folder / f".{job.stem}.result"
-                tmp.write_text(json.dumps({"code": code, "stdout": out, "stderr": err}),
-                               encoding="utf-8")
-                os.chmod(tmp, 0o600)
+                tmp = self._write(f".{job.stem}.result",
+                                  json.dumps({"code": code, "stdout": out, "stderr": err}))
                 os.replace(tmp, done)
                 with contextlib.suppress(OSError):
                     running.unlink()
@@ -257,14 +274,16 @@ class JobServer:
             if path.lstat().st_size > MAX_JOB_BYTES:
                 return 2, "", "error: the job is too large to be a command line.\n"
             job = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(job, dict):
+                return 2, "", "error: the job is not a command line.\n"
             argv = job.get("argv")
             settings = job.get("settings")
             if (not isinstance(argv, list) or not argv
                     or not all(isinstance(a, str) for a in argv)
                     or not (settings is None or isinstance(settings, str))):
                 return 2, "", "error: the job is not a command line.\n"
-        except (OSError, ValueError) as exc:
-            return 2, "", f"error: the job could not be read: {exc}.\n"
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: deep nesting
+            return 2, "", f"error: the job could not be read: {type(exc).__name__}.\n"
         command = next((a for a in argv if not a.startswith("-")), "")
         if command not in HANDED or "--watch" in argv:
             return 2, "", (f"error: the app does not run `{command}` for other processes; "

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pandas as pd
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.metrics import Filters
@@ -107,16 +107,25 @@ def slot_before(schedule: Schedule, now: datetime) -> datetime:
     in the schedule's zone, so "0 8 * * mon" is 08:00 there in summer and in winter."""
     zone = ZoneInfo(schedule.timezone)
     local = now.replace(tzinfo=timezone.utc).astimezone(zone)
-    # croniter's get_prev is strictly before its start: a microsecond later includes ``now``
-    slot = _utc(croniter(schedule.cron, local + timedelta(microseconds=1)).get_prev(datetime))
-    return slot if slot <= now else _utc(croniter(schedule.cron, local).get_prev(datetime))
+    try:
+        # croniter's get_prev is strictly before its start: a microsecond later includes now
+        slot = _utc(croniter(schedule.cron, local + timedelta(microseconds=1))
+                    .get_prev(datetime))
+        return slot if slot <= now else _utc(croniter(schedule.cron, local).get_prev(datetime))
+    except (CroniterError, ValueError, OverflowError) as exc:
+        raise CsMetricsError(f"Schedule {schedule.name!r}: its cron {schedule.cron!r} has no "
+                             f"slot before {now:%Y-%m-%d %H:%M} UTC ({exc}).") from exc
 
 
 def slot_after(schedule: Schedule, now: datetime) -> datetime:
     """The first cron slot after ``now`` (naive UTC), as naive UTC."""
     zone = ZoneInfo(schedule.timezone)
     local = now.replace(tzinfo=timezone.utc).astimezone(zone)
-    return _utc(croniter(schedule.cron, local).get_next(datetime))
+    try:
+        return _utc(croniter(schedule.cron, local).get_next(datetime))
+    except (CroniterError, ValueError, OverflowError) as exc:
+        raise CsMetricsError(f"Schedule {schedule.name!r}: its cron {schedule.cron!r} has no "
+                             f"slot after {now:%Y-%m-%d %H:%M} UTC ({exc}).") from exc
 
 
 def _local(moment: datetime, tz: str) -> datetime:
@@ -296,7 +305,11 @@ def run_due(wh: Warehouse, settings: Settings, now: datetime) -> list[ScheduleRu
     con = _writable(wh)
     runs: list[ScheduleRun] = []
     for schedule in settings.schedules:
-        slot = slot_before(schedule, now)
+        try:
+            slot = slot_before(schedule, now)
+        except CsMetricsError as exc:  # one schedule's cron never blocks the others
+            _log.warning("%s", exc)
+            continue
         if slot < _first_seen(con, schedule, now) - FIRST_SIGHT_GRACE:
             continue
         tries = con.execute(

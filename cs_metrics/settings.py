@@ -436,10 +436,10 @@ def _staffing(raw: Any, source: str) -> StaffingSettings:
             f"{', '.join(_STAFFING_KEYS)}."
         )
     shrinkage = _number(raw.get("shrinkage"), where("shrinkage"),
-                        "a fraction in [0, 1), e.g. 0.3 for 30 % of paid time away from "
-                        "contacts", lambda x: 0 <= x < 1)
+                        "a fraction from 0 to 0.9, e.g. 0.3 for 30 % of paid time away from "
+                        "contacts", lambda x: 0 <= x <= 0.9)
     occupancy = _number(raw.get("max_occupancy"), where("max_occupancy"),
-                        "a fraction in (0, 1], e.g. 0.85", lambda x: 0 < x <= 1)
+                        "a fraction from 0.05 to 1, e.g. 0.85", lambda x: 0.05 <= x <= 1)
     aht = _number(raw.get("aht_s"), where("aht_s"), "a positive number of seconds",
                   lambda x: 0 < x < math.inf)
     tables = raw.get("service_levels")
@@ -821,17 +821,27 @@ def _ingest(raw: Any, source: str) -> IngestSettings:
 _CALENDAR_KEYS = ("timezone", "hours", "holidays")
 
 
-def _known_zone(tz: Any) -> bool:
-    from zoneinfo import ZoneInfo
+def _fires(cron: str) -> bool:
+    """Whether a valid cron expression has a slot before and after now ("* * 31 2 *" is
+    valid to croniter but never comes)."""
+    from croniter import CroniterError, croniter
 
-    # "localtime" is the machine's own zone: another server would read the hours otherwise
-    if not isinstance(tz, str) or not tz or tz != tz.strip() or tz == "localtime":
-        return False
     try:
-        ZoneInfo(tz)
-    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        it = croniter(cron, datetime(2026, 1, 1))
+        it.get_next(datetime)
+        croniter(cron, datetime(2026, 1, 1)).get_prev(datetime)
+    except (CroniterError, ValueError, OverflowError):
         return False
     return True
+
+
+def _known_zone(tz: Any) -> bool:
+    # the zone names every part of the app accepts (cs_metrics.zones): not "localtime", the
+    # machine's own zone (another server would read the hours otherwise), nor the posix/ and
+    # right/ copies of the database
+    from cs_metrics.zones import zone_names
+
+    return isinstance(tz, str) and tz in zone_names()
 
 
 def _clock(text: str) -> int | None:
@@ -1130,14 +1140,16 @@ def _schedule(i: int, raw: Any, source: str, names: set[str]) -> Schedule:
     fields = cron.split() if isinstance(cron, str) else []
     aliases = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
     if not (len(fields) == 5 or (len(fields) == 1 and fields[0].lower() in aliases)) \
-            or not croniter.is_valid(" ".join(fields)):
+            or not croniter.is_valid(" ".join(fields)) or not _fires(" ".join(fields)):
         raise sec.fail("cron", 'a cron expression of five fields (minute hour day month '
-                       'weekday), e.g. "0 8 * * mon" for Mondays at 08:00, or @daily, @weekly')
+                       'weekday) that fires, e.g. "0 8 * * mon" for Mondays at 08:00, or '
+                       '@daily, @weekly')
     tz = sec.raw.get("timezone", "UTC")
     if not _known_zone(tz):
         raise sec.fail("timezone", 'an IANA time zone such as "Europe/Berlin" or "UTC"')
     recipients = sec.texts("recipients")
     bad = [r for r in recipients if r.count("@") != 1 or any(c.isspace() for c in r)
+           or any(c in r for c in ',;<>"()[]\\')
            or r.startswith("@") or r.endswith("@")]
     if bad or not recipients:
         raise sec.fail("recipients", 'a non-empty list of e-mail addresses, e.g. '

@@ -387,10 +387,12 @@ def test_user_staffing_settings_merge_over_defaults(tmp_path):
 
 @pytest.mark.parametrize(("toml", "message"), [
     ("[staffing]\nshrinkage = 1.0\n", r"staffing\.shrinkage in .*s\.toml must be a fraction "
-                                       r"in \[0, 1\)"),
+                                       r"from 0 to 0\.9"),
+    # a sliver of occupancy would ask for millions of agents, one loop step each
+    ("[staffing]\nmax_occupancy = 1e-9\n", r"staffing\.max_occupancy .* from 0\.05 to 1"),
     ("[staffing]\nshrinkage = -0.1\n", r"staffing\.shrinkage"),
     ("[staffing]\nshrinkage = true\n", r"staffing\.shrinkage .* not True"),
-    ("[staffing]\nmax_occupancy = 1.2\n", r"staffing\.max_occupancy .* in \(0, 1\]"),
+    ("[staffing]\nmax_occupancy = 1.2\n", r"staffing\.max_occupancy .* from 0\.05 to 1"),
     ("[staffing]\naht_s = 0\n", r"staffing\.aht_s .* positive number of seconds"),
     ("[staffing]\nshrinkge = 0.2\n", r"unknown keys \['shrinkge'\]"),
     ("[staffing.service_levels]\nchat = { target = 80 }\n",

@@ -862,7 +862,7 @@ def _read_url(options: dict[str, list[str]], last: date) -> list[str]:
             st.session_state["_kept_report_tz"] = params.get("tz")
             st.session_state.pop("report_tz", None)
         else:
-            ignored.append(f"tz={params.get('tz')}")
+            ignored.append(f"tz={str(params.get('tz'))[:60]}")
     by_slug = {slug: preset for preset, slug in PRESET_SLUGS.items()}
     preset: str | None = None
     if "range" in params:
