@@ -544,7 +544,7 @@ def cmd_staffing(args: argparse.Namespace) -> int:
         "a share of paid time from 0 to 0.9")
     occupancy = None if args.max_occupancy is None else _fraction(
         args.max_occupancy, "--max-occupancy", lambda x: 0.05 <= x <= 1,
-        "a share of logged-in time in (0, 1]")
+        "a share of logged-in time from 0.05 to 1")
     settings = None
     if shrinkage is None or occupancy is None:  # the defaults come from the settings
         settings = load_settings(args.settings or None)
@@ -876,10 +876,10 @@ def build_parser() -> argparse.ArgumentParser:
     sf.add_argument("--service-level", required=True, metavar="L",
                     help="share of contacts answered in time: 0.8 or 80%%")
     sf.add_argument("--shrinkage", metavar="X",
-                    help="share of paid time away from contacts, in [0, 1) (default: the "
+                    help="share of paid time away from contacts, from 0 to 0.9 (default: the "
                          "settings' [staffing] shrinkage)")
     sf.add_argument("--max-occupancy", metavar="Y",
-                    help="busiest share of logged-in time, in (0, 1] (default: the settings' "
+                    help="busiest share of logged-in time, from 0.05 to 1 (default: the settings' "
                          "[staffing] max_occupancy)")
     sf.add_argument("--format", choices=("csv", "json"), default="csv")
     sf.add_argument("--settings", help="settings TOML (default shrinkage and occupancy)")

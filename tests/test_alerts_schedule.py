@@ -326,10 +326,10 @@ def test_staffing_defaults_come_from_the_settings(tmp_path, capsys):
                                 "between 0 and 1 (exclusive); write 80 % as 0.8 or 80%."),
     (["--service-level", "100%"], "error: --service-level '100%' must be a share of contacts "
                                   "between 0 and 1 (exclusive), e.g. 0.8 or 80%."),
-    (["--shrinkage", "1"], "error: --shrinkage '1' must be a share of paid time in [0, 1), "
-                           "e.g. 0.8 or 80%."),
+    (["--shrinkage", "1"], "error: --shrinkage '1' must be a share of paid time from 0 to "
+                           "0.9, e.g. 0.8 or 80%."),
     (["--max-occupancy", "abc"], "error: --max-occupancy 'abc' must be a share of logged-in "
-                                 "time in (0, 1], e.g. 0.8 or 80%."),
+                                 "time from 0.05 to 1, e.g. 0.8 or 80%."),
     (["--contacts", "1e9"], "error: 1e+09 contacts of 180 s in 30 min are 100,000,000 "
                             "Erlangs, more than the 100,000 this command sizes; check the "
                             "units (--interval-min in minutes, --aht-s in seconds)."),
