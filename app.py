@@ -46,6 +46,7 @@ with catalog_snapshot(), run_memo():
     pages = [
         st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
         st.Page("views/trends.py", title="Ticket trends", icon=":material/trending_up:"),
+        st.Page("views/aging.py", title="Aging & SLA", icon=":material/hourglass_bottom:"),
         st.Page("views/representatives.py", title="Representatives", icon=":material/groups:"),
         st.Page("views/feedback.py", title="Customer feedback", icon=":material/reviews:"),
         st.Page("views/seasonality.py", title="Seasonality & staffing",

@@ -32,6 +32,7 @@ DEFAULT_DAYS = 90
 KNOWN_PAGES: dict[str, bool] = {
     "Overview": True,
     "Ticket trends": True,
+    "Aging & SLA": True,
     "Representatives": True,
     "Customer feedback": True,
     "Seasonality & staffing": True,
