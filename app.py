@@ -64,7 +64,7 @@ with catalog_snapshot(), run_memo():
                              icon=":material/upload_file:"))
     if scope.may("view_audit"):
         pages.append(st.Page("views/audit.py", title="Audit log", icon=":material/policy:"))
-    page = st.navigation(pages)
+    page = st.navigation(pages, expanded=True)  # every page listed, none behind "View more"
     account_sidebar(base_warehouse, scope)
     ensure_data()  # the first start generates and loads the sample dataset
     page.run()
