@@ -32,14 +32,33 @@ LEADERBOARD_METRICS: tuple[str, ...] = (
     "in_progress_count", "closed_count", "sla_first_response_pct", "fcr_pct", "csat_pct",
 )
 
+# The columns a lead can pick on the Representatives page, and the ones shown at first (those
+# whose inputs the dataset has: see ``default_columns``). "Open" is not a default: tickets
+# assigned to a representative are rarely still open, so it is zero for almost everyone.
+BOARD_COLUMNS: tuple[str, ...] = (
+    "ticket_count", "median_first_response_min", "avg_first_response_min",
+    "median_resolution_h", "avg_resolution_h", "sla_first_response_pct", "sla_resolution_pct",
+    "fcr_pct", "reopen_pct", "aht_min", "csat_pct", "nps", "open_count", "in_progress_count",
+    "closed_count",
+)
+DEFAULT_BOARD_COLUMNS: tuple[str, ...] = (
+    "ticket_count", "median_first_response_min", "avg_first_response_min",
+    "median_resolution_h", "sla_first_response_pct", "fcr_pct", "reopen_pct", "aht_min",
+    "csat_pct", "nps",
+)
+
 MIX_DIMENSIONS: tuple[str, ...] = ("priority", "domain")
 HIGH_PRIORITIES: tuple[str, ...] = ("high", "urgent")
 MIN_TICKETS = 30
 ALPHA = 0.05
-# Over months of tickets a difference of a few minutes is "significant" yet nothing a lead
-# should act on: a flag also needs a difference this large. Durations: relative to the figure
-# the mix predicts; percentages: in percentage points.
+# What counts as a notable change between periods in reports: durations relative to the
+# earlier figure, percentages in percentage points.
 MIN_EFFECT: dict[str, float] = {"duration": 0.10, "proportion": 5.0}
+# Over months of tickets a difference of a few minutes is "significant" yet nothing a lead
+# should act on: a flag also needs a difference this large. Durations: the ratio of observed
+# to expected, either way (1.5 = half as slow again, or two thirds of the time); percentages:
+# percentage points. On generated data with a realistic spread of skill this flags a handful.
+FLAG_MIN_EFFECT: dict[str, float] = {"duration": 1.5, "proportion": 10.0}
 SMALL = "small difference"
 NO_DOMAIN = "(no domain)"
 
@@ -98,8 +117,9 @@ TEST_EXPLANATION = (
     "with the pooled rate of each cell. P-values are corrected for the number of "
     "representatives tested (Benjamini–Hochberg); a representative is flagged when the "
     "corrected q-value is below {alpha:g}, they have at least {min_n} tickets with a value, "
-    "and the difference is large enough to matter: at least {min_rel:.0%} of the expected "
-    "figure for times, at least {min_pp:g} percentage points for percentages. A significant "
+    "and the difference is large enough to matter: at least {min_ratio:g}× the expected "
+    "figure or 1/{min_ratio:g} of it for times, at least {min_pp:g} percentage points for "
+    "percentages. Flagged representatives are ranked by the size of the difference. A significant "
     "difference below that is marked \"small difference\". Smaller groups are marked "
     "\"too few tickets\" and not tested."
 )
@@ -119,6 +139,43 @@ def leaderboard(
     sort = ["ticket_count"] if "ticket_count" in df.columns else []
     df = df.sort_values([*sort, keys[0]], ascending=[False] * len(sort) + [True], kind="stable")
     return df.reset_index(drop=True)
+
+
+def default_columns(wh: Warehouse) -> tuple[str, ...]:
+    """``DEFAULT_BOARD_COLUMNS`` without the metrics whose inputs this dataset lacks."""
+    return tuple(m for m in DEFAULT_BOARD_COLUMNS if not missing_inputs(get_metric(m), wh))
+
+
+def format_q(q: float | None) -> str:
+    """A q- or p-value as a lead reads it: "< 0.0001" below that, "–" when not tested."""
+    if q is None or pd.isna(q):
+        return "–"
+    return "< 0.0001" if q < 0.0001 else f"{q:.4f}"
+
+
+def unusual_sentence(metric: str, observed: float, expected: float) -> str:
+    """One plain sentence: what differs and by how much, e.g. "Avg first response 42.0 min
+    against 18.0 min expected for their mix (2.3× as long)"."""
+    m = get_metric(metric)
+    head = f"{m.label} {m.display(observed)} against {m.display(expected)} expected for their mix"
+    if TESTS[metric].kind == "duration":
+        if expected > 0 and observed >= expected:
+            return f"{head} ({observed / expected:.1f}× as long)"
+        if observed > 0:
+            return f"{head} ({expected / observed:.1f}× as fast)"
+        return head
+    diff = observed - expected
+    return f"{head} ({abs(diff):.1f} points {'higher' if diff >= 0 else 'lower'})"
+
+
+def _effect_size(kind: str, observed: pd.Series, expected: pd.Series) -> pd.Series:
+    """Durations: observed / expected or its inverse, whichever is at least 1; percentages:
+    the absolute difference in points."""
+    if kind == "duration":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = observed.astype(float) / expected.astype(float)
+            return pd.Series(np.where(ratio >= 1, ratio, 1 / ratio), index=observed.index)
+    return (observed - expected).abs().astype(float)
 
 
 def _level_keys(level: str) -> tuple[str, ...]:
@@ -344,21 +401,24 @@ def unusual(
     registry's figure per priority x domain cell over the reference reps, weighted by the
     rep's tickets with a value in each cell), difference, z, p_value, q_value
     (Benjamini–Hochberg over the representatives tested), flag, status, in_reference and the
-    mix summary. The reference is every rep except those found unusual (see
+    mix summary, effect (the ratio either way for durations, percentage points for percentages)
+    and sentence (one plain sentence per flagged representative, else empty). The reference
+    is every rep except those found unusual (see
     ``_reference_reps``). Representatives with fewer than ``min_tickets`` tickets with a
-    value are "too few tickets" and not tested. A flag also needs ``|difference|`` of at least
-    ``min_effect`` (default ``MIN_EFFECT``: a share of the expected figure for durations,
-    percentage points for percentages); a significant, smaller one is "small difference".
+    value are "too few tickets" and not tested. A flag also needs an effect of at least
+    ``min_effect`` (default ``FLAG_MIN_EFFECT``: a ratio either way for durations, percentage
+    points for percentages); a significant, smaller one is "small difference". Flagged
+    representatives come first, the largest effect first; the rest by q-value.
     """
     filters = filters or Filters()
     spec = spec_for(metric)
     if min_effect is None:
-        min_effect = MIN_EFFECT[spec.kind]
+        min_effect = FLAG_MIN_EFFECT[spec.kind]
     the_metric = get_metric(metric)
     columns = [
         "rep_id", "rep_name", "team", "ticket_count", "n", "observed", "expected_from_mix",
         "difference", "z", "p_value", "q_value", "flag", "status", "in_reference",
-        "high_urgent_pct", "top_domain", "top_domain_pct",
+        "high_urgent_pct", "top_domain", "top_domain_pct", "effect", "sentence",
     ]
     if missing_inputs(the_metric, wh):
         # without its inputs every unanswered ticket would count as a breach: nothing to test
@@ -392,18 +452,23 @@ def unusual(
 
     enough = out["n"] >= min_tickets
     significant = enough & (out["q_value"] < alpha)
-    threshold = min_effect * out["expected_from_mix"].abs() if spec.kind == "duration" \
-        else pd.Series(min_effect, index=out.index)
-    large = out["difference"].abs() >= threshold
-    out["flag"] = significant & large
+    out["effect"] = _effect_size(spec.kind, out["observed"], out["expected_from_mix"])
+    out["flag"] = significant & (out["effect"] >= min_effect)
     out["status"] = [
         SMALL if sig and not flag
         else _status(the_metric.direction, bool(ok), bool(flag), float(z) if pd.notna(z) else 0.0)
         for ok, sig, flag, z in zip(enough, significant, out["flag"], out["z"], strict=True)
     ]
     out = out.merge(mix_summary(wh, filters), on="rep_id", how="left")
-    out = out.sort_values(["flag", "q_value", "rep_id"], ascending=[False, True, True],
-                          na_position="last", kind="stable")
+    out["sentence"] = [
+        unusual_sentence(metric, obs, exp) if flag else ""
+        for flag, obs, exp in zip(out["flag"], out["observed"], out["expected_from_mix"],
+                                  strict=True)
+    ]
+    out["rank_effect"] = out["effect"].where(out["flag"])
+    out = out.sort_values(["flag", "rank_effect", "q_value", "rep_id"],
+                          ascending=[False, False, True, True], na_position="last",
+                          kind="stable")
     return out[columns].reset_index(drop=True)
 
 

@@ -13,7 +13,15 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse, audit, get_metric
-from cs_metrics.leaderboard import leaderboard, rep_trend, unusual
+from cs_metrics.leaderboard import (
+    BOARD_COLUMNS,
+    default_columns,
+    format_q,
+    leaderboard,
+    rep_trend,
+    unusual,
+)
+from cs_metrics.safe_text import escape_markdown
 from tests.conftest import REPO, ticket, write_csv
 
 PAGE = str(REPO / "views" / "representatives.py")
@@ -54,28 +62,54 @@ def run_page(monkeypatch, db: Path) -> AppTest:
     return at
 
 
+def board_of(wh, filters, level):
+    return leaderboard(wh, filters, level, metrics=BOARD_COLUMNS)
+
+
 def test_leaderboards_show_the_library_numbers(page_db, monkeypatch):
-    want_reps, _ = library(page_db, leaderboard, "rep")
-    want_teams, _ = library(page_db, leaderboard, "team")
-    want_managers, _ = library(page_db, leaderboard, "manager")
+    want_reps, _ = library(page_db, board_of, "rep")
+    want_teams, _ = library(page_db, board_of, "team")
+    want_managers, _ = library(page_db, board_of, "manager")
     at = run_page(monkeypatch, page_db)
     assert [t.label for t in at.tabs] == ["Representatives", "Teams", "Managers"]
     for shown, want in zip(at.dataframe[:3], (want_reps, want_teams, want_managers),
                            strict=True):
         pd.testing.assert_frame_equal(shown.value.reset_index(drop=True), want,
                                       check_dtype=False)
-    # formats and help come from the registry
-    config = at.dataframe[0].proto.columns
-    avg = get_metric("avg_resolution_h")
-    assert avg.label in config and avg.description in config
-    assert "%.1f h" in config
+    # the default columns: those of the brief the dataset has, "Open" not among them
+    wh = Warehouse(page_db)
+    defaults = list(default_columns(wh))
+    wh.close()
+    assert defaults == ["ticket_count", "median_first_response_min", "avg_first_response_min",
+                        "median_resolution_h", "sla_first_response_pct", "fcr_pct",
+                        "reopen_pct", "aht_min", "csat_pct", "nps"]
+    assert at.multiselect(key="board_columns").value == defaults
+    order = list(at.dataframe[0].proto.column_order)
+    assert order == ["rep_name", "team", *defaults]
+    # units in the labels, help from the registry
+    config = json.loads(at.dataframe[0].proto.columns)
+    med = get_metric("median_first_response_min")
+    assert config["median_first_response_min"]["label"] == "FRT med. (min)"
+    assert med.description in config["median_first_response_min"]["help"]
+    assert config["csat_pct"]["label"] == "CSAT (%)"
+    assert config["aht_min"]["type_config"]["format"] == "%.1f"
 
 
 def test_unusual_table_shows_the_test(page_db, monkeypatch):
     want, _ = library(page_db, unusual, "avg_resolution_h")
     at = run_page(monkeypatch, page_db)
     shown = at.dataframe[3].value.reset_index(drop=True)
-    pd.testing.assert_frame_equal(shown, want, check_dtype=False)
+    assert shown["q_value"].tolist() == [format_q(q) for q in want["q_value"]]
+    pd.testing.assert_frame_equal(shown.drop(columns=["q_value", "p_value"]),
+                                  want.drop(columns=["q_value", "p_value"]), check_dtype=False)
+    # one sentence per flagged rep, ranked by the size of the difference
+    flagged_rows = want[want["flag"]]
+    assert len(flagged_rows) > 0
+    lines = next(m.value for m in at.markdown if "expected for their mix" in m.value)
+    assert len(lines.splitlines()) == len(flagged_rows)
+    for line, (_, row) in zip(lines.splitlines(), flagged_rows.iterrows(), strict=True):
+        assert line.endswith(f"{escape_markdown(row['sentence'])} "
+                             f"(q {format_q(row['q_value'])})"), line
     flagged = int(want["flag"].sum())
     tested = int((want["status"] != "too few tickets").sum())
     captions = [c.value for c in at.caption]
@@ -86,7 +120,9 @@ def test_unusual_table_shows_the_test(page_db, monkeypatch):
     at.selectbox(key="unusual_metric").select("fcr_pct").run()
     assert not at.exception
     want_fcr, _ = library(page_db, unusual, "fcr_pct")
-    pd.testing.assert_frame_equal(at.dataframe[3].value.reset_index(drop=True), want_fcr,
+    shown = at.dataframe[3].value.reset_index(drop=True)
+    pd.testing.assert_frame_equal(shown.drop(columns=["q_value", "p_value"]),
+                                  want_fcr.drop(columns=["q_value", "p_value"]),
                                   check_dtype=False)
 
 
@@ -111,7 +147,7 @@ def test_detail_view_renders_the_trend(page_db, monkeypatch):
 
 
 def test_downloads_are_named_by_the_date_range(page_db, monkeypatch, deferred_downloads):
-    want, filters = library(page_db, leaderboard, "rep")
+    want, filters = library(page_db, board_of, "rep")
     run_page(monkeypatch, page_db)
     stem = f"representatives_{filters.date_from}_to_{filters.date_to}"
     assert {f"{stem}.csv", f"{stem}.parquet"} <= set(deferred_downloads)
@@ -156,6 +192,22 @@ def test_reps_without_a_representatives_table(tmp_path, monkeypatch):
     assert sorted(at.dataframe[0].value["rep_id"]) == ["R0", "R1", "R2"]
     assert at.selectbox(key="detail_rep").options == ["R0", "R1", "R2"]
     assert len(at.get("vega_lite_chart")) == 1
+    # no names: the id is shown; only the figures this dataset has are in the default set
+    board = at.dataframe[0]
+    assert list(board.proto.column_order) == ["rep_id", "rep_name", "team", "ticket_count",
+                                              "median_resolution_h"]
+    # a figure without inputs, chosen, shows "–" for everyone, never a number
+    at.multiselect(key="board_columns").select("median_first_response_min").run()
+    assert not at.exception, [e.value for e in at.exception]
+    board = at.dataframe[0]
+    assert "median_first_response_min" in list(board.proto.column_order)
+    assert (board.value["median_first_response_min"] == "–").all()
+    want, _ = library(tmp_path / "wh.duckdb", board_of, "rep")
+    want = want.set_index("rep_id")
+    shown = board.value.set_index("rep_id")
+    pd.testing.assert_series_equal(shown["median_resolution_h"].astype(float),
+                                   want["median_resolution_h"].reindex(shown.index),
+                                   check_dtype=False)
 
 
 @pytest.mark.parametrize("level, key, dim", [("rep", "board_rep", "rep_id"),

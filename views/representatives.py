@@ -14,12 +14,14 @@ from cs_metrics import CsMetricsError, Filters, Metric, Warehouse
 from cs_metrics.access import LOCAL
 from cs_metrics.leaderboard import (
     ALPHA,
-    LEADERBOARD_METRICS,
+    BOARD_COLUMNS,
+    FLAG_MIN_EFFECT,
     LEVELS,
-    MIN_EFFECT,
     MIN_TICKETS,
     TEST_EXPLANATION,
     TESTS,
+    default_columns,
+    format_q,
     leaderboard,
     rep_trend,
     unusual,
@@ -55,6 +57,17 @@ TREND_METRICS: tuple[str, ...] = (
     "avg_resolution_h", "avg_first_response_min", "sla_first_response_pct", "fcr_pct",
     "csat_pct", "ticket_count",
 )
+# Short column labels with their unit, so the default columns fit a 1500 px window; the
+# registry's label and description are in each column's help.
+BOARD_LABELS: dict[str, str] = {
+    "ticket_count": "Tickets", "median_first_response_min": "FRT med. (min)",
+    "avg_first_response_min": "FRT avg (min)", "median_resolution_h": "Res. med. (h)",
+    "avg_resolution_h": "Res. avg (h)", "sla_first_response_pct": "SLA FRT (%)",
+    "sla_resolution_pct": "SLA res. (%)", "fcr_pct": "FCR (%)", "reopen_pct": "Reopen (%)",
+    "aht_min": "AHT (min)", "csat_pct": "CSAT (%)", "nps": "NPS", "open_count": "Open",
+    "in_progress_count": "In progress", "closed_count": "Closed",
+}
+KEY_WIDTHS = {"rep_name": 125, "team": 125, "manager": 140}
 NO_REPS = "This dataset has no representatives (its tickets have no rep_id)."
 
 
@@ -63,7 +76,7 @@ NO_REPS = "This dataset has no representatives (its tickets have no rep_id)."
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def _leaderboard(_wh: Warehouse, db: str, filters: Filters, level: str) -> pd.DataFrame:
-    return leaderboard(_wh, filters, level)
+    return leaderboard(_wh, filters, level, metrics=BOARD_COLUMNS)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -79,25 +92,38 @@ def _trend(_wh: Warehouse, db: str, filters: Filters, rep_id: str, metric: str) 
 # --- formatting ------------------------------------------------------------------------------
 
 
-def number_format(metric: Metric) -> str:
-    """The registry's Python format spec as a column_config printf format, with the unit."""
+def board_format(metric: Metric) -> str:
+    """The registry's Python format spec as a column_config printf format, without the
+    unit: the column label carries it."""
     if metric.is_count:
         return "localized"
     digits = re.search(r"\.(\d+)f", metric.format)
     sign = "+" if metric.format.startswith("+") else ""
-    spec = f"%{sign}.{digits.group(1) if digits else 1}f"
-    if metric.unit == "%":
-        return f"{spec} %%"
-    return f"{spec} {metric.unit}".rstrip()
+    return f"%{sign}.{digits.group(1) if digits else 1}f"
 
 
-def metric_columns(names: list[str]) -> dict[str, object]:
+def board_columns(names: list[str], empty: set[str]) -> dict[str, object]:
+    """Column config of the leaderboard: short labels with units; an empty metric is text."""
     config: dict[str, object] = {}
     for name in names:
         m = cs_metrics.get_metric(name)
-        config[name] = st.column_config.NumberColumn(m.label, help=m.description,
-                                                     format=number_format(m))
+        label, help_text = BOARD_LABELS.get(name, m.label), f"{m.label}: {m.description}"
+        # as wide as the label, no wider: auto-sizing leaves room the default set cannot spare
+        width = max(56, round(6.4 * len(label)) + 10)
+        config[name] = (st.column_config.TextColumn(label, help=help_text, width=width)
+                        if name in empty
+                        else st.column_config.NumberColumn(label, help=help_text, width=width,
+                                                           format=board_format(m)))
     return config
+
+
+def columns_ui(wh: Warehouse) -> list[str]:
+    """The leaderboard columns the lead picks (shared by the three tabs)."""
+    return st.multiselect(
+        "Columns", list(BOARD_COLUMNS), default=list(default_columns(wh)), key="board_columns",
+        format_func=lambda n: cs_metrics.get_metric(n).label,
+        help="Figures shown in the leaderboards. Those this dataset has no inputs for show "
+        "“–”.")
 
 
 def file_stem(kind: str, filters: Filters) -> str:
@@ -121,12 +147,13 @@ def downloads(df: pd.DataFrame, kind: str, filters: Filters) -> None:
 
 
 def _missing_captions(wh: Warehouse) -> None:
-    texts = {missing_text(cs_metrics.get_metric(n), wh) for n in LEADERBOARD_METRICS}
+    texts = {missing_text(cs_metrics.get_metric(n), wh) for n in BOARD_COLUMNS}
     for text in sorted(t for t in texts if t):
         st.caption(text)
 
 
-def _level_table(wh: Warehouse, filters: Filters, level: str, kind: str) -> None:
+def _level_table(wh: Warehouse, filters: Filters, level: str, kind: str,
+                 chosen: list[str]) -> None:
     df = _leaderboard(wh, wh.cache_key, filters, level)
     if df.empty:
         # reps are known to have tickets here (main checked): an empty team or manager board
@@ -135,12 +162,19 @@ def _level_table(wh: Warehouse, filters: Filters, level: str, kind: str) -> None
                 "representative's team and manager).")
         return
     keys = list(LEVELS[level])
-    config = {k: st.column_config.TextColumn(KEY_LABELS[k]) for k in keys}
-    config.update(metric_columns(list(LEADERBOARD_METRICS)))
+    shown_keys = [k for k in keys if k != "manager"]  # the Managers tab has them
+    if level == "rep" and df["rep_name"].notna().all():
+        shown_keys.remove("rep_id")  # the id is in the row's tickets; a name is known
+    # fixed widths, so a long name cannot push the default columns past a 1500 px window
+    config = {k: st.column_config.TextColumn(KEY_LABELS[k], width=KEY_WIDTHS.get(k))
+              for k in shown_keys}
+    # a metric whose inputs this dataset lacks is "–", never a number (nor "None")
+    empty = {n for n in chosen if missing_text(cs_metrics.get_metric(n), wh)}
+    config.update(board_columns(chosen, empty))
+    shown = df.assign(**{n: "–" for n in empty}) if empty else df
     key = f"board_{level}"
-    st.dataframe(df, hide_index=True, column_config=config, on_select="rerun",
-                 selection_mode="single-row",
-                 column_order=[*keys, *LEADERBOARD_METRICS], key=key)
+    st.dataframe(shown, hide_index=True, column_config=config, on_select="rerun",
+                 selection_mode="single-row", column_order=[*shown_keys, *chosen], key=key)
     downloads(df, kind, filters)
     _tickets_of(wh, filters, key, df, LEVEL_DRILL[level])
 
@@ -178,40 +212,61 @@ def _unusual_section(wh: Warehouse, filters: Filters) -> None:
     st.caption(f"{flagged} of {int((df['status'] != 'too few tickets').sum())} representatives "
                f"tested are flagged for {metric.label.lower()} (q < {ALPHA:g} and a "
                "difference large enough to matter; see below).")
-    fmt = number_format(metric)
+    _flagged_sentences(df)
+    # units in the labels, plain numbers in the cells: the table fits a 1500 px window
+    fmt = board_format(metric)
+    unit = f" ({metric.unit})" if metric.unit else ""
     config = {
         "status": st.column_config.TextColumn(
-            "Flag", help="Against the figure their ticket mix predicts; representatives with "
-            f"fewer than {MIN_TICKETS} tickets with a value are not tested."),
-        "rep_name": st.column_config.TextColumn("Representative"),
+            "Flag", width=172, help="Against the figure their ticket mix predicts; "
+            f"representatives with fewer than {MIN_TICKETS} tickets with a value are not "
+            "tested. The CSV and Parquet downloads also hold the team, z and p-value."),
+        "rep_name": st.column_config.TextColumn("Representative", width=125),
         "rep_id": st.column_config.TextColumn("Rep id"),
-        "team": st.column_config.TextColumn("Team"),
-        "n": st.column_config.NumberColumn("Tickets tested", format="localized",
+        "n": st.column_config.NumberColumn("Tested", format="localized",
                                            help="Tickets with a value of this metric."),
-        "observed": st.column_config.NumberColumn(metric.label, format=fmt,
+        "observed": st.column_config.NumberColumn(f"{metric.label}{unit}", format=fmt,
                                                   help=metric.description),
         "expected_from_mix": st.column_config.NumberColumn(
-            "Expected from mix", format=fmt,
+            f"Expected{unit}", format=fmt,
             help="Everyone's figure per priority x domain, weighted by this rep's tickets."),
-        "difference": st.column_config.NumberColumn("Difference", format=fmt),
-        "q_value": st.column_config.NumberColumn(
-            "q-value", format="%.4f", help="p-value corrected for the number of "
+        "difference": st.column_config.NumberColumn(
+            "Diff." + (" (points)" if metric.unit == "%" else unit), format=fmt,
+            help="Observed minus expected."),
+        "q_value": st.column_config.TextColumn(
+            "q-value", help="p-value corrected for the number of "
             "representatives tested (Benjamini–Hochberg)."),
-        "p_value": st.column_config.NumberColumn("p-value", format="%.4f"),
         "high_urgent_pct": st.column_config.NumberColumn(
-            "High/urgent share", format="%.1f %%",
+            "High/urgent (%)", format="%.1f",
             help="Share of this rep's tickets with high or urgent priority."),
-        "top_domain": st.column_config.TextColumn("Top domain"),
-        "top_domain_pct": st.column_config.NumberColumn("Top domain share", format="%.1f %%"),
+        "top_domain": st.column_config.TextColumn("Top domain", width=95),
+        "top_domain_pct": st.column_config.NumberColumn(
+            "Top domain (%)", format="%.1f",
+            help="Share of this rep's tickets in their most frequent domain."),
     }
-    st.dataframe(df, hide_index=True, column_config=config, column_order=list(config),
+    if df["rep_name"].notna().all():
+        del config["rep_id"]  # a name is known for everyone; the id is in the downloads
+    shown = df.assign(q_value=df["q_value"].map(format_q), p_value=df["p_value"].map(format_q))
+    st.dataframe(shown, hide_index=True, column_config=config, column_order=list(config),
                  key="unusual_table", on_select="rerun", selection_mode="single-row")
     downloads(df, f"unusual_{name}", filters)
     _tickets_of(wh, filters, "unusual_table", df, "rep_id")
     with st.expander("How a representative is flagged"):
         st.markdown(TEST_EXPLANATION.format(alpha=ALPHA, min_n=MIN_TICKETS,
-                                            min_rel=MIN_EFFECT["duration"],
-                                            min_pp=MIN_EFFECT["proportion"]))
+                                            min_ratio=FLAG_MIN_EFFECT["duration"],
+                                            min_pp=FLAG_MIN_EFFECT["proportion"]))
+
+
+def _flagged_sentences(df: pd.DataFrame) -> None:
+    """One plain line per flagged representative, the largest difference first (the library
+    ranks them)."""
+    lines = []
+    for _, row in df[df["flag"]].iterrows():
+        who = row["rep_name"] if pd.notna(row["rep_name"]) else row["rep_id"]
+        lines.append(f"- **{escape_markdown(who)}**: {escape_markdown(row['sentence'])} "
+                     f"(q {format_q(row['q_value'])})")
+    if lines:
+        st.markdown("\n".join(lines))
 
 
 def _detail(wh: Warehouse, filters: Filters, reps: pd.DataFrame) -> None:
@@ -281,10 +336,11 @@ def main() -> None:
         if reps.empty:
             st.info("No tickets with a representative were created in this date range.")
             return
+        chosen = columns_ui(wh)
         tabs = st.tabs([title for _, title, _ in LEVEL_TABS])
         for tab, (level, _, kind) in zip(tabs, LEVEL_TABS, strict=True):
             with tab:
-                _level_table(wh, filters, level, kind)
+                _level_table(wh, filters, level, kind, chosen)
         _missing_captions(wh)
         st.divider()
         _unusual_section(wh, filters)
