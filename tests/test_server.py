@@ -4,6 +4,7 @@ no one holds; a load handed over appears on a page; a busy or missing app is sai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -36,6 +38,33 @@ def cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
                           env=_env(**env), capture_output=True, text=True, timeout=300)
 
 
+@contextlib.contextmanager
+def served(db: Path, log: Path, **env: str) -> Iterator[str]:
+    """`streamlit run app.py` on ``db`` with its work loop on, started as the service starts
+    it (one run of the app through the script health check); yields its URL."""
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.fileWatcherType", "none",
+             "--server.scriptHealthCheckEnabled", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=_env(CS_METRICS_DB=str(db), CS_METRICS_SERVER_LOOP="on", **env),
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(proc, f"{url}/_stcore/health", log)
+        urllib.request.urlopen(f"{url}/_stcore/script-health-check", timeout=90).read()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """A warehouse held by a running app (its work loop on) and an identical copy no one
@@ -47,34 +76,14 @@ def pair(tmp_path_factory):
     free.parent.mkdir()
     cs_metrics.ingest(tmp / "sample", db=held)
     shutil.copy(held, free)
-    port = free_port()
     log = tmp / "streamlit.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.fileWatcherType", "none",
-             "--server.scriptHealthCheckEnabled", "true",
-             "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=_env(CS_METRICS_DB=str(held), CS_METRICS_SERVER_LOOP="on"),
-            stdout=out, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(proc, f"{url}/_stcore/health", log)
-        # the service's start-up call: one run of the app starts its work loop
-        urllib.request.urlopen(f"{url}/_stcore/script-health-check", timeout=90).read()
+    with served(held, log) as url:
         beat = job_dir(held) / HEARTBEAT
         deadline = time.monotonic() + 30
         while not beat.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert beat.exists(), log.read_text()
         yield held, free, url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def same(pair, args: list[str], tmp: Path) -> subprocess.CompletedProcess:
@@ -308,46 +317,27 @@ period = "last-week"
 cron = "{now.minute} {now.hour} * * *"
 recipients = ["lead@example.com"]
 """, encoding="utf-8")
-    port = free_port()
     log = tmp_path / "streamlit.log"
-    with Smtp(mail) as inbox, log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.fileWatcherType", "none",
-             "--server.scriptHealthCheckEnabled", "true", "--browser.gatherUsageStats",
-             "false"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-            env=_env(CS_METRICS_DB=str(db), CS_METRICS_SERVER_LOOP="on",
-                     CS_METRICS_SETTINGS=str(settings)))
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_healthy(proc, f"{url}/_stcore/health", log)
-            urllib.request.urlopen(f"{url}/_stcore/script-health-check", timeout=90).read()
-            deadline = time.monotonic() + 60
-            while not inbox.messages and time.monotonic() < deadline:
-                time.sleep(0.5)
-            time.sleep(3)  # a few more ticks of the loop: nothing more is sent
-            assert len(inbox.messages) == 1, log.read_text()[-3000:]
-            recipients, message = inbox.messages[0]
-            assert recipients == ["lead@example.com"]
-            assert "Executive performance report" in message["Subject"]
-            status = cli(["status", "--format", "json", "--db", str(db),
-                          "--settings", str(settings)], tmp_path)
-            assert status.returncode in (0, 1), status.stderr
-            # the report command beside the app e-mails through the same SMTP
-            run = cli(["report", "--audience", "executive", "--period", "last-week",
-                       "--out", str(tmp_path / "rep"), "--email", "boss@example.com",
-                       "--settings", str(settings), "--db", str(db)], tmp_path)
-            assert run.returncode == 0, run.stderr
-            assert "emailed the report to boss@example.com" in run.stderr
-            assert (tmp_path / "rep" / "report.html").is_file()
-            assert len(inbox.messages) == 2 and inbox.messages[1][0] == ["boss@example.com"]
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with Smtp(mail) as inbox, served(db, log, CS_METRICS_SETTINGS=str(settings)):
+        deadline = time.monotonic() + 60
+        while not inbox.messages and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(3)  # a few more ticks of the loop: nothing more is sent
+        assert len(inbox.messages) == 1, log.read_text()[-3000:]
+        recipients, message = inbox.messages[0]
+        assert recipients == ["lead@example.com"]
+        assert "Executive performance report" in message["Subject"]
+        status = cli(["status", "--format", "json", "--db", str(db),
+                      "--settings", str(settings)], tmp_path)
+        assert status.returncode in (0, 1), status.stderr
+        # the report command beside the app e-mails through the same SMTP
+        run = cli(["report", "--audience", "executive", "--period", "last-week",
+                   "--out", str(tmp_path / "rep"), "--email", "boss@example.com",
+                   "--settings", str(settings), "--db", str(db)], tmp_path)
+        assert run.returncode == 0, run.stderr
+        assert "emailed the report to boss@example.com" in run.stderr
+        assert (tmp_path / "rep" / "report.html").is_file()
+        assert len(inbox.messages) == 2 and inbox.messages[1][0] == ["boss@example.com"]
     wh = Warehouse(db, read_only=True)
     try:
         alerts = wh.df("select rule, severity from alerts")
