@@ -338,8 +338,18 @@ class Settings:
 
     # the reporting zone (``[display] timezone``): local days, weeks, months and hours
     display_timezone: str = "UTC"
+    # ``[display.segments]``: (code, label) pairs, e.g. ("M", "Mid-market")
+    segment_labels: tuple[tuple[str, str], ...] = ()
     # ``[[schedules]]``: reports the running server builds and e-mails on a cron schedule
     schedules: tuple[Schedule, ...] = ()
+
+    def segment_label(self, code: Any) -> str | None:
+        """What segment ``code`` is called (its label, else the code itself); None for a
+        missing segment."""
+        if code is None or (isinstance(code, float) and code != code):
+            return None
+        text = str(code)
+        return dict(self.segment_labels).get(text, text)
 
     def calendar(self, name: str = DEFAULT_CALENDAR) -> BusinessCalendar:
         """The business-hours calendar ``name``."""
@@ -1068,17 +1078,43 @@ def _settings(defaults: str, user: tuple[str, str] | None) -> Settings:
         ingest=_ingest(raw.get("ingest", {}), source),
         business_hours=calendars,
         display_timezone=_display(raw.get("display", {}), source),
+        segment_labels=_segment_labels(raw.get("display", {}), source),
         schedules=_schedules(raw.get("schedules", []), source, notifications),
     )
 
 
 def _display(raw: Any, source: str) -> str:
     """The reporting zone of section ``[display]``."""
-    sec = _Section(raw, "display", source, ("timezone",))
+    sec = _Section(raw, "display", source, ("timezone", "segments"))
     tz = sec.raw.get("timezone", "UTC")
     if not _known_zone(tz):
         raise sec.fail("timezone", 'an IANA time zone such as "America/New_York" or "UTC"')
     return tz
+
+
+SEGMENT_LABEL_MAX = 60
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _segment_labels(raw: Any, source: str) -> tuple[tuple[str, str], ...]:
+    """``[display.segments]``: what each customer segment code is called on pages and in
+    reports (``M = "Mid-market"``). Labels are plain text, shown as written."""
+    if not isinstance(raw, dict):
+        return ()
+    table = raw.get("segments", {})
+    if not isinstance(table, dict):
+        raise CsMetricsError(
+            f"Setting display.segments in {source} must be a table of segment = \"label\", "
+            f"e.g. [display.segments] M = \"Mid-market\", not {table!r}.")
+    out = []
+    for code, label in table.items():
+        if (not isinstance(label, str) or not label.strip() or len(label) > SEGMENT_LABEL_MAX
+                or _CONTROL.search(label)):
+            raise CsMetricsError(
+                f"Setting display.segments.{code} in {source} must be a label of 1 to "
+                f"{SEGMENT_LABEL_MAX} printable characters, not {label!r}.")
+        out.append((code, label.strip()))
+    return tuple(out)
 
 
 _SCHEDULE_KEYS = ("name", "audience", "team", "rep", "period", "cron", "timezone",
