@@ -22,13 +22,15 @@ __all__ = [
     "ORDERS",
     "TicketPage",
     "bucket",
+    "rep_label",
     "ticket_page",
 ]
 
-# The columns a drill-down lists; csat is the ticket's mean survey score (1-5).
+# The columns a drill-down lists; csat is the ticket's mean survey score (1-5). rep_id
+# beside rep_name: without a representatives table a ticket has an id but no name.
 COLUMNS: tuple[str, ...] = (
     "ticket_id", "created_at", "status", "priority", "channel", "domain", "location",
-    "customer_segment", "rep_name", "team", "first_response_min", "resolution_h",
+    "customer_segment", "rep_name", "rep_id", "team", "first_response_min", "resolution_h",
     "sla_first_response_met", "csat",
 )
 _SELECT = ", ".join(
@@ -67,6 +69,24 @@ class TicketPage:
     @property
     def has_next(self) -> bool:
         return self.offset + self.limit < self.total
+
+
+def _missing(value: object) -> bool:
+    try:
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list-like value: not one missing value
+        return False
+
+
+def rep_label(name: object, rep_id: object, none: str = "(none)") -> str:
+    """How a ticket list or a drill's label names a representative: the name, else the
+    rep id (a dataset without a representatives table has ids but no names), else
+    ``none`` (an unassigned ticket). Never "None"."""
+    if not _missing(name) and str(name).strip():
+        return str(name)
+    if not _missing(rep_id) and str(rep_id).strip():
+        return str(rep_id)
+    return none
 
 
 def _as_ts(d: date | datetime) -> datetime:

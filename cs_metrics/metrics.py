@@ -174,6 +174,39 @@ _METRICS: tuple[Metric, ...] = (
            "% of survey comments whose VADER compound score is -0.05 or lower.", "%", ".1f",
            "100.0 * sum(t.fb_sent_neg) / nullif(sum(t.fb_sent_n), 0)", direction="lower",
            requires=("feedback.comment",)),
+    # Agent activity: per-ticket aggregates of the status history (ticket_events) stored at
+    # load (ev_*), over closed tickets with at least one event (README "Agent activity").
+    Metric("touches_per_ticket", "Touches per ticket",
+           "Mean number of status events per closed ticket with a status history.", "events",
+           ".2f", f"avg(t.ev_n) filter (where {_CLOSED})", direction="lower",
+           requires=("ticket_events.ticket_id",)),
+    Metric("reassignments_per_ticket", "Reassignments per ticket",
+           "Mean number of times a closed ticket's status history passes from one named "
+           "representative to a different one.", "reassignments", ".2f",
+           f"avg(t.ev_reassignments) filter (where {_CLOSED})", direction="lower",
+           requires=("ticket_events.ticket_id",)),
+    Metric("median_open_h", "Median time open",
+           "Median over closed tickets of the hours their status history spent in open "
+           "(from each open event to the next event; continuous quantile).", "h", ",.1f",
+           "percentile_cont(0.5) within group (order by t.ev_open_h)", direction="lower",
+           requires=("ticket_events.ticket_id",)),
+    Metric("median_in_progress_h", "Median time in progress",
+           "Median over closed tickets of the hours their status history spent in progress "
+           "(from each in-progress event to the next event; continuous quantile).", "h",
+           ",.1f", "percentile_cont(0.5) within group (order by t.ev_in_progress_h)",
+           direction="lower", requires=("ticket_events.ticket_id",)),
+    Metric("one_touch_pct", "One-touch resolution",
+           "% of closed tickets with a status history closed in one pass by one "
+           "representative: no reassignment, never reopened, at most one in-progress event.",
+           "%", ".1f",
+           _pct(f"{_CLOSED} and t.ev_reassignments = 0 and t.ev_reopens = 0 "
+                "and t.ev_in_progress_n <= 1", f"{_CLOSED} and t.ev_n is not null"),
+           direction="higher", requires=("ticket_events.ticket_id",)),
+    Metric("event_reopen_pct", "Reopened (status history)",
+           "% of closed tickets with a status history in which a closed event is followed by "
+           "an open or in-progress one.", "%", ".1f",
+           _pct(f"{_CLOSED} and t.ev_reopens > 0", f"{_CLOSED} and t.ev_n is not null"),
+           direction="lower", requires=("ticket_events.ticket_id",)),
     Metric("backlog", "Backlog",
            "Tickets open at the end of the period: created before its end and not resolved by "
            "then.", "tickets", ",.0f", "", source="backlog", direction="lower", is_count=True),
@@ -489,27 +522,25 @@ def _backlog_sql(by: list[str], grain: str | None, filters: Filters,
     return sql, [*params, date_from, date_to]
 
 
+# Tables whose figures are stored on the query table at load, with the column that holds
+# them: a warehouse derived before that column existed has no such figures until a load.
+_STORED_FROM: dict[str, str] = {"ticket_events": "ev_n"}
+
+
 def available(metric: Metric, warehouse: Warehouse) -> bool:
     """Whether the dataset holds what the metric needs (pages say so when it does not)."""
-    ticket_cols = warehouse.nonempty_columns("tickets_src")
-    for need in metric.requires:
-        if need.startswith("feedback."):
-            if need.split(".", 1)[1] not in warehouse.nonempty_columns("feedback"):
-                return False
-        elif need not in ticket_cols:
-            return False
-    return True
+    return not missing_inputs(metric, warehouse)
 
 
 def missing_inputs(metric: Metric, warehouse: Warehouse) -> list[str]:
-    ticket_cols = warehouse.nonempty_columns("tickets_src")
-    feedback_cols = warehouse.nonempty_columns("feedback")
+    """The metric's inputs (``column`` of the tickets, ``table.column`` of another table)
+    that the dataset lacks."""
     out = []
     for need in metric.requires:
-        if need.startswith("feedback."):
-            if need.split(".", 1)[1] not in feedback_cols:
-                out.append(need)
-        elif need not in ticket_cols:
+        table, column = need.split(".", 1) if "." in need else ("tickets_src", need)
+        if column not in warehouse.nonempty_columns(table):
+            out.append(need)
+        elif table in _STORED_FROM and _STORED_FROM[table] not in warehouse.columns("tickets"):
             out.append(need)
     return out
 

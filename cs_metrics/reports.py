@@ -73,6 +73,8 @@ __all__ = [
     "resolve_period",
     "send_report_email",
     "write_report",
+    "year_earlier_day",
+    "year_earlier_range",
 ]
 
 Audience = Literal["executive", "team", "representative"]
@@ -191,6 +193,40 @@ def _complete_end(wh: Warehouse, tz: str = UTC_ZONE) -> date:
     return last.date()
 
 
+def year_earlier_day(day: date) -> date | None:
+    """The same calendar day one year earlier; 29 February becomes 28 February. None in
+    year 1 (no year before it)."""
+    if day.year <= 1:
+        return None
+    try:
+        return day.replace(year=day.year - 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - 1, day=28)
+
+
+def year_earlier_range(date_from: date, date_to: date) -> tuple[date, date] | None:
+    """``[date_from, date_to)`` moved back one year: its first and last days (inclusive) each
+    become the same calendar day a year earlier (29 February -> 28 February), so a whole
+    month stays the whole month and a week keeps its dates. None before year 2."""
+    start = year_earlier_day(date_from)
+    last = year_earlier_day(date_to - timedelta(days=1))
+    if start is None or last is None:
+        return None
+    return start, last + timedelta(days=1)
+
+
+def year_earlier_in_data(wh: Warehouse, date_from: date, date_to: date,
+                         tz: str = UTC_ZONE) -> tuple[date, date] | None:
+    """The year-earlier range of ``[date_from, date_to)`` when the warehouse's tickets reach
+    back to its first day (local days of ``tz``); None when they do not (a comparison with
+    days before the data starts would read as a drop to nothing)."""
+    shifted = year_earlier_range(date_from, date_to)
+    span = wh.created_range()
+    if shifted is None or span is None or to_local(span[0], tz).date() > shifted[0]:
+        return None
+    return shifted
+
+
 def _range_label(start: date, end: date) -> str:
     days = (end - start).days
     return (f"{start:%d %b %Y} – {end - timedelta(days=1):%d %b %Y} "
@@ -291,6 +327,8 @@ class ReportScope:
     metric_version: str
     settings_source: str
     generated_at: datetime  # UTC
+    # the same period a year earlier, [from, to), when the data reaches back to its start
+    year_earlier_range: tuple[date, date] | None = None
 
     def current(self) -> Filters:
         return replace(self.filters, date_from=self.period.date_from,
@@ -299,6 +337,13 @@ class ReportScope:
     def previous(self) -> Filters:
         return replace(self.filters, date_from=self.period.previous_from,
                        date_to=self.period.previous_to)
+
+    def year_earlier(self) -> Filters | None:
+        """The scope's filters on the same period a year earlier (None: no data then)."""
+        if self.year_earlier_range is None:
+            return None
+        start, end = self.year_earlier_range
+        return replace(self.filters, date_from=start, date_to=end)
 
 
 @dataclass(frozen=True)
@@ -360,6 +405,11 @@ class Report:
                     "date_to": s.period.date_to.isoformat(),
                     "previous_from": s.period.previous_from.isoformat(),
                     "previous_to": s.period.previous_to.isoformat(),
+                    # null when the data does not reach back to the year-earlier period
+                    "year_earlier_from": _json_value(
+                        s.year_earlier_range[0] if s.year_earlier_range else None),
+                    "year_earlier_to": _json_value(
+                        s.year_earlier_range[1] if s.year_earlier_range else None),
                 },
                 "filters": _filters_json(s.filters),
                 "user_filters": _filters_json(s.user_filters),
@@ -571,6 +621,11 @@ def _kpi_table(
     ]
     if has_previous:
         sources.append(_source(names, scope.previous(), layout="long", column="previous"))
+    year_filters = scope.year_earlier()
+    year = None
+    if year_filters is not None:
+        year = _one_row(query(wh, names, filters=year_filters))
+        sources.append(_source(names, year_filters, layout="long", column="year_earlier"))
     if team_scope is not None:
         cur_team = replace(team_scope, date_from=scope.period.date_from,
                            date_to=scope.period.date_to)
@@ -591,14 +646,36 @@ def _kpi_table(
             "change_verdict": _change_verdict(metric, delta), "target": target,
             "direction": metric.direction, "status": target_status(metric, value, target),
         }
+        if year is not None:
+            then = _num(year.get(name))
+            change = value - then if value is not None and then is not None else None
+            row["year_earlier"] = then
+            row["year_change"] = change
+            row["year_change_pct"] = 100.0 * change / then if change is not None and then \
+                else None
+            row["year_change_verdict"] = _change_verdict(metric, change)
         if team_median is not None:
             row["team_median"] = _num(team_median.get(name))
             row["team"] = _num(team_value.get(name))
         rows.append(row)
-    note = ""
+    notes = []
     if not has_previous:
-        note = "There are no tickets in the previous period, so nothing is compared."
+        notes.append("There are no tickets in the previous period, so nothing is compared.")
+    notes.append(_year_note(scope))
+    note = " ".join(notes)
     return ReportTable("kpis", "Key figures", pd.DataFrame(rows), tuple(sources), note)
+
+
+def _year_note(scope: ReportScope) -> str:
+    """Which days the year-over-year column compares with, or why there is none."""
+    if scope.year_earlier_range is not None:
+        start, end = scope.year_earlier_range
+        return f"Year over year: against the same dates a year earlier, {_range_label(start, end)}."
+    shifted = year_earlier_range(scope.period.date_from, scope.period.date_to)
+    since = (f" (the data starts on {to_local(scope.data_from, scope.filters.tz):%d %b %Y})"
+             if scope.data_from is not None else "")
+    when = f" ({_range_label(*shifted)})" if shifted else ""
+    return f"No data a year earlier{when}{since}, so there is no year-over-year comparison."
 
 
 def _success_table(kpis: ReportTable) -> ReportTable:
@@ -980,6 +1057,8 @@ def build_report(
         run_id=f"{generated:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
         metric_version=metric_definitions_version(), settings_source=settings.source,
         generated_at=generated.replace(microsecond=0, tzinfo=None),
+        year_earlier_range=year_earlier_in_data(wh, the_period.date_from, the_period.date_to,
+                                                tz),
     )
     count = int(_one_row(query(wh, ["ticket_count"], filters=scope.current())).get(
         "ticket_count", 0))
@@ -1187,7 +1266,8 @@ def _chart_dashboard(report: Report) -> Any:
     def bars(df: pd.DataFrame, dim: str, metric: str, title: str) -> Any:
         m = get_metric(metric)
         data = df[[dim, metric]].dropna().copy()
-        data[dim] = data[dim].astype(str)
+        data[dim] = [_fmt("segment", v) for v in data[dim]] if dim == "customer_segment" \
+            else data[dim].astype(str)
         target = _num(targets.get(metric))
         data["status"] = [target_status(m, float(v), target) or "no target"
                           for v in data[metric]]
@@ -1309,7 +1389,7 @@ CSS = """
 # (df column, header, kind): "text" is a value of the data (escaped as such in Markdown),
 # "label" the report's own words (metric labels, statuses), "metric:<name>", "int", ...
 Column = tuple[str, str, str]
-TEXT_KINDS: tuple[str, ...] = ("text", "label", "date")
+TEXT_KINDS: tuple[str, ...] = ("text", "label", "date", "segment")
 
 
 def _fmt(kind: str, value: Any, row: pd.Series | dict | None = None) -> str:
@@ -1321,6 +1401,8 @@ def _fmt(kind: str, value: Any, row: pd.Series | dict | None = None) -> str:
         return get_metric(row["metric"]).display(value)
     if kind == "row_change":
         return change_text(get_metric(row["metric"]), row["value"], row["previous"])
+    if kind == "row_year_change":
+        return change_text(get_metric(row["metric"]), row["value"], row["year_earlier"])
     if kind == "row_gap":
         m = get_metric(row["metric"])
         spec = m.format.lstrip("+")
@@ -1336,6 +1418,11 @@ def _fmt(kind: str, value: Any, row: pd.Series | dict | None = None) -> str:
         return f"{int(value):,d}"
     if kind == "date":
         return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    if kind == "segment":  # named as the settings' [display.segments] name it
+        try:
+            return load_settings().segment_label(value) or "–"
+        except CsMetricsError:
+            return str(value)
     if kind == "p":
         return "< 0.001" if value < 0.001 else f"{value:.3f}"
     if kind == "z":
@@ -1350,8 +1437,8 @@ def _cell_class(kind: str, value: Any, row: Any, column: str,
         classes.append("num")
     if column == "status" and value in ("met", "not met"):
         classes.append(value.replace(" ", "-"))
-    if column == "change" and isinstance(row, (pd.Series, dict)):
-        verdict = row.get("change_verdict")
+    if column in ("change", "year_change") and isinstance(row, (pd.Series, dict)):
+        verdict = row.get(f"{column}_verdict")
         if verdict in ("better", "worse"):
             classes.append(verdict)
     if kind.startswith("metric:") and value is not None and not pd.isna(value):
@@ -1385,7 +1472,7 @@ def _html_table(df: pd.DataFrame, columns: Sequence[Column], targets: dict[str, 
 
 def _md_cell(kind: str, value: Any, row: pd.Series) -> str:
     text = _fmt(kind, value, row)
-    if kind == "text" or isinstance(value, str) and kind != "label":
+    if kind in ("text", "segment") or isinstance(value, str) and kind != "label":
         # a value of the data: Markdown, HTML and a table's "|" in it are shown as text
         return escape_markdown(text)
     return text.replace("|", "\\|").replace("\n", " ")
@@ -1407,8 +1494,11 @@ def _kpi_columns(report: Report) -> list[Column]:
     if "team_median" in report.kpis.df.columns:
         cols += [("team_median", "Team median", "row_metric"),
                  ("team", "Whole team", "row_metric")]
-    cols += [("previous", "Previous period", "row_metric"), ("change", "Change", "row_change"),
-             ("target", "Target", "target"), ("status", "Status", "label")]
+    cols += [("previous", "Previous period", "row_metric"), ("change", "Change", "row_change")]
+    # present only when the data reaches back a year (the columns exist only then)
+    cols += [("year_earlier", "A year earlier", "row_metric"),
+             ("year_change", "Change over the year", "row_year_change")]
+    cols += [("target", "Target", "target"), ("status", "Status", "label")]
     return cols
 
 
@@ -1418,7 +1508,8 @@ def _metric_columns(names: Sequence[str]) -> list[Column]:
 
 def _group_columns(dim: str, table: ReportTable) -> list[Column]:
     names = table.sources[0]["metrics"]
-    return [(dim, DIMENSION_LABELS.get(dim, dim), "text"), *_metric_columns(names),
+    kind = "segment" if dim == "customer_segment" else "text"
+    return [(dim, DIMENSION_LABELS.get(dim, dim), kind), *_metric_columns(names),
             ("ticket_count__previous", "Tickets, previous period", "int"),
             ("share_pct", "Share of tickets", "pct")]
 
@@ -1454,6 +1545,8 @@ def _scope_rows(report: Report, esc: Callable[[Any], str] = str) -> list[tuple[s
         ("Period", p.label),
         ("Time zone", f"{s.filters.tz}: days, weeks and months are local days of this zone"),
         ("Compared with", _range_label(p.previous_from, p.previous_to)),
+        ("Year over year", _range_label(*s.year_earlier_range) if s.year_earlier_range
+         else "no data a year earlier"),
         ("Filters", esc(_describe_where(s.user_filters)) or "none"),
         ("Dataset", f"{esc(Path(s.dataset).name)}" + (
             f" (from {', '.join(esc(n) for n in s.sources)})" if s.sources else "")),
@@ -1688,8 +1781,10 @@ def _plain_summary(report: Report) -> str:
     for _, row in report.kpis.df.iterrows():
         m = get_metric(row["metric"])
         status = f" (target {row['status']})" if row["status"] else ""
+        year = (f", a year earlier {m.display(row['year_earlier'])}"
+                if "year_earlier" in row.index else "")
         lines.append(f"- {m.label}: {m.display(row['value'])}, previous "
-                     f"{m.display(row['previous'])}{status}")
+                     f"{m.display(row['previous'])}{year}{status}")
     if len(report.changes.df):
         lines += ["", "Notable changes:"] + [f"- {t}" for t in report.changes.df["sentence"]]
     lines += ["", f"Run {s.run_id}; the full report is attached (report.html)."]

@@ -352,6 +352,35 @@ fb as (
         count(*) filter (where s.sentiment <= -0.05) as fb_sent_neg
     from {feedback} f left join {sentiment} s on s.comment = f.comment
     group by ticket_id
+),
+ev_seq as (
+    -- status events in order (ties: open, in progress, closed; then by rep), each with the
+    -- next event and the last representative named before it
+    select ticket_id, status, rep_id, event_at,
+        row_number() over w as seq,
+        lead(event_at) over w as next_at,
+        lead(status) over w as next_status,
+        last_value(rep_id ignore nulls) over (w rows between unbounded preceding
+                                              and 1 preceding) as prev_rep
+    from {events} e
+    window w as (partition by ticket_id order by event_at,
+                 case status when 'open' then 0 when 'in_progress' then 1 else 2 end,
+                 rep_id nulls first)
+),
+ev as (
+    -- activity per ticket from its status history (README "Agent activity")
+    select ticket_id, count(*) as ev_n,
+        count(*) filter (where rep_id <> prev_rep) as ev_reassignments,
+        count(*) filter (where status = 'closed' and next_status <> 'closed') as ev_reopens,
+        count(*) filter (where status = 'in_progress') as ev_in_progress_n,
+        arg_max(status, seq) = 'closed' as ev_ended_closed,
+        coalesce(sum(date_diff('microsecond', event_at, next_at))
+                 filter (where status = 'open'), 0) / 3600000000.0 as ev_open_h,
+        coalesce(sum(date_diff('microsecond', event_at, next_at))
+                 filter (where status = 'in_progress'), 0) / 3600000000.0
+            as ev_in_progress_h
+    from ev_seq
+    group by ticket_id
 ),{levels}
 final as (
     select
@@ -428,9 +457,17 @@ final as (
         coalesce(fb.fb_n, 0) > 0 as has_feedback,
         fb.fb_n, fb.fb_csat_n, fb.fb_csat_sum, fb.fb_csat_good, fb.fb_nps_n,
         fb.fb_nps_promoters, fb.fb_nps_detractors, fb.fb_ces_n, fb.fb_ces_sum,
-        fb.fb_sent_n, fb.fb_sent_sum, fb.fb_sent_neg
+        fb.fb_sent_n, fb.fb_sent_sum, fb.fb_sent_neg,
+        ev.ev_n, ev.ev_reassignments, ev.ev_reopens, ev.ev_in_progress_n,
+        -- time in a status is known once the history is over: the ticket is closed and its
+        -- last event closed it (an open-ended last interval would move with "now")
+        case when s.status = 'closed' and ev.ev_ended_closed then ev.ev_open_h end
+            as ev_open_h,
+        case when s.status = 'closed' and ev.ev_ended_closed then ev.ev_in_progress_h end
+            as ev_in_progress_h
     from {rows} s
     left join fb on fb.ticket_id = s.ticket_id
+    left join ev on ev.ticket_id = s.ticket_id
     left join {representatives} r on r.rep_id = s.rep_id
     left join sla_targets p on {sla_join}
     {created_join}left join bh_calendar bf
@@ -781,8 +818,9 @@ def _sla_targets(con: duckdb.DuckDBPyConnection, settings: Settings, tables: set
 
 def _derived_sql(tables: set[str], source: str, feedback: str | None = None,
                  business_sla: bool = False, split: bool = False,
-                 sla_dims: tuple[str, ...] = ()) -> str:
-    """The derivation of ``source``'s tickets; ``feedback`` narrows the surveys read;
+                 sla_dims: tuple[str, ...] = (), events: str | None = None) -> str:
+    """The derivation of ``source``'s tickets; ``feedback`` (``events``) narrows the
+    surveys (status events) read;
     ``business_sla`` when some SLA policy counts business time (see _business_sla),
     ``split`` when a ticket kind's resolution calendar differs from its first-response one
     (see _split_calendars), and ``sla_dims`` the dimensions some policy restricts
@@ -867,6 +905,10 @@ def _derived_sql(tables: set[str], source: str, feedback: str | None = None,
         ),
         sentiment=_empty_or(
             tables, "comment_sentiment", "null::varchar as comment, null::double as sentiment"
+        ),
+        events=events or _empty_or(
+            tables, "ticket_events", "null::varchar as ticket_id, null::timestamp as event_at, "
+            "null::varchar as status, null::varchar as rep_id"
         ),
     )
     return sql if feedback is None else sql.replace(
@@ -971,12 +1013,16 @@ def _refresh_derived(
     stamps = [s for s in (latest, previous) if s is not None]
     as_of = _as_of(con, tables, max(stamps) if stamps else None, since=previous,
                    window=window)
-    # The tickets derived again: the loaded ones and those whose surveys changed.
+    # The tickets derived again: the loaded ones and those whose surveys or status events
+    # changed (their activity figures are stored per ticket).
     new = f"select ticket_id from {source}" if source else \
         "select null::varchar as ticket_id where false"
+    events_added = (moved or {}).get("ticket_events", (None, None))[0]
+    evented = f" union select ticket_id from {events_added} where ticket_id is not null" \
+        if events_added else ""
     con.execute(
         f"create or replace temp table derive_ids as {new} union "
-        f"select ticket_id from {changed} where ticket_id is not null")
+        f"select ticket_id from {changed} where ticket_id is not null{evented}")
     _stored_rows(con, source)
     # with the stored canonical rows of the tickets derived again for their surveys only
     stored = f"select {cols} from ({_CANONICAL_SQL.format(rows='old_rows')}) o"
@@ -1001,9 +1047,15 @@ def _refresh_derived(
         # only the replaced surveys' comments can have lost their last survey
         update_comment_sentiment(con, surveys, dropped=removed)
         tables.add(SENTIMENT_TABLE)
+    events = None
+    if "ticket_events" in tables:
+        # only the derived tickets' histories are read again
+        con.execute("create or replace temp table derive_events as select * from ticket_events "
+                    "where ticket_id in (select ticket_id from derive_ids)")
+        events = "derive_events"
     dims = _sla_dimensions(settings)
     sql = _derived_sql(tables, "derive_src", surveys, _business_sla(settings),
-                       _split_calendars(con), tuple(dims)).replace(
+                       _split_calendars(con), tuple(dims), events).replace(
         "create or replace table tickets as", "create or replace temp table tickets_delta as", 1)
     _business_calendar(con, settings, window)
     con.execute(sql, _derive_params(as_of, window, dims))
@@ -1060,7 +1112,8 @@ def _refresh_derived(
     for column, n in passed.items():  # null -> false on rows that stayed
         stats_after[("tickets", column)] = stats_after.get(("tickets", column), 0) + n
     _update_column_stats(con, stats_before, stats_after, moved)
-    for name in ("old_rows", "derive_ids", "derive_src", "derive_surveys", "tickets_delta"):
+    for name in ("old_rows", "derive_ids", "derive_src", "derive_surveys", "derive_events",
+                 "tickets_delta"):
         con.execute(f"drop table if exists temp.main.{name}")
     return as_of
 

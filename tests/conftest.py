@@ -17,6 +17,12 @@ from simulations.generator import generate
 # would evaluate the rules in every app a test starts, on warehouses tests share; the tests
 # of the loop turn it on for their own app.
 os.environ["CS_METRICS_SERVER_LOOP"] = "off"
+# Saved views go to a file of the test run, never to the person's own configuration folder.
+if not os.environ.get("CS_METRICS_VIEWS"):
+    import tempfile
+
+    os.environ["CS_METRICS_VIEWS"] = os.path.join(
+        tempfile.mkdtemp(prefix="cs-metrics-views-"), "saved_views.json")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"

@@ -98,7 +98,52 @@ def prepare(folder: Path, settings: Settings) -> tuple[pd.DataFrame, pd.DataFram
         t["has_feedback"] = t["ticket_id"].isin(set(feedback["ticket_id"]))
     else:
         t["has_feedback"] = False
+    activity = event_activity(events)
+    t = t.merge(activity, how="left", left_on="ticket_id", right_index=True)
     return t, feedback
+
+
+EVENT_STATUS_ORDER = {"open": 0, "in_progress": 1, "closed": 2}
+ACTIVITY_COLUMNS = ["ev_n", "ev_reassignments", "ev_reopens", "ev_in_progress_n",
+                    "ev_ended_closed", "ev_open_h", "ev_in_progress_h"]
+
+
+def event_activity(events: pd.DataFrame | None) -> pd.DataFrame:
+    """Per ticket, from its status events walked in order (README "Agent activity"): events,
+    reassignments (a named representative followed, at the next named one, by another),
+    reopens (a closed event followed by a non-closed one), in-progress events, whether the
+    last event is closed, and the hours spent in open and in progress (each event to the
+    next). Tickets without events are absent."""
+    if events is None or events.empty:
+        return pd.DataFrame(columns=ACTIVITY_COLUMNS, index=pd.Index([], name="ticket_id"))
+    e = events.copy()
+    e["event_at"] = pd.to_datetime(e["event_at"])
+    e["rep_id"] = e["rep_id"].astype(object).where(e["rep_id"].notna(), None)
+    e["rank"] = e["status"].map(EVENT_STATUS_ORDER)
+    e["rep_key"] = e["rep_id"].map(lambda r: (0, "") if r is None else (1, r))
+    e = e.sort_values(["ticket_id", "event_at", "rank", "rep_key"], kind="stable")
+    rows = {}
+    for ticket_id, g in e.groupby("ticket_id", sort=False):
+        statuses = g["status"].tolist()
+        times = g["event_at"].tolist()
+        reps = [r for r in g["rep_id"].tolist() if r is not None]
+        hours = {"open": 0.0, "in_progress": 0.0}
+        for i in range(len(statuses) - 1):
+            if statuses[i] in hours:
+                hours[statuses[i]] += (times[i + 1] - times[i]).total_seconds() / 3600
+        rows[ticket_id] = {
+            "ev_n": len(statuses),
+            "ev_reassignments": sum(a != b for a, b in zip(reps, reps[1:], strict=False)),
+            "ev_reopens": sum(a == "closed" and b != "closed"
+                              for a, b in zip(statuses, statuses[1:], strict=False)),
+            "ev_in_progress_n": statuses.count("in_progress"),
+            "ev_ended_closed": statuses[-1] == "closed",
+            "ev_open_h": hours["open"],
+            "ev_in_progress_h": hours["in_progress"],
+        }
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=ACTIVITY_COLUMNS)
+    out.index.name = "ticket_id"
+    return out
 
 
 def business_seconds(start: pd.Series, end: pd.Series, cal: BusinessCalendar) -> np.ndarray:
@@ -214,6 +259,31 @@ def ticket_metric(name: str, g: pd.DataFrame) -> float:
             return g["customer_id"].nunique()
         case "response_rate_pct":
             return _pct(g["has_feedback"], closed)
+    return activity_metric(name, g)
+
+
+def activity_metric(name: str, g: pd.DataFrame) -> float:
+    """The agent-activity figures over the group's closed tickets with a status history."""
+    c = g[(g["status"] == "closed") & g["ev_n"].notna()]
+    # time in a status is known for a closed ticket whose last event closed it
+    done = c[c["ev_ended_closed"].astype(bool)]
+    match name:
+        case "touches_per_ticket":
+            return np.nan if c.empty else float(c["ev_n"].astype(float).mean())
+        case "reassignments_per_ticket":
+            return np.nan if c.empty else float(c["ev_reassignments"].astype(float).mean())
+        case "median_open_h":
+            return _q(done["ev_open_h"].astype(float), 0.5)
+        case "median_in_progress_h":
+            return _q(done["ev_in_progress_h"].astype(float), 0.5)
+        case "one_touch_pct":
+            if c.empty:
+                return np.nan
+            one = ((c["ev_reassignments"] == 0) & (c["ev_reopens"] == 0)
+                   & (c["ev_in_progress_n"] <= 1))
+            return 100.0 * float(one.sum()) / len(c)
+        case "event_reopen_pct":
+            return np.nan if c.empty else 100.0 * float((c["ev_reopens"] > 0).sum()) / len(c)
     raise KeyError(name)
 
 

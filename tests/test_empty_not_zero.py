@@ -235,7 +235,8 @@ def test_overview_says_there_are_no_first_responses(page_db, monkeypatch):
         open_now = live_snapshot(wh).open_now
     finally:
         wh.close()
-    assert metrics["Open now"].value == f"{open_now:,}"
+    assert metrics["Unresolved now"].value == f"{open_now:,}"
+    assert metrics["Awaiting a first answer"].value == "–"
 
 
 @pytest.mark.usefixtures("fresh_caches")

@@ -13,8 +13,10 @@ import logging
 import os
 import re
 import sys
+import textwrap
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,9 +34,10 @@ import streamlit as st
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, QualityReport, Warehouse
 from cs_metrics.access import LOCAL, Scope, ScopedWarehouse
-from cs_metrics.drilldown import TicketPage, ticket_page
+from cs_metrics.drilldown import TicketPage, rep_label, ticket_page
 from cs_metrics.flow import resolved_per_period
 from cs_metrics.safe_text import escape_markdown, markdown_code, neutralize_csv
+from cs_metrics.saved_views import MAX_NAME, ViewStore, clean_name, person_key
 from cs_metrics.warehouse import implausible_note
 from cs_metrics.zones import to_local, zone_names
 from simulations import generator
@@ -67,6 +70,7 @@ INPUT_NAMES: dict[str, str] = {
     "feedback.nps": "NPS scores",
     "feedback.ces": "CES scores",
     "feedback.comment": "survey comments",
+    "ticket_events.ticket_id": "status history (ticket_events)",
 }
 
 DATE_PRESETS: tuple[str, ...] = (
@@ -97,6 +101,8 @@ FILTER_DIMENSIONS: tuple[tuple[str, str], ...] = (
     ("tag", "Tag"),
 )
 DATE_PARAMS: tuple[str, ...] = ("range", "from", "to", "tz")
+# How a table or card shows a missing value (see show_table).
+MISSING = "–"
 # --- the warehouse ---------------------------------------------------------------------------
 
 
@@ -289,9 +295,9 @@ def _prepare_sample(wh: Warehouse) -> None:
             )
             result = generator.generate(sample, end=None)
             st.write(
-                f"Generated {result.counts['tickets']:,} tickets, "
-                f"{result.counts.get('feedback', 0):,} survey responses and "
-                f"{result.counts.get('ticket_events', 0):,} status events "
+                f"Generated {plural(result.counts['tickets'], 'ticket')}, "
+                f"{plural(result.counts.get('feedback', 0), 'survey response')} and "
+                f"{plural(result.counts.get('ticket_events', 0), 'status event')} "
                 f"in {result.seconds:.1f} s."
             )
             st.write(f"Validating and loading them into {markdown_code(wh.path)}…")
@@ -299,7 +305,8 @@ def _prepare_sample(wh: Warehouse) -> None:
             loaded = sum(t.loaded for t in report.tables)
             rejected = sum(t.rejected_total for t in report.tables)
             st.write(
-                f"Loaded {loaded:,} rows ({rejected:,} rejected) in {report.seconds:.1f} s; "
+                f"Loaded {plural(loaded, 'row')} ({rejected:,} rejected) in "
+                f"{report.seconds:.1f} s; "
                 f"the data runs to {report.as_of:%d %b %Y %H:%M}."
             )
         except (CsMetricsError, OSError, ValueError) as exc:
@@ -362,11 +369,137 @@ def latest_rejects(wh: Warehouse, limit: int = 200) -> pd.DataFrame:
     return _latest_rejects(wh, wh.cache_key, limit)
 
 
+# Column names that say a column counts things (``tickets``, ``ticket_count``, ``n_reps``,
+# ``responses``): written as integers when every value is whole. Not an average or a share.
+_COUNT_NAME = re.compile(
+    r"(^|_)(count|counts|n|tickets|responses|surveys|events|comments|rows|loaded|rejected|"
+    r"merged|collapsed|breached|total)$|^(n|num)_")
+_NOT_COUNT = re.compile(r"(^|_)(avg|mean|median|pct|rate|share|per|ratio|min|h|s)(_|$)")
+
+
+def _is_count_column(name: object) -> bool:
+    try:
+        return cs_metrics.get_metric(str(name)).is_count
+    except (CsMetricsError, KeyError):
+        text = str(name).lower()
+        return bool(_COUNT_NAME.search(text)) and not _NOT_COUNT.search(text)
+
+
+def integer_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its count columns as integers (pandas' nullable ``Int64``, a missing
+    value stays missing) where pandas made them float because of a missing value: a
+    registry metric with ``is_count``, or a column named as a count, whose values are all
+    whole. Exports write ``7852``, never ``7852.0``. Other columns are left as they are."""
+    out = None
+    for col in df.columns:
+        series = df[col]
+        if not pd.api.types.is_float_dtype(series) or not _is_count_column(col):
+            continue
+        values = series.dropna()
+        if len(values) and not ((values % 1 == 0).all() and values.abs().max() < 2**53):
+            continue
+        out = df.copy() if out is None else out
+        out[col] = series.astype("Int64")
+    return df if out is None else out
+
+
+def plural(n: int | float, word: str, many: str | None = None) -> str:
+    """``n`` with its noun, singular for exactly one: ``1 ticket``, ``2,345 tickets``,
+    ``1 entry``/``3 entries`` (``many`` for an irregular plural; ``y`` after a consonant
+    becomes ``ies``). Every count in a message goes through this."""
+    if many is None:
+        many = (word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou"
+                else word + "s")
+    return f"{n:,} {word if n == 1 else many}"
+
+
+def show_table(df: pd.DataFrame, *, column_config: dict[str, Any] | None = None,
+               hide_index: bool = True, where: object = st, labels: bool = True,
+               **kwargs: Any) -> Any:
+    """``where.dataframe(df, ...)`` the way every page shows a table: a missing value
+    (None, NaN, NaT) reads "–" instead of "None" or an empty cell, and the index is
+    hidden. Give columns their labels with ``column_config`` (never show raw column
+    names); any other ``st.dataframe`` argument (``key``, ``on_select``,
+    ``column_order``, ...) passes through. Columns the caller gives no label get
+    ``column_label``'s, unless ``labels`` is false (columns named by the data, such as a
+    transposed table's). Returns what ``st.dataframe`` returns (the selection with
+    ``on_select``)."""
+    kwargs.setdefault("placeholder", MISSING)
+    config = {str(c): column_label(str(c)) for c in df.columns
+              if not isinstance(c, tuple)} if labels and isinstance(df, pd.DataFrame) else {}
+    config.update(column_config or {})
+    return where.dataframe(  # type: ignore[attr-defined]
+        df, hide_index=hide_index, column_config=config, **kwargs)
+
+
+def segment_label(code: object) -> str:
+    """What a customer segment is called on pages (``[display.segments]``, ``M`` ->
+    "Mid-market"); the code as the data writes it when not named; "–" when missing."""
+    try:
+        label = cs_metrics.load_settings().segment_label(code)
+    except CsMetricsError:  # the settings page says why; show the data's own code
+        label = None if code is None or pd.isna(code) else str(code)
+    return MISSING if label is None else label
+
+
+def with_segment_labels(df: pd.DataFrame, column: str = "customer_segment",
+                        into: str = "segment_label") -> pd.DataFrame:
+    """``df`` with ``into`` holding ``column``'s segment labels (``column`` keeps the code
+    a drill-down filters on); unchanged without ``column``."""
+    if column not in df.columns:
+        return df
+    out = df.copy()
+    out[into] = [segment_label(v) for v in out[column]]
+    return out
+
+
+# Labels of columns the pages' tables share, beside the registry's metrics and dimensions.
+COLUMN_LABELS: dict[str, str] = {
+    "period": "Period", "ticket_id": "Ticket", "created_at": "Created", "rep_id": "Rep id",
+    "status": "Status", "subject": "Subject", "share_pct": "Share (%)", "count": "Count",
+    "tickets": "Tickets", "customers": "Customers", "responses": "Responses",
+    "created": "Created", "closed": "Closed", "rows": "Rows", "reason": "Reason",
+    "table": "Table", "column": "Column", "value": "Value", "note": "Note",
+    "rank": "Rank", "hour": "Hour", "weekday": "Weekday", "date": "Date", "day": "Day",
+    "week": "Week", "month": "Month", "scenario": "Scenario", "rule": "Rule",
+    "severity": "Severity", "title": "Title", "message": "Message", "fired_at": "Fired at",
+}
+# Unit suffixes of column names (first_response_min) and how a label writes them.
+_UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("_pct", "%"), ("_min", "min"), ("_h", "h"), ("_s", "s"), ("_km", "km"),
+)
+
+
+def column_label(name: str) -> str:
+    """How a table heads column ``name``: a registry metric's label with its unit, a
+    dimension's label, a shared column's label, else the name in words with its unit
+    (``first_response_min`` -> "First response (min)"). Pages give their own labels with
+    ``column_config`` where these do not fit."""
+    metric = cs_metrics.METRICS.get(name)
+    if metric is not None:
+        unit = metric.unit if metric.unit and metric.unit not in (
+            "tickets", "customers", "responses", "score") else ""
+        return f"{metric.label} ({unit})" if unit else metric.label
+    dims = dict(FILTER_DIMENSIONS)
+    if name in dims:
+        return dims[name]
+    if name in COLUMN_LABELS:
+        return COLUMN_LABELS[name]
+    words, unit = name, ""
+    for suffix, shown in _UNIT_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            words, unit = name[: -len(suffix)], shown
+            break
+    text = words.replace("_", " ").strip().capitalize() or name
+    return f"{text} ({unit})" if unit else text
+
+
 def parquet_bytes(df: pd.DataFrame, scope: Scope | None = None) -> bytes:
     """``df`` as Parquet, with who made the file and when in its key-value metadata
     (``exported_by``, ``exported_role``, ``exported_at``). ``scope``: who, when the file is
-    made outside a page run (a deferred download); else the signed-in person."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    made outside a page run (a deferred download); else the signed-in person. Count
+    columns are written as integers (``integer_counts``)."""
+    table = pa.Table.from_pandas(integer_counts(df), preserve_index=False)
     scope = scope or current_scope() or LOCAL
     meta = dict(table.schema.metadata or {})
     meta.update({b"exported_by": scope.actor.encode(), b"exported_role": scope.role.encode(),
@@ -449,8 +582,9 @@ def export_button(
 def csv_bytes(df: pd.DataFrame) -> bytes:
     """``df`` as CSV, with the text cells a spreadsheet would run as a formula (``=``, ``+``,
     ``-``, ``@``, tab, CR first) prefixed with ``'``: every CSV download of the pages is made
-    here. Numbers and timestamps are written as they are; Parquet keeps every value."""
-    return neutralize_csv(df).to_csv(index=False).encode()
+    here. Numbers and timestamps are written as they are, counts as integers
+    (``integer_counts``); Parquet keeps every value."""
+    return neutralize_csv(integer_counts(df)).to_csv(index=False).encode()
 
 
 def table_downloads(df: pd.DataFrame, stem: str, filters: Filters | None, key: str, *,
@@ -537,12 +671,21 @@ DRILL_PAGE_SIZE = 50
 # every chart that can be clicked names its point selection this and selects on this field
 PICK = "pick"
 DRILL_COLUMNS = {
+    "ticket_id": st.column_config.TextColumn("Ticket"),
+    "status": st.column_config.TextColumn("Status"),
+    "priority": st.column_config.TextColumn("Priority"),
+    "channel": st.column_config.TextColumn("Channel"),
+    "domain": st.column_config.TextColumn("Domain"),
+    "location": st.column_config.TextColumn("Location"),
+    "customer_segment": st.column_config.TextColumn("Customer segment"),
+    "team": st.column_config.TextColumn("Team"),
     "created_at": st.column_config.DatetimeColumn("Created (UTC)", format="YYYY-MM-DD HH:mm"),
     "first_response_min": st.column_config.NumberColumn("First response (min)", format="%.1f"),
     "resolution_h": st.column_config.NumberColumn("Resolution (h)", format="%.1f"),
     "sla_first_response_met": st.column_config.CheckboxColumn("First response SLA met"),
     "csat": st.column_config.NumberColumn("CSAT (avg 1-5)", format="%.1f"),
-    "rep_name": st.column_config.TextColumn("Representative"),
+    "rep_name": st.column_config.TextColumn(
+        "Representative", help="The name, or the rep id when the dataset has no name for it."),
 }
 
 
@@ -582,10 +725,93 @@ def show_chart(chart: alt.TopLevelMixin, *, where: object = st, **kwargs: Any) -
     over a visit of every page, and Streamlit runs it under a lock every session shares.
     The test suite checks every page's charts against the schema instead
     (tests/test_app.py::test_charts_build_cheaply_and_are_valid_vega_lite)."""
+    chart = _fit_width(chart)
     # Streamlit calls chart.to_dict() with no arguments; Altair's own __setattr__ would
     # make "to_dict" a property of the spec, so the method is replaced on the instance.
     object.__setattr__(chart, "to_dict", functools.partial(chart.to_dict, validate=False))
     return where.altair_chart(chart, **kwargs)  # type: ignore[attr-defined]
+
+
+def _fit_width(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
+    """A single or layered chart fits the container's width and keeps its own height as the
+    plot's height. Streamlit's default, "fit" in both directions, squeezes the plot into
+    the height given to the whole chart (a title, subtitle and legend can leave it a few
+    pixels) and makes Vega-Lite warn for a height in steps (``Dropping "fit-y"``). Facets
+    and concatenations keep Streamlit's own choice (they cannot fit)."""
+    if not isinstance(chart, alt.Chart | alt.LayerChart):
+        return chart
+    if chart.autosize is not alt.Undefined:
+        return chart
+    if isinstance(chart, alt.Chart) and isinstance(chart.encoding, alt.FacetedEncoding) and any(
+            getattr(chart.encoding, channel, alt.Undefined) is not alt.Undefined
+            for channel in ("row", "column", "facet")):
+        return chart
+    return chart.properties(autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+
+
+# The width a full-width chart has at least on a laptop's screen (px), and the average width
+# of a character of a title and of a subtitle in the charts' theme: how long a title's line
+# may be before it is wrapped (a line wider than its chart is cut off).
+CHART_WIDTH_PX = 900
+TITLE_CHAR_PX = 9.0
+SUBTITLE_CHAR_PX = 6.6
+
+
+def chart_title(text: str, subtitle: str | None = None, *, columns: int = 1) -> alt.TitleParams:
+    """A chart's title and subtitle, anchored left and wrapped into lines that fit a chart
+    in one of ``columns`` side-by-side columns."""
+    width = CHART_WIDTH_PX / max(1, columns)
+    lines = textwrap.wrap(text, max(16, int(width / TITLE_CHAR_PX)))
+    params: dict[str, Any] = {"anchor": "start"}
+    if subtitle:
+        params["subtitle"] = textwrap.wrap(subtitle, max(24, int(width / SUBTITLE_CHAR_PX)))
+    return alt.TitleParams(lines if len(lines) > 1 else text, **params)
+
+
+# The least height of a chart's plot (px): lower, its marks and axis labels crowd together.
+MIN_PLOT_HEIGHT = 140
+
+
+def bar_height(bars: int, step: int = 22, minimum: int = 160) -> int:
+    """The plot's height for ``bars`` bars side by side down the page: a step each, and at
+    least ``minimum`` (an explicit height: a height in steps cannot fit Streamlit's chart)."""
+    return max(minimum, step * bars)
+
+
+# How many categories a chart shows before the rest are folded into one "Other" bar: a
+# real export has a hundred or more domains or topics, too many bars to read.
+TOP_CATEGORIES = 12
+
+
+def fold_other(df: pd.DataFrame, by: str, counts: list[str], n: int = TOP_CATEGORIES,
+               keys: tuple[str, ...] = ()) -> pd.DataFrame:
+    """An aggregated frame with its ``n`` largest values of ``by`` (by the sum of
+    ``counts[0]``) and the rest as one value "Other (k more)", their ``counts`` summed per
+    ``keys`` (the other columns of a long frame). Only for counts: the rate of "Other"
+    would come from its numerators and denominators, never from the rates."""
+    totals = df.groupby(by, dropna=False, sort=False)[counts[0]].sum().sort_values(
+        ascending=False, kind="stable")
+    if len(totals) <= n:
+        return df
+    keep = set(totals.index[:n])
+    label = f"Other ({len(totals) - n} more)"
+    folded = df.assign(**{by: df[by].where(df[by].isin(keep), label)})
+    return folded.groupby([by, *keys], as_index=False, sort=False, dropna=False)[counts].sum()
+
+
+# The map style Streamlit's frontend reads as "no basemap" (pydeck's own "no style given",
+# when no map provider is named): the layers on a blank background and nothing fetched.
+# Without it the frontend fetches Carto's style, which fails without a network (an error in
+# the browser's console on every map).
+NO_BASEMAP = "__MAP_STYLE__"
+
+
+def basemap() -> dict[str, Any]:
+    """The basemap arguments of a ``pydeck.Deck``: Carto's light tiles when they can be
+    fetched, else none."""
+    if basemap_reachable():
+        return {"map_style": "light"}
+    return {"map_style": NO_BASEMAP, "map_provider": None}
 
 
 def pick_selection(fields: str = PICK) -> alt.Parameter:
@@ -629,6 +855,22 @@ def row_drill(row: pd.Series | None, dims: tuple[str, ...], label: str) -> Drill
     return Drill(label=label, extra=extra)
 
 
+def shown_tickets(rows: pd.DataFrame) -> pd.DataFrame:
+    """A ticket list as shown: the representative's rep id where the dataset has no name
+    for it (``cs_metrics.drilldown.rep_label``), in one "Representative" column."""
+    if "customer_segment" in rows.columns:  # named as the settings name it
+        rows = rows.assign(customer_segment=[
+            None if v is None or pd.isna(v) else segment_label(v)
+            for v in rows["customer_segment"]])
+    if "rep_id" not in rows.columns:
+        return rows
+    out = rows.drop(columns="rep_id")
+    if "rep_name" in out.columns:
+        out["rep_name"] = [rep_label(n, r, none="") or None  # unassigned: "–"
+                           for n, r in zip(rows["rep_name"], rows["rep_id"], strict=True)]
+    return out
+
+
 def _drill_turn(key: str, step: int) -> None:
     st.session_state[f"{key}_page"] = max(0, st.session_state.get(f"{key}_page", 0) + step)
 
@@ -651,9 +893,12 @@ def ticket_list_ui(wh: Warehouse, filters: Filters, drill: Drill, key: str) -> T
         st.session_state[f"{key}_page"] = 0
         st.rerun()
     st.markdown(f"**{escape_markdown(drill.label)}**")
-    st.caption(f"Tickets {page.first:,}–{page.last:,} of {page.total:,}, newest first")
-    st.dataframe(page.rows, hide_index=True, key=f"{key}_rows",
-                 column_config=drill_columns(filters.tz))
+    if page.total == 1:
+        st.caption("1 ticket")
+    else:
+        st.caption(f"Tickets {page.first:,}–{page.last:,} of {page.total:,}, newest first")
+    show_table(shown_tickets(page.rows), key=f"{key}_rows",
+               column_config=drill_columns(filters.tz))
     with st.container(horizontal=True):
         st.button("Previous", key=f"{key}_prev", disabled=page_no == 0,
                   on_click=_drill_turn, args=(key, -1), icon=":material/chevron_left:")
@@ -676,20 +921,33 @@ def missing_text(metric: Metric, wh: Warehouse) -> str | None:
 # --- filters -----------------------------------------------------------------------------------
 
 
-def _preset_window(preset: str, end: date) -> tuple[date | None, date | None]:
-    """[from, to) for a preset; ``end`` is the exclusive end (the day after the data ends)."""
+def _preset_window(preset: str, end: date,
+                   first: date | None = None) -> tuple[date | None, date | None]:
+    """[from, to) for a preset; ``end`` is the exclusive end (the day after the data ends).
+    ``first``, the data's first day: a window reaching before it starts there instead (a
+    90-day window on a 3-day export is those 3 days, not 87 days of nothing first)."""
     last = end - timedelta(days=1)
     if preset == "Last 7 days":
-        return end - timedelta(days=7), end
-    if preset == "Last 30 days":
-        return end - timedelta(days=30), end
-    if preset == "Last 90 days":
-        return end - timedelta(days=90), end
-    if preset == "Quarter to date":
-        return date(last.year, 3 * ((last.month - 1) // 3) + 1, 1), end
-    if preset == "Year to date":
-        return date(last.year, 1, 1), end
-    return None, None  # all time
+        start = end - timedelta(days=7)
+    elif preset == "Last 30 days":
+        start = end - timedelta(days=30)
+    elif preset == "Last 90 days":
+        start = end - timedelta(days=90)
+    elif preset == "Quarter to date":
+        start = date(last.year, 3 * ((last.month - 1) // 3) + 1, 1)
+    elif preset == "Year to date":
+        start = date(last.year, 1, 1)
+    else:
+        return None, None  # all time
+    if first is not None and start < first <= last:
+        start = first
+    return start, end
+
+
+def first_created_day(wh: Warehouse, tz: str = "UTC") -> date | None:
+    """The first local day of ``tz`` a ticket was created (presets start no earlier)."""
+    span = wh.created_range()
+    return to_local(span[0], tz).date() if span else None
 
 
 def last_created_day(wh: Warehouse, tz: str = "UTC") -> date | None:
@@ -756,7 +1014,8 @@ def date_range_ui(wh: Warehouse, tz: str = "UTC") -> Filters:
             DATE_PRESETS,
             key="date_preset",
             help="Tickets are counted in the period they were created. Presets end on the "
-            f"last day a ticket was created ({last:%d %b %Y}), not today.",
+            f"last day a ticket was created ({last:%d %b %Y}), not today, and start no "
+            "earlier than the first.",
         )
         st.session_state["_kept_date_preset"] = preset
         if preset == "Custom range":
@@ -784,7 +1043,7 @@ def date_range_ui(wh: Warehouse, tz: str = "UTC") -> Filters:
             else:
                 start, stop = None, None
         else:
-            start, stop = _preset_window(preset, end)
+            start, stop = _preset_window(preset, end, first_created_day(wh, tz))
         st.caption(describe_range(Filters(start, stop, tz=tz)))
     return Filters(date_from=start, date_to=stop, tz=tz)
 
@@ -929,6 +1188,115 @@ def _clear_filters() -> None:
     st.session_state["_filters_url_notes"] = []
 
 
+# --- saved views: the filters under a name, per person (cs_metrics.saved_views) ------------
+
+VIEW_PICK = "saved_view"
+
+
+def _view_person() -> str:
+    scope = current_scope() or LOCAL
+    if scope.role == "local":
+        return person_key("local")
+    return person_key(scope.actor, scope.issuer, scope.subject)
+
+
+def _view_store() -> ViewStore:
+    return ViewStore(keys=(*DATE_PARAMS, *(dim for dim, _ in FILTER_DIMENSIONS)))
+
+
+def _apply_view() -> None:
+    """Open the chosen view as its link would open: its parameters in the URL, read back
+    through the same checks as a shared link's (``_read_url``) on this run."""
+    name = st.session_state.get(VIEW_PICK)
+    view = _view_store().views(_view_person()).get(name) if name else None
+    if view is None:
+        return
+    _clear_filters()
+    for key in ("date_preset", "date_custom", "report_tz", "_kept_report_tz",
+                *(f"filter_{dim}" for dim, _ in FILTER_DIMENSIONS)):
+        st.session_state.pop(key, None)
+    for key in (*DATE_PARAMS, *(dim for dim, _ in FILTER_DIMENSIONS)):
+        if key in st.query_params:
+            del st.query_params[key]
+    for key, values in view.query.items():
+        st.query_params[key] = values
+    st.session_state.pop("_filters_url_read", None)  # filters_ui reads the URL again
+    st.session_state.pop("_filters_url_wanted", None)  # and keeps the note on what it ignored
+    st.session_state["_views_message"] = ("info", f"Showing the saved view {name}.")
+
+
+def _save_view(replace: bool) -> None:
+    wanted = st.session_state.get("_filters_url_wanted")
+    name = st.session_state.get("view_name", "")
+    if not wanted:
+        return
+    try:
+        view = _view_store().save(_view_person(), name, wanted, replace=replace)
+    except CsMetricsError as exc:
+        taken = not replace and "exists already" in str(exc)
+        st.session_state["_views_replace"] = clean_name(name) if taken else None
+        st.session_state["_views_message"] = ("error", str(exc))
+        return
+    st.session_state["_views_replace"] = None
+    st.session_state["_views_message"] = ("success", f"Saved the view {view.name}.")
+    st.session_state[VIEW_PICK] = view.name
+    st.session_state["view_name"] = ""
+
+
+def _delete_view() -> None:
+    name = st.session_state.get(VIEW_PICK)
+    if not name:
+        return
+    try:
+        _view_store().delete(_view_person(), name)
+    except CsMetricsError as exc:
+        st.session_state["_views_message"] = ("error", str(exc))
+        return
+    st.session_state[VIEW_PICK] = None
+    st.session_state["_views_message"] = ("success", f"Deleted the view {name}.")
+
+
+def saved_views_ui(wanted: dict[str, list[str]] | None) -> str | None:
+    """The sidebar's saved views (under the filters): choose one to open it, save the
+    current filters (``wanted``, the link's parameters) under a name, delete the chosen
+    one, copy its link. Names and notes are the user's or the file's text: shown only
+    as widget options and plain text (``st.text``, ``st.code``), never as Markdown.
+    Returns the name of the view chosen, if any."""
+    listed = _view_store().views(_view_person())
+    shown = listed.get(st.session_state.get(VIEW_PICK) or "")
+    if shown is None or shown.query != wanted:
+        # deleted elsewhere, or the filters changed since: choosing it again reopens it
+        st.session_state[VIEW_PICK] = None
+    chosen = st.selectbox(
+        "Saved views", listed.names, index=None, key=VIEW_PICK, on_change=_apply_view,
+        placeholder="Choose a view" if listed.views else "No saved views yet",
+        disabled=not listed.views,
+        help="Filters saved under a name, kept for you on this app's server (on this "
+        "machine in local mode). Choosing one sets the filters as its link would.")
+    with st.expander("Save, share or delete a view"):
+        st.text_input("Name of the view", key="view_name", max_chars=MAX_NAME,
+                      placeholder="e.g. Chat, last 30 days")
+        st.button("Save current view", key="view_save", on_click=_save_view, args=(False,),
+                  disabled=not wanted, icon=":material/bookmark_add:")
+        if st.session_state.get("_views_replace"):
+            st.text(f"Replace the view {st.session_state['_views_replace']}?")
+            st.button("Replace it", key="view_replace", on_click=_save_view, args=(True,))
+        if chosen:
+            view = listed.get(chosen)
+            if view is not None:
+                path = urllib.parse.urlsplit(st.context.url or "").path
+                st.caption("Its link (add it to the app's address to share the view):")
+                st.code(view.link(path), language=None, wrap_lines=True)
+            st.button("Delete the chosen view", key="view_delete", on_click=_delete_view,
+                      icon=":material/delete:")
+    message = st.session_state.pop("_views_message", None)
+    if message:
+        getattr(st, message[0])(escape_markdown(message[1]))
+    for note in listed.notes:
+        st.text(note)
+    return chosen
+
+
 def filters_ui(wh: Warehouse) -> Filters:
     """The sidebar's global filters -> one frozen Filters (pages call this, not the parts).
 
@@ -971,7 +1339,8 @@ def filters_ui(wh: Warehouse) -> Filters:
                 label,
                 options[dim],
                 key=key,
-                    placeholder="All",
+                format_func=segment_label if dim == "customer_segment" else str,
+                placeholder="All",
                 help=f"Only tickets with these {label.lower()} values; empty means all. "
                 "Listed by ticket volume.",
             )
@@ -999,6 +1368,7 @@ def filters_ui(wh: Warehouse) -> Filters:
             # the values come from the link as typed: shown as text, never as Markdown
             st.caption(f"Ignored in the link (not in this dataset or not valid): "
                        f"{escape_markdown(', '.join(notes))}.")
+        saved_views_ui(st.session_state.get("_filters_url_wanted"))
     return filters
 
 

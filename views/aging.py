@@ -24,12 +24,16 @@ from cs_metrics.metrics import sla_source_caption
 from cs_metrics.safe_text import escape_markdown
 from views._common import (
     QUERY_TTL_S,
+    TOP_CATEGORIES,
     as_of_text,
+    chart_title,
     describe_filters,
     download_buttons,
     ensure_data,
     filters_ui,
+    fold_other,
     show_chart,
+    show_table,
 )
 
 OLDEST_N = 20
@@ -112,9 +116,13 @@ def _aging(wh: Warehouse, filters: Filters) -> None:
     by_band = df.groupby("band")["tickets"].sum()
     for col, band in zip(cols[1:], BAND_ORDER, strict=True):
         col.metric(band, f"{int(by_band.get(band, 0)):,}", help=f"Unresolved, aged {band}.")
+    plot = fold_other(df, "group", ["tickets"], keys=("band",))
+    groups = df["group"].nunique()
+    shown = (f"; the {TOP_CATEGORIES} largest of {groups:,} {label.lower()} values, the rest "
+             "as Other" if groups > TOP_CATEGORIES else "")
     chart = (
-        alt.Chart(df, title=alt.Title(f"Unresolved tickets by age and {label.lower()}",
-                                      subtitle="Age at the data's as-of moment"))
+        alt.Chart(plot, title=chart_title(f"Unresolved tickets by age and {label.lower()}",
+                                          f"Age at the data's as-of moment{shown}"))
         .mark_bar()
         .encode(
             x=alt.X("band:N", title="Age", sort=BAND_ORDER, axis=alt.Axis(labelAngle=0)),
@@ -134,12 +142,12 @@ def _aging(wh: Warehouse, filters: Filters) -> None:
     config = {"group": TEXT(label)} | {
         band: NUMBER(f"{band} (tickets)", format="localized") for band in BAND_ORDER}
     config["Total"] = NUMBER("Total (tickets)", format="localized")
-    st.dataframe(table, hide_index=True, column_config=config, key="aging_table")
+    show_table(table, hide_index=True, column_config=config, key="aging_table")
     download_buttons(table, f"unresolved_by_age_{split}", filters)
     st.markdown(f"**The {OLDEST_N} oldest unresolved tickets**")
     oldest = _oldest(wh, wh.cache_key, filters)
     oldest = oldest.assign(status=oldest["status"].map(STATUS_LABELS).fillna(oldest["status"]))
-    st.dataframe(_with_dash(oldest), hide_index=True, key="aging_oldest", column_config={
+    show_table(_with_dash(oldest), hide_index=True, key="aging_oldest", column_config={
         "ticket_id": TEXT("Ticket"),
         "created_at": WHEN(f"Created ({filters.tz})", format="YYYY-MM-DD HH:mm"),
         "age_days": NUMBER("Age (days)", format="%.1f"),
@@ -165,7 +173,7 @@ def _sla(wh: Warehouse, filters: Filters) -> None:
                 "first-response or resolution times to judge them by.")
         return
     shown = df.assign(target=df["target"].map(TARGETS))
-    st.dataframe(shown, hide_index=True, key="sla_table", column_config={
+    show_table(shown, hide_index=True, key="sla_table", column_config={
         "policy": TEXT("SLA policy"), "target": TEXT("Target"),
         "tickets": NUMBER("Tickets (count)", format="localized"),
         "met": NUMBER("Met (tickets)", format="localized"),
@@ -183,8 +191,8 @@ def _sla(wh: Warehouse, filters: Filters) -> None:
     long["state"] = long["state"].map(STATE_LABELS)
     long["policy_target"] = long["policy"] + " · " + long["target"]
     chart = (
-        alt.Chart(long, title=alt.Title("Tickets by SLA state",
-                                        subtitle="Per policy and target, created in the range"))
+        alt.Chart(long, title=chart_title("Tickets by SLA state",
+                                          "Per policy and target, created in the range"))
         .mark_bar()
         .encode(
             # one label line for the policy, one for the target
@@ -219,7 +227,7 @@ def _sla(wh: Warehouse, filters: Filters) -> None:
     listed = listed.assign(target=listed["target"].map(TARGETS),
                            state=listed["state"].map(STATE_LABELS),
                            status=listed["status"].map(STATUS_LABELS).fillna(listed["status"]))
-    st.dataframe(_with_dash(listed), hide_index=True, key="sla_tickets", column_config={
+    show_table(_with_dash(listed), hide_index=True, key="sla_tickets", column_config={
         "ticket_id": TEXT("Ticket"),
         "created_at": WHEN(f"Created ({filters.tz})", format="YYYY-MM-DD HH:mm"),
         "deadline": WHEN(f"Deadline ({filters.tz})", format="YYYY-MM-DD HH:mm"),
@@ -241,9 +249,9 @@ def _breach_trend(wh: Warehouse, filters: Filters) -> None:
         return
     plot = df.assign(target=df["target"].map(TARGETS), week=pd.to_datetime(df["week"]))
     chart = (
-        alt.Chart(plot, title=alt.Title(
+        alt.Chart(plot, title=chart_title(
             "Breached, % of judged tickets, by week created",
-            subtitle=f"Weeks start on Monday in {filters.tz}; judged = met or breached"))
+            f"Weeks start on Monday in {filters.tz}; judged = met or breached"))
         .mark_line(point=True)
         .encode(
             x=alt.X("week:T", title="Week (starting Monday)", axis=alt.Axis(format="%d %b %Y")),

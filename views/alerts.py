@@ -35,6 +35,7 @@ from views._common import (
     download_buttons,
     ensure_data,
     no_filters,
+    show_table,
     who,
 )
 
@@ -173,12 +174,12 @@ def _tables(wh: Warehouse, scope: Scope) -> None:
                        "after every refresh of live data and on the button above; what they "
                        "find stays listed here, with who acknowledged it.")
         else:
-            st.dataframe(df, hide_index=True, key="alert_history")
+            show_table(df, hide_index=True, key="alert_history")
             download_buttons(df, "alert_history", no_filters())
     with rules:
         st.caption("From the settings file (`[alerts]`); change them there.")
         df = rules_in_force(load_settings())
-        st.dataframe(df, hide_index=True, key="alert_rules")
+        show_table(df, hide_index=True, key="alert_rules")
         not_run = _not_run_text(wh)
         if not_run:
             st.caption(not_run)
@@ -187,7 +188,7 @@ def _tables(wh: Warehouse, scope: Scope) -> None:
         if df.empty:
             st.caption("Nothing is muted.")
         else:
-            st.dataframe(df, hide_index=True, key="alert_mutes")
+            show_table(df, hide_index=True, key="alert_mutes")
             if scope.may("mute_alerts"):
                 target = st.selectbox("Unmute", df.iloc[:, 0].tolist(), key="unmute_target")
                 if st.button("Unmute", key="unmute"):
@@ -202,7 +203,7 @@ def _tables(wh: Warehouse, scope: Scope) -> None:
             st.caption("No notification has been sent yet (the in-app channel shows alerts "
                        "as pop-ups; e-mail and webhooks are set in `[notifications]`).")
         else:
-            st.dataframe(df, hide_index=True, key="alert_deliveries")
+            show_table(df, hide_index=True, key="alert_deliveries")
             download_buttons(df, "alert_deliveries", no_filters())
 
 

@@ -11,7 +11,7 @@ from cs_metrics import CsMetricsError
 from cs_metrics import audit as audit_log
 from cs_metrics.access import LOCAL
 from views._auth import require
-from views._common import ensure_data, export_button
+from views._common import ensure_data, export_button, plural, show_table
 
 PAGE_ROWS = 500
 
@@ -29,7 +29,7 @@ def main() -> None:
                    "accounts that claim one e-mail address differ there.")
         result = audit_log.verify(base)
         if result.ok:
-            st.success(f"The chain is intact: {result.checked:,} entries checked.",
+            st.success(f"The chain is intact: {plural(result.checked, 'entry')} checked.",
                        icon=":material/verified:")
         else:
             st.error(f"The chain is broken at entry {result.broken_seq}: {result.reason}",
@@ -43,7 +43,7 @@ def main() -> None:
             base, limit=PAGE_ROWS, actor=actor or None,
             action=None if action == "(any)" else action, since=since,
         )
-        st.dataframe(df.drop(columns=["prev_hash"]), hide_index=True, key="audit_entries",
+        show_table(df.drop(columns=["prev_hash"]), hide_index=True, key="audit_entries",
                      column_config={
                          "detail": st.column_config.TextColumn("detail", width="large"),
                          "issuer": st.column_config.TextColumn(
@@ -51,7 +51,7 @@ def main() -> None:
                          "subject": st.column_config.TextColumn(
                              "subject", help="The account at that provider (its sub claim)."),
                      })
-        st.caption(f"The newest {min(len(df), PAGE_ROWS):,} entries that match.")
+        st.caption(f"The newest {plural(min(len(df), PAGE_ROWS), 'entry')} that match.")
         export_button("Download the whole log (CSV)",
                       lambda: audit_log.to_csv_bytes(audit_log.entries(base)),
                       "audit_log.csv", "text/csv", key="audit_csv")

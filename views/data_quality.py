@@ -12,11 +12,14 @@ from cs_metrics.safe_text import escape_markdown, markdown_code
 from views._auth import require
 from views._common import (
     as_of_text,
+    bar_height,
+    chart_title,
     ensure_data,
     latest_rejects,
     load_count_columns,
     quality,
     show_chart,
+    show_table,
     table_downloads,
 )
 
@@ -60,7 +63,7 @@ def _score(report: QualityReport) -> None:
 def _tables(report: QualityReport) -> None:
     st.subheader("Rows per table")
     st.caption("The latest load of each source.")
-    st.dataframe(
+    show_table(
         report.tables,
         hide_index=True,
         column_config={
@@ -81,7 +84,7 @@ def _issues(report: QualityReport) -> None:
     if report.rejects_by_reason.empty:
         st.success("No rows were rejected.")
     else:
-        st.dataframe(
+        show_table(
             report.rejects_by_reason,
             hide_index=True,
             column_config={
@@ -94,7 +97,7 @@ def _issues(report: QualityReport) -> None:
     if report.warnings.empty:
         st.success("No warnings: no value was changed or flagged on load.")
     else:
-        st.dataframe(
+        show_table(
             report.warnings,
             hide_index=True,
             column_config={
@@ -116,10 +119,10 @@ def _completeness(report: QualityReport) -> None:
     )
     if not tickets.empty:
         chart = (
-            alt.Chart(tickets, title=alt.Title(
+            alt.Chart(tickets, title=chart_title(
                 "Tickets: share of rows with a value, per column",
-                subtitle="Required columns are always filled; an optional column at 0 % is one "
-                         "the source does not provide.",
+                "Required columns are always filled; an optional column at 0 % is one the "
+                "source does not provide.",
             ))
             .mark_bar()
             .encode(
@@ -136,11 +139,11 @@ def _completeness(report: QualityReport) -> None:
                     alt.Tooltip("total:Q", title="Rows", format=","),
                 ],
             )
-            .properties(height=alt.Step(22))
+            .properties(height=bar_height(len(tickets)))
         )
         show_chart(chart, width="stretch")
     with st.expander("Every table's columns"):
-        st.dataframe(
+        show_table(
             cols,
             hide_index=True,
             column_config={
@@ -161,7 +164,7 @@ def _rejected_rows(rows: pd.DataFrame) -> None:
         return
     st.caption(f"Up to {LATEST_REJECTS} rows, newest load first, in source order. The source "
                "row is the row's number in its file (1 = the first data row).")
-    st.dataframe(
+    show_table(
         rows,
         hide_index=True,
         column_config={

@@ -32,6 +32,7 @@ from views._common import (
     is_active,
     is_same,
     load_count_columns,
+    show_table,
     switch_dataset,
     table_downloads,
 )
@@ -84,7 +85,7 @@ def _intro() -> None:
             "with the canonical column names. Only `tickets` is required."
         )
         with st.expander("Tables and columns"):
-            st.dataframe(_tables_help(), hide_index=True)
+            show_table(_tables_help(), hide_index=True)
     with right.container(border=True):
         st.markdown(
             "**2. Any export plus a mapping file (TOML).** One section per table naming its "
@@ -240,7 +241,7 @@ def _show_validation(v: ds.Validation) -> None:
     cols[3].metric("Quality score (0–100)", score, border=True,
                    help="The score the Data quality page would show after loading.")
     st.markdown("**Per table**")
-    st.dataframe(
+    show_table(
         pd.DataFrame([
             {"table": t.table, "files": ", ".join(Path(f).name for f in t.files),
              "read": t.read, "loaded": t.loaded, "rejected": t.rejected_total,
@@ -264,14 +265,14 @@ def _show_validation(v: ds.Validation) -> None:
     if reasons.empty:
         st.success("No row would be rejected.")
     else:
-        st.dataframe(reasons, hide_index=True, column_order=["table", "reason", "rows", "meaning"],
+        show_table(reasons, hide_index=True, column_order=["table", "reason", "rows", "meaning"],
                      column_config={"table": "Table", "reason": "Reason", "rows": "Rows",
                                     "meaning": "Meaning"})
     st.markdown("**Warnings** (the row loads; a value is changed or flagged)")
     if warnings.empty:
         st.success("No warnings.")
     else:
-        st.dataframe(warnings, hide_index=True,
+        show_table(warnings, hide_index=True,
                      column_order=["table", "warning", "rows", "meaning"],
                      column_config={"table": "Table", "warning": "Warning", "rows": "Rows",
                                     "meaning": "Meaning"})
@@ -280,7 +281,7 @@ def _show_validation(v: ds.Validation) -> None:
         st.markdown(f"**First rejected rows** ({shown:,} of {v.rejected:,}, in source order)")
         st.caption("Source row 1 is the first data row after the header; raw is the whole "
                    "source row.")
-        st.dataframe(v.rejects, hide_index=True, column_config={
+        show_table(v.rejects, hide_index=True, column_config={
             "table_name": "Table", "source_file": "Source file",
             "source_row": st.column_config.NumberColumn("Source row", format="%d"),
             "reason": "Reason", "column_name": "Column", "value": "Value",

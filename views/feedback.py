@@ -37,17 +37,23 @@ from cs_metrics.safe_text import escape_markdown, markdown_code
 from cs_metrics.sentiment import SentimentByScore, sentiment_by_csat
 from cs_metrics.topics import DEFAULT_K, EmergingIssues, TopicModel, emerging_issues, topics
 from views._common import (
+    MIN_PLOT_HEIGHT,
     QUERY_TTL_S,
+    TOP_CATEGORIES,
     Drill,
     as_of_text,
+    bar_height,
+    chart_title,
     describe_range,
     dimension_options,
     filters_ui,
     get_warehouse,
     missing_text,
     run_query,
+    segment_label,
     selected_row,
     show_chart,
+    show_table,
     table_downloads,
     ticket_list_ui,
 )
@@ -191,7 +197,7 @@ def _distribution_chart(df: pd.DataFrame, score: str) -> alt.Chart:
     if score == "nps":
         tooltip.append(alt.Tooltip("group:N", title="NPS group"))
     return (
-        alt.Chart(data, title=alt.Title(f"{name} scores", subtitle=meaning))
+        alt.Chart(data, title=chart_title(f"{name} scores", meaning, columns=len(SCORES)))
         .mark_bar()
         .encode(
             x=alt.X("score:O", title=f"{name} score", axis=alt.Axis(labelAngle=0)),
@@ -247,8 +253,8 @@ def _trend(wh: Warehouse, filters: Filters) -> None:
         metric = cs_metrics.get_metric(name)
         unit = "%" if metric.unit == "%" else "points, −100 to 100"
         chart = (
-            alt.Chart(data, title=alt.Title(f"{metric.label} by {grain}",
-                                            subtitle=metric.description))
+            alt.Chart(data, title=chart_title(f"{metric.label} by {grain}",
+                                              metric.description, columns=len(shown)))
             .mark_line(point=True)
             .encode(
                 x=alt.X("period:T", title=f"{label} (ticket created)"),
@@ -276,16 +282,21 @@ def _breakdown_section(wh: Warehouse, filters: Filters) -> None:
         st.info("No survey responses for the tickets created in this range.")
         return
     df = df.assign(**{by: df[by].fillna("(none)")})
+    # a segment reads by its name from the settings; the code stays for the drill-down
+    shown_by = "segment_label" if by == "customer_segment" else by
+    if shown_by != by:
+        df = df.assign(segment_label=[v if v == "(none)" else segment_label(v)
+                                      for v in df[by]])
     present = tuple(n for n in FEEDBACK_METRICS if not missing_text(cs_metrics.get_metric(n), wh))
     config = {
-        by: st.column_config.TextColumn(label),
+        shown_by: st.column_config.TextColumn(label),
         "rank": st.column_config.NumberColumn(
             "Rank", help=f"By CSAT %, best first; only groups with at least {MIN_RESPONSES} "
             "responses are ranked."),
         "note": st.column_config.TextColumn("Note"),
         **_metric_columns(present),
     }
-    st.dataframe(df, hide_index=True, column_order=[by, "rank", *present, "note"],
+    show_table(df, hide_index=True, column_order=[shown_by, "rank", *present, "note"],
                  column_config=config, key="fb_breakdown_table", on_select="rerun",
                  selection_mode="single-row")
     row = selected_row("fb_breakdown_table", df)
@@ -293,7 +304,7 @@ def _breakdown_section(wh: Warehouse, filters: Filters) -> None:
         st.caption("Select a row to list the tickets of that group.")
     else:
         value = None if row[by] == "(none)" else str(row[by])
-        drill = Drill(f"Tickets of {label.lower()} {row[by]} (with or without a survey)",
+        drill = Drill(f"Tickets of {label.lower()} {row[shown_by]} (with or without a survey)",
                       extra=((by, value),))
         ticket_list_ui(wh, filters, drill, key="fb_breakdown_drill")
     st.caption(f"Groups with fewer than {MIN_RESPONSES} responses are marked "
@@ -305,24 +316,30 @@ def _breakdown_section(wh: Warehouse, filters: Filters) -> None:
     data = df.assign(
         reliability=df["note"].map({FEW_RESPONSES: FEW_RESPONSES}).fillna(
             f"{MIN_RESPONSES}+ responses"))
+    # a rate per group: the groups with the most responses, never an "Other" averaged
+    # from rates
+    subtitle = csat.description
+    if len(data) > TOP_CATEGORIES:
+        data = data.nlargest(TOP_CATEGORIES, "feedback_count")
+        subtitle = (f"The {TOP_CATEGORIES} of {len(df):,} with the most responses (the table "
+                    f"lists all). {subtitle}")
     chart = (
-        alt.Chart(data, title=alt.Title(f"{csat.label} by {label.lower()}",
-                                        subtitle=csat.description))
+        alt.Chart(data, title=chart_title(f"{csat.label} by {label.lower()}", subtitle))
         .mark_bar()
         .encode(
-            y=alt.Y(f"{by}:N", title=label, sort="-x",
+            y=alt.Y(f"{shown_by}:N", title=label, sort="-x",
                     axis=alt.Axis(labelLimit=220, labelOverlap=False)),
             x=alt.X("csat_pct:Q", title=f"{csat.label} (%)", scale=alt.Scale(domain=[0, 100])),
             color=alt.Color("reliability:N", title=None, legend=alt.Legend(orient="top"),
                             scale=alt.Scale(range=["#4c78a8", "#bab0ac"])),
             tooltip=[
-                alt.Tooltip(f"{by}:N", title=label),
+                alt.Tooltip(f"{shown_by}:N", title=label),
                 alt.Tooltip("csat_pct:Q", title=f"{csat.label} (%)", format=".1f"),
                 alt.Tooltip("feedback_count:Q", title="Responses", format=","),
                 alt.Tooltip("reliability:N", title="Responses"),
             ],
         )
-        .properties(height=alt.Step(22))
+        .properties(height=bar_height(len(data)))
     )
     show_chart(chart, width="stretch")
 
@@ -361,8 +378,8 @@ def _sentiment_section(wh: Warehouse, filters: Filters) -> None:
         st.info("No comments with a CSAT score for the tickets created in this range.")
         return
     chart = (
-        alt.Chart(data, title=alt.Title("Comment sentiment by CSAT score",
-                                        subtitle="Mean VADER compound score, −1 to +1"))
+        alt.Chart(data, title=chart_title("Comment sentiment by CSAT score",
+                                          "Mean VADER compound score, −1 to +1"))
         .mark_bar()
         .encode(
             x=alt.X("csat:O", title="CSAT score", axis=alt.Axis(labelAngle=0)),
@@ -405,8 +422,8 @@ def _topics_section(wh: Warehouse, filters: Filters) -> None:
                "and each comment belongs to its heaviest topic. Examples are masked.")
     chart_data = df[df["topic"] > 0]
     chart = (
-        alt.Chart(chart_data, title=alt.Title("Comments per topic",
-                                              subtitle="Colour: CSAT % of the topic"))
+        alt.Chart(chart_data, title=chart_title("Comments per topic",
+                                                "Colour: CSAT % of the topic"))
         .mark_bar()
         .encode(
             y=alt.Y("name:N", title="Topic", sort="-x",
@@ -422,12 +439,12 @@ def _topics_section(wh: Warehouse, filters: Filters) -> None:
                 alt.Tooltip("main_domain:N", title="Main domain"),
             ],
         )
-        .properties(height=alt.Step(20))
+        .properties(height=bar_height(len(chart_data)))
     )
     show_chart(chart, width="stretch")
     cols = ["name", "comments", "share_pct", "csat_pct", "csat_avg", "sentiment_avg",
             "negative_pct", "main_domain", "main_domain_pct", "examples", "note"]
-    st.dataframe(
+    show_table(
         df[cols], hide_index=True, key="fbx_topics_table",
         column_config={
             "name": st.column_config.TextColumn("Topic", help="Its heaviest words"),
@@ -463,7 +480,7 @@ def _emerging_section(wh: Warehouse, filters: Filters) -> None:
     else:
         # the issue is a term from customers' comments
         st.warning(escape_markdown(found.describe()))
-        st.dataframe(
+        show_table(
             found.issues, hide_index=True, key="fbx_emerging_table",
             column_config={
                 "issue": st.column_config.TextColumn("Issue"),
@@ -513,7 +530,8 @@ def _cohorts_section(wh: Warehouse, filters: Filters) -> None:
     if df.empty:
         st.info("No tickets with a customer in this range.")
         return
-    shown = df.assign(**{by: df[by].astype(str)})
+    shown = df.assign(**{by: [segment_label(v) for v in df[by]] if by == "customer_segment"
+                          else df[by].astype(str)})
     if by == "cohort":
         shown["cohort"] = [f"{c} (or before)" if cens else c
                            for c, cens in zip(shown["cohort"], df["left_censored"], strict=True)]
@@ -532,7 +550,7 @@ def _cohorts_section(wh: Warehouse, filters: Filters) -> None:
         "note": st.column_config.TextColumn("Note"),
         "left_censored": None,
     }
-    st.dataframe(shown, hide_index=True, key="fbx_cohort_table", column_config=config)
+    show_table(shown, hide_index=True, key="fbx_cohort_table", column_config=config)
     st.caption(f"Groups with fewer than {MIN_RESPONSES} CSAT responses are marked “{FEW_RESPONSES}”"
                ": compare them with care. The first month of the data holds every customer "
                "who was already there.")
@@ -545,9 +563,9 @@ def _cohorts_section(wh: Warehouse, filters: Filters) -> None:
     if grid.empty:
         return
     heat = (
-        alt.Chart(grid, title=alt.Title("CSAT % by cohort and month",
-                                        subtitle="Rows: month of the customer's first ticket; "
-                                                 "columns: month the ticket was created"))
+        alt.Chart(grid, title=chart_title("CSAT % by cohort and month",
+                                          "Rows: month of the customer's first ticket; "
+                                          "columns: month the ticket was created"))
         .mark_rect()
         .encode(
             x=alt.X("period:O", title="Ticket month"),
@@ -562,6 +580,7 @@ def _cohorts_section(wh: Warehouse, filters: Filters) -> None:
                 alt.Tooltip("recontact_pct:Q", title="Recontact (%)", format=".1f"),
             ],
         )
+        .properties(height=bar_height(grid["cohort"].nunique()))
     )
     show_chart(heat, width="stretch")
 
@@ -596,12 +615,13 @@ def _compare_section(wh: Warehouse, filters: Filters) -> None:
         if len(values) < 2:
             st.info("This dimension has a single value in the data.")
             return
-        va = d2.selectbox("Group A", values, index=0, key=f"fbx_cmp_a_{dim}")
-        vb = d3.selectbox("Group B", values, index=1, key=f"fbx_cmp_b_{dim}")
+        shown = segment_label if dim == "customer_segment" else str
+        va = d2.selectbox("Group A", values, index=0, key=f"fbx_cmp_a_{dim}", format_func=shown)
+        vb = d3.selectbox("Group B", values, index=1, key=f"fbx_cmp_b_{dim}", format_func=shown)
         if va == vb:
             st.info("Pick two different values.")
             return
-        a, b = Group.build(str(va), **{dim: va}), Group.build(str(vb), **{dim: vb})
+        a, b = Group.build(shown(va), **{dim: va}), Group.build(shown(vb), **{dim: vb})
     else:
         lo = filters.date_from or (wh.created_range()[0].date() if wh.created_range() else None)
         hi = filters.date_to
@@ -626,16 +646,16 @@ def _compare_section(wh: Warehouse, filters: Filters) -> None:
         m.label: [result.value_a, result.value_b],
         result.unit_of_n: [result.n_a, result.n_b],
     })
-    st.dataframe(table, hide_index=True, key="fbx_cmp_table")
+    show_table(table, hide_index=True, key="fbx_cmp_table")
     if result.difference is not None and np.isfinite(result.ci_low) and \
             np.isfinite(result.ci_high):
         unit = "points" if m.unit == "%" else m.unit
         ci = pd.DataFrame({"difference": [result.difference], "low": [result.ci_low],
                            "high": [result.ci_high], "what": [f"{result.label_a} − "
                                                               f"{result.label_b}"]})
-        base = alt.Chart(ci, title=alt.Title(
+        base = alt.Chart(ci, title=chart_title(
             f"{m.label}: {result.label_a} − {result.label_b}",
-            subtitle=f"{int(result.confidence * 100)} % interval; 0 means no difference"))
+            f"{int(result.confidence * 100)} % interval; 0 means no difference"))
         bars = base.mark_rule(strokeWidth=3).encode(
             x=alt.X("low:Q", title=f"Difference ({unit})"), x2=alt.X2("high:Q"),
             y=alt.Y("what:N", title=None))
@@ -646,7 +666,7 @@ def _compare_section(wh: Warehouse, filters: Filters) -> None:
                      alt.Tooltip("high:Q", title="Interval to", format=".2f")])
         zero = alt.Chart(pd.DataFrame({"x": [0]})).mark_rule(strokeDash=[4, 4]).encode(
             x=alt.X("x:Q"))
-        show_chart((bars + point + zero).properties(height=90), width="stretch")
+        show_chart((bars + point + zero).properties(height=MIN_PLOT_HEIGHT), width="stretch")
     st.caption(f"Percentages: pooled two-proportion z-test with Newcombe's interval; times: "
                f"Mann-Whitney rank test with the Hodges-Lehmann shift (the typical difference, "
                f"robust to a few very long tickets); mean scores: Welch's t-test. Groups with "
@@ -665,8 +685,8 @@ def _correlation_section(wh: Warehouse, filters: Filters) -> None:
         return
     st.markdown(escape_markdown(corr.summary))
     chart = (
-        alt.Chart(data, title=alt.Title("CSAT by resolution time",
-                                        subtitle="Closed tickets with a CSAT answer"))
+        alt.Chart(data, title=chart_title("CSAT by resolution time",
+                                          "Closed tickets with a CSAT answer"))
         .mark_bar()
         .encode(
             x=alt.X("band:N", title="Resolution time", sort=list(corr.bands["band"]),
@@ -726,7 +746,7 @@ def _comments_section(wh: Warehouse, filters: Filters) -> None:
     if page.total == 0:
         st.info("No survey comments match.")
         return
-    st.dataframe(
+    show_table(
         page.rows,
         hide_index=True,
         column_config={

@@ -25,6 +25,7 @@ from views._common import (
     QUERY_TTL_S,
     SEVERITY_COLOURS,
     as_of_text,
+    basemap,
     basemap_reachable,
     describe_filters,
     download_buttons,
@@ -32,7 +33,10 @@ from views._common import (
     ensure_data,
     filters_ui,
     last_created_day,
+    plural,
+    segment_label,
     selected_row,
+    show_table,
 )
 
 UNKNOWN_COLOUR = [120, 120, 120]
@@ -125,7 +129,7 @@ def _customer_layer(df: pd.DataFrame) -> pdk.Layer:
     data = df.assign(
         colour=[_rgba(colour[s], 200) for s in df["segment"]],
         radius=[300 + 120 * math.sqrt(n) for n in df["customers"]],
-        tip=[f"{n:,} customers of segment {s}" for n, s in
+        tip=[f"{plural(n, 'customer')} of segment {segment_label(s)}" for n, s in
              zip(df["customers"], df["segment"], strict=True)],
     )
     return pdk.Layer(
@@ -222,7 +226,7 @@ def _map(wh: Warehouse, filters: Filters, impact: pd.DataFrame, focus: pd.Series
         layers += _outage_layers(impact, None if focus is None else focus["outage_id"])
     deck = pdk.Deck(
         layers=layers, initial_view_state=_view(impact, focus, density),
-        map_style="light" if basemap_reachable() else None,
+        **basemap(),
         tooltip={"text": "{tip}"},
     )
     with left:
@@ -276,7 +280,7 @@ def _impact_table(impact: pd.DataFrame, filters: Filters) -> pd.Series | None:
     st.caption("Select an outage to focus the map on it and list its tickets. Extra = in the "
                "circle during the outage minus the same circle at the same hours of nearby "
                "weeks without an outage.")
-    st.dataframe(impact, hide_index=True, key=TABLE_KEY, on_select="rerun",
+    show_table(impact, hide_index=True, key=TABLE_KEY, on_select="rerun",
                  selection_mode="single-row", column_order=list(IMPACT_CONFIG),
                  column_config=IMPACT_CONFIG)
     download_buttons(impact, "outage_impact", filters)
@@ -303,7 +307,7 @@ def _outage_detail(wh: Warehouse, filters: Filters, focus: pd.Series) -> None:
         return
     st.caption(f"Tickets {page.first:,}–{page.last:,} of {page.total:,} inside the circle "
                "during the outage, earliest first")
-    st.dataframe(page.rows, hide_index=True, column_config={
+    show_table(page.rows, hide_index=True, column_config={
         **drill_columns(filters.tz), "distance_km": st.column_config.NumberColumn("Distance (km)",
                                                                       format="%.1f")})
     with st.container(horizontal=True):
@@ -325,7 +329,7 @@ def _rates_section(wh: Warehouse, filters: Filters) -> None:
     st.caption("Pooled over the outages of each severity in the window: extra tickets divided "
                "by affected customers × hours, with a 95 % interval. The what-if simulation "
                "uses these rates.")
-    st.dataframe(rates, hide_index=True, column_config={
+    show_table(rates, hide_index=True, column_config={
         "severity": st.column_config.TextColumn("Severity"),
         "outages": st.column_config.NumberColumn("Outages measured"),
         "customer_hours": st.column_config.NumberColumn("Customer-hours", format="localized"),

@@ -23,6 +23,7 @@ from views._common import (
     export_button,
     filters_ui,
     run_query,
+    show_table,
 )
 
 AUDIENCE_LABELS: dict[str, str] = {
@@ -107,7 +108,8 @@ def _period_ui(wh: Warehouse, filters: Filters) -> str | reports.Period:
     choice = st.selectbox("Period", list(PERIODS), format_func=PERIODS.get, key="report_period",
                           help="Weeks run Monday to Sunday. \"Last complete\" is counted from "
                           "the last complete day of data, not today. Each period is compared "
-                          "with the one before it.")
+                          "with the one before it and, where the data reaches back that far, "
+                          "with the same dates a year earlier.")
     if choice == "month":
         months = _months(wh)
         return st.selectbox("Month", months, key="report_month",
@@ -136,6 +138,19 @@ def _headline(rendered: reports.RenderedReport) -> None:
                    delta=None if change == "–" else change,
                    delta_color="off",
                    help=f"{metric.description}\n\nThe change is against the previous period.")
+    year = rendered.report.scope.year_earlier_range
+    if year is None or "year_earlier" not in kpis.columns:
+        st.caption("Year over year: no data a year earlier, so there is no comparison with "
+                   "the same dates a year before.")
+        return
+    parts = []
+    for name in shown:
+        metric, row = get_metric(name), kpis.loc[name]
+        parts.append(f"{metric.label} {metric.display(row['year_earlier'])} "
+                     f"({reports.change_text(metric, row['value'], row['year_earlier'])})")
+    last = year[1] - timedelta(days=1)
+    st.caption(f"Year over year, against {year[0]:%d %b %Y} – {last:%d %b %Y}: "
+               + " · ".join(parts) + ".")
 
 
 def _downloads(rendered: reports.RenderedReport) -> None:
@@ -243,7 +258,7 @@ def scheduled_section() -> None:
             st.caption("The running server builds and e-mails each report at its next run "
                        "(times in UTC and in the schedule's zone); after downtime it catches "
                        "up once.")
-            st.dataframe(schedules.next_runs(settings, now), hide_index=True,
+            show_table(schedules.next_runs(settings, now), hide_index=True,
                          key="schedules_next", column_config={
                              "name": "Schedule", "timezone": "Zone", "cron": "Cron",
                              "audience": "Audience", "subject": "Team or representative",
@@ -260,7 +275,7 @@ def scheduled_section() -> None:
         failed = int((log["outcome"] == "failed").sum())
         st.caption(f"Delivery log, latest first: {len(log)} tries, {failed} failed (a failed "
                    "try with a retry time is tried again then).")
-        st.dataframe(log, hide_index=True, key="schedules_log", column_config=LOG_COLUMNS)
+        show_table(log, hide_index=True, key="schedules_log", column_config=LOG_COLUMNS)
     except CsMetricsError as exc:
         st.error(escape_markdown(exc))
 

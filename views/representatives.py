@@ -12,6 +12,7 @@ import streamlit as st
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, Warehouse
 from cs_metrics.access import LOCAL
+from cs_metrics.activity import ACTIVITY_METRICS, activity, has_status_history
 from cs_metrics.leaderboard import (
     ALPHA,
     BOARD_COLUMNS,
@@ -41,6 +42,7 @@ from views._common import (
     row_drill,
     selected_row,
     show_chart,
+    show_table,
     ticket_list_ui,
 )
 
@@ -68,6 +70,25 @@ BOARD_LABELS: dict[str, str] = {
     "in_progress_count": "In progress", "closed_count": "Closed",
 }
 KEY_WIDTHS = {"rep_name": 125, "team": 125, "manager": 140}
+# Agent activity columns: short labels with their unit (the registry's label and
+# description are in each column's help)
+ACTIVITY_LABELS: dict[str, str] = {
+    "ticket_count": "Tickets", "closed_count": "Closed",
+    "touches_per_ticket": "Touches / ticket", "reassignments_per_ticket": "Reassign. / ticket",
+    "median_open_h": "Open med. (h)", "median_in_progress_h": "In prog. med. (h)",
+    "one_touch_pct": "One-touch (%)", "event_reopen_pct": "Reopen hist. (%)",
+    "reopen_pct": "Reopen (%)",
+}
+# the activity figures are over closed tickets: their count is the column shown; the table
+# is still sorted by all tickets (in the downloads)
+ACTIVITY_SHOWN: tuple[str, ...] = tuple(m for m in ACTIVITY_METRICS if m != "ticket_count")
+ACTIVITY_LEVELS_SHOWN: tuple[tuple[str, str, str], ...] = (
+    ("rep", "Per representative", "activity_representatives"),
+    ("team", "Per team", "activity_teams"),
+)
+NO_HISTORY = ("This dataset has no status history (ticket_events), so touches, "
+              "reassignments, time in each status, one-touch resolution and reopens from the "
+              "history are empty (–).")
 NO_REPS = "This dataset has no representatives (its tickets have no rep_id)."
 
 
@@ -77,6 +98,11 @@ NO_REPS = "This dataset has no representatives (its tickets have no rep_id)."
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def _leaderboard(_wh: Warehouse, db: str, filters: Filters, level: str) -> pd.DataFrame:
     return leaderboard(_wh, filters, level, metrics=BOARD_COLUMNS)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _activity(_wh: Warehouse, db: str, filters: Filters, level: str) -> pd.DataFrame:
+    return activity(_wh, filters, level)  # type: ignore[arg-type]
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -173,7 +199,7 @@ def _level_table(wh: Warehouse, filters: Filters, level: str, kind: str,
     config.update(board_columns(chosen, empty))
     shown = df.assign(**{n: "–" for n in empty}) if empty else df
     key = f"board_{level}"
-    st.dataframe(shown, hide_index=True, column_config=config, on_select="rerun",
+    show_table(shown, hide_index=True, column_config=config, on_select="rerun",
                  selection_mode="single-row", column_order=[*shown_keys, *chosen], key=key)
     downloads(df, kind, filters)
     _tickets_of(wh, filters, key, df, LEVEL_DRILL[level])
@@ -186,7 +212,9 @@ def _tickets_of(wh: Warehouse, filters: Filters, key: str, df: pd.DataFrame, dim
         st.caption("Select a row to list its tickets.")
         return
     value = row[dim]
-    name = row.get("rep_name", value) if dim == "rep_id" else value
+    from cs_metrics.drilldown import rep_label  # the rep id when the name is unknown
+
+    name = rep_label(row.get("rep_name"), value) if dim == "rep_id" else value
     who = {"rep_id": "representative", "team": "team", "manager": "manager"}[dim]
     label = f"Tickets of {who} {name if pd.notna(name) else '(none)'}"
     drill = row_drill(row, (dim,), label)
@@ -247,7 +275,7 @@ def _unusual_section(wh: Warehouse, filters: Filters) -> None:
     if df["rep_name"].notna().all():
         del config["rep_id"]  # a name is known for everyone; the id is in the downloads
     shown = df.assign(q_value=df["q_value"].map(format_q), p_value=df["p_value"].map(format_q))
-    st.dataframe(shown, hide_index=True, column_config=config, column_order=list(config),
+    show_table(shown, hide_index=True, column_config=config, column_order=list(config),
                  key="unusual_table", on_select="rerun", selection_mode="single-row")
     downloads(df, f"unusual_{name}", filters)
     _tickets_of(wh, filters, "unusual_table", df, "rep_id")
@@ -255,6 +283,44 @@ def _unusual_section(wh: Warehouse, filters: Filters) -> None:
         st.markdown(TEST_EXPLANATION.format(alpha=ALPHA, min_n=MIN_TICKETS,
                                             min_ratio=FLAG_MIN_EFFECT["duration"],
                                             min_pp=FLAG_MIN_EFFECT["proportion"]))
+
+
+def _activity_section(wh: Warehouse, filters: Filters) -> None:
+    st.subheader("Agent activity")
+    st.caption("From the status history of the closed tickets created in the range, per "
+               "assigned representative and team: touches are status events, a reassignment "
+               "is a change of representative, time in a status runs from its event to the "
+               "next one, and one-touch tickets were closed in one pass by one representative "
+               "(see the README's \"Agent activity\").")
+    if not has_status_history(wh):
+        st.caption(NO_HISTORY)
+    # one table under the other: a lead compares a representative with their team's row
+    for level, title, kind in ACTIVITY_LEVELS_SHOWN:
+        st.markdown(f"**{title}**")
+        _activity_table(wh, filters, level, kind)
+
+
+def _activity_table(wh: Warehouse, filters: Filters, level: str, kind: str) -> None:
+    df = _activity(wh, wh.cache_key, filters, level)
+    if df.empty:
+        who = "representatives" if level == "rep" else "teams"
+        st.info(f"No tickets of {who} were created in this date range.")
+        return
+    keys = [k for k in LEVELS[level] if k != "manager"]
+    if level == "rep" and df["rep_name"].notna().all():
+        keys.remove("rep_id")  # a name is known for everyone; the id is in the downloads
+    config: dict[str, object] = {
+        k: st.column_config.TextColumn(KEY_LABELS[k], width=KEY_WIDTHS.get(k)) for k in keys}
+    for name in ACTIVITY_SHOWN:
+        m, label = cs_metrics.get_metric(name), ACTIVITY_LABELS[name]
+        # as wide as the label, so the table fits a 1500 px window without scrolling
+        config[name] = st.column_config.NumberColumn(
+            label, help=f"{m.label}: {m.description}", format=board_format(m),
+            width=max(56, round(6.4 * len(label)) + 10))
+    # a figure without inputs (or a group without such tickets) is "–", never 0 or "None"
+    show_table(df, column_config=config, column_order=[*keys, *ACTIVITY_SHOWN],
+               key=f"activity_{level}")
+    downloads(df, kind, filters)
 
 
 def _flagged_sentences(df: pd.DataFrame) -> None:
@@ -346,6 +412,8 @@ def main() -> None:
         _unusual_section(wh, filters)
         st.divider()
         _detail(wh, filters, reps)
+        st.divider()
+        _activity_section(wh, filters)
     except CsMetricsError as exc:
         st.error(escape_markdown(exc))
 

@@ -24,15 +24,20 @@ from cs_metrics.seasonality import (
     forecast_hourly,
 )
 from cs_metrics.staffing import current_staffing, handle_time_s, staffing_plan
+from cs_metrics.zones import to_local
 from views._common import (
+    MIN_PLOT_HEIGHT,
     QUERY_TTL_S,
     as_of_text,
+    chart_title,
     describe_filters,
+    describe_range,
     download_buttons,
     ensure_data,
     filters_ui,
     opened,
     show_chart,
+    show_table,
 )
 
 HORIZONS = (1, 2, 4, 6, 8)  # forecast weeks offered
@@ -103,6 +108,20 @@ def _history_filters(filters: Filters) -> Filters:
     return replace(filters, date_from=None, date_to=None) if whole else filters
 
 
+def _history_note(wh: Warehouse, filters: Filters, history: Filters) -> str:
+    """Which days this page reads, beside the sidebar's date range that other pages use."""
+    if history.date_from is not None or history.date_to is not None:
+        return "This page uses the sidebar's date range, like the other pages."
+    span = wh.created_range()
+    whole = "the whole history" if span is None else (
+        f"the whole history ({to_local(span[0], filters.tz):%d %b %Y} – "
+        f"{to_local(span[1], filters.tz):%d %b %Y})")
+    return (f"This page uses {whole}, not the sidebar's date range "
+            f"({describe_range(filters).removeprefix('Tickets created ')}): a forecast and "
+            "a yearly cycle need more than a few weeks. The sidebar's other filters apply. "
+            "Turn off \"Use the whole history\" below to use the range.")
+
+
 def _verdicts(dec: Decomposition) -> None:
     # the library's sentences are text: whatever they quote is shown, not rendered
     st.markdown(f"**Weekly.** {escape_markdown(dec.weekly_verdict)}")
@@ -125,34 +144,36 @@ def _decomposition_section(dec: Decomposition, filters: Filters) -> None:
     long = comp.reset_index().melt(id_vars="date", var_name="component", value_name="tickets")
     long["component"] = long["component"].map(COMPONENT_LABELS).fillna(long["component"])
     order = [COMPONENT_LABELS[c] for c in COMPONENT_LABELS if c in comp.columns]
-    chart = (
-        alt.Chart(long)
+    # one chart per component, stacked, each with its own scale: a vertical concatenation
+    # (not a facet) fills the page's width
+    rows = [
+        alt.Chart(title=alt.TitleParams(name, anchor="start", fontSize=12))
+        .transform_filter(alt.datum.component == name)
         .mark_line(strokeWidth=1)
         .encode(
-            x=alt.X("date:T", title="Day"),
+            x=alt.X("date:T", title="Day" if name == order[-1] else None),
             y=alt.Y("tickets:Q", title="Tickets per day", scale=alt.Scale(zero=False)),
             tooltip=[alt.Tooltip("date:T", title="Day", format="%a %d %b %Y"),
                      alt.Tooltip("component:N", title="Component"),
                      alt.Tooltip("tickets:Q", title="Tickets", format=",.1f")],
         )
-        .properties(height=110)
-        .facet(row=alt.Row("component:N", title=None, sort=order,
-                           header=alt.Header(labelAngle=0, labelAlign="left")))
-        .resolve_scale(y="independent")
-        .properties(title=alt.Title(
-            "Daily tickets decomposed (MSTL)",
-            subtitle="Observed = trend + seasonal components + residual, in tickets per day."))
-    )
+        .properties(height=MIN_PLOT_HEIGHT)
+        for name in order
+    ]
+    chart = alt.vconcat(*rows, data=long, spacing=12).properties(title=chart_title(
+        "Daily tickets decomposed (MSTL)",
+        "Observed = trend + seasonal components + residual, in tickets per day."))
     show_chart(chart, width="stretch")
     effects = dec.weekday_effects.rename("effect").reset_index()
     effects.columns = ["weekday", "effect"]
     bars = (
-        alt.Chart(effects, title=alt.Title(
+        alt.Chart(effects, title=chart_title(
             "Each weekday against the average day",
-            subtitle=f"Weekly strength {dec.weekly_strength:.2f} (0 = none, 1 = pure pattern)"))
+            f"Weekly strength {dec.weekly_strength:.2f} (0 = none, 1 = pure pattern)"))
         .mark_bar()
         .encode(
-            x=alt.X("weekday:N", sort=list(WEEKDAYS), title=None),
+            x=alt.X("weekday:N", sort=list(WEEKDAYS), title=None,
+                    axis=alt.Axis(labelAngle=0)),
             y=alt.Y("effect:Q", title="Tickets vs the average day (%)", axis=alt.Axis(format="%")),
             color=alt.ColorValue(**alt.condition("datum.effect >= 0", alt.value("#4c78a8"),
                                                  alt.value("#e45756"))),
@@ -164,7 +185,7 @@ def _decomposition_section(dec: Decomposition, filters: Filters) -> None:
     show_chart(bars, width="stretch")
     if box := opened("Data", "open_season_components"):
         with box:
-            st.dataframe(comp.reset_index(), hide_index=True, key="season_components")
+            show_table(comp.reset_index(), hide_index=True, key="season_components")
             download_buttons(comp.reset_index(), "seasonal_decomposition", filters)
 
 
@@ -172,10 +193,10 @@ def _heatmap_section(wh: Warehouse, filters: Filters) -> None:
     st.subheader("When tickets arrive")
     df = _heatmap(wh, wh.cache_key, filters)
     chart = (
-        alt.Chart(df, title=alt.Title(
+        alt.Chart(df, title=chart_title(
             "Average tickets per hour, by weekday",
-            subtitle="Tickets created in each hour of the day (data time zone), averaged over "
-            "the days of that weekday in the history."))
+            "Tickets created in each hour of the day (data time zone), averaged over the days "
+            "of that weekday in the history."))
         .mark_rect()
         .encode(
             x=alt.X("hour:O", title="Hour of day"),
@@ -192,7 +213,7 @@ def _heatmap_section(wh: Warehouse, filters: Filters) -> None:
     show_chart(chart, width="stretch")
     if box := opened("Data", "open_season_heatmap"):
         with box:
-            st.dataframe(df, hide_index=True, key="season_heatmap")
+            show_table(df, hide_index=True, key="season_heatmap")
             download_buttons(df, "arrival_heatmap", filters)
 
 
@@ -225,15 +246,15 @@ def _forecast_section(wh: Warehouse, filters: Filters, series: pd.Series, days: 
     show_chart(
         (band + actual + line).properties(
             height=320,
-            title=alt.Title(f"Tickets per day: the last {HISTORY_SHOWN_DAYS} days and the next "
-                            f"{days} days",
-                            subtitle=f"Forecast with its {LEVEL:.0%} prediction interval "
-                            "(Poisson regression on trend, weekday and yearly terms).")),
+            title=chart_title(f"Tickets per day: the last {HISTORY_SHOWN_DAYS} days and the next "
+                              f"{days} days",
+                              f"Forecast with its {LEVEL:.0%} prediction interval (Poisson "
+                              "regression on trend, weekday and yearly terms).")),
         width="stretch",
     )
     if box := opened("Data", "open_season_forecast"):
         with box:
-            st.dataframe(fc, hide_index=True, key="season_forecast")
+            show_table(fc, hide_index=True, key="season_forecast")
             download_buttons(fc, f"forecast_{days}d", filters)
     bt = _backtest(wh, wh.cache_key, filters)
     cols = st.columns(4)
@@ -251,7 +272,7 @@ def _forecast_section(wh: Warehouse, filters: Filters, series: pd.Series, days: 
     (st.success if bt.beats_baseline else st.warning)(escape_markdown(bt.summary))
     if box := opened("Backtest folds", "open_season_backtest"):
         with box:
-            st.dataframe(bt.folds, hide_index=True, key="season_backtest")
+            show_table(bt.folds, hide_index=True, key="season_backtest")
             download_buttons(bt.folds, "forecast_backtest", filters)
 
 
@@ -271,24 +292,25 @@ def _staffing_inputs(wh: Warehouse, filters: Filters) -> tuple[float, ServiceLev
         "the sidebar's channel filter picks it when it holds one channel.",
     )
     level = levels.get(queue, default_level)
-    target = cols[1].number_input("Answered within target (%)", 1.0, 99.9,
-                                  float(level.target * 100), step=1.0, key=f"staff_sl_{queue}")
-    within = cols[2].number_input("Target time (s)", 0.0, 86_400.0, float(level.within_s),
-                                  step=5.0, key=f"staff_within_{queue}")
+    target = cols[1].number_input("Answered within target (%)", 1, 99,
+                                  min(99, max(1, round(level.target * 100))), step=1,
+                                  format="%d", key=f"staff_sl_{queue}")
+    within = cols[2].number_input("Target time (s)", 0, 86_400, round(level.within_s),
+                                  step=5, format="%d", key=f"staff_within_{queue}")
     aht = cols[3].number_input(
-        "Average handle time (s)", 1.0, 36_000.0,
-        float(round(aht_data if aht_data else settings.aht_s)), step=10.0, key="staff_aht",
+        "Average handle time (s)", 1, 36_000,
+        round(aht_data if aht_data else settings.aht_s), step=10, format="%d", key="staff_aht",
         help="From the tickets' handle times in the history" if aht_data else
         "This dataset has no handle times: the settings' default (staffing.aht_s).",
     )
-    shrinkage = cols[4].number_input("Shrinkage (%)", 0.0, 95.0, settings.shrinkage * 100,
-                                     step=1.0, key="staff_shrinkage",
+    shrinkage = cols[4].number_input("Shrinkage (%)", 0, 95, round(settings.shrinkage * 100),
+                                     step=1, format="%d", key="staff_shrinkage",
                                      help="Paid time not spent on contacts.") / 100
     occupancy = settings.max_occupancy
     st.caption(f"Maximum occupancy {occupancy:.0%} (staffing.max_occupancy in the settings). "
                "Erlang C assumes contacts wait in one queue and never give up; for email and "
                "other deferred channels it overstates the agents needed.")
-    return aht, ServiceLevel(target / 100, within), shrinkage, occupancy
+    return float(aht), ServiceLevel(target / 100, float(within)), shrinkage, occupancy
 
 
 def _staffing_section(wh: Warehouse, filters: Filters, days: int) -> None:
@@ -325,9 +347,9 @@ def _staffing_section(wh: Warehouse, filters: Filters, days: int) -> None:
     ])
     long["slot"] = long["weekday"] * 24 + long["hour_of_day"]
     chart = (
-        alt.Chart(long, title=alt.Title(
+        alt.Chart(long, title=chart_title(
             "Agents per hour of the week: needed vs active today",
-            subtitle=f"Needed: Erlang C for {level.target:.0%} within {level.within_s:g} s, "
+            f"Needed: Erlang C for {level.target:.0%} within {level.within_s:g} s, "
             f"AHT {aht:,.0f} s, shrinkage {shrinkage:.0%}, averaged over the forecast weeks. "
             "Active: distinct representatives answering in that hour, averaged over the "
             "history's days."))
@@ -347,7 +369,7 @@ def _staffing_section(wh: Warehouse, filters: Filters, days: int) -> None:
         .properties(height=300)
     )
     show_chart(chart, width="stretch")
-    st.dataframe(
+    show_table(
         table, hide_index=True, key="staff_table",
         column_order=["weekday_name", "hour_of_day", "arrivals", "scheduled_agents",
                       "peak_agents", "active_reps", "gap", "service_level"],
@@ -368,7 +390,7 @@ def _staffing_section(wh: Warehouse, filters: Filters, days: int) -> None:
     download_buttons(table.drop(columns=["weekday"]), "staffing_by_weekday_hour", filters)
     if box := opened("Hour-by-hour plan", "open_staff_plan"):
         with box:
-            st.dataframe(plan.drop(columns=["weekday", "hour_of_day"]), hide_index=True,
+            show_table(plan.drop(columns=["weekday", "hour_of_day"]), hide_index=True,
                          key="staff_plan")
             download_buttons(plan.drop(columns=["weekday", "hour_of_day"]),
                              f"staffing_plan_{days}d", filters)
@@ -376,6 +398,7 @@ def _staffing_section(wh: Warehouse, filters: Filters, days: int) -> None:
 
 def main() -> None:
     st.title("Seasonality & staffing")
+    note = st.empty()  # which dates the page reads, under the title: filled once known
     try:
         wh = ensure_data()
         filters = filters_ui(wh)
@@ -390,6 +413,7 @@ def main() -> None:
         with right:
             weeks = st.select_slider("Forecast horizon (weeks)", HORIZONS, value=4,
                                      key="season_weeks")
+        note.caption(_history_note(wh, filters, history))
         st.caption(f"{as_of_text(wh)} · {escape_markdown(describe_filters(history))}")
         series = _series(wh, wh.cache_key, history)
         try:

@@ -15,8 +15,11 @@ from cs_metrics.drilldown import bucket
 from cs_metrics.safe_text import escape_markdown
 from views._common import (
     PICK,
+    TOP_CATEGORIES,
     Drill,
     as_of_text,
+    bar_height,
+    chart_title,
     describe_filters,
     download_buttons,
     ensure_data,
@@ -29,6 +32,7 @@ from views._common import (
     run_query,
     selected_row,
     show_chart,
+    show_table,
     ticket_list_ui,
 )
 
@@ -44,7 +48,7 @@ VOLUME_DIMENSIONS: tuple[tuple[str, str], ...] = (
 PLACE_DIMENSIONS: tuple[tuple[str, str], ...] = (
     ("location", "Service location"), ("customer_location", "Customer location"),
 )
-TOP_N = 20
+TOP_N = TOP_CATEGORIES
 # The tag report: its figures, and how many tags it shows before one "Other" row.
 TAG_METRICS: tuple[str, ...] = ("ticket_count", "avg_first_response_min", "avg_resolution_h",
                                 "csat_pct")
@@ -68,6 +72,15 @@ def flow(wh: Warehouse, filters: Filters, grain: str) -> pd.DataFrame:
     )
     df[["created", "closed"]] = df[["created", "closed"]].fillna(0).astype("int64")
     return df.sort_values("period", ignore_index=True)
+
+
+def _top_title(df: pd.DataFrame, label: str) -> str:
+    """"Tickets by <label>", naming how many values a folded chart shows of how many."""
+    last = str(df[df.columns[0]].iloc[-1])
+    if len(df) > TOP_N and last.startswith("Other ("):
+        more = int(last.removeprefix("Other (").split()[0])
+        return f"Tickets by {label.lower()} (top {TOP_N} of {TOP_N + more:,})"
+    return f"Tickets by {label.lower()}"
 
 
 def by_dimension(wh: Warehouse, filters: Filters, dim: str, top: int | None = None
@@ -115,9 +128,9 @@ def _data(df: pd.DataFrame, name: str, filters: Filters, by: str | None = None) 
         return
     with box:
         if by is None:
-            st.dataframe(df, hide_index=True, key=key)
+            show_table(df, hide_index=True, key=key)
         else:
-            st.dataframe(df, hide_index=True, key=key, selection_mode="single-row",
+            show_table(df, hide_index=True, key=key, selection_mode="single-row",
                          on_select="rerun")
             row = selected_row(key, df)
             _on_new(key, None if row is None else _drill_key(row.to_frame().T, by).iloc[0], by)
@@ -167,10 +180,11 @@ def _flow_chart(df: pd.DataFrame, grain: str, filters: Filters) -> None:
     long[PICK] = _drill_key(long, "period")
     long["period"] = _period_ts(long)
     chart = (
-        alt.Chart(long, title=alt.Title(
-            f"Tickets created vs closed, by {grain}",
-            subtitle="Created counts tickets by creation date; closed counts tickets by the "
-            "date they were resolved, so the date range applies to resolved_at there.",
+        alt.Chart(long, title=chart_title(
+            f"Created per {grain} vs closed per {grain} (by resolution date)",
+            "Created counts tickets by the date they were created; closed counts tickets by "
+            "the date they were resolved (the date range applies to that date). Overview's "
+            "Closed counts the tickets created in the range whose status is closed now.",
         ))
         .mark_line(point=True)
         .encode(
@@ -200,8 +214,8 @@ def _backlog_chart(wh: Warehouse, filters: Filters, grain: str) -> None:
     plot = df.assign(period=_period_ts(df),
                      period_end=_period_ts(df) + _step(grain), **{PICK: _drill_key(df, "backlog")})
     chart = (
-        alt.Chart(plot, title=alt.Title(f"Backlog at the end of each {grain}",
-                                        subtitle=metric.description))
+        alt.Chart(plot, title=chart_title(f"Backlog at the end of each {grain}",
+                                          metric.description))
         .mark_area(line=True, opacity=0.3, point=True)
         .encode(
             x=alt.X("period:T", title=AXIS_TITLES[grain],
@@ -225,12 +239,13 @@ def _step(grain: str) -> pd.DateOffset:
             "month": pd.DateOffset(months=1)}[grain]
 
 
-def _bar_chart(df: pd.DataFrame, dim: str, label: str, title: str) -> None:
+def _bar_chart(df: pd.DataFrame, dim: str, label: str, title: str, columns: int = 1) -> None:
     total = int(df["ticket_count"].sum())
     plot = df.assign(share=df["ticket_count"] / total if total else 0.0,
                      **{PICK: _drill_key(df, dim)})
     chart = (
-        alt.Chart(plot, title=alt.Title(title, subtitle="Tickets created in the range"))
+        alt.Chart(plot, title=chart_title(title, "Tickets created in the range",
+                                          columns=columns))
         .mark_bar()
         .encode(
             x=alt.X("ticket_count:Q", title="Tickets (count)"),
@@ -241,7 +256,7 @@ def _bar_chart(df: pd.DataFrame, dim: str, label: str, title: str) -> None:
                 alt.Tooltip("share:Q", title="Share of tickets", format=".1%"),
             ],
         )
-        .properties(height=alt.Step(20))
+        .properties(height=bar_height(len(plot)))
     )
     _clickable(chart, f"chart_{dim}", dim)
 
@@ -255,12 +270,12 @@ def _volume(wh: Warehouse, filters: Filters) -> dict[str, pd.DataFrame]:
                 st.info(f"This dataset has no {label.lower()}, so there is no volume by "
                         f"{label.lower()}.")
                 continue
-            df = by_dimension(wh, filters, dim)
+            df = by_dimension(wh, filters, dim, top=TOP_N)
             if df.empty:
                 st.info("No tickets match these filters.")
                 continue
             frames[dim] = df
-            _bar_chart(df, dim, label, f"Tickets by {label.lower()}")
+            _bar_chart(df, dim, label, _top_title(df, label), columns=len(cols))
             _data(df, f"tickets_by_{dim}", filters, by=dim)
     return frames
 
@@ -278,7 +293,7 @@ def _places(wh: Warehouse, filters: Filters) -> dict[str, pd.DataFrame]:
                 st.info("No tickets match these filters.")
                 continue
             frames[dim] = df
-            _bar_chart(df, dim, label, f"Tickets by {label.lower()} (top {TOP_N})")
+            _bar_chart(df, dim, label, _top_title(df, label), columns=len(cols))
             _data(df, f"tickets_by_{dim}", filters, by=dim)
     return frames
 
@@ -295,8 +310,9 @@ def _csat(wh: Warehouse, filters: Filters, grain: str) -> None:
         return
     plot = df.assign(period=_period_ts(df), **{PICK: _drill_key(df, "period")})
     chart = (
-        alt.Chart(plot, title=alt.Title(f"CSAT by {grain}", subtitle=metric.description +
-                                        " Surveys count in the period their ticket was created."))
+        alt.Chart(plot, title=chart_title(f"CSAT by {grain}", metric.description +
+                                          " Surveys count in the period their ticket was "
+                                          "created."))
         .mark_line(point=True)
         .encode(
             x=alt.X("period:T", title=AXIS_TITLES[grain],
@@ -331,7 +347,7 @@ def _tags(wh: Warehouse, filters: Filters) -> pd.DataFrame | None:
         config[name] = st.column_config.NumberColumn(
             f"{m.label} ({m.unit})" if m.unit and not m.is_count else m.label,
             help=m.description, format="localized" if m.is_count else "%.1f")
-    st.dataframe(df, hide_index=True, column_config=config, key="tags_table")
+    show_table(df, hide_index=True, column_config=config, key="tags_table")
     st.caption("A ticket with several tags counts once in each of them; tickets without tags "
                "are in no row. \"Other\" is the tickets with any of the remaining tags, each "
                "counted once.")
@@ -389,8 +405,9 @@ def _summary(wh: Warehouse, filters: Filters, flows: pd.DataFrame) -> None:
     cols[0].metric("Tickets created", created.display(flows["created"].sum()),
                    help=created.description)
     cols[1].metric("Tickets closed", created.display(flows["closed"].sum()),
-                   help="Tickets resolved in the date range (by resolved_at), with the same "
-                   "other filters.")
+                   help="Tickets resolved in the date range (by their resolution date), with "
+                   "the same other filters. Overview's Closed counts the tickets created in the "
+                   "range whose current status is closed, so the two can differ.")
     when = "now" if filters.date_to is None else \
         f"{filters.date_to - timedelta(days=1):%d %b %Y} end of day"
     cols[2].metric("Backlog", backlog.display(end), help=f"{backlog.description} At {when}.")

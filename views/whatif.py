@@ -27,13 +27,17 @@ from views._common import (
     QUERY_TTL_S,
     SEVERITY_COLOURS,
     as_of_text,
-    basemap_reachable,
+    basemap,
+    chart_title,
     current_zone,
     download_buttons,
     ensure_data,
     export_button,
     last_created_day,
+    plural,
+    segment_label,
     show_chart,
+    show_table,
     table_downloads,
 )
 
@@ -134,7 +138,7 @@ def _pick_point_ui(wh: Warehouse) -> None:
                          longitude=float(grouped["lon"].median()), zoom=3)
     event = st.pydeck_chart(
         pdk.Deck(layers=[layer], initial_view_state=view, tooltip={"text": "{tip}"},
-                 map_style="light" if basemap_reachable() else None),
+                 **basemap()),
         height=300, key=PICK_KEY, on_select="rerun", selection_mode="single-object")
     picked = (event.selection.get("objects", {}) or {}).get("places") if event else None
     if picked:
@@ -166,22 +170,24 @@ def scenario_ui(wh: Warehouse) -> tuple[OutageScenario, int, int] | None:
             else:
                 st.number_input("Latitude", -90.0, 90.0, key="wi_lat", format="%.4f")
                 st.number_input("Longitude", -180.0, 180.0, key="wi_lon", format="%.4f")
-            st.slider("Radius (km)", 0.0, 200.0, key="wi_radius", step=1.0)
+            st.slider("Radius (km)", 0.0, 200.0, key="wi_radius", step=1.0, format="%.0f")
         with mid:
             st.date_input("Start day", key="wi_day")
             st.time_input(f"Start time ({current_zone()})", key="wi_time",
                           step=timedelta(minutes=30),
                           help="In the reporting zone (the sidebar's Time zone on the other "
                           "pages, else the settings' [display] timezone).")
-            st.number_input("Duration (hours)", 0.5, 14 * 24.0, key="wi_hours", step=1.0)
+            st.number_input("Duration (hours)", 0.5, 14 * 24.0, key="wi_hours", step=1.0,
+                            format="%.1f")
             st.selectbox("Severity", SCENARIO_SEVERITIES, key="wi_severity",
                          help="How many extra tickets each affected customer sends per hour: "
                          "measured on this dataset's outages where it has them.")
         with right:
             st.selectbox("Service that fails", domains, key="wi_domain")
-            st.number_input("Extra agents during the outage", 0, 500, key="wi_extra")
-            st.number_input("Simulation runs", 20, 2000, key="wi_runs", step=20)
-            st.number_input("Seed", 0, 2**31 - 1, key="wi_seed")
+            st.number_input("Extra agents during the outage", 0, 500, key="wi_extra", step=1,
+                            format="%d")
+            st.number_input("Simulation runs", 20, 2000, key="wi_runs", step=20, format="%d")
+            st.number_input("Seed", 0, 2**31 - 1, key="wi_seed", step=1, format="%d")
         submitted = st.form_submit_button("Run the simulation", type="primary",
                                           icon=":material/play_arrow:")
     if submitted:
@@ -224,7 +230,7 @@ def _area_map(wh: Warehouse, result: WhatIfResult) -> None:
                         pickable=True)]
     if len(near):
         near = near.assign(radius=[200 + 60 * math.sqrt(n) for n in near["customers"]],
-                           tip=[f"{n:,} customers ({s})" for n, s in
+                           tip=[f"{plural(n, 'customer')} ({segment_label(s)})" for n, s in
                                 zip(near["customers"], near["segment"], strict=True)])
         layers.append(pdk.Layer("ScatterplotLayer", near, id="customers",
                                 get_position="[lon, lat]", get_radius="radius",
@@ -234,12 +240,12 @@ def _area_map(wh: Warehouse, result: WhatIfResult) -> None:
     st.pydeck_chart(pdk.Deck(layers=layers, tooltip={"text": "{tip}"},
                              initial_view_state=pdk.ViewState(latitude=lat0, longitude=lon0,
                                                               zoom=zoom),
-                             map_style="light" if basemap_reachable() else None),
+                             **basemap()),
                     height=320, key="whatif_area")
 
 
 def _band_chart(hours: pd.DataFrame, stem: str, title: str, unit: str,
-                outage: tuple[datetime, datetime]) -> alt.LayerChart:
+                outage: tuple[datetime, datetime], columns: int = 1) -> alt.LayerChart:
     base = alt.Chart(hours).encode(x=alt.X("hour:T", title=f"Hour ({current_zone()})",
                                            axis=alt.Axis(format="%a %H:%M")))
     shade = alt.Chart(pd.DataFrame({"start": [outage[0]], "end": [outage[1]]})).mark_rect(
@@ -257,9 +263,9 @@ def _band_chart(hours: pd.DataFrame, stem: str, title: str, unit: str,
     baseline = base.mark_line(color="gray", strokeDash=[4, 3]).encode(
         y=alt.Y(f"baseline_{stem}_p50:Q"))
     return (shade + band + baseline + line).properties(
-        height=240, title=alt.Title(title, subtitle="Median and p10–p90 band over the runs; "
-                                    "dashed: the same hours without the outage; shaded: the "
-                                    "outage."))
+        height=240, title=chart_title(title, "Median and p10–p90 band over the runs; dashed: "
+                                      "the same hours without the outage; shaded: the outage.",
+                                      columns=columns))
 
 
 def _charts(result: WhatIfResult) -> None:
@@ -272,8 +278,8 @@ def _charts(result: WhatIfResult) -> None:
     arrivals["kind"] = arrivals["kind"].map({"baseline_arrivals": "Expected anyway",
                                              "extra_arrivals": "Extra from the outage"})
     show_chart(
-        alt.Chart(arrivals, title=alt.Title("Arrivals per hour", subtitle="Expected tickets: "
-                                            "the forecast plus the outage's excess."))
+        alt.Chart(arrivals, title=chart_title("Arrivals per hour", "Expected tickets: the "
+                                              "forecast plus the outage's excess."))
         .mark_bar()
         .encode(x=alt.X("hour:T", title=f"Hour ({tz})", axis=alt.Axis(format="%a %H:%M")),
                 y=alt.Y("tickets:Q", title="Tickets per hour", stack=True),
@@ -286,11 +292,11 @@ def _charts(result: WhatIfResult) -> None:
     left, right = st.columns(2)
     with left:
         show_chart(_band_chart(hours, "backlog", "Backlog waiting for a first response",
-                                    "Tickets waiting", outage), width="stretch")
+                               "Tickets waiting", outage, columns=2), width="stretch")
     with right:
         show_chart(_band_chart(hours, "sla_breach_pct",
                                     f"Share missing the {result.sla_minutes:g}-minute target",
-                                    "% of the hour's tickets", outage), width="stretch")
+                               "% of the hour's tickets", outage, columns=2), width="stretch")
     show_chart(_band_chart(hours, "first_response_min", "Mean first-response wait",
                                 "Minutes", outage), width="stretch")
     staff = hours.melt(id_vars="hour", value_vars=["current_agents", "extra_agents_needed"],
@@ -298,8 +304,8 @@ def _charts(result: WhatIfResult) -> None:
     staff["kind"] = staff["kind"].map({"current_agents": "Active today (average)",
                                        "extra_agents_needed": "Extra needed for the SLA"})
     show_chart(
-        alt.Chart(staff, title=alt.Title(
-            "Agents per hour", subtitle=f"Extra needed: Erlang C for {result.sla_target_pct:g} % "
+        alt.Chart(staff, title=chart_title(
+            "Agents per hour", f"Extra needed: Erlang C for {result.sla_target_pct:g} % "
             f"answered within {result.sla_minutes:g} min on the expected arrivals, minus the "
             "agents active in that hour today."))
         .mark_bar()
@@ -380,7 +386,8 @@ def _saved_section(result: WhatIfResult, runs: int, seed: int) -> None:
     if saved:
         table = pd.DataFrame(saved)
         st.subheader("Saved scenarios side by side")
-        st.dataframe(table.drop(columns=["json"]).set_index("scenario").T, key="wi_compare")
+        show_table(table.drop(columns=["json"]).set_index("scenario").T, key="wi_compare",
+                   hide_index=False, labels=False)
         download_buttons(table, "whatif_comparison", Filters())
 
 
@@ -412,7 +419,7 @@ def main() -> None:
         _area_map(wh, result)
         _charts(result)
         with st.expander("Hour by hour"):
-            st.dataframe(result.hours, hide_index=True, key="wi_hours_table")
+            show_table(result.hours, hide_index=True, key="wi_hours_table")
         _downloads(result)
         _saved_section(result, runs, seed)
     except CsMetricsError as exc:
