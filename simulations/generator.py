@@ -139,6 +139,7 @@ TENURE_PENALTY = 0.6  # a new hire is 60 % slower, fading with tenure
 TENURE_TAU_MONTHS = 3.0
 NEVER_RESOLVED_SHARE = 0.003
 REOPEN_BASE = 0.06
+HANDOVER_SHARE = 0.08  # tickets closed in their first cycle that changed hands once
 REOPEN_DOMAIN_MULT = np.array([0.8, 1.5, 1.4, 1.1, 1.0, 0.6, 1.6])
 REOPEN_CYCLES_P = np.array([0.80, 0.15, 0.05])
 HANDLE_MEDIAN_S = np.array([480.0, 720.0, 360.0, 300.0, 300.0])
@@ -262,7 +263,7 @@ def generate(
 
     stage("events")
     ticket_ids = _ids("T", len(tk["created"]), 7)
-    events = _events(life, tk, ticket_ids, start_epoch)
+    events, handovers = _events(life, tk, reps, ticket_ids, start_epoch, seed)
     done()
 
     stage("feedback")
@@ -284,6 +285,7 @@ def generate(
         files.append(_write(tables[name], name, out, fmt))
         counts[name] = tables[name].num_rows
     truth = _truth(seed, end_dt, start_dt, days, tk, cal, outages, surge, customers, reps, counts)
+    truth["handed_over_tickets"] = handovers
     truth_path = out / "truth.json"
     truth_path.write_text(json.dumps(truth, sort_keys=True, indent=2) + "\n", encoding="utf-8")
     files.append(truth_path)
@@ -735,18 +737,46 @@ def _lifecycle(
     }
 
 
-def _events(life: dict, tk: dict, ticket_ids: pa.Array, start_epoch: int) -> pa.Table:
-    rows, cols = np.nonzero(life["valid"])
+def _events(life: dict, tk: dict, reps: dict, ticket_ids: pa.Array, start_epoch: int,
+            seed: int) -> tuple[pa.Table, int]:
+    """The status history, and how many tickets were handed over.
+
+    A share of the tickets closed in their first cycle (``HANDOVER_SHARE``) were first taken
+    by another representative of the domain's teams, who handed them part-way through the
+    work to the representative who closed them: their first in-progress event names the
+    first taker, and a second in-progress event names the closer (one reassignment). The
+    handovers come from a stream of their own, so every other table stays as it was."""
+    valid, times = life["valid"], life["times"]
+    rows, cols = np.nonzero(valid)
+    at = times[rows, cols]
     status = cols % 3
-    return _table(
+    rep = tk["rep"][rows]
+    rng = np.random.default_rng([seed, 22])
+    n = len(tk["created"])
+    taker = _assign_reps(rng, tk["created"], tk["domain"], reps)
+    t1, t2 = times[:, 1], times[:, 2]
+    handed = (valid[:, 2] & (rng.random(n) < HANDOVER_SHARE) & (taker != tk["rep"])
+              & (t2 - t1 >= 2))  # room for the handover strictly inside the work
+    rep = np.where((cols == 1) & handed[rows], taker[rows], rep)
+    h = np.flatnonzero(handed)
+    when = t1[h] + ((t2[h] - t1[h]) * rng.uniform(0.2, 0.8, len(h))).astype(np.int64)
+    when = np.clip(when, t1[h] + 1, t2[h] - 1)
+    rows = np.concatenate([rows, h])
+    at = np.concatenate([at, when])
+    status = np.concatenate([status, np.ones(len(h), dtype=status.dtype)])
+    rep = np.concatenate([rep, tk["rep"][h]])
+    order = np.lexsort((at, rows))  # by ticket, then in time
+    rows, at, status, rep = rows[order], at[order], status[order], rep[order]
+    table = _table(
         "ticket_events",
         {
             "ticket_id": ticket_ids.take(pa.array(rows)),
-            "event_at": _ts(start_epoch, life["times"][rows, cols]),
+            "event_at": _ts(start_epoch, at),
             "status": _take(STATUSES, status),
-            "rep_id": _rep_ids(tk["rep"][rows], status == 0),
+            "rep_id": _rep_ids(rep, status == 0),
         },
     )
+    return table, len(h)
 
 
 def _feedback(

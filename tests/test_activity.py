@@ -34,8 +34,8 @@ def _copy(sample_dir: Path, out: Path, tables: tuple[str, ...] = TABLES) -> Path
 
 
 def _varied_events(sample_dir: Path) -> pd.DataFrame:
-    """The generated history with what the generator never writes: reassignments (a later
-    event by another representative, sometimes back again), a representative named on an
+    """The generated history with what the generator does not write: more reassignments (a
+    later event by another representative, sometimes back again), a representative named on an
     open event, closed tickets without events, a history that does not end closed, and
     events at the same moment."""
     e = pd.read_parquet(sample_dir / "ticket_events.parquet")
@@ -324,3 +324,20 @@ def test_a_warehouse_derived_before_the_activity_columns_shows_them_empty(varied
     for name in EVENT_METRICS:
         assert got[name].isna().all(), name
     assert got["ticket_count"].sum() > 0
+
+
+def test_the_generators_handovers_are_counted(sample_dir, sample_wh):
+    """The sample hands a share of its tickets over once (truth.json says how many): each is
+    one reassignment, and never a one-touch ticket."""
+    truth = json.loads((sample_dir / "truth.json").read_text(encoding="utf-8"))
+    handed = truth["handed_over_tickets"]
+    assert handed > 0
+    got = sample_wh.df("select count(*) filter (where ev_reassignments = 1) as one, "
+                       "count(*) filter (where ev_reassignments > 1) as more "
+                       "from tickets").iloc[0]
+    assert (got["one"], got["more"]) == (handed, 0)
+    # about HANDOVER_SHARE of the closed tickets (the figures' match with pandas is tested
+    # above on a history with more kinds of change)
+    row = query(sample_wh, ["reassignments_per_ticket", "one_touch_pct"]).iloc[0]
+    assert 0.04 < row["reassignments_per_ticket"] < 0.1
+    assert 0 < row["one_touch_pct"] < 100
