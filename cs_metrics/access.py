@@ -192,7 +192,17 @@ def identity_from_claims(claims: Mapping[str, Any],
                        "verified")
     if refusal:
         return Identity("", groups, issuer, subject, shown, refusal)
-    return Identity(email.lower(), groups, issuer, subject)
+    return Identity(ascii_lower(email), groups, issuer, subject)
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with its ASCII letters in lower case and every other character kept: the
+    case of an address is ignored, but str.lower() would also turn a sign such as U+212A
+    (KELVIN SIGN) into "k", making "\u212aate@example.com" the address of kate@."""
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
 def _matches(ident: str, email: str, groups: Iterable[str]) -> bool:
@@ -218,7 +228,7 @@ def resolve_scope(
     """
     access = settings if isinstance(settings, AccessSettings) else \
         (settings or load_settings()).access
-    email = (email or "").strip().lower()
+    email = ascii_lower((email or "").strip())
     groups = tuple(str(g).strip() for g in groups)
     if not email and not groups:
         return None

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 import threading
 import unicodedata
@@ -35,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cs_metrics.access import ascii_lower
 from cs_metrics.errors import CsMetricsError
 from cs_metrics.metrics import DIMENSIONS
 
@@ -84,7 +86,7 @@ def person_key(actor: str, issuer: str = "", subject: str = "") -> str:
     provider's issuer and subject when known, as the audit log tells accounts apart, else
     the e-mail address in lower case; "local" without sign-in)."""
     raw = (f"oidc\0{issuer}\0{subject}" if subject
-           else f"actor\0{str(actor).strip().lower()}")
+           else f"actor\0{ascii_lower(str(actor).strip())}")
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -179,31 +181,58 @@ class ViewStore:
     # --- reading -------------------------------------------------------------------------
 
     def _read(self) -> dict[str, Any]:
-        """The file's content, {} when there is none; ValueError when it cannot be used."""
+        """The file's content, {} when there is none; ValueError when it cannot be used.
+
+        Read through one descriptor: a regular file only (a planted pipe or device, which
+        would block or never end, is refused), never through a symlink's target's growth:
+        at most MAX_FILE_BYTES + 1 bytes are read."""
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
         try:
-            size = self.path.stat().st_size
+            fd = os.open(self.path, flags)
         except FileNotFoundError:
             return {}
         except OSError as exc:
             raise ValueError(f"it cannot be opened ({exc.strerror or exc})") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError("it is not a regular file")
+            chunks, size = [], 0
+            while size <= MAX_FILE_BYTES:
+                chunk = os.read(fd, min(1 << 20, MAX_FILE_BYTES + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except OSError as exc:
+            raise ValueError(f"it cannot be read ({exc.strerror or exc})") from None
+        finally:
+            os.close(fd)
         if size > MAX_FILE_BYTES:
             raise ValueError(f"it is larger than {MAX_FILE_BYTES // 1_000_000} MB")
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            data = json.loads(b"".join(chunks).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+            # ValueError: an integer too long to convert (its message names Python's limit)
             raise ValueError(f"it is not valid JSON ({type(exc).__name__})") from None
         if not isinstance(data, dict) or not isinstance(data.get("people", {}), dict):
             raise ValueError("it is not a saved views file")
         return data
 
     def _parse(self, entries: object) -> ViewList:
+        return self._split(entries)[0]
+
+    def _split(self, entries: object) -> tuple[ViewList, list[Any]]:
+        """The views of ``entries``, and the raw entries left out (kept as they are)."""
         if not isinstance(entries, list):
-            return ViewList((), ("Your saved views could not be read and are left out.",))
+            return ViewList((), ("Your saved views could not be read and are left out.",)), \
+                [entries]
         views: list[SavedView] = []
         notes: list[str] = []
+        left: list[Any] = []
         for n, entry in enumerate(entries, 1):
             if len(views) >= MAX_VIEWS:
                 notes.append(f"Only the first {MAX_VIEWS} saved views are shown.")
+                left.extend(entries[n - 1:])
                 break
             try:
                 if not isinstance(entry, dict):
@@ -217,10 +246,11 @@ class ViewStore:
             except (CsMetricsError, ValueError) as exc:
                 reason = str(exc).rstrip(".")
                 notes.append(f"Saved view {n} was left out: {reason[:120]}.")
+                left.append(entry)
                 continue
             views.append(SavedView(name, tuple((k, tuple(v)) for k, v in params.items()),
                                    saved_at))
-        return ViewList(tuple(views), tuple(notes))
+        return ViewList(tuple(views), tuple(notes)), left
 
     def views(self, person: str) -> ViewList:
         """``person``'s views (a key from ``person_key``). Never raises: an unreadable file
@@ -228,8 +258,9 @@ class ViewStore:
         try:
             data = self._read()
         except ValueError as exc:
-            return ViewList((), (f"The saved views file {self.path} was not read: {exc}. "
-                                 "It is left as it is.",))
+            return ViewList((), (f"The saved views file was not read: {exc}. It is left as "
+                                 f"it is (the server's {VIEWS_ENV} or configuration folder "
+                                 "names it).",))
         return self._parse(data.get("people", {}).get(person, []))
 
     # --- writing -------------------------------------------------------------------------
@@ -246,7 +277,9 @@ class ViewStore:
                 return
             lock_path = self.path.with_name(self.path.name + ".lock")
             try:
-                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                # never through a planted symlink: it would create a file where it points
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                             0o600)
             except OSError as exc:
                 raise self._cannot_write(exc) from None
             try:
@@ -257,8 +290,8 @@ class ViewStore:
 
     def _cannot_write(self, exc: OSError) -> CsMetricsError:
         return CsMetricsError(
-            f"The saved views file {self.path} cannot be written ({exc.strerror or exc}). "
-            f"Set {VIEWS_ENV} to a file in a folder this app may write to.")
+            f"The saved views file cannot be written ({exc.strerror or exc}). Whoever runs "
+            f"the server can set {VIEWS_ENV} to a file in a folder this app may write to.")
 
     def _change(self, person: str, change: Any) -> Any:
         """Apply ``change(views) -> (views, result)`` to ``person``'s views and write."""
@@ -267,12 +300,16 @@ class ViewStore:
                 data = self._read()
             except ValueError as exc:
                 raise CsMetricsError(
-                    f"The saved views file {self.path} was not read: {exc}. Move it away "
-                    "(or delete it) to save views again; nothing was changed.") from None
+                    f"The saved views file was not read: {exc}. Move it away (or delete it) "
+                    "on the server to save views again; nothing was changed.") from None
             people = data.get("people", {})
-            views, result = change(list(self._parse(people.get(person, [])).views))
+            # the entries left out of the list stay in the file as they were (after the
+            # views), so a save or a delete never loses what could not be read
+            parsed, kept = self._split(people.get(person, []))
+            views, result = change(list(parsed.views))
             people = {**people, person: [
-                {"name": v.name, "params": v.query, "saved_at": v.saved_at} for v in views]}
+                {"name": v.name, "params": v.query, "saved_at": v.saved_at} for v in views
+            ] + kept}
             if not people[person]:
                 del people[person]
             self._write({"version": _VERSION, "people": people})

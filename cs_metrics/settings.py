@@ -11,6 +11,7 @@ import math
 import os
 import re
 import tomllib
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -1093,7 +1094,6 @@ def _display(raw: Any, source: str) -> str:
 
 
 SEGMENT_LABEL_MAX = 60
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _segment_labels(raw: Any, source: str) -> tuple[tuple[str, str], ...]:
@@ -1106,14 +1106,26 @@ def _segment_labels(raw: Any, source: str) -> tuple[tuple[str, str], ...]:
         raise CsMetricsError(
             f"Setting display.segments in {source} must be a table of segment = \"label\", "
             f"e.g. [display.segments] M = \"Mid-market\", not {table!r}.")
-    out = []
+    out: list[tuple[str, str]] = []
     for code, label in table.items():
         if (not isinstance(label, str) or not label.strip() or len(label) > SEGMENT_LABEL_MAX
-                or _CONTROL.search(label)):
+                or any(unicodedata.category(c).startswith("C") for c in label)):
+            # category C: controls, and invisible format characters such as a
+            # right-to-left override, which would make a label read as another
             raise CsMetricsError(
                 f"Setting display.segments.{code} in {source} must be a label of 1 to "
                 f"{SEGMENT_LABEL_MAX} printable characters, not {label!r}.")
-        out.append((code, label.strip()))
+        label = label.strip()
+        if label in ("–", "-", "(none)"):
+            raise CsMetricsError(
+                f"Setting display.segments.{code} in {source} may not be {label!r}: that "
+                "is how a missing segment is shown.")
+        taken = next((c for c, lab in out if lab.casefold() == label.casefold()), None)
+        if taken is not None:
+            raise CsMetricsError(
+                f"Settings display.segments.{taken} and display.segments.{code} in {source} "
+                f"are both {label!r}; give each segment its own label.")
+        out.append((code, label))
     return tuple(out)
 
 

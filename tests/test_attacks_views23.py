@@ -323,3 +323,103 @@ def test_a_view_with_hostile_text_is_shown_as_text(monkeypatch, db, tmp_path):
     shown = " ".join(m.value for m in (*at.caption, *at.info, *at.success, *at.markdown))
     assert "](http" not in shown and "](javascript" not in shown
     assert "javascript" not in " ".join(c.value for c in at.caption)
+
+
+AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+        "client_id": "cs-metrics", "client_secret": "secret",
+        "server_metadata_url": "http://localhost:1/.well-known/openid-configuration"}
+
+
+def _hosted(monkeypatch, db: Path, views: Path, user: dict) -> AppTest:
+    monkeypatch.setenv("CS_METRICS_DB", str(db))
+    monkeypatch.setenv(VIEWS_ENV, str(views))
+    at = AppTest.from_file(str(REPO / "views" / "overview.py"), default_timeout=90)
+    at.secrets["auth"] = AUTH
+    at.user = user
+    return at.run()
+
+
+def _user(email: str, sub: str, iss: str = "https://id.example.com") -> dict:
+    return {"is_logged_in": True, "email": email, "email_verified": True, "groups": [],
+            "iss": iss, "sub": sub}
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_hosted_people_keep_their_views_apart(monkeypatch, db, tmp_path):
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[access]\nadmins = ["ada@example.com", "bob@example.com", '
+                        '"sub-ada@example.com"]\n')
+    monkeypatch.setenv("CS_METRICS_SETTINGS", str(settings))
+    views = tmp_path / "views.json"
+    at = _hosted(monkeypatch, db, views, _user("ada@example.com", "sub-ada"))
+    assert not at.exception, [e.value for e in at.exception]
+    at.multiselect(key="filter_channel").select("chat").run()
+    at.text_input(key="view_name").input("Ada's").run()
+    at.button(key="view_save").click().run()
+    assert not at.exception
+    assert "ada@example.com" not in views.read_text() and "sub-ada" not in views.read_text()
+    # another person; one whose address is Ada's subject; Ada at another provider; Ada's
+    # address in capitals with another subject: none sees Ada's view
+    for user in (_user("bob@example.com", "sub-bob"), _user("sub-ada@example.com", "x"),
+                 _user("ada@example.com", "sub-ada", "https://other.example.com"),
+                 _user("ADA@example.com", "sub-ada2")):
+        other = _hosted(monkeypatch, db, views, user)
+        assert not other.exception, [e.value for e in other.exception]
+        assert other.selectbox(key="saved_view").options == [], user
+    again = _hosted(monkeypatch, db, views, _user("ada@example.com", "sub-ada"))
+    assert again.selectbox(key="saved_view").options == ["Ada's"]
+
+
+def _events_dir(tmp: Path) -> Path:
+    out = tmp / "data"
+    out.mkdir()
+    t = pd.DataFrame({
+        "ticket_id": ["T1", "T2", "T3", "T4"],
+        "created_at": pd.to_datetime(["2025-01-01 09:00"] * 4),
+        "status": ["closed"] * 4,
+        "resolved_at": pd.to_datetime(["2025-01-02 09:00"] * 4),
+        "rep_id": ["R1"] * 4,
+    })
+    t.to_csv(out / "tickets.csv", index=False)
+    pd.DataFrame({"rep_id": ["R1", "R2"], "name": ["Rae", "Rob"],
+                  "team": ["A", "A"]}).to_csv(out / "representatives.csv", index=False)
+    n = 200_000
+    big = pd.DataFrame({  # one ticket with many events, some at one moment
+        "ticket_id": "T1",
+        "event_at": pd.Timestamp("2025-01-01 09:00") + pd.to_timedelta(
+            np.arange(n) // 2, unit="s"),
+        "status": np.where(np.arange(n) % 2 == 0, "in_progress", "open"),
+        "rep_id": np.where(np.arange(n) % 4 < 2, "R1", "R2"),
+    })
+    tail = pd.DataFrame({
+        "ticket_id": ["T1", "T2", "T2", "T3", "NOPE", None],
+        "event_at": pd.to_datetime(["2025-01-02 09:00", "2025-01-01 10:00", "2025-01-01 10:00",
+                                    "2025-01-01 10:00", "2025-01-01 10:00",
+                                    "2025-01-01 10:00"]),
+        "status": ["closed", "closed", "open", "closed", "closed", "closed"],
+        "rep_id": ["R1", "R1", "R1", None, "R1", "R1"],
+    })
+    pd.concat([big, tail]).to_csv(out / "ticket_events.csv", index=False)
+    return out
+
+
+def test_hostile_event_histories_give_defined_figures(tmp_path):
+    src = _events_dir(tmp_path)
+    cs_metrics.ingest(src, db=tmp_path / "wh.duckdb")
+    wh = cs_metrics.Warehouse(tmp_path / "wh.duckdb", read_only=True)
+    try:
+        from cs_metrics.activity import activity
+
+        got = activity(wh, level="rep")
+        per = cs_metrics.query(wh, ["touches_per_ticket", "one_touch_pct",
+                                    "event_reopen_pct"], by=["rep_id"])
+    finally:
+        wh.close()
+    assert list(got["rep_id"]) == ["R1"]
+    # T1 (200,001 events), T2 (closed and opened at one moment: open sorts first, so it ends
+    # closed), T3 (one closed event, no rep); T4 has no events: left out; NOPE and null ids
+    # belong to no ticket
+    row = per.iloc[0]
+    assert row["touches_per_ticket"] == pytest.approx((200_001 + 2 + 1) / 3)
+    assert np.isfinite(got[[c for c in got.columns if c.endswith(("_h", "_pct"))]]
+                       .astype(float).fillna(0).to_numpy()).all()

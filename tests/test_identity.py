@@ -282,3 +282,14 @@ def test_a_self_made_admin_address_is_refused_in_a_browser_and_the_real_one_is_n
     assert log[["action", "actor", "issuer", "subject"]].values.tolist() == [
         ["sign_in", ADMIN, idp.issuer, ADMIN],
         ["access_denied", "unknown", idp.issuer, "mallory"]]
+
+
+def test_a_lookalike_letter_does_not_become_another_persons_address():
+    """str.lower() turns U+212A KELVIN SIGN into "k": only ASCII letters are folded."""
+    from cs_metrics.access import identity_from_claims
+
+    claims = {"email_verified": True, "iss": "https://idp.example", "sub": "s-1"}
+    kelvin = identity_from_claims({**claims, "email": "\u212aate@example.com"})
+    assert kelvin.email == "\u212aate@example.com" != "kate@example.com"
+    assert identity_from_claims({**claims, "email": "Kate@Example.COM"}).email == \
+        "kate@example.com"

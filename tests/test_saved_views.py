@@ -137,16 +137,22 @@ def test_hostile_entries_are_left_out_with_a_note(store):
     assert len(listed.notes) == len(entries) - 2
     assert all(len(n) < 200 for n in listed.notes)
     assert any("unknown parameter 'password'" in n for n in listed.notes)
-    # saving keeps the good views, drops the bad, and leaves other people's entries alone
+    # saving keeps the good views, keeps the bad ones as they were written (after the
+    # views: nothing is lost), and leaves other people's entries alone
     other = [{"name": "Theirs", "params": {"team": ["Billing"]}, "saved_at": ""}]
     data = json.loads(store.path.read_text())
     data["people"][ANA] = other
     store.path.write_text(json.dumps(data))
     store.save(LOCAL, "New", {"range": ["all-time"]})
     data = json.loads(store.path.read_text())
-    assert [e["name"] for e in data["people"][LOCAL]] == [
+    saved = data["people"][LOCAL]
+    assert [e["name"] for e in saved[:3]] == [
         "Good", "**bold** <script>alert(1)</script>", "New"]
+    left_out = [e for e in entries if e not in (entries[0], entries[-1])]
+    assert saved[3:] == left_out
     assert data["people"][ANA] == other
+    # and they are still left out, with their notes
+    assert store.views(LOCAL).names == ["Good", "**bold** <script>alert(1)</script>", "New"]
 
 
 # --- the sidebar ------------------------------------------------------------------------
@@ -249,3 +255,50 @@ def test_a_tampered_view_is_checked_like_a_link(monkeypatch, db, tmp_path):
     assert tickets_card(at) == expected_tickets(db, "chat")
     notes = " ".join(c.value for c in at.caption)
     assert "Ignored in the link" in notes and "drop table" in notes and "Mars" in notes
+
+
+# --- planted files -----------------------------------------------------------------------
+
+
+def test_a_pipe_or_a_device_as_the_views_file_is_refused_at_once(tmp_path):
+    """A named pipe would block every page's read forever, /dev/zero would never end: only a
+    regular file is read."""
+    import threading
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.json"
+    zero.symlink_to("/dev/zero")
+    for path in (fifo, zero):
+        got: list = []
+        t = threading.Thread(target=lambda p=path, g=got: g.append(ViewStore(p).views(LOCAL)),
+                             daemon=True)
+        t.start()
+        t.join(10)
+        assert got, f"reading {path.name} did not return"
+        assert got[0].names == [] and "not a regular file" in got[0].notes[0]
+        assert str(tmp_path) not in got[0].notes[0]  # no server path shown to people
+        with pytest.raises(CsMetricsError, match="Move it away"):
+            ViewStore(path).save(LOCAL, "A", {"range": ["all-time"]})
+
+
+def test_a_symlink_at_the_lock_file_is_not_followed(tmp_path):
+    target = tmp_path / "elsewhere" / "created-by-the-app"
+    target.parent.mkdir()
+    views = tmp_path / "v" / "views.json"
+    views.parent.mkdir()
+    (views.parent / "views.json.lock").symlink_to(target)
+    with pytest.raises(CsMetricsError, match="cannot be written"):
+        ViewStore(views).save(LOCAL, "A", {"range": ["all-time"]})
+    assert not target.exists()
+
+
+def test_deleting_one_of_sixty_planted_views_loses_none_of_the_others(tmp_path):
+    path = tmp_path / "views.json"
+    entries = [{"name": f"V{i}", "params": {"range": ["all-time"]}} for i in range(60)]
+    path.write_text(json.dumps({"version": 1, "people": {LOCAL: entries}}))
+    store = ViewStore(path)
+    assert len(store.views(LOCAL).names) == MAX_VIEWS
+    assert store.delete(LOCAL, "V3")
+    names = [e["name"] for e in json.loads(path.read_text())["people"][LOCAL]]
+    assert sorted(names) == sorted(f"V{i}" for i in range(60) if i != 3)

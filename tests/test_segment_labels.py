@@ -40,6 +40,17 @@ def test_bad_labels_are_refused_with_the_key_named(tmp_path, bad):
         _with(tmp_path, f"[display.segments]\nM = {bad}\n")
 
 
+@pytest.mark.parametrize("bad", ['"Mid\u202eevil"', '"a\u200bb"', '"(none)"', '"–"'])
+def test_invisible_characters_and_placeholders_are_refused(tmp_path, bad):
+    with pytest.raises(CsMetricsError, match=r"display\.segments\.M"):
+        _with(tmp_path, f"[display.segments]\nM = {bad}\n")
+
+
+def test_two_segments_may_not_share_a_label(tmp_path):
+    with pytest.raises(CsMetricsError, match=r"display\.segments\.M and display\.segments\.E"):
+        _with(tmp_path, '[display.segments]\nE = "mid-market"\n')
+
+
 def test_segments_must_be_a_table(tmp_path):
     with pytest.raises(CsMetricsError, match=r"display\.segments"):
         _with(tmp_path, '[display]\nsegments = "M"\n')
