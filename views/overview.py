@@ -134,10 +134,36 @@ def _card(
             delta_color=color,
             delta_arrow=arrow,
             help=f"{metric.description}\n\n{SPARKLINE_HELP}" if trend else metric.description,
-            chart_data=trend,
-            chart_type="line",
         )
+        if trend:
+            st.image(sparkline_svg(trend), width="stretch")
         st.caption(_target_line(metric, value, settings))
+
+
+SPARK_W, SPARK_H, SPARK_PAD = 240, 40, 4
+
+
+def sparkline_svg(values: list[float], colour: str = "#5f7896") -> str:
+    """A card's week-by-week line as a small SVG, the last week marked.
+
+    Hand-written rather than st.metric's own sparkline (``chart_data``): Streamlit draws
+    that with Vega before its data arrives, which logs "Infinite extent" warnings in the
+    browser console on every page run. The SVG holds numbers this function formats and
+    nothing from the data (no text), so it needs no escaping."""
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    step = SPARK_W / max(len(values) - 1, 1)
+
+    def y(v: float) -> float:
+        return SPARK_PAD + (SPARK_H - 2 * SPARK_PAD) * (1 - (v - lo) / span if hi > lo else 0.5)
+
+    points = " ".join(f"{i * step:.1f},{y(v):.1f}" for i, v in enumerate(values))
+    last_x, last_y = (len(values) - 1) * step, y(values[-1])
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {SPARK_W} {SPARK_H}" '
+            f'width="{SPARK_W}" height="{SPARK_H}" preserveAspectRatio="none">'
+            f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+            f'vector-effect="non-scaling-stroke" stroke-linejoin="round" points="{points}"/>'
+            f'<circle cx="{last_x:.1f}" cy="{last_y:.1f}" r="2.5" fill="{colour}"/></svg>')
 
 
 def _sparkline(weekly: pd.DataFrame, name: str) -> list[float] | None:
