@@ -4,27 +4,18 @@ clipped or cut short, a chart without a title, or a plot under 120 px high."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import cs_metrics
-from simulations import generator
-from tests.conftest import REPO
-from tests.test_browser import (
+from tests.test_browser import (  # served_app: the fixture that serves the sample
     CHROMIUM,
     CHROMIUM_ARGS,
     PAGE_TIMEOUT_MS,
-    free_port,
+    served_app,  # noqa: F401, F811
     wait_for_run,
-    wait_healthy,
 )
 
 pytestmark = pytest.mark.browser
@@ -82,38 +73,10 @@ charts => charts.map(chart => {
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[str]:
-    """The app serving a small sample on a free port (one server for this module)."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium package)")
-    pytest.importorskip("playwright.sync_api",
-                        reason="the playwright Python package is not installed")
-    tmp_path = tmp_path_factory.mktemp("charts")
-    generator.generate(tmp_path / "sample", tickets=4000, days=90, seed=5,
-                       end=datetime(2025, 3, 1))
-    db = tmp_path / "wh.duckdb"
-    cs_metrics.ingest(tmp_path / "sample", db=db)
-    port = free_port()
-    log = tmp_path / "streamlit.log"
-    env = {**os.environ, "CS_METRICS_DB": str(db), "CS_METRICS_BASEMAP": "off"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.fileWatcherType", "none",
-             "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(proc, f"{url}/_stcore/health", log)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def served(served_app) -> str:  # noqa: F811 (the fixture imported above)
+    """The address of the app serving the browser tests' small sample (one server for this
+    module, started as tests/test_browser.py starts its own)."""
+    return served_app[0]
 
 
 def settle(page: Any) -> None:
