@@ -352,35 +352,6 @@ fb as (
         count(*) filter (where s.sentiment <= -0.05) as fb_sent_neg
     from {feedback} f left join {sentiment} s on s.comment = f.comment
     group by ticket_id
-),
-ev_seq as (
-    -- status events in order (ties: open, in progress, closed; then by rep), each with the
-    -- next event and the last representative named before it
-    select ticket_id, status, rep_id, event_at,
-        row_number() over w as seq,
-        lead(event_at) over w as next_at,
-        lead(status) over w as next_status,
-        last_value(rep_id ignore nulls) over (w rows between unbounded preceding
-                                              and 1 preceding) as prev_rep
-    from {events} e
-    window w as (partition by ticket_id order by event_at,
-                 case status when 'open' then 0 when 'in_progress' then 1 else 2 end,
-                 rep_id nulls first)
-),
-ev as (
-    -- activity per ticket from its status history (README "Agent activity")
-    select ticket_id, count(*) as ev_n,
-        count(*) filter (where rep_id <> prev_rep) as ev_reassignments,
-        count(*) filter (where status = 'closed' and next_status <> 'closed') as ev_reopens,
-        count(*) filter (where status = 'in_progress') as ev_in_progress_n,
-        arg_max(status, seq) = 'closed' as ev_ended_closed,
-        coalesce(sum(date_diff('microsecond', event_at, next_at))
-                 filter (where status = 'open'), 0) / 3600000000.0 as ev_open_h,
-        coalesce(sum(date_diff('microsecond', event_at, next_at))
-                 filter (where status = 'in_progress'), 0) / 3600000000.0
-            as ev_in_progress_h
-    from ev_seq
-    group by ticket_id
 ),{levels}
 final as (
     select
@@ -458,16 +429,12 @@ final as (
         fb.fb_n, fb.fb_csat_n, fb.fb_csat_sum, fb.fb_csat_good, fb.fb_nps_n,
         fb.fb_nps_promoters, fb.fb_nps_detractors, fb.fb_ces_n, fb.fb_ces_sum,
         fb.fb_sent_n, fb.fb_sent_sum, fb.fb_sent_neg,
-        ev.ev_n, ev.ev_reassignments, ev.ev_reopens, ev.ev_in_progress_n,
-        -- time in a status is known once the history is over: the ticket is closed and its
-        -- last event closed it (an open-ended last interval would move with "now")
-        case when s.status = 'closed' and ev.ev_ended_closed then ev.ev_open_h end
-            as ev_open_h,
-        case when s.status = 'closed' and ev.ev_ended_closed then ev.ev_in_progress_h end
-            as ev_in_progress_h
+        -- activity from the status history: set after the derivation (_store_activity)
+        null::bigint as ev_n, null::bigint as ev_reassignments, null::bigint as ev_reopens,
+        null::bigint as ev_in_progress_n, null::double as ev_open_h,
+        null::double as ev_in_progress_h
     from {rows} s
     left join fb on fb.ticket_id = s.ticket_id
-    left join ev on ev.ticket_id = s.ticket_id
     left join {representatives} r on r.rep_id = s.rep_id
     left join sla_targets p on {sla_join}
     {created_join}left join bh_calendar bf
@@ -585,6 +552,7 @@ def rebuild_derived(
                        split=_split_calendars(con), sla_dims=tuple(dims))
     _business_calendar(con, settings, window)
     con.execute(sql, _derive_params(as_of, window, dims))
+    _store_activity(con, "tickets", "ticket_events" if "ticket_events" in tables else None)
     _after_derived(con, settings, tables, as_of, window)
     return as_of
 
@@ -816,11 +784,69 @@ def _sla_targets(con: duckdb.DuckDBPyConnection, settings: Settings, tables: set
     con.unregister("sla_targets_df")
 
 
+# Activity per ticket from its status history (README "Agent activity"): the events in order
+# (ties: open, in progress, closed; then by rep), each with the next event and the last
+# representative named before it, summed per ticket. Kept out of the derivation's big join:
+# joined there, a table as long as the tickets made the join emit rows out of their order,
+# and re-sorting the tickets tripled a 10M load; an update keeps the rows where they are.
+_ACTIVITY_SQL = """
+create or replace temp table derive_activity as
+with ev_seq as (
+    -- status events in order (ties: open, in progress, closed; then by rep), each with the
+    -- next event and the last representative named before it
+    select ticket_id, status, rep_id, event_at,
+        row_number() over w as seq,
+        lead(event_at) over w as next_at,
+        lead(status) over w as next_status,
+        last_value(rep_id ignore nulls) over (w rows between unbounded preceding
+                                              and 1 preceding) as prev_rep
+    from {events} e
+    window w as (partition by ticket_id order by event_at,
+                 case status when 'open' then 0 when 'in_progress' then 1 else 2 end,
+                 rep_id nulls first)
+),
+ev as (
+    -- activity per ticket from its status history (README "Agent activity")
+    select ticket_id, count(*) as ev_n,
+        count(*) filter (where rep_id <> prev_rep) as ev_reassignments,
+        count(*) filter (where status = 'closed' and next_status <> 'closed') as ev_reopens,
+        count(*) filter (where status = 'in_progress') as ev_in_progress_n,
+        arg_max(status, seq) = 'closed' as ev_ended_closed,
+        coalesce(sum(date_diff('microsecond', event_at, next_at))
+                 filter (where status = 'open'), 0) / 3600000000.0 as ev_open_h,
+        coalesce(sum(date_diff('microsecond', event_at, next_at))
+                 filter (where status = 'in_progress'), 0) / 3600000000.0
+            as ev_in_progress_h
+    from ev_seq
+    group by ticket_id
+)
+select * from ev
+"""
+
+
+def _store_activity(con: duckdb.DuckDBPyConnection, table: str, events: str | None) -> None:
+    """Set ``table``'s activity columns from the status events ``events`` (none: they stay
+    null, missing rather than zero)."""
+    if events is None:
+        return
+    con.execute(_ACTIVITY_SQL.replace("{events}", events))
+    con.execute(f"""
+        update {table} set ev_n = a.ev_n, ev_reassignments = a.ev_reassignments,
+            ev_reopens = a.ev_reopens, ev_in_progress_n = a.ev_in_progress_n,
+            -- time in a status is known once the history is over: the ticket is closed and
+            -- its last event closed it (an open-ended last interval would move with "now")
+            ev_open_h = case when {table}.status = 'closed' and a.ev_ended_closed
+                             then a.ev_open_h end,
+            ev_in_progress_h = case when {table}.status = 'closed' and a.ev_ended_closed
+                                    then a.ev_in_progress_h end
+        from derive_activity a where a.ticket_id = {table}.ticket_id""")
+    con.execute("drop table if exists temp.main.derive_activity")
+
+
 def _derived_sql(tables: set[str], source: str, feedback: str | None = None,
                  business_sla: bool = False, split: bool = False,
-                 sla_dims: tuple[str, ...] = (), events: str | None = None) -> str:
-    """The derivation of ``source``'s tickets; ``feedback`` (``events``) narrows the
-    surveys (status events) read;
+                 sla_dims: tuple[str, ...] = ()) -> str:
+    """The derivation of ``source``'s tickets; ``feedback`` narrows the surveys read;
     ``business_sla`` when some SLA policy counts business time (see _business_sla),
     ``split`` when a ticket kind's resolution calendar differs from its first-response one
     (see _split_calendars), and ``sla_dims`` the dimensions some policy restricts
@@ -905,10 +931,6 @@ def _derived_sql(tables: set[str], source: str, feedback: str | None = None,
         ),
         sentiment=_empty_or(
             tables, "comment_sentiment", "null::varchar as comment, null::double as sentiment"
-        ),
-        events=events or _empty_or(
-            tables, "ticket_events", "null::varchar as ticket_id, null::timestamp as event_at, "
-            "null::varchar as status, null::varchar as rep_id"
         ),
     )
     return sql if feedback is None else sql.replace(
@@ -1055,10 +1077,11 @@ def _refresh_derived(
         events = "derive_events"
     dims = _sla_dimensions(settings)
     sql = _derived_sql(tables, "derive_src", surveys, _business_sla(settings),
-                       _split_calendars(con), tuple(dims), events).replace(
+                       _split_calendars(con), tuple(dims)).replace(
         "create or replace table tickets as", "create or replace temp table tickets_delta as", 1)
     _business_calendar(con, settings, window)
     con.execute(sql, _derive_params(as_of, window, dims))
+    _store_activity(con, "tickets_delta", events)
     columns = {name: _columns_of(con, name) for name in ("tickets", "tickets_src")}
     if _columns_of(con, "tickets_delta") != columns["tickets"]:
         # a warehouse written by an earlier version derives other columns: rebuild it all
