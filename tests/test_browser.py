@@ -359,3 +359,42 @@ def test_a_crafted_link_shows_its_text_and_fetches_nothing(served_app):
         pixel.shutdown()
         pixel.server_close()
     assert fetched == []
+
+
+def test_a_saved_view_is_found_again_in_the_sidebar(served_app):
+    """Save the filters of a link under a name, open the page afresh, choose the name: the
+    page has the link's filters again, in its address too."""
+    from playwright import sync_api
+
+    url, _ = served_app
+    name = "Chat, last 30 days (browser)"
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.goto(f"{url}/trends?range=last-30-days&channel=chat")
+            wait_for_run(page)
+            sidebar = page.get_by_test_id("stSidebar")
+            sidebar.get_by_text("Save, share or delete a view").click()
+            box = sidebar.get_by_placeholder("e.g. Chat, last 30 days")
+            box.fill(name)
+            box.press("Enter")
+            wait_for_run(page)
+            sidebar.get_by_role("button", name="Save current view").click()
+            sidebar.get_by_text(f"Saved the view {name}.").wait_for(timeout=PAGE_TIMEOUT_MS)
+
+            page.goto(f"{url}/trends")  # a new session, no filters
+            wait_for_run(page)
+            assert "channel=" not in page.url
+            picker = sidebar.get_by_test_id("stSelectbox").filter(has_text="Saved views").first
+            picker.scroll_into_view_if_needed()
+            picker.locator("input").click()
+            page.get_by_role("option").filter(has_text=name).first.click()
+            sidebar.get_by_text(f"Showing the saved view {name}.").wait_for(
+                timeout=PAGE_TIMEOUT_MS)
+            wait_for_run(page)
+            assert "range=last-30-days" in page.url and "channel=chat" in page.url
+            assert sidebar.get_by_text("chat", exact=True).first.is_visible()
+            assert page.get_by_test_id("stException").count() == 0
+        finally:
+            browser.close()
