@@ -7,7 +7,7 @@ import sys
 import streamlit as st
 from altair.utils import schemapi
 
-from cs_metrics.warehouse import catalog_snapshot
+from cs_metrics.core.warehouse import catalog_snapshot
 from views._auth import account_sidebar, gate, settings_audit
 from views._common import (
     GIL_SWITCH_INTERVAL_S,

@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from cs_metrics import Warehouse
-    from cs_metrics.inbox import refresh_inbox
-    from cs_metrics.live import live_snapshot
+    from cs_metrics.ingestion.inbox import refresh_inbox
+    from cs_metrics.metrics.live import live_snapshot
     from simulations.feed import run_feed
 
     source = Path(args.dir) / f"wh_{args.tickets}.duckdb"

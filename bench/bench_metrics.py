@@ -267,7 +267,7 @@ def pandas_prepare(frames: dict):
     import numpy as np
     import pandas as pd
 
-    from cs_metrics.settings import load_settings
+    from cs_metrics.core.settings import load_settings
 
     settings = load_settings()
     t = frames["tickets"].copy()

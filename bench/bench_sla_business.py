@@ -47,7 +47,7 @@ def settings_file(folder: Path, variant: str) -> Path:
     """The shipped SLA policies, each given ``business_hours = "ny"`` in the business variant."""
     import tomllib
 
-    from cs_metrics.settings import DEFAULT_SETTINGS_FILE
+    from cs_metrics.core.settings import DEFAULT_SETTINGS_FILE
 
     policies = tomllib.loads(DEFAULT_SETTINGS_FILE.read_text(encoding="utf-8"))["sla"]["policies"]
     lines = [BUSINESS]
@@ -73,8 +73,8 @@ def part_variant(args: argparse.Namespace) -> dict[str, Any]:
     import duckdb
 
     from cs_metrics import ingest
-    from cs_metrics.settings import load_settings
-    from cs_metrics.warehouse import rebuild_derived
+    from cs_metrics.core.settings import load_settings
+    from cs_metrics.core.warehouse import rebuild_derived
 
     settings = load_settings(settings_file(Path(args.dir), args.variant))
     db = Path(args.dir) / f"wh_sla_{args.variant}_{args.tickets}.duckdb"

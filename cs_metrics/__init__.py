@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cs_metrics.cohorts import cohort_table, cohort_tables
-from cs_metrics.compare import (
+from cs_metrics.analysis.cohorts import cohort_table, cohort_tables
+from cs_metrics.analysis.compare import (
     Comparison,
     Correlation,
     Group,
@@ -12,9 +12,7 @@ from cs_metrics.compare import (
     resolution_csat,
     two_proportion_test,
 )
-from cs_metrics.drilldown import TicketPage, ticket_page
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.feedback import (
+from cs_metrics.analysis.feedback import (
     CommentPage,
     feedback_breakdown,
     latest_comments,
@@ -24,12 +22,42 @@ from cs_metrics.feedback import (
     score_distribution,
     score_distributions,
 )
-from cs_metrics.flow import resolved_per_period
-from cs_metrics.ingest import REJECT_REASONS, IngestReport, TableReport, ingest
-from cs_metrics.leaderboard import mix_summary, rep_trend, unusual
-from cs_metrics.mapping import Mapping, TableMapping, canonical_folder, read_mapping
-from cs_metrics.maps import customer_cells, ticket_density
-from cs_metrics.metrics import (
+from cs_metrics.analysis.leaderboard import mix_summary, rep_trend, unusual
+from cs_metrics.analysis.maps import customer_cells, ticket_density
+from cs_metrics.analysis.outages import outage_impact, outage_tickets, severity_rates
+from cs_metrics.analysis.seasonality import (
+    Backtest,
+    Decomposition,
+    arrival_heatmap,
+    backtest,
+    daily_series,
+    decompose,
+    forecast_daily,
+    forecast_hourly,
+)
+from cs_metrics.analysis.sentiment import SentimentByScore, score_texts, sentiment_by_csat
+from cs_metrics.analysis.staffing import (
+    StaffingResult,
+    current_staffing,
+    erlang_c,
+    handle_time_s,
+    staffing_plan,
+    wait_probability,
+)
+
+# the function `topics` is exported as comment_topics: the name `topics` is the module's
+from cs_metrics.analysis.topics import EmergingIssues, TopicModel, emerging_issues
+from cs_metrics.analysis.topics import topics as comment_topics
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.schema import TABLES
+from cs_metrics.core.settings import ServiceLevel, Settings, StaffingSettings, load_settings
+from cs_metrics.core.warehouse import Warehouse, default_db_path, is_default_db
+from cs_metrics.ingestion.loader import REJECT_REASONS, IngestReport, TableReport, ingest
+from cs_metrics.ingestion.mapping import Mapping, TableMapping, canonical_folder, read_mapping
+from cs_metrics.ingestion.quality import QualityReport, latest_rejects, quality_report
+from cs_metrics.metrics.drilldown import TicketPage, ticket_page
+from cs_metrics.metrics.flow import resolved_per_period
+from cs_metrics.metrics.registry import (
     DIMENSIONS,
     GRAINS,
     METRICS,
@@ -43,34 +71,6 @@ from cs_metrics.metrics import (
     missing_inputs,
     query,
 )
-from cs_metrics.outages import outage_impact, outage_tickets, severity_rates
-from cs_metrics.quality import QualityReport, latest_rejects, quality_report
-from cs_metrics.schema import TABLES
-from cs_metrics.seasonality import (
-    Backtest,
-    Decomposition,
-    arrival_heatmap,
-    backtest,
-    daily_series,
-    decompose,
-    forecast_daily,
-    forecast_hourly,
-)
-from cs_metrics.sentiment import SentimentByScore, score_texts, sentiment_by_csat
-from cs_metrics.settings import ServiceLevel, Settings, StaffingSettings, load_settings
-from cs_metrics.staffing import (
-    StaffingResult,
-    current_staffing,
-    erlang_c,
-    handle_time_s,
-    staffing_plan,
-    wait_probability,
-)
-
-# the function `topics` is exported as comment_topics: the name `topics` is the module's
-from cs_metrics.topics import EmergingIssues, TopicModel, emerging_issues
-from cs_metrics.topics import topics as comment_topics
-from cs_metrics.warehouse import Warehouse, default_db_path, is_default_db
 
 __all__ = [
     "Comparison",

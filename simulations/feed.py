@@ -9,10 +9,10 @@ Contract with the reader of the inbox
   for example ``batch-20250301T000002000000-000001``. The time is the feed moment the batch
   closes (its events happened before or at it); ``seq`` counts batches on from the previous run.
   Names sort in the order the batches were written: read them sorted by name.
-- Each batch folder is a canonical folder that ``cs_metrics.ingest.ingest(batch, ...)`` loads
+- Each batch folder is a canonical folder that ``cs_metrics.ingest(batch, ...)`` loads
   with no mapping: ``tickets.csv`` (always present, since a canonical folder needs it),
   ``ticket_events.csv`` and ``feedback.csv`` (when the batch has such rows), with the canonical
-  column names of ``cs_metrics.schema.TABLES`` in that order.
+  column names of ``cs_metrics.core.schema.TABLES`` in that order.
 - ``tickets.csv`` holds the *whole* current row of every ticket the batch touches: a new
   ticket, a status change (with its new ``status``, ``first_response_at``, ``resolved_at``,
   ``rep_id``, ``contacts``, ``reopened_count``, ``handle_time_s``) and the closed ticket a
@@ -87,10 +87,10 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.geo import KM_PER_DEGREE_LAT, haversine_km
-from cs_metrics.schema import PRIORITIES, TABLES
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.geo import KM_PER_DEGREE_LAT, haversine_km
+from cs_metrics.core.schema import PRIORITIES, TABLES
+from cs_metrics.core.warehouse import Warehouse
 from simulations import _text
 from simulations.generator import (
     AFFINITY,

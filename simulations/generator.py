@@ -28,8 +28,8 @@ from faker import Faker
 from faker.providers.geo import Provider as GeoProvider
 from tqdm import tqdm
 
-from cs_metrics.geo import haversine_km
-from cs_metrics.schema import PRIORITIES, SEVERITIES, STATUSES, TABLES
+from cs_metrics.core.geo import haversine_km
+from cs_metrics.core.schema import PRIORITIES, SEVERITIES, STATUSES, TABLES
 from simulations import _text
 
 __all__ = ["GenerationResult", "generate"]

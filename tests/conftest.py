@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import streamlit as st
 
-from cs_metrics.ingest import ingest
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
 from simulations.generator import generate
 
 # The app's work loop (alert rules on a schedule, scheduled reports, commands handed over)

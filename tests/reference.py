@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cs_metrics.settings import BusinessCalendar, Settings
+from cs_metrics.core.settings import BusinessCalendar, Settings
 
 
 def read_table(folder: Path, name: str) -> pd.DataFrame | None:

@@ -1,4 +1,4 @@
-"""Roles and their row-level scope (cs_metrics.access), proved on every library path.
+"""Roles and their row-level scope (cs_metrics.core.access), proved on every library path.
 
 Every scoped figure is set against an independent computation on the same rows: the full
 tables read through a plain ``Warehouse`` and filtered in pandas, or the same library call on
@@ -19,12 +19,12 @@ import pytest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse, query
-from cs_metrics.access import LOCAL, Scope, ScopedWarehouse, resolve_scope, scoped
-from cs_metrics.drilldown import ticket_page
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.feedback import feedback_breakdown, latest_comments, score_distributions
-from cs_metrics.geo import haversine_km
-from cs_metrics.settings import AccessSettings, load_settings
+from cs_metrics.analysis.feedback import feedback_breakdown, latest_comments, score_distributions
+from cs_metrics.core.access import LOCAL, Scope, ScopedWarehouse, resolve_scope, scoped
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.geo import haversine_km
+from cs_metrics.core.settings import AccessSettings, load_settings
+from cs_metrics.metrics.drilldown import ticket_page
 from tests.conftest import REPO
 
 LEAD = "lee@example.com"
@@ -376,7 +376,7 @@ def writable(sample_db, tmp_path) -> Warehouse:
 
 
 def _fill_private(wh: Warehouse, inside: str, outside: str, other: str) -> None:
-    from cs_metrics.notify import ensure_deliveries_table
+    from cs_metrics.ops.notify import ensure_deliveries_table
 
     con = wh.connection()
     con.execute("insert into rejects by name select 'tickets' as table_name, "
@@ -441,7 +441,7 @@ def test_a_new_connection_makes_its_views_whatever_the_machines_uptime(writable,
     the tables on first use even when the clock is smaller than the recheck interval."""
     from types import SimpleNamespace
 
-    import cs_metrics.access as access_module
+    import cs_metrics.core.access as access_module
 
     clock = SimpleNamespace(now=5.0)  # five seconds after boot
     monkeypatch.setattr(access_module, "time", SimpleNamespace(monotonic=lambda: clock.now))
@@ -658,8 +658,8 @@ def test_a_representative_reads_only_their_own_comments(rep, rep_id, full, mine)
 def test_a_representatives_other_ticket_lists_are_their_own(writable, full, mine, rep_id):
     """At-risk tickets and an outage's tickets: their team's colleagues have some too (made
     so in a copy of the sample), yet the representative lists only their own."""
-    from cs_metrics.live import at_risk_tickets, live_snapshot
-    from cs_metrics.outages import outage_impact, outage_tickets
+    from cs_metrics.analysis.outages import outage_impact, outage_tickets
+    from cs_metrics.metrics.live import at_risk_tickets, live_snapshot
 
     t = _counted(full, mine[:1])
     t = t[t["rep_id"].notna()]
@@ -715,7 +715,7 @@ def test_an_unknown_representative_sees_nothing(plain):
 
 
 def test_reports_hold_the_scope(lead, plain, full, mine, other):
-    from cs_metrics.reports import build_report
+    from cs_metrics.ops.reports import build_report
 
     report = build_report(lead, "executive", "last-month")
     kpis = report.kpis.df.set_index("metric")
@@ -742,7 +742,7 @@ def test_reports_hold_the_scope(lead, plain, full, mine, other):
 
 
 def test_a_representatives_report_is_their_own(rep, rep_id, full, mine):
-    from cs_metrics.reports import build_report, render
+    from cs_metrics.ops.reports import build_report, render
 
     t = _counted(full, mine[:1])
     feb = t[(t["created_at"] >= pd.Timestamp(FEB[0])) & (t["created_at"] < pd.Timestamp(FEB[1]))]
@@ -768,7 +768,7 @@ def test_a_representatives_report_is_their_own(rep, rep_id, full, mine):
 
 
 def test_outages_count_only_tickets_in_scope(lead, plain, mine):
-    from cs_metrics.outages import outage_impact, outage_tickets
+    from cs_metrics.analysis.outages import outage_impact, outage_tickets
 
     got = outage_impact(lead).set_index("outage_id")
     expected = outage_impact(plain, _team_filter(mine)).set_index("outage_id")
@@ -784,7 +784,7 @@ def test_outages_count_only_tickets_in_scope(lead, plain, mine):
 
 
 def test_the_live_panel_counts_only_the_scope(lead, plain, full, mine):
-    from cs_metrics.live import at_risk_tickets, live_snapshot
+    from cs_metrics.metrics.live import at_risk_tickets, live_snapshot
 
     assert live_snapshot(lead) == live_snapshot(plain, _team_filter(mine))
     assert live_snapshot(lead).open_now < live_snapshot(plain).open_now
@@ -794,7 +794,7 @@ def test_the_live_panel_counts_only_the_scope(lead, plain, full, mine):
 
 
 def test_leaderboards_hold_the_scope(lead, plain, full, mine):
-    from cs_metrics.leaderboard import leaderboard, mix_summary, rep_trend, unusual
+    from cs_metrics.analysis.leaderboard import leaderboard, mix_summary, rep_trend, unusual
 
     teams = leaderboard(lead, level="team").set_index("team")
     counted = _counted(full, mine)
@@ -825,10 +825,10 @@ def test_feedback_figures_hold_the_scope(lead, plain, full, mine):
 
 
 def test_seasonality_staffing_flow_and_maps_hold_the_scope(lead, plain, full, mine):
-    from cs_metrics.flow import resolved_per_period
-    from cs_metrics.maps import customer_cells, ticket_density
-    from cs_metrics.seasonality import arrival_heatmap, daily_series
-    from cs_metrics.staffing import current_staffing
+    from cs_metrics.analysis.maps import customer_cells, ticket_density
+    from cs_metrics.analysis.seasonality import arrival_heatmap, daily_series
+    from cs_metrics.analysis.staffing import current_staffing
+    from cs_metrics.metrics.flow import resolved_per_period
 
     f = _team_filter(mine)
     series = daily_series(lead, Filters())
@@ -851,8 +851,8 @@ def test_seasonality_staffing_flow_and_maps_hold_the_scope(lead, plain, full, mi
 
 
 def test_comment_analysis_holds_the_scope(lead, plain, full, mine):
-    from cs_metrics.compare import resolution_csat
-    from cs_metrics.sentiment import sentiment_by_csat
+    from cs_metrics.analysis.compare import resolution_csat
+    from cs_metrics.analysis.sentiment import sentiment_by_csat
 
     fb = full["feedback"].merge(_counted(full, mine)[["ticket_id"]], on="ticket_id")
     with_comment = fb[fb["comment"].notna() & (fb["comment"].str.strip() != "")]
@@ -870,8 +870,8 @@ def test_comment_analysis_holds_the_scope(lead, plain, full, mine):
 
 
 def test_the_what_if_baseline_comes_from_the_scoped_tickets(lead, plain, full, mine):
-    from cs_metrics.seasonality import daily_series, forecast_daily, forecast_hourly
-    from simulations.whatif import OutageScenario, affected_customers, simulate_outage
+    from cs_metrics.analysis.seasonality import daily_series, forecast_daily, forecast_hourly
+    from cs_metrics.analysis.whatif import OutageScenario, affected_customers, simulate_outage
 
     o = plain.df("select lat, lon from outages order by outage_id limit 1").iloc[0]
     lat, lon = float(o["lat"]), float(o["lon"])
@@ -897,7 +897,7 @@ def test_the_what_if_baseline_comes_from_the_scoped_tickets(lead, plain, full, m
 
 
 def test_the_quality_report_shows_no_rejected_rows_to_a_team_lead(lead):
-    from cs_metrics.quality import latest_rejects, quality_report
+    from cs_metrics.ingestion.quality import latest_rejects, quality_report
 
     assert latest_rejects(lead).empty
     assert quality_report(lead).rejects_by_reason.empty
@@ -1013,7 +1013,7 @@ def test_cache_keys_tell_scopes_apart(plain, mine, rep_id):
 
 # modules that open connections of their own: the warehouse and the scope themselves, and
 # in-memory ones (no path) for reading files
-_OWN_CONNECTIONS = {"cs_metrics/warehouse.py", "cs_metrics/access.py"}
+_OWN_CONNECTIONS = {"cs_metrics/core/warehouse.py", "cs_metrics/core/access.py"}
 
 
 def _bypasses() -> set[tuple[str, str, int]]:

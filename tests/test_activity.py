@@ -15,9 +15,14 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse
-from cs_metrics.activity import ACTIVITY_METRICS, EVENT_METRICS, activity, has_status_history
-from cs_metrics.metrics import query
-from cs_metrics.settings import load_settings
+from cs_metrics.analysis.activity import (
+    ACTIVITY_METRICS,
+    EVENT_METRICS,
+    activity,
+    has_status_history,
+)
+from cs_metrics.core.settings import load_settings
+from cs_metrics.metrics.registry import query
 from tests import reference
 from tests.conftest import REPO
 

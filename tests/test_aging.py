@@ -1,4 +1,4 @@
-"""Ticket aging and SLA status (cs_metrics.aging) against pandas, and the Aging & SLA page."""
+"""Ticket aging and SLA status (cs_metrics.analysis.aging) against pandas; the Aging & SLA page."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse
-from cs_metrics.aging import (
+from cs_metrics.analysis.aging import (
     AGE_BANDS,
     AT_RISK_SHARE,
     age_bands,
@@ -224,7 +224,7 @@ def test_breach_trend_by_local_week(sample_wh, tz):
 
 def _expected_local(wh: Warehouse, filters: Filters) -> pd.DataFrame:
     """The states of the tickets created in the filters' local days."""
-    from cs_metrics.zones import utc_moment
+    from cs_metrics.core.zones import utc_moment
 
     wide = Filters(filters.date_from - timedelta(days=2), filters.date_to + timedelta(days=2))
     states = _expected_states(wh, wide)

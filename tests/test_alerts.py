@@ -9,7 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.alerts import (
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.settings import Settings, load_settings
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.ops.alerts import (
     RULES,
     Alert,
     acknowledge,
@@ -27,10 +31,6 @@ from cs_metrics.alerts import (
     two_proportion_z,
     unmute,
 )
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import ingest
-from cs_metrics.settings import Settings, load_settings
-from cs_metrics.warehouse import Warehouse
 from tests.conftest import ticket, write_csv
 
 FMT = "%Y-%m-%d %H:%M:%S"

@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cs_metrics import alerts as alerts_module
 from cs_metrics import load_settings
-from cs_metrics.__main__ import main
-from cs_metrics.alerts import (
+from cs_metrics.cli.main import main
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.safe_text import escape_markdown
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ops import alerts as alerts_module
+from cs_metrics.ops.alerts import (
     active_alerts,
     alert_schedule,
     alert_schedule_error,
@@ -24,9 +27,6 @@ from cs_metrics.alerts import (
     last_evaluation,
     run_alerts_on_schedule,
 )
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.safe_text import escape_markdown
-from cs_metrics.warehouse import Warehouse
 from tests.conftest import REPO
 
 PAGE = str(REPO / "views" / "alerts.py")

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse, get_metric
-from cs_metrics.safe_text import escape_markdown, markdown_code
+from cs_metrics.core.safe_text import escape_markdown, markdown_code
 from simulations import generator
 from tests.conftest import REPO, open_expanders, ticket, write_csv
 from views.overview import KPI_ROWS, sparkline_svg
@@ -123,7 +123,7 @@ def test_overview_cards_show_the_library_numbers(sample_db, monkeypatch):
 
 
 def test_overview_live_panel_is_the_library_snapshot(sample_db, monkeypatch):
-    from cs_metrics.live import live_snapshot
+    from cs_metrics.metrics.live import live_snapshot
 
     at = run_app(monkeypatch, sample_db)
     wh = Warehouse(sample_db)
@@ -475,7 +475,7 @@ def test_overview_loads_a_live_inbox_in_the_background(sample_db, tmp_path, monk
     import shutil
     import time as clock
 
-    from cs_metrics.live import live_snapshot
+    from cs_metrics.metrics.live import live_snapshot
     from tests.conftest import ticket, write_csv
 
     db = tmp_path / "wh.duckdb"
@@ -603,7 +603,7 @@ def test_charts_build_cheaply_and_are_valid_vega_lite(sample_db, monkeypatch):
     def counting_validate(cls, instance, schema=None):
         import traceback
 
-        if not any(f.filename.endswith("cs_metrics/reports.py")  # a report's PNG, not a page
+        if not any(f.filename.endswith("cs_metrics/ops/reports.py")  # a report's PNG, not a page
                    for f in traceback.extract_stack()):
             validated.append(where())
         return real_validate.__func__(cls, instance, schema)

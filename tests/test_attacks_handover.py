@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.jobs import HEARTBEAT, JobServer, job_dir, server_alive
-from cs_metrics.safe_text import header_text
-from cs_metrics.settings import handed_settings, load_settings
-from cs_metrics.zones import check_zone, local_sql
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.safe_text import header_text
+from cs_metrics.core.settings import handed_settings, load_settings
+from cs_metrics.core.zones import check_zone, local_sql
+from cs_metrics.ops.jobs import HEARTBEAT, JobServer, job_dir, server_alive
 
 
 def _server(tmp_path: Path, ran: list) -> JobServer:
@@ -236,7 +236,7 @@ def test_a_hostile_tz_link_is_ignored_and_shown_as_text(monkeypatch, sample_db):
 def test_an_abbreviated_watch_is_refused_by_the_app():
     """argparse takes --wat for --watch: the app reads the command line as the command would
     and does not run a watch, which would hold its work loop for ever."""
-    from cs_metrics.__main__ import run_in_app
+    from cs_metrics.cli.main import run_in_app
 
     code, out, err = run_in_app(["ingest", "--inbox", "/nonexistent", "--wat"], None)
     assert code == 2 and out == "" and "does not run `ingest` with these options" in err
@@ -301,7 +301,7 @@ def test_zone_database_copies_are_refused_where_they_are_set(tmp_path, value):
      "--shrinkage"),
 ])
 def test_numbers_that_would_spin_or_overflow_are_refused(tmp_path, capsys, args, needle):
-    from cs_metrics.__main__ import main
+    from cs_metrics.cli.main import main
 
     code = main([a.replace("{tmp}", str(tmp_path)) for a in args] + ["--db",
                                                                       str(tmp_path / "w.db")]

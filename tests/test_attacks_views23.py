@@ -17,8 +17,14 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import CsMetricsError
-from cs_metrics.saved_views import MAX_NAME, MAX_VIEWS, VIEWS_ENV, ViewStore, clean_name, \
-    person_key
+from cs_metrics.ops.saved_views import (
+    MAX_NAME,
+    MAX_VIEWS,
+    VIEWS_ENV,
+    ViewStore,
+    clean_name,
+    person_key,
+)
 from simulations import generator
 from tests.conftest import REPO
 
@@ -408,7 +414,7 @@ def test_hostile_event_histories_give_defined_figures(tmp_path):
     cs_metrics.ingest(src, db=tmp_path / "wh.duckdb")
     wh = cs_metrics.Warehouse(tmp_path / "wh.duckdb", read_only=True)
     try:
-        from cs_metrics.activity import activity
+        from cs_metrics.analysis.activity import activity
 
         got = activity(wh, level="rep")
         per = cs_metrics.query(wh, ["touches_per_ticket", "one_touch_pct",

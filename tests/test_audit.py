@@ -14,12 +14,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cs_metrics import audit
-from cs_metrics.__main__ import main
-from cs_metrics.alerts import acknowledge, alert_history, mute, run_alerts, unmute
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.settings import SETTINGS_ENV, load_settings
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.cli.main import main
+from cs_metrics.core import audit
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.settings import SETTINGS_ENV, load_settings
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ops.alerts import acknowledge, alert_history, mute, run_alerts, unmute
 from tests.conftest import REPO
 from tests.test_alerts import T0, _build, _only, _sla_tickets
 

@@ -57,8 +57,8 @@ def test_each_session_has_its_own_range_and_starts_at_another_page():
 
 
 def test_hosted_sessions_sign_in_as_the_lead_of_one_team_each(tmp_path):
-    from cs_metrics.access import resolve_scope
-    from cs_metrics.settings import load_settings
+    from cs_metrics.core.access import resolve_scope
+    from cs_metrics.core.settings import load_settings
 
     hosted = bench_sessions.Hosted("http://localhost:1", ("Billing", "Mobile", 'Team "Q"'))
     path = tmp_path / "settings.toml"

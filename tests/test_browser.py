@@ -337,7 +337,7 @@ def test_a_crafted_link_shows_its_text_and_fetches_nothing(served_app):
                                                                      exact=False).first
                 note.wait_for(timeout=PAGE_TIMEOUT_MS)
                 # as typed, but for the invisible word joiner that keeps a URL from being
-                # linked (cs_metrics.safe_text.escape_markdown)
+                # linked (cs_metrics.core.safe_text.escape_markdown)
                 text = note.inner_text().replace("\u2060", "")
                 assert f"team={phish}" in text, text
                 assert f"location={planted}" in text, text

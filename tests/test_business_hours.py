@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.ingest import ingest
-from cs_metrics.metrics import query
-from cs_metrics.settings import BusinessCalendar, load_settings
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.settings import BusinessCalendar, load_settings
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.metrics.registry import query
 from tests import reference
 from tests.conftest import ticket, write_csv
 

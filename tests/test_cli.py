@@ -13,7 +13,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from cs_metrics.__main__ import main
+from cs_metrics.cli.main import main
 from tests import reference
 from tests.conftest import REPO, ticket, write_csv
 
@@ -149,7 +149,7 @@ def test_generate_ingest_query_equals_pandas(tmp_path):
     res = run("query", "--metrics", ",".join(metrics), "--by", "channel", "--db", str(db))
     assert res.returncode == 0, res.stderr
     got = pd.read_csv(io.StringIO(res.stdout))
-    from cs_metrics.settings import load_settings
+    from cs_metrics.core.settings import load_settings
 
     tickets, feedback = reference.prepare(out, load_settings())
     want = reference.compute(tickets, feedback, metrics, ["channel"], None)

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.__main__ import SIMULATE_COLUMNS, main
-from cs_metrics.ingest import ingest
-from cs_metrics.warehouse import Warehouse
-from simulations.whatif import TAIL_HOURS, OutageScenario, simulate_outage
+from cs_metrics.analysis.whatif import TAIL_HOURS, OutageScenario, simulate_outage
+from cs_metrics.cli.main import SIMULATE_COLUMNS, main
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
 from tests.conftest import REPO
 
 START = "2025-03-03T14:00"  # the sample ends on 2025-03-01

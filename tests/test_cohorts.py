@@ -11,9 +11,9 @@ import pytest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse
-from cs_metrics.cohorts import COHORT_COLUMNS, TENURE_BANDS, cohort_table
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.settings import load_settings
+from cs_metrics.analysis.cohorts import COHORT_COLUMNS, TENURE_BANDS, cohort_table
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.settings import load_settings
 from tests import reference
 from tests.conftest import ticket, write_csv
 

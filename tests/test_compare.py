@@ -14,7 +14,7 @@ from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 import cs_metrics
-from cs_metrics.compare import (
+from cs_metrics.analysis.compare import (
     CAUSATION_CAVEAT,
     COMPARABLE_METRICS,
     Group,
@@ -25,8 +25,8 @@ from cs_metrics.compare import (
     resolution_csat,
     two_proportion_test,
 )
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.metrics import Filters, query
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.metrics.registry import Filters, query
 
 # --- textbook values -----------------------------------------------------------------------------
 

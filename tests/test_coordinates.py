@@ -11,9 +11,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cs_metrics import Warehouse
-from cs_metrics.ingest import PLACEHOLDER_MIN_ROWS, PLACEHOLDER_MIN_SHARE, ingest
-from cs_metrics.maps import ticket_density
-from cs_metrics.quality import quality_report
+from cs_metrics.analysis.maps import ticket_density
+from cs_metrics.ingestion.loader import PLACEHOLDER_MIN_ROWS, PLACEHOLDER_MIN_SHARE, ingest
+from cs_metrics.ingestion.quality import quality_report
 from tests.conftest import REPO, write_csv
 
 PAGE = str(REPO / "views" / "outages.py")

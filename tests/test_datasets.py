@@ -13,7 +13,7 @@ import pytest
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Warehouse
-from cs_metrics import datasets as ds
+from cs_metrics.ingestion import datasets as ds
 from tests.conftest import ticket
 
 GOOD = [

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import streamlit.config as st_config
 
-from cs_metrics.settings import DEFAULT_SETTINGS_FILE, SETTINGS_ENV
-from cs_metrics.warehouse import DB_ENV
+from cs_metrics.core.settings import DEFAULT_SETTINGS_FILE, SETTINGS_ENV
+from cs_metrics.core.warehouse import DB_ENV
 from tests.conftest import REPO
 
 DEPLOY = REPO / "deploy"
@@ -80,7 +80,7 @@ def environment(service: dict[str, list[str]]) -> dict[str, str]:
 
 def code_env_names() -> set[str]:
     """Every CS_METRICS_* name the library, the pages and the default settings mention."""
-    files = [*(REPO / "cs_metrics").glob("*.py"), *(REPO / "views").glob("*.py"),
+    files = [*(REPO / "cs_metrics").rglob("*.py"), *(REPO / "views").glob("*.py"),
              REPO / "app.py", DEFAULT_SETTINGS_FILE]
     names: set[str] = set()
     for f in files:

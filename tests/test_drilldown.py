@@ -8,11 +8,11 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from cs_metrics.drilldown import COLUMNS, ORDERS, TicketPage, bucket, ticket_page
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.flow import resolved_per_period
-from cs_metrics.metrics import Filters, query
-from cs_metrics.settings import load_settings
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.settings import load_settings
+from cs_metrics.metrics.drilldown import COLUMNS, ORDERS, TicketPage, bucket, ticket_page
+from cs_metrics.metrics.flow import resolved_per_period
+from cs_metrics.metrics.registry import Filters, query
 from tests import reference
 
 

@@ -8,10 +8,10 @@ from datetime import datetime
 
 import pandas as pd
 
-from cs_metrics.ingest import ingest
-from cs_metrics.metrics import Filters, query, sla_source_count
-from cs_metrics.settings import load_settings
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.settings import load_settings
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.metrics.registry import Filters, query, sla_source_count
 from tests.conftest import ticket, write_csv
 
 ROWS = [
@@ -165,7 +165,7 @@ def _loaded(tmp_path):
 
 
 def test_reports_say_how_many_tickets_the_source_judged(tmp_path):
-    from cs_metrics import reports as R
+    from cs_metrics.ops import reports as R
 
     wh = Warehouse(_loaded(tmp_path), read_only=True)
     try:

@@ -17,9 +17,9 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Warehouse, get_metric, load_settings
-from cs_metrics.alerts import evaluate, rules_without_inputs
-from cs_metrics.leaderboard import LEADERBOARD_METRICS, leaderboard, unusual
-from cs_metrics.live import at_risk_tickets, live_snapshot
+from cs_metrics.analysis.leaderboard import LEADERBOARD_METRICS, leaderboard, unusual
+from cs_metrics.metrics.live import at_risk_tickets, live_snapshot
+from cs_metrics.ops.alerts import evaluate, rules_without_inputs
 from tests.conftest import REPO
 
 # what the export lacks, and the metrics that need it
@@ -265,7 +265,7 @@ def test_alerts_page_names_the_rules_that_cannot_run(page_db, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     wh = Warehouse(page_db)
     try:
-        fired = set(cs_metrics.alerts.active_alerts(wh)["rule"])
+        fired = set(cs_metrics.ops.alerts.active_alerts(wh)["rule"])
     finally:
         wh.close()
     assert not fired & set(rules_without_inputs_of(page_db))

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import ingest
-from cs_metrics.quality import quality_report
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.ingestion.quality import quality_report
 
 MAPPING = Path(__file__).resolve().parent.parent / "data" / "mappings" / \
     "servicenow_incident_log.toml"

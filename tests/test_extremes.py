@@ -16,15 +16,15 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cs_metrics import Filters, Warehouse, query
-from cs_metrics.__main__ import main
-from cs_metrics.cohorts import cohort_tables
-from cs_metrics.drilldown import bucket
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import ingest
-from cs_metrics.live import at_risk_tickets, live_snapshot
-from cs_metrics.outages import outage_impact
-from cs_metrics.warehouse import rebuild_derived
-from simulations.whatif import OutageScenario
+from cs_metrics.analysis.cohorts import cohort_tables
+from cs_metrics.analysis.outages import outage_impact
+from cs_metrics.analysis.whatif import OutageScenario
+from cs_metrics.cli.main import main
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.warehouse import rebuild_derived
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.metrics.drilldown import bucket
+from cs_metrics.metrics.live import at_risk_tickets, live_snapshot
 from tests.conftest import REPO, open_expanders, ticket, write_csv
 
 TIMEOUT = 120

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.geo import haversine_km
-from cs_metrics.ingest import ingest
-from cs_metrics.schema import TABLES
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.geo import haversine_km
+from cs_metrics.core.schema import TABLES
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
 from simulations import feed
 from simulations.feed import (
     EVENT_KINDS,

@@ -10,7 +10,7 @@ import pytest
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Warehouse
-from cs_metrics.feedback import (
+from cs_metrics.analysis.feedback import (
     FEEDBACK_METRICS,
     FEW_RESPONSES,
     CommentPage,
@@ -22,7 +22,7 @@ from cs_metrics.feedback import (
     score_distribution,
     score_distributions,
 )
-from cs_metrics.settings import load_settings
+from cs_metrics.core.settings import load_settings
 from tests import reference
 from tests.conftest import ticket, write_csv
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cs_metrics.schema import PRIORITIES, SCORE_RANGES, SEVERITIES, STATUSES, TABLES
+from cs_metrics.core.schema import PRIORITIES, SCORE_RANGES, SEVERITIES, STATUSES, TABLES
 from simulations import _text
 from simulations.generator import GenerationResult, generate
 

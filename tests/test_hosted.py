@@ -16,8 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse, get_metric
-from cs_metrics import audit as audit_log
-from cs_metrics.access import Scope, ScopedWarehouse
+from cs_metrics.core import audit as audit_log
+from cs_metrics.core.access import Scope, ScopedWarehouse
 from tests.conftest import REPO
 
 APP = str(REPO / "app.py")
@@ -271,7 +271,7 @@ def test_a_team_lead_signs_in_in_a_browser_and_sees_only_their_team(
 
 
 def _store_alerts(db: Path, rows: list[tuple[str, str]]) -> None:
-    from cs_metrics.alerts import _writable
+    from cs_metrics.ops.alerts import _writable
 
     wh = Warehouse(db)
     con = _writable(wh, "store alerts")
@@ -285,7 +285,7 @@ def _store_alerts(db: Path, rows: list[tuple[str, str]]) -> None:
 
 
 def test_alerts_through_a_team_leads_scope(hosted_db):
-    from cs_metrics.alerts import acknowledge, active_alerts, mute, run_alerts
+    from cs_metrics.ops.alerts import acknowledge, active_alerts, mute, run_alerts
 
     teams = _teams(hosted_db)
     base = Warehouse(hosted_db)
@@ -327,7 +327,7 @@ def test_query_as_a_team_lead_sees_their_team_only(settings_file, hosted_db, cap
 
     import pandas as pd
 
-    from cs_metrics.__main__ import main
+    from cs_metrics.cli.main import main
 
     teams = _teams(hosted_db)
     assert main(["query", "--metrics", "ticket_count", "--by", "team", "--db", str(hosted_db),

@@ -1,5 +1,5 @@
 """Roles come only from claims the identity provider vouches for: the claims read
-(cs_metrics.access.identity_from_claims), the sign-in gate refusing self-chosen claims with a
+(cs_metrics.core.access.identity_from_claims), the sign-in gate refusing self-chosen claims with a
 reason, the audit log telling accounts apart by issuer and subject, and a real sign-in with
 crafted claims through the local OIDC provider."""
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from cs_metrics import Warehouse
-from cs_metrics import audit as audit_log
-from cs_metrics.access import Identity, Scope, ScopedWarehouse, identity_from_claims
-from cs_metrics.errors import CsMetricsError
+from cs_metrics.core import audit as audit_log
+from cs_metrics.core.access import Identity, Scope, ScopedWarehouse, identity_from_claims
+from cs_metrics.core.errors import CsMetricsError
 from tests.conftest import REPO
 from tests.test_hosted import (  # noqa: F401 (fixtures)
     ADMIN,
@@ -214,7 +214,7 @@ def test_a_bad_identity_claim_setting_is_one_sentence_on_the_page(settings_file)
 
 
 def test_alert_entries_carry_the_scopes_issuer_and_subject(hosted_db):  # noqa: F811
-    from cs_metrics.alerts import acknowledge, mute, unmute
+    from cs_metrics.ops.alerts import acknowledge, mute, unmute
     from tests.test_hosted import _store_alerts
 
     _store_alerts(hosted_db, [("outage", "outage:location=Springfield")])
@@ -286,7 +286,7 @@ def test_a_self_made_admin_address_is_refused_in_a_browser_and_the_real_one_is_n
 
 def test_a_lookalike_letter_does_not_become_another_persons_address():
     """str.lower() turns U+212A KELVIN SIGN into "k": only ASCII letters are folded."""
-    from cs_metrics.access import identity_from_claims
+    from cs_metrics.core.access import identity_from_claims
 
     claims = {"email_verified": True, "iss": "https://idp.example", "sub": "s-1"}
     kelvin = identity_from_claims({**claims, "email": "\u212aate@example.com"})

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.inbox import RefreshReport, read_manifest, refresh_inbox, watch_inbox
-from cs_metrics.ingest import ingest
-from cs_metrics.metrics import query
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.inbox import RefreshReport, read_manifest, refresh_inbox, watch_inbox
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.metrics.registry import query
 from simulations.generator import generate
 from tests.conftest import ticket, write_csv
 
@@ -355,7 +355,7 @@ def test_bad_batches_fail_and_good_ones_still_load(db, inbox):
 
 def test_a_batch_that_spoils_a_combined_load_is_found(db, inbox, monkeypatch):
     """Checks before the load pass, the load fails: batches are then loaded one by one."""
-    import cs_metrics.inbox as inbox_module
+    import cs_metrics.ingestion.inbox as inbox_module
 
     real = inbox_module.ingest
 
@@ -378,7 +378,7 @@ def test_a_batch_that_spoils_a_combined_load_is_found(db, inbox, monkeypatch):
 
 @pytest.mark.parametrize("kind", ["locked", "file_vanished"])
 def test_a_machine_error_marks_nothing_and_is_retried(db, inbox, monkeypatch, kind):
-    import cs_metrics.inbox as inbox_module
+    import cs_metrics.ingestion.inbox as inbox_module
 
     write_batch(inbox, B1, tickets=[ticket("OK1", "2025-03-01 08:00:00")])
 

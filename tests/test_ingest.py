@@ -8,9 +8,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import REJECT_REASONS, ingest
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import REJECT_REASONS, ingest
 from tests.conftest import ticket, write_csv
 
 
@@ -481,7 +481,7 @@ def test_negative_counts_durations_and_distances_are_rejected(tmp_path, table, c
     assert _rows(db, "select column_name, source_row from rejects") == [(column, 2)]
     # no negative handle time reaches a figure: AHT is the loaded rows' only
     if column == "handle_time_s":
-        from cs_metrics.metrics import query
+        from cs_metrics.metrics.registry import query
 
         wh = Warehouse(db, read_only=True)
         try:
@@ -491,7 +491,7 @@ def test_negative_counts_durations_and_distances_are_rejected(tmp_path, table, c
 
 
 def _settings(tmp_path: Path, body: str):
-    from cs_metrics.settings import load_settings
+    from cs_metrics.core.settings import load_settings
 
     path = tmp_path / "settings.toml"
     path.write_text(textwrap.dedent(body))

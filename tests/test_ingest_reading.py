@@ -14,10 +14,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import ingest
-from cs_metrics.quality import quality_report
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.ingestion.quality import quality_report
 
 
 def _rows(db: Path, sql: str) -> list[tuple]:
@@ -172,7 +172,7 @@ def test_mapping_encoding_reads_accented_names(tmp_path, encoding, data):
     assert _subjects(db) == want
     assert report.table("tickets").rejected == ()
     # a UTF-8 copy made for the load (cp1252, big-endian UTF-16) is removed after it
-    folders = sys.modules["cs_metrics.ingest"]._COPIES_DIR
+    folders = sys.modules["cs_metrics.ingestion.loader"]._COPIES_DIR
     assert [p for f in folders for p in f.glob("*/export.csv")] == []
 
 

@@ -14,7 +14,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportions_ztest
 
 from cs_metrics import CsMetricsError, Filters, Warehouse, get_metric, ingest
-from cs_metrics.leaderboard import (
+from cs_metrics.analysis.leaderboard import (
     FLAG_MIN_EFFECT,
     LEADERBOARD_METRICS,
     LEVELS,
@@ -28,7 +28,7 @@ from cs_metrics.leaderboard import (
     unusual,
     unusual_sentence,
 )
-from cs_metrics.settings import load_settings
+from cs_metrics.core.settings import load_settings
 from tests import reference
 from tests.conftest import write_csv
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from cs_metrics import CsMetricsError, Filters, Warehouse
-from cs_metrics.ingest import ingest
-from cs_metrics.live import AT_RISK_SHARE, at_risk_tickets, live_snapshot
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.metrics.live import AT_RISK_SHARE, at_risk_tickets, live_snapshot
 from tests.conftest import ticket, write_csv
 
 NOW = datetime(2025, 1, 10, 12, 0)

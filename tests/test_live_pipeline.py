@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from cs_metrics import Warehouse, load_settings
-from cs_metrics.alerts import run_alerts
-from cs_metrics.inbox import refresh_inbox
-from cs_metrics.ingest import ingest
+from cs_metrics.ingestion.inbox import refresh_inbox
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.ops.alerts import run_alerts
 from simulations.feed import run_feed
 from simulations.generator import generate
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cs_metrics import _mapping_sql
-from cs_metrics._mapping_sql import ParsedExpression, Sandbox, parse_expression
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import ingest
+from cs_metrics import ingest
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.ingestion import _mapping_sql
+from cs_metrics.ingestion._mapping_sql import ParsedExpression, Sandbox, parse_expression
 from tests.conftest import ticket, write_csv
 
 SECRET = "TOP-SECRET-VALUE-4242"
@@ -182,7 +182,7 @@ def test_the_sandbox_holds_even_when_the_allowlist_has_a_gap(export, tmp_path, m
     def let_through(text: str, where: str) -> ParsedExpression:
         return ParsedExpression(sql=text, conversions=())
 
-    monkeypatch.setattr("cs_metrics.mapping.parse_expression", let_through)
+    monkeypatch.setattr("cs_metrics.ingestion.mapping.parse_expression", let_through)
     secret = tmp_path / "secret.txt"
     for expr in (f"(select content from read_text('{secret}'))",
                  "(select content from read_text('/etc/passwd'))",

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from cs_metrics import CsMetricsError, Filters, Warehouse
-from cs_metrics.geo import KM_PER_DEGREE_LAT
-from cs_metrics.ingest import ingest
-from cs_metrics.maps import auto_cell_km, customer_cells, ticket_density
+from cs_metrics.analysis.maps import auto_cell_km, customer_cells, ticket_density
+from cs_metrics.core.geo import KM_PER_DEGREE_LAT
+from cs_metrics.ingestion.loader import ingest
 from tests.conftest import ticket, write_csv
 
 
@@ -88,7 +88,7 @@ def test_without_coordinates_the_layers_are_empty(tmp_path):
 def test_bad_cells_are_refused(sample_wh, monkeypatch):
     with pytest.raises(CsMetricsError, match="positive number of km"):
         ticket_density(sample_wh, cell_km=0)
-    monkeypatch.setattr("cs_metrics.maps.MAX_CELLS", 3)
+    monkeypatch.setattr("cs_metrics.analysis.maps.MAX_CELLS", 3)
     with pytest.raises(CsMetricsError, match="too many to draw; use cells of at least"):
         ticket_density(sample_wh, cell_km=5)
 

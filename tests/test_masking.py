@@ -10,8 +10,8 @@ import pytest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse
-from cs_metrics.feedback import latest_comments, luhn_valid, mask_comment, mask_pii
-from cs_metrics.topics import _model_text
+from cs_metrics.analysis.feedback import latest_comments, luhn_valid, mask_comment, mask_pii
+from cs_metrics.analysis.topics import _model_text
 from tests.conftest import ticket, write_csv
 
 

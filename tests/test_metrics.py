@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.metrics import DIMENSIONS, METRICS, Filters, compile_query, query
-from cs_metrics.settings import load_settings
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.settings import load_settings
+from cs_metrics.metrics.registry import DIMENSIONS, METRICS, Filters, compile_query, query
 from tests import reference
 
 NON_STOCK = [m for m in METRICS if METRICS[m].source != "backlog"]

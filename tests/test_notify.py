@@ -12,10 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from cs_metrics.alerts import Alert, alert_history, run_alerts
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import ingest
-from cs_metrics.notify import (
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.settings import load_settings
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.ops.alerts import Alert, alert_history, run_alerts
+from cs_metrics.ops.notify import (
     DeliveryError,
     deliver,
     deliveries,
@@ -25,8 +27,6 @@ from cs_metrics.notify import (
     send_email,
     slack_payload,
 )
-from cs_metrics.settings import load_settings
-from cs_metrics.warehouse import Warehouse
 from tests.conftest import ticket, write_csv
 
 T0 = datetime(2024, 1, 10, 12, 0)
@@ -248,7 +248,7 @@ class FakeSMTP:
 
 
 def test_email_starttls_login_reads_the_password_from_the_environment(monkeypatch, tmp_path):
-    import cs_metrics.notify as notify_module
+    import cs_metrics.ops.notify as notify_module
 
     FakeSMTP.sent = []
     monkeypatch.setattr(notify_module.smtplib, "SMTP", FakeSMTP)

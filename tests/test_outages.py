@@ -11,12 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.drilldown import COLUMNS
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.geo import haversine_km
-from cs_metrics.ingest import ingest
-from cs_metrics.metrics import Filters
-from cs_metrics.outages import (
+from cs_metrics.analysis.outages import (
     IMPACT_COLUMNS,
     SEVERITY_COLUMNS,
     Z95,
@@ -24,8 +19,13 @@ from cs_metrics.outages import (
     outage_tickets,
     severity_rates,
 )
-from cs_metrics.schema import SEVERITIES
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.geo import haversine_km
+from cs_metrics.core.schema import SEVERITIES
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.metrics.drilldown import COLUMNS
+from cs_metrics.metrics.registry import Filters
 from simulations.generator import GenerationResult, generate
 from tests.conftest import ticket, write_csv
 

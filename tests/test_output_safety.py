@@ -17,14 +17,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cs_metrics import CsMetricsError, Warehouse, audit
-from cs_metrics import reports as R
-from cs_metrics.__main__ import main
-from cs_metrics.alerts import Alert, alert_history, run_alerts
-from cs_metrics.ingest import ingest
-from cs_metrics.notify import deliver, slack_payload
-from cs_metrics.safe_text import FORMULA_PREFIXES
-from cs_metrics.settings import load_settings
+from cs_metrics import CsMetricsError, Warehouse
+from cs_metrics.cli.main import main
+from cs_metrics.core import audit
+from cs_metrics.core.safe_text import FORMULA_PREFIXES
+from cs_metrics.core.settings import load_settings
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.ops import reports as R
+from cs_metrics.ops.alerts import Alert, alert_history, run_alerts
+from cs_metrics.ops.notify import deliver, slack_payload
 from tests.conftest import ticket, write_csv
 from tests.test_notify import Hook, SmtpStub
 

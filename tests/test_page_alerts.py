@@ -9,8 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cs_metrics import Warehouse, load_settings
-from cs_metrics.alerts import active_alerts, alert_history, evaluate, mutes, rules_in_force
-from cs_metrics.safe_text import escape_markdown
+from cs_metrics.core.safe_text import escape_markdown
+from cs_metrics.ops.alerts import active_alerts, alert_history, evaluate, mutes, rules_in_force
 from tests.conftest import REPO
 
 PAGE = str(REPO / "views" / "alerts.py")

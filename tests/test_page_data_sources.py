@@ -13,8 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Warehouse, get_metric
-from cs_metrics import datasets as ds
-from cs_metrics.safe_text import escape_markdown
+from cs_metrics.core.safe_text import escape_markdown
+from cs_metrics.ingestion import datasets as ds
 from tests.conftest import REPO, ticket, write_csv
 
 APP = str(REPO / "app.py")
@@ -400,7 +400,7 @@ def test_a_huge_upload_is_validated_or_refused_in_one_sentence(env):
 
 
 def _audit(db: Path, action: str) -> list[dict]:
-    from cs_metrics import audit as audit_log
+    from cs_metrics.core import audit as audit_log
 
     wh = Warehouse(db)
     try:

@@ -11,14 +11,14 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse, get_metric
-from cs_metrics.feedback import (
+from cs_metrics.analysis.feedback import (
     FEEDBACK_METRICS,
     FEW_RESPONSES,
     feedback_breakdown,
     latest_comments,
     score_distribution,
 )
-from cs_metrics.safe_text import escape_markdown
+from cs_metrics.core.safe_text import escape_markdown
 from tests.conftest import REPO, ticket, write_csv
 
 PAGE = str(REPO / "views" / "feedback.py")
@@ -201,9 +201,9 @@ def _frame(at: AppTest, column: str) -> pd.DataFrame:
 
 
 def test_text_analysis_cohorts_and_comparisons(sample_db, monkeypatch):
-    from cs_metrics.cohorts import cohort_table
-    from cs_metrics.compare import CAUSATION_CAVEAT, Group, compare_groups, resolution_csat
-    from cs_metrics.topics import DEFAULT_K, emerging_issues, topics
+    from cs_metrics.analysis.cohorts import cohort_table
+    from cs_metrics.analysis.compare import CAUSATION_CAVEAT, Group, compare_groups, resolution_csat
+    from cs_metrics.analysis.topics import DEFAULT_K, emerging_issues, topics
 
     at = run_page(monkeypatch, sample_db)
     heads = [h.value for h in at.subheader]

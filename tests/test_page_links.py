@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse, get_metric, query
-from cs_metrics.leaderboard import leaderboard
+from cs_metrics.analysis.leaderboard import leaderboard
 from simulations import generator
 from tests.conftest import REPO
 

@@ -11,10 +11,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import cs_metrics
-import cs_metrics.outages
+import cs_metrics.analysis.outages
 from cs_metrics import Filters, Warehouse
-from cs_metrics.maps import auto_cell_km, ticket_density
-from cs_metrics.outages import outage_impact, outage_tickets, severity_rates
+from cs_metrics.analysis.maps import auto_cell_km, ticket_density
+from cs_metrics.analysis.outages import outage_impact, outage_tickets, severity_rates
 from simulations.generator import generate
 from tests.conftest import REPO, ticket, write_csv
 from views._common import NO_BASEMAP
@@ -108,8 +108,8 @@ def test_every_date_range_is_picked_from_one_computation(outage_db, monkeypatch)
     """Visitors with other date ranges share one computation of the outages' figures (they
     do not depend on the range), and each still sees their range's outages and rates."""
     calls = []
-    every = cs_metrics.outages.impact_of_every_outage
-    monkeypatch.setattr(cs_metrics.outages, "impact_of_every_outage",
+    every = cs_metrics.analysis.outages.impact_of_every_outage
+    monkeypatch.setattr(cs_metrics.analysis.outages, "impact_of_every_outage",
                         lambda *a, **k: (calls.append(1), every(*a, **k))[1])
     monkeypatch.setenv("CS_METRICS_DB", str(outage_db))
     monkeypatch.setenv("CS_METRICS_BASEMAP", "off")

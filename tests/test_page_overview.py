@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cs_metrics import Filters, Warehouse, get_metric, ingest, query
-from cs_metrics.aging import AGE_BANDS, age_bands
+from cs_metrics.analysis.aging import AGE_BANDS, age_bands
 from simulations.generator import generate
 from tests.conftest import REPO
 

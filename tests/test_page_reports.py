@@ -11,8 +11,8 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from cs_metrics import Warehouse, get_metric, query
-from cs_metrics import reports as R
-from cs_metrics.safe_text import escape_markdown
+from cs_metrics.core.safe_text import escape_markdown
+from cs_metrics.ops import reports as R
 from tests.conftest import REPO
 
 PAGE = str(REPO / "views" / "reports.py")

@@ -12,8 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import cs_metrics
-from cs_metrics import Filters, Warehouse, audit, get_metric
-from cs_metrics.leaderboard import (
+from cs_metrics import Filters, Warehouse, get_metric
+from cs_metrics.analysis.leaderboard import (
     BOARD_COLUMNS,
     default_columns,
     format_q,
@@ -21,7 +21,8 @@ from cs_metrics.leaderboard import (
     rep_trend,
     unusual,
 )
-from cs_metrics.safe_text import escape_markdown
+from cs_metrics.core import audit
+from cs_metrics.core.safe_text import escape_markdown
 from tests.conftest import REPO, ticket, write_csv
 
 PAGE = str(REPO / "views" / "representatives.py")

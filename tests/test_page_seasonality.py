@@ -11,8 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, ServiceLevel, Warehouse
-from cs_metrics.safe_text import escape_markdown
-from cs_metrics.seasonality import (
+from cs_metrics.analysis.seasonality import (
     arrival_heatmap,
     backtest,
     daily_series,
@@ -20,7 +19,8 @@ from cs_metrics.seasonality import (
     forecast_daily,
     forecast_hourly,
 )
-from cs_metrics.staffing import handle_time_s, staffing_plan
+from cs_metrics.analysis.staffing import handle_time_s, staffing_plan
+from cs_metrics.core.safe_text import escape_markdown
 from tests.conftest import REPO, open_expanders, ticket, write_csv
 
 PAGE = str(REPO / "views" / "seasonality.py")

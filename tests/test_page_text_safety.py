@@ -24,9 +24,9 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse, load_settings
-from cs_metrics.alerts import active_alerts, run_alerts
-from cs_metrics.leaderboard import leaderboard
-from cs_metrics.safe_text import escape_markdown, markdown_code
+from cs_metrics.analysis.leaderboard import leaderboard
+from cs_metrics.core.safe_text import escape_markdown, markdown_code
+from cs_metrics.ops.alerts import active_alerts, run_alerts
 from simulations.generator import generate
 from tests.conftest import REPO
 

@@ -11,8 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cs_metrics import Filters, Warehouse, get_metric, query
-from cs_metrics.seasonality import daily_series
-from cs_metrics.zones import to_local
+from cs_metrics.analysis.seasonality import daily_series
+from cs_metrics.core.zones import to_local
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")

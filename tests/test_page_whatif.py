@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cs_metrics import Warehouse, audit
-from cs_metrics.safe_text import escape_markdown
-from simulations.whatif import OutageScenario, simulate_outage
+from cs_metrics import Warehouse
+from cs_metrics.analysis.whatif import OutageScenario, simulate_outage
+from cs_metrics.core import audit
+from cs_metrics.core.safe_text import escape_markdown
 from tests.conftest import REPO
 
 PAGE = str(REPO / "views" / "whatif.py")

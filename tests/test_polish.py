@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse, get_metric, query
-from cs_metrics.drilldown import rep_label, ticket_page
+from cs_metrics.metrics.drilldown import rep_label, ticket_page
 from simulations import generator
 from tests.conftest import REPO, ticket, write_csv
 from views import _common

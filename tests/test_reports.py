@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 from cs_metrics import CsMetricsError, Filters, Warehouse, get_metric, query
-from cs_metrics import reports as R
-from cs_metrics.__main__ import main
-from cs_metrics.ingest import ingest
+from cs_metrics.cli.main import main
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.ops import reports as R
 from tests.conftest import REPO, ticket, write_csv
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's, as in tests/test_browser.py
@@ -438,7 +438,7 @@ def smtp_settings(tmp_path: Path) -> Path:
 
 def test_the_report_goes_out_by_email(built, tmp_path, monkeypatch):
     FakeSMTP.sent = []
-    monkeypatch.setattr("cs_metrics.notify.smtplib.SMTP", FakeSMTP)
+    monkeypatch.setattr("cs_metrics.ops.notify.smtplib.SMTP", FakeSMTP)
     monkeypatch.setenv("TEST_REPORT_PW", "s3cret")
     settings = R.load_settings(smtp_settings(tmp_path))
     to = R.send_report_email(built["team"], ["lead@example.org"], settings)
@@ -457,7 +457,7 @@ def test_the_report_goes_out_by_email(built, tmp_path, monkeypatch):
 
 
 def test_email_without_smtp_settings_is_explained(built, monkeypatch):
-    monkeypatch.setattr("cs_metrics.notify.smtplib.SMTP", FakeSMTP)
+    monkeypatch.setattr("cs_metrics.ops.notify.smtplib.SMTP", FakeSMTP)
     with pytest.raises(CsMetricsError, match="notifications.email.host"):
         R.send_report_email(built["team"], ["lead@example.org"], R.load_settings())
 
@@ -496,7 +496,7 @@ def test_cli_refuses_bad_input_with_exit_2_and_writes_nothing(sample_wh, tmp_pat
 
 def test_cli_emails_the_report(sample_wh, tmp_path, monkeypatch, capsys):
     FakeSMTP.sent = []
-    monkeypatch.setattr("cs_metrics.notify.smtplib.SMTP", FakeSMTP)
+    monkeypatch.setattr("cs_metrics.ops.notify.smtplib.SMTP", FakeSMTP)
     monkeypatch.setenv("TEST_REPORT_PW", "s3cret")
     code = main(["report", "--audience", "executive", "--period", "last-week", "--format", "md",
                  "--out", str(tmp_path / "md"), "--email", "a@example.org,b@example.org",

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Warehouse, get_metric, query
-from cs_metrics.saved_views import (
+from cs_metrics.ops.saved_views import (
     MAX_NAME,
     MAX_VIEWS,
     VIEWS_ENV,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from cs_metrics import CsMetricsError, Filters, Warehouse, get_metric, load_settings, query
-from cs_metrics import reports as R
-from cs_metrics.schedules import deliveries, next_runs, run_due, slot_before
+from cs_metrics.ops import reports as R
+from cs_metrics.ops.schedules import deliveries, next_runs, run_due, slot_before
 from tests.conftest import REPO
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller",

@@ -16,8 +16,8 @@ import pytest
 from statsmodels.tsa.seasonal import MSTL
 
 from cs_metrics import CsMetricsError, Filters, Warehouse, ingest
-from cs_metrics import seasonality as seas
-from cs_metrics.seasonality import (
+from cs_metrics.analysis import seasonality as seas
+from cs_metrics.analysis.seasonality import (
     arrival_heatmap,
     backtest,
     daily_series,

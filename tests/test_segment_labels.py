@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.settings import DEFAULT_SETTINGS_FILE, _settings
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.settings import DEFAULT_SETTINGS_FILE, _settings
 
 DEFAULTS = DEFAULT_SETTINGS_FILE.read_text(encoding="utf-8")
 
@@ -79,7 +79,7 @@ def named(tmp_path, monkeypatch):
 def test_reports_name_segments_and_keep_codes_in_json(sample_wh, named):
     import json
 
-    from cs_metrics import reports as R
+    from cs_metrics.ops import reports as R
 
     rendered = R.render(R.build_report(sample_wh, "executive", "last-month"))
     codes = {row["customer_segment"] for row in

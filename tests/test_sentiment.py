@@ -11,9 +11,9 @@ from scipy import stats
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 import cs_metrics
-import cs_metrics.sentiment as sentiment
+import cs_metrics.core.comment_scores as sentiment
 from cs_metrics import Warehouse
-from cs_metrics.sentiment import (
+from cs_metrics.analysis.sentiment import (
     NEGATIVE_AT,
     score_texts,
     sentiment_by_csat,

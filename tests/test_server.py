@@ -21,7 +21,7 @@ import pytest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse, get_metric
-from cs_metrics.jobs import HEARTBEAT, JobServer, absolute_argv, job_dir
+from cs_metrics.ops.jobs import HEARTBEAT, JobServer, absolute_argv, job_dir
 from simulations import generator
 from tests.conftest import REPO
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_run, wait_healthy
@@ -296,7 +296,7 @@ def test_the_running_app_runs_the_rules_and_sends_a_due_report_once(tmp_path):
     --email` beside the app sends through the same SMTP."""
     from datetime import UTC
 
-    from cs_metrics.alerts import alert_schedule
+    from cs_metrics.ops.alerts import alert_schedule
     from tests.test_schedules import HEAD, Smtp
     from tests.test_schedules import free_port as smtp_port
 
@@ -355,8 +355,8 @@ recipients = ["lead@example.com"]
 def test_a_job_folder_that_is_not_the_users_own_is_not_trusted(tmp_path):
     """A link in place of the job folder, or a folder others may write, is neither served
     by the app nor written to by a command (which then gives the lock's own sentence)."""
-    from cs_metrics.errors import CsMetricsError
-    from cs_metrics.jobs import server_alive
+    from cs_metrics.core.errors import CsMetricsError
+    from cs_metrics.ops.jobs import server_alive
 
     db = tmp_path / "wh.duckdb"
     elsewhere = tmp_path / "elsewhere"

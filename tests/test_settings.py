@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import ingest
-from cs_metrics.metrics import METRICS, metric_target, query
-from cs_metrics.settings import Settings, load_settings
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.settings import Settings, load_settings
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.metrics.registry import METRICS, metric_target, query
 from tests.conftest import ticket, write_csv
 
 

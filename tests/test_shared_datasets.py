@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.ingest import ingest
-from cs_metrics.metrics import query
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.metrics.registry import query
 from tests.conftest import REPO, SHARED
 
 MAPPINGS = REPO / "data" / "mappings"

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.alerts import evaluate
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import ingest
-from cs_metrics.live import AT_RISK_SHARE, at_risk_tickets, live_snapshot
-from cs_metrics.metrics import query
-from cs_metrics.settings import BusinessCalendar, Settings, load_settings
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.settings import BusinessCalendar, Settings, load_settings
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.metrics.live import AT_RISK_SHARE, at_risk_tickets, live_snapshot
+from cs_metrics.metrics.registry import query
+from cs_metrics.ops.alerts import evaluate
 from tests.conftest import ticket, write_csv
 from tests.test_business_hours import day_by_day, local
 
@@ -426,7 +426,7 @@ def test_one_calendar_per_ticket_kind(tmp_path):
     once (no second calendar join): the same verdicts, deadlines and durations."""
     import duckdb
 
-    from cs_metrics.warehouse import _sla_targets, _split_calendars
+    from cs_metrics.core.warehouse import _sla_targets, _split_calendars
 
     text = SETTINGS.replace("first_response_min = { high = 120, normal = 240 }",
                             "first_response_min = { low = 480, high = 120, normal = 240 }")

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import ingest
-from cs_metrics.settings import load_settings
-from cs_metrics.warehouse import Warehouse, _derived_sql, _sla_dimensions, _sla_targets
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.settings import load_settings
+from cs_metrics.core.warehouse import Warehouse, _derived_sql, _sla_dimensions, _sla_targets
+from cs_metrics.ingestion.loader import ingest
 from tests.conftest import ticket, write_csv
 from tests.test_business_hours import day_by_day, local
 from tests.test_sla_business_hours import deadline_walk

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from cs_metrics import Warehouse, load_settings
-from cs_metrics.alerts import pending_in_app, run_alerts
-from cs_metrics.notify import deliveries
+from cs_metrics.ops.alerts import pending_in_app, run_alerts
+from cs_metrics.ops.notify import deliveries
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller",
                                reason="aiosmtpd is not installed (requirements-dev.txt)")

@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 
 from cs_metrics import CsMetricsError, Filters, Warehouse, ingest
-from cs_metrics.settings import ServiceLevel, load_settings
-from cs_metrics.staffing import (
+from cs_metrics.analysis.staffing import (
     PLAN_COLUMNS,
     current_staffing,
     erlang_c,
@@ -23,6 +22,7 @@ from cs_metrics.staffing import (
     staffing_plan,
     wait_probability,
 )
+from cs_metrics.core.settings import ServiceLevel, load_settings
 from tests import reference
 from tests.conftest import ticket, write_csv
 

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cs_metrics.__main__ import main
-from cs_metrics.ingest import ingest
-from cs_metrics.metrics import Filters, query
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.cli.main import main
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.metrics.registry import Filters, query
 from tests.conftest import ticket, write_csv
 
 
@@ -68,8 +68,8 @@ def test_mapping_names_another_tags_delimiter(tmp_path):
 
 
 def test_a_tags_delimiter_must_be_text(tmp_path):
-    from cs_metrics.errors import CsMetricsError
-    from cs_metrics.mapping import read_mapping
+    from cs_metrics.core.errors import CsMetricsError
+    from cs_metrics.ingestion.mapping import read_mapping
 
     (tmp_path / "export.csv").write_text("id,opened,state\n1,2024-03-01,open\n")
     mapping = tmp_path / "map.toml"

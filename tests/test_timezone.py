@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import ingest
-from cs_metrics.metrics import METRICS, Filters, compile_query, query
-from cs_metrics.seasonality import arrival_heatmap, daily_series
-from cs_metrics.settings import load_settings
-from cs_metrics.staffing import current_staffing
-from cs_metrics.warehouse import Warehouse
-from cs_metrics.zones import check_zone, local_sql, utc_moment
+from cs_metrics.analysis.seasonality import arrival_heatmap, daily_series
+from cs_metrics.analysis.staffing import current_staffing
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.settings import load_settings
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.core.zones import check_zone, local_sql, utc_moment
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.metrics.registry import METRICS, Filters, compile_query, query
 from tests import reference
 from tests.test_metrics import NON_STOCK, _assert_frames_equal, _sort
 
@@ -236,7 +236,7 @@ def test_forecast_command_counts_local_days(sample_db, tmp_path):
         series = daily_series(wh, Filters(tz="Asia/Tokyo"))
     finally:
         wh.close()
-    from cs_metrics.seasonality import forecast_daily
+    from cs_metrics.analysis.seasonality import forecast_daily
 
     want = forecast_daily(series, 7)
     assert [r["date"] for r in rows] == want["date"].dt.strftime("%Y-%m-%d").tolist()
@@ -286,7 +286,7 @@ def test_a_zone_is_checked_before_it_reaches_sql():
 
 
 def test_display_timezone_setting_is_checked(tmp_path):
-    from cs_metrics.settings import DEFAULT_SETTINGS_FILE, _settings
+    from cs_metrics.core.settings import DEFAULT_SETTINGS_FILE, _settings
 
     defaults = DEFAULT_SETTINGS_FILE.read_text(encoding="utf-8")
     ok = _settings(defaults, (str(tmp_path / "s.toml"), '[display]\ntimezone = "Europe/Paris"\n'))

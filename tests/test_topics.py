@@ -14,16 +14,16 @@ from statsmodels.stats.multitest import multipletests
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse
-from cs_metrics.__main__ import main
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.feedback import latest_comments
-from cs_metrics.topics import (
+from cs_metrics.analysis.feedback import latest_comments
+from cs_metrics.analysis.topics import (
     DEFAULT_K,
     OTHER,
     benjamini_hochberg,
     emerging_issues,
     topics,
 )
+from cs_metrics.cli.main import main
+from cs_metrics.core.errors import CsMetricsError
 from simulations.generator import generate
 
 END = datetime(2025, 3, 1)
@@ -237,7 +237,7 @@ def test_other_collects_comments_without_topic_words(tmp_path):
 def test_the_emerging_issue_alert_rule(planted, calm):
     """The alert rule raises the planted issue, and nothing on the calm data."""
     from cs_metrics import load_settings
-    from cs_metrics.alerts import evaluate
+    from cs_metrics.ops.alerts import evaluate
 
     wh, _ = planted
     raised = [a for a in evaluate(wh, load_settings(), now=END) if a.rule == "emerging_issue"]

@@ -11,9 +11,9 @@ from streamlit.testing.v1 import AppTest
 
 import cs_metrics
 from cs_metrics import Filters, Warehouse
-from cs_metrics.drilldown import ticket_page
-from cs_metrics.flow import resolved_per_period
-from cs_metrics.safe_text import escape_markdown
+from cs_metrics.core.safe_text import escape_markdown
+from cs_metrics.metrics.drilldown import ticket_page
+from cs_metrics.metrics.flow import resolved_per_period
 from tests.conftest import REPO, open_expanders, ticket, write_csv
 
 APP = str(REPO / "app.py")

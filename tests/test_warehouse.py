@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import ingest
-from cs_metrics.metrics import query
-from cs_metrics.warehouse import Warehouse, catalog_changed, catalog_snapshot
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.warehouse import Warehouse, catalog_changed, catalog_snapshot
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.metrics.registry import query
 from tests.conftest import ticket, write_csv
 
 
@@ -94,7 +94,8 @@ def test_a_catalog_snapshot_reads_the_catalog_once_per_run(tmp_path):
 
 
 def test_loads_and_new_tables_in_a_snapshot_are_seen_at_once(tmp_path):
-    from cs_metrics import alerts, audit
+    from cs_metrics.core import audit
+    from cs_metrics.ops import alerts
 
     db = tmp_path / "wh.duckdb"
     ingest(_folder(tmp_path, "a", 5), db=db)
@@ -186,8 +187,8 @@ def _incremental_and_rebuild(base: Path, batches: list[Path], tmp_path: Path,
     incrementally and once rebuilt at every load; asserts they are the same."""
     import importlib
 
-    ingest_module = importlib.import_module("cs_metrics.ingest")
-    warehouse_module = importlib.import_module("cs_metrics.warehouse")
+    ingest_module = importlib.import_module("cs_metrics.ingestion.loader")
+    warehouse_module = importlib.import_module("cs_metrics.core.warehouse")
     calls: list[str] = []
     real = warehouse_module._refresh_derived
 
@@ -386,7 +387,7 @@ def test_a_warehouse_without_the_newer_ticket_columns_still_loads(tmp_path):
     load: the columns are added empty and the derived ones rebuilt."""
     import duckdb
 
-    from cs_metrics.warehouse import SRC_VIEW_SQL
+    from cs_metrics.core.warehouse import SRC_VIEW_SQL
 
     db = tmp_path / "wh.duckdb"
     ingest(_folder(tmp_path, "a", 30), db=db)

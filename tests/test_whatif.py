@@ -16,17 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.errors import CsMetricsError
-from cs_metrics.ingest import ingest
-from cs_metrics.metrics import Filters
-from cs_metrics.outages import severity_rates
-from cs_metrics.schema import SEVERITIES
-from cs_metrics.settings import ServiceLevel, load_settings
-from cs_metrics.staffing import handle_time_s, staffing_plan
-from cs_metrics.warehouse import Warehouse
-from simulations import whatif
-from simulations.generator import OUTAGE_EXCESS, GenerationResult, generate
-from simulations.whatif import (
+from cs_metrics.analysis import whatif
+from cs_metrics.analysis.outages import severity_rates
+from cs_metrics.analysis.staffing import handle_time_s, staffing_plan
+from cs_metrics.analysis.whatif import (
     DEFAULT_EXCESS_PER_CUSTOMER_HOUR,
     HOUR_COLUMNS,
     RATE_COLUMNS,
@@ -38,6 +31,13 @@ from simulations.whatif import (
     excess_rates,
     simulate_outage,
 )
+from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.schema import SEVERITIES
+from cs_metrics.core.settings import ServiceLevel, load_settings
+from cs_metrics.core.warehouse import Warehouse
+from cs_metrics.ingestion.loader import ingest
+from cs_metrics.metrics.registry import Filters
+from simulations.generator import OUTAGE_EXCESS, GenerationResult, generate
 
 END = datetime(2025, 3, 1)
 # A year at 40k tickets: 18 outages (10 minor, 7 major, 1 critical), enough for calibrated
@@ -177,7 +177,7 @@ def test_city_centre_and_unknown_city(wh):
 
 def test_affected_customers_counts_the_circle(wh):
     customers = wh.df("select lat, lon from customers")
-    from cs_metrics.geo import haversine_km
+    from cs_metrics.core.geo import haversine_km
 
     lat, lon = 40.72, -73.95
     dist = haversine_km(lat, lon, customers["lat"].to_numpy(), customers["lon"].to_numpy())

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from cs_metrics import Filters, Warehouse, ingest, query
-from cs_metrics import reports as R
-from cs_metrics.settings import load_settings
+from cs_metrics.core.settings import load_settings
+from cs_metrics.ops import reports as R
 from simulations.generator import generate
 from tests import reference
 

@@ -2,7 +2,7 @@
 
 Sign-in is on when ``.streamlit/secrets.toml`` has an ``[auth]`` section (Streamlit's OIDC:
 ``st.login``, ``st.user``); the ``[access]`` section of the settings gives each identity a
-role and its scope (``cs_metrics.access``). Only claims the identity provider vouches for
+role and its scope (``cs_metrics.core.access``). Only claims the identity provider vouches for
 can match a role: the e-mail address when the provider marks it verified (or as sent, when
 ``access.identity_claim = "email"``), and groups; never a name or username the person chose.
 Without ``[auth]`` the app runs in local mode: no sign-in, every row, and it says so in the
@@ -19,9 +19,9 @@ from typing import Any, NoReturn
 import streamlit as st
 
 from cs_metrics import CsMetricsError, load_settings
-from cs_metrics.access import LOCAL, Identity, Scope, identity_from_claims, resolve_scope
-from cs_metrics.safe_text import escape_markdown
-from cs_metrics.warehouse import Warehouse
+from cs_metrics.core.access import LOCAL, Identity, Scope, identity_from_claims, resolve_scope
+from cs_metrics.core.safe_text import escape_markdown
+from cs_metrics.core.warehouse import Warehouse
 
 _log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def current_scope() -> Scope | None:
 def audit(wh: Warehouse, scope: Scope, action: str, target: str = "",
           detail: Mapping[str, Any] | None = None) -> None:
     """Append to the audit log; a failure is shown, never raised into the page."""
-    from cs_metrics import audit as audit_log
+    from cs_metrics.core import audit as audit_log
 
     try:
         audit_log.record(wh.base, scope.actor, scope.role, action, target, dict(detail or {}),
@@ -130,7 +130,7 @@ def _refuse(warehouse: Callable[[], Warehouse], who: Identity) -> NoReturn:
     key = ("denied", who.email, who.issuer, who.subject)
     if st.session_state.get(SIGNED_IN_KEY) != key:
         st.session_state[SIGNED_IN_KEY] = key
-        from cs_metrics import audit as audit_log
+        from cs_metrics.core import audit as audit_log
 
         detail: dict[str, Any] = {"groups": list(who.groups)}
         if who.refusal:
@@ -184,7 +184,7 @@ def require(scope: Scope, permission: str, what: str) -> None:
 def settings_audit(warehouse: Callable[[], Warehouse]) -> None:
     """Compare the settings in force with the audit log's last record of them, at most once a
     minute per warehouse, and record a change (by ``app``: the file changed under it)."""
-    from cs_metrics import audit as audit_log
+    from cs_metrics.core import audit as audit_log
 
     wh = warehouse()
     minute = int(time.time() // 60)

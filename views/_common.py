@@ -33,13 +33,13 @@ import streamlit as st
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, QualityReport, Warehouse
-from cs_metrics.access import LOCAL, Scope, ScopedWarehouse
-from cs_metrics.drilldown import TicketPage, rep_label, ticket_page
-from cs_metrics.flow import resolved_per_period
-from cs_metrics.safe_text import escape_markdown, markdown_code, neutralize_csv
-from cs_metrics.saved_views import MAX_NAME, ViewStore, clean_name, person_key
-from cs_metrics.warehouse import implausible_note
-from cs_metrics.zones import to_local, zone_names
+from cs_metrics.core.access import LOCAL, Scope, ScopedWarehouse
+from cs_metrics.core.safe_text import escape_markdown, markdown_code, neutralize_csv
+from cs_metrics.core.warehouse import implausible_note
+from cs_metrics.core.zones import to_local, zone_names
+from cs_metrics.metrics.drilldown import TicketPage, rep_label, ticket_page
+from cs_metrics.metrics.flow import resolved_per_period
+from cs_metrics.ops.saved_views import MAX_NAME, ViewStore, clean_name, person_key
 from simulations import generator
 from views._auth import current_scope
 
@@ -223,7 +223,7 @@ def _base_warehouse() -> Warehouse:
 
 def get_warehouse() -> Warehouse:
     """This session's warehouse as its scope sees it: whole in local mode, else only the
-    rows the signed-in person's role covers (``cs_metrics.access``)."""
+    rows the signed-in person's role covers (``cs_metrics.core.access``)."""
     base = base_warehouse()
     scope = current_scope()
     if scope is None:  # the app's sign-in gate runs first; a page never sees this
@@ -529,7 +529,7 @@ def _made_on_click(make: Callable[[], bytes], wh: Warehouse, scope: Scope, file_
     """``make``, writing the export to the audit log when it has made the file. It runs when
     the button is clicked, outside any page run: who and where are those of the run that
     showed the button."""
-    from cs_metrics import audit as audit_log
+    from cs_metrics.core import audit as audit_log
 
     def made() -> bytes:
         data = make()
@@ -629,7 +629,7 @@ def _resolved(_wh: Warehouse, db: str, filters: Filters, grain: str) -> pd.DataF
 
 
 def resolved(wh: Warehouse, filters: Filters, grain: str) -> pd.DataFrame:
-    """``cs_metrics.flow.resolved_per_period``, cached like the queries."""
+    """``cs_metrics.metrics.flow.resolved_per_period``, cached like the queries."""
     return _resolved(wh, wh.cache_key, filters, grain)
 
 
@@ -660,7 +660,7 @@ def tickets(
     limit: int = 50,
     offset: int = 0,
 ) -> TicketPage:
-    """``cs_metrics.drilldown.ticket_page`` (one page of rows), cached like the queries."""
+    """``cs_metrics.metrics.drilldown.ticket_page`` (one page of rows), cached like the queries."""
     return _tickets(wh, wh.cache_key, filters, period, grain, tuple((extra or {}).items()),
                     open_at, limit, offset)
 
@@ -857,7 +857,7 @@ def row_drill(row: pd.Series | None, dims: tuple[str, ...], label: str) -> Drill
 
 def shown_tickets(rows: pd.DataFrame) -> pd.DataFrame:
     """A ticket list as shown: the representative's rep id where the dataset has no name
-    for it (``cs_metrics.drilldown.rep_label``), in one "Representative" column."""
+    for it (``cs_metrics.metrics.drilldown.rep_label``), in one "Representative" column."""
     if "customer_segment" in rows.columns:  # named as the settings name it
         rows = rows.assign(customer_segment=[
             None if v is None or pd.isna(v) else segment_label(v)
@@ -1188,7 +1188,7 @@ def _clear_filters() -> None:
     st.session_state["_filters_url_notes"] = []
 
 
-# --- saved views: the filters under a name, per person (cs_metrics.saved_views) ------------
+# --- saved views: the filters under a name, per person (cs_metrics.ops.saved_views) ------------
 
 VIEW_PICK = "saved_view"
 
@@ -1403,7 +1403,7 @@ def who() -> str:
 
 def alert_toasts(wh: Warehouse) -> None:
     """Pop up the alerts raised since they were last shown (the in-app channel)."""
-    from cs_metrics.alerts import mark_in_app_shown, pending_in_app
+    from cs_metrics.ops.alerts import mark_in_app_shown, pending_in_app
 
     try:
         pending = pending_in_app(wh)
@@ -1440,13 +1440,13 @@ class LiveRefresher:
     interval_s: float
     stop: threading.Event
     thread: threading.Thread | None = None
-    last_report: object | None = None  # cs_metrics.inbox.RefreshReport
+    last_report: object | None = None  # cs_metrics.ingestion.inbox.RefreshReport
     last_error: str | None = None
     refreshes: int = 0
 
 
 def _after_refresh(live: LiveRefresher, wh: Warehouse, report: object) -> None:
-    from cs_metrics.alerts import run_alerts
+    from cs_metrics.ops.alerts import run_alerts
 
     live.last_report = report
     live.refreshes += 1
@@ -1460,7 +1460,7 @@ def _after_refresh(live: LiveRefresher, wh: Warehouse, report: object) -> None:
 
 @st.cache_resource(show_spinner=False)
 def _live_refresher(db: str, inbox: str, interval_s: float, _wh: Warehouse) -> LiveRefresher:
-    from cs_metrics.inbox import watch_inbox
+    from cs_metrics.ingestion.inbox import watch_inbox
 
     live = LiveRefresher(Path(inbox), interval_s, threading.Event())
 
@@ -1518,7 +1518,7 @@ SERVER_LOOP_ENV = "CS_METRICS_SERVER_LOOP"
 
 @st.cache_resource(show_spinner=False)
 def _server_loop(db: str, _wh: Warehouse) -> object:
-    from cs_metrics.server import start_server_loop
+    from cs_metrics.ops.server import start_server_loop
 
     loop = start_server_loop(_wh, _data_changed)
     _LOOPS.append(loop)
@@ -1530,7 +1530,7 @@ _LOOPS: list = []
 
 def server_loop(wh: Warehouse) -> object | None:
     """Start (once per process) the app's work loop on its own warehouse (see
-    cs_metrics.server): commands other processes hand over, the alert rules every
+    cs_metrics.ops.server): commands other processes hand over, the alert rules every
     ``[alerts] every`` minutes, scheduled reports. None for a read-only warehouse or
     another dataset than the app's."""
     base = wh.base
@@ -1541,7 +1541,7 @@ def server_loop(wh: Warehouse) -> object | None:
     try:
         return _server_loop(str(base.path), base)
     except CsMetricsError as exc:  # a job folder not the app's own: the pages still serve
-        logging.getLogger("cs_metrics.server").warning("no work loop: %s", exc)
+        logging.getLogger("cs_metrics.ops.server").warning("no work loop: %s", exc)
         return None
 
 

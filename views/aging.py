@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from cs_metrics import CsMetricsError, Filters, Warehouse
-from cs_metrics.aging import (
+from cs_metrics.analysis.aging import (
     AGE_BANDS,
     AT_RISK_SHARE,
     SPLITS,
@@ -20,8 +20,8 @@ from cs_metrics.aging import (
     sla_status,
     sla_tickets,
 )
-from cs_metrics.metrics import sla_source_caption
-from cs_metrics.safe_text import escape_markdown
+from cs_metrics.core.safe_text import escape_markdown
+from cs_metrics.metrics.registry import sla_source_caption
 from views._common import (
     QUERY_TTL_S,
     TOP_CATEGORIES,

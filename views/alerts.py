@@ -11,8 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from cs_metrics import CsMetricsError, Warehouse, load_settings
-from cs_metrics.access import LOCAL, Scope
-from cs_metrics.alerts import (
+from cs_metrics.core.access import LOCAL, Scope
+from cs_metrics.core.safe_text import escape_markdown
+from cs_metrics.ops.alerts import (
     RULES,
     acknowledge,
     active_alerts,
@@ -27,8 +28,7 @@ from cs_metrics.alerts import (
     run_alerts,
     unmute,
 )
-from cs_metrics.notify import deliveries
-from cs_metrics.safe_text import escape_markdown
+from cs_metrics.ops.notify import deliveries
 from views._common import (
     INPUT_NAMES,
     as_of_text,

@@ -8,8 +8,8 @@ from datetime import date, timedelta
 import streamlit as st
 
 from cs_metrics import CsMetricsError
-from cs_metrics import audit as audit_log
-from cs_metrics.access import LOCAL
+from cs_metrics.core import audit as audit_log
+from cs_metrics.core.access import LOCAL
 from views._auth import require
 from views._common import ensure_data, export_button, plural, show_table
 

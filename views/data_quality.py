@@ -7,8 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from cs_metrics import CsMetricsError, QualityReport
-from cs_metrics.access import LOCAL
-from cs_metrics.safe_text import escape_markdown, markdown_code
+from cs_metrics.core.access import LOCAL
+from cs_metrics.core.safe_text import escape_markdown, markdown_code
 from views._auth import require
 from views._common import (
     as_of_text,

@@ -1,7 +1,7 @@
 """Your data: upload files, see what would load and what would be rejected, load, switch.
 
 Uploads are untrusted: each file is saved under its plain base name in a staging folder of
-its own (``cs_metrics.datasets.stage_upload``), and the staged mapping is read with that
+its own (``cs_metrics.ingestion.datasets.stage_upload``), and the staged mapping is read with that
 folder as SOURCE, so its ``source`` lines can name nothing outside it. Validating and
 loading are written to the audit log with each file's name, size and SHA-256 and the
 mapping's SHA-256. A bad upload is one sentence on the page, never a traceback.
@@ -21,9 +21,9 @@ import streamlit as st
 
 import cs_metrics
 from cs_metrics import TABLES, CsMetricsError
-from cs_metrics import datasets as ds
-from cs_metrics.access import LOCAL
-from cs_metrics.safe_text import escape_markdown
+from cs_metrics.core.access import LOCAL
+from cs_metrics.core.safe_text import escape_markdown
+from cs_metrics.ingestion import datasets as ds
 from views._auth import audit, current_scope, require
 from views._common import (
     active_db,

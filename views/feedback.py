@@ -12,8 +12,8 @@ import streamlit as st
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Warehouse
-from cs_metrics.cohorts import RECONTACT_DAYS, cohort_tables
-from cs_metrics.compare import (
+from cs_metrics.analysis.cohorts import RECONTACT_DAYS, cohort_tables
+from cs_metrics.analysis.compare import (
     CAUSATION_CAVEAT,
     COMPARABLE_METRICS,
     MIN_GROUP,
@@ -23,7 +23,7 @@ from cs_metrics.compare import (
     compare_groups,
     resolution_csat,
 )
-from cs_metrics.feedback import (
+from cs_metrics.analysis.feedback import (
     FEEDBACK_METRICS,
     FEW_RESPONSES,
     MIN_RESPONSES,
@@ -33,9 +33,15 @@ from cs_metrics.feedback import (
     nps_category,
     score_distributions,
 )
-from cs_metrics.safe_text import escape_markdown, markdown_code
-from cs_metrics.sentiment import SentimentByScore, sentiment_by_csat
-from cs_metrics.topics import DEFAULT_K, EmergingIssues, TopicModel, emerging_issues, topics
+from cs_metrics.analysis.sentiment import SentimentByScore, sentiment_by_csat
+from cs_metrics.analysis.topics import (
+    DEFAULT_K,
+    EmergingIssues,
+    TopicModel,
+    emerging_issues,
+    topics,
+)
+from cs_metrics.core.safe_text import escape_markdown, markdown_code
 from views._common import (
     MIN_PLOT_HEIGHT,
     QUERY_TTL_S,

@@ -12,15 +12,15 @@ import pydeck as pdk
 import streamlit as st
 
 from cs_metrics import CsMetricsError, Filters, Warehouse
-from cs_metrics.maps import auto_cell_km, customer_cells, ticket_density
-from cs_metrics.outages import (
+from cs_metrics.analysis.maps import auto_cell_km, customer_cells, ticket_density
+from cs_metrics.analysis.outages import (
     impact_of_every_outage,
     outage_tickets,
     pooled_rates,
     select_outages,
 )
-from cs_metrics.safe_text import escape_markdown, markdown_code
-from cs_metrics.zones import to_local
+from cs_metrics.core.safe_text import escape_markdown, markdown_code
+from cs_metrics.core.zones import to_local
 from views._common import (
     QUERY_TTL_S,
     SEVERITY_COLOURS,

@@ -14,12 +14,12 @@ from streamlit.errors import StreamlitAPIException
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, Settings, Warehouse
-from cs_metrics.aging import AGE_BANDS, age_bands
-from cs_metrics.live import AT_RISK_SHARE, live_snapshot
-from cs_metrics.metrics import sla_source_caption
-from cs_metrics.reports import year_earlier_in_data, year_earlier_range
-from cs_metrics.safe_text import escape_markdown, markdown_code
-from cs_metrics.zones import to_local
+from cs_metrics.analysis.aging import AGE_BANDS, age_bands
+from cs_metrics.core.safe_text import escape_markdown, markdown_code
+from cs_metrics.core.zones import to_local
+from cs_metrics.metrics.live import AT_RISK_SHARE, live_snapshot
+from cs_metrics.metrics.registry import sla_source_caption
+from cs_metrics.ops.reports import year_earlier_in_data, year_earlier_range
 from views._common import (
     alert_toasts,
     as_of_text,

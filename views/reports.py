@@ -9,10 +9,11 @@ from datetime import date, timedelta
 import pandas as pd
 import streamlit as st
 
-from cs_metrics import CsMetricsError, Filters, Warehouse, get_metric, reports
-from cs_metrics.access import LOCAL
-from cs_metrics.safe_text import escape_markdown
-from cs_metrics.zones import to_local
+from cs_metrics import CsMetricsError, Filters, Warehouse, get_metric
+from cs_metrics.core.access import LOCAL
+from cs_metrics.core.safe_text import escape_markdown
+from cs_metrics.core.zones import to_local
+from cs_metrics.ops import reports
 from views._auth import audit
 from views._common import (
     QUERY_TTL_S,
@@ -239,7 +240,8 @@ def scheduled_section() -> None:
     of a dataframe are shown as text; captions naming settings values are escaped."""
     from datetime import datetime, timezone
 
-    from cs_metrics import load_settings, schedules
+    from cs_metrics import load_settings
+    from cs_metrics.ops import schedules
 
     st.subheader("Scheduled reports")
     try:

@@ -11,9 +11,8 @@ import streamlit as st
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Metric, Warehouse
-from cs_metrics.access import LOCAL
-from cs_metrics.activity import ACTIVITY_METRICS, activity, has_status_history
-from cs_metrics.leaderboard import (
+from cs_metrics.analysis.activity import ACTIVITY_METRICS, activity, has_status_history
+from cs_metrics.analysis.leaderboard import (
     ALPHA,
     BOARD_COLUMNS,
     FLAG_MIN_EFFECT,
@@ -27,7 +26,8 @@ from cs_metrics.leaderboard import (
     rep_trend,
     unusual,
 )
-from cs_metrics.safe_text import escape_markdown
+from cs_metrics.core.access import LOCAL
+from cs_metrics.core.safe_text import escape_markdown
 from views._auth import current_scope
 from views._common import (
     QUERY_TTL_S,
@@ -212,7 +212,7 @@ def _tickets_of(wh: Warehouse, filters: Filters, key: str, df: pd.DataFrame, dim
         st.caption("Select a row to list its tickets.")
         return
     value = row[dim]
-    from cs_metrics.drilldown import rep_label  # the rep id when the name is unknown
+    from cs_metrics.metrics.drilldown import rep_label  # the rep id when the name is unknown
 
     name = rep_label(row.get("rep_name"), value) if dim == "rep_id" else value
     who = {"rep_id": "representative", "team": "team", "manager": "manager"}[dim]

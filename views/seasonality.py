@@ -11,8 +11,7 @@ import streamlit as st
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, ServiceLevel, Warehouse
-from cs_metrics.safe_text import escape_markdown, markdown_code
-from cs_metrics.seasonality import (
+from cs_metrics.analysis.seasonality import (
     WEEKDAYS,
     Backtest,
     Decomposition,
@@ -23,8 +22,9 @@ from cs_metrics.seasonality import (
     forecast_daily,
     forecast_hourly,
 )
-from cs_metrics.staffing import current_staffing, handle_time_s, staffing_plan
-from cs_metrics.zones import to_local
+from cs_metrics.analysis.staffing import current_staffing, handle_time_s, staffing_plan
+from cs_metrics.core.safe_text import escape_markdown, markdown_code
+from cs_metrics.core.zones import to_local
 from views._common import (
     MIN_PLOT_HEIGHT,
     QUERY_TTL_S,

@@ -11,8 +11,8 @@ import streamlit as st
 
 import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Warehouse
-from cs_metrics.drilldown import bucket
-from cs_metrics.safe_text import escape_markdown
+from cs_metrics.core.safe_text import escape_markdown
+from cs_metrics.metrics.drilldown import bucket
 from views._common import (
     PICK,
     TOP_CATEGORIES,

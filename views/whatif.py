@@ -13,16 +13,16 @@ import pydeck as pdk
 import streamlit as st
 
 from cs_metrics import CsMetricsError, Filters, Warehouse
-from cs_metrics.maps import customer_cells
-from cs_metrics.safe_text import escape_markdown, markdown_code
-from cs_metrics.zones import local_columns, to_local, utc_moment
-from simulations.whatif import (
+from cs_metrics.analysis.maps import customer_cells
+from cs_metrics.analysis.whatif import (
     SCENARIO_SEVERITIES,
     OutageScenario,
     WhatIfResult,
     city_centre,
     simulate_outage,
 )
+from cs_metrics.core.safe_text import escape_markdown, markdown_code
+from cs_metrics.core.zones import local_columns, to_local, utc_moment
 from views._common import (
     QUERY_TTL_S,
     SEVERITY_COLOURS,

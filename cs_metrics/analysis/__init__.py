@@ -1,0 +1,2 @@
+"""Analysis built on the registry: seasonality, staffing, leaderboards, feedback, outages,
+what-if."""

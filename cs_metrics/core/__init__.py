@@ -1,0 +1,1 @@
+"""Core: errors, the canonical schema, settings, the DuckDB warehouse, access and audit."""

@@ -1,0 +1,1 @@
+"""Ingest: mapping files, validation, loading, the inbox, uploaded datasets and data quality."""

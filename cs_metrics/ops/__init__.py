@@ -1,0 +1,1 @@
+"""Operations: alert rules, notifications, schedules, reports, the server loop and job hand-over."""
