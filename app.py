@@ -7,17 +7,12 @@ import sys
 import streamlit as st
 from altair.utils import schemapi
 
+from cs_metrics import CsMetricsError
 from cs_metrics.core.warehouse import catalog_snapshot
 from views._auth import account_sidebar, gate, settings_audit
-from views._common import (
-    GIL_SWITCH_INTERVAL_S,
-    base_warehouse,
-    ensure_data,
-    freeze_loaded_code,
-    live_refresher,
-    run_memo,
-    server_loop,
-)
+from views._filters import filters_ui
+from views._live import GIL_SWITCH_INTERVAL_S, freeze_loaded_code, live_refresher, server_loop
+from views._session import base_warehouse, ensure_data, run_memo
 
 st.set_page_config(page_title="Customer service metrics", page_icon="📞", layout="wide")
 
@@ -43,7 +38,9 @@ with catalog_snapshot(), run_memo():
     scope = gate(base_warehouse)
     settings_audit(base_warehouse)  # a changed settings file is written to the audit log
 
-    pages = [
+    # The pages that read the sidebar's global filters: drawn here once per run and handed
+    # to the page (its own filters_ui call gets them).
+    filtered = [
         st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
         st.Page("views/trends.py", title="Ticket trends", icon=":material/trending_up:"),
         st.Page("views/aging.py", title="Aging & SLA", icon=":material/hourglass_bottom:"),
@@ -52,8 +49,12 @@ with catalog_snapshot(), run_memo():
         st.Page("views/seasonality.py", title="Seasonality & staffing",
                 icon=":material/calendar_month:"),
         st.Page("views/outages.py", title="Outages", icon=":material/map:"),
-        st.Page("views/whatif.py", title="What-if simulation", icon=":material/science:"),
         st.Page("views/reports.py", title="Reports", icon=":material/summarize:"),
+    ]
+    pages = [
+        *filtered[:-1],
+        st.Page("views/whatif.py", title="What-if simulation", icon=":material/science:"),
+        filtered[-1],  # Reports
         st.Page("views/alerts.py", title="Alerts", icon=":material/notifications:"),
     ]
     if scope.may("view_quality"):  # load-wide counts and raw rejected source rows
@@ -66,7 +67,12 @@ with catalog_snapshot(), run_memo():
         pages.append(st.Page("views/audit.py", title="Audit log", icon=":material/policy:"))
     page = st.navigation(pages, expanded=True)  # every page listed, none behind "View more"
     account_sidebar(base_warehouse, scope)
-    ensure_data()  # the first start generates and loads the sample dataset
+    wh = ensure_data()  # the first start generates and loads the sample dataset
+    if any(page is p for p in filtered) and wh.has_table("tickets"):
+        try:
+            filters_ui(wh)
+        except CsMetricsError:
+            pass  # the page's own call raises it again and shows it where it always has
     page.run()
 # Full garbage collections stop every session's run; the loaded code is frozen out of them.
 freeze_loaded_code()

@@ -9,7 +9,7 @@ up to the switch interval (``sys.setswitchinterval``, 5 ms by default), after ev
 This prints, per interval, the time of ``--queries`` small queries alone and beside 1 and 2
 busy threads, and how much Python work the busy threads got done in the meantime (their
 throughput, against the default interval's). The app sets ``GIL_SWITCH_INTERVAL_S`` from
-views/_common.py. See bench/README.md, section "GIL switch interval".
+views/_live.py. See bench/README.md, section "GIL switch interval".
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ if str(ROOT) not in sys.path:
 INTERVALS_MS = (5.0, 2.0, 1.0, 0.5, 0.2)
 
 
-def app_interval_s(common: Path = ROOT / "views" / "_common.py") -> float:
-    """``GIL_SWITCH_INTERVAL_S`` as views/_common.py sets it (read, not imported: importing
+def app_interval_s(common: Path = ROOT / "views" / "_live.py") -> float:
+    """``GIL_SWITCH_INTERVAL_S`` as views/_live.py sets it (read, not imported: importing
     the pages' module needs a Streamlit runtime)."""
     for node in ast.parse(common.read_text(encoding="utf-8")).body:
         if (isinstance(node, ast.Assign) and len(node.targets) == 1

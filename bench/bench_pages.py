@@ -110,7 +110,7 @@ class CallTimer:
 def track_connections() -> Callable[[], None]:
     """Make the app's warehouse record every DuckDB connection it opens (one per thread);
     returns a function that closes them all, so the next run starts a fresh DuckDB."""
-    import views._common as common
+    import views._session as common
 
     opened: list[Any] = []
     base = common.Warehouse
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     import streamlit.logger
     import streamlit.testing.v1  # noqa: F401
 
-    import views._common  # noqa: F401  (so its imported library names get timed too)
+    import views._session  # noqa: F401  (so its imported library names get timed too)
 
     # AppTest outside `streamlit run` warns about the missing runtime on every cached call.
     streamlit.logger.set_log_level("error")

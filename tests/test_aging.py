@@ -20,6 +20,7 @@ from cs_metrics.analysis.aging import (
     oldest_unresolved,
     sla_status,
     sla_tickets,
+    unresolved_now,
 )
 from tests.conftest import REPO, ticket, write_csv
 
@@ -76,6 +77,25 @@ def test_age_bands_ignore_the_date_range_but_apply_dimensions(sample_wh):
     pd.testing.assert_frame_equal(got, want[got.columns.tolist()], check_dtype=False)
     # older tickets than the range are counted: the range does not apply to a stock
     assert "Over 30 days" in set(got["band"])
+
+
+def test_unresolved_now_matches_pandas(sample_wh):
+    """Overview's unresolved-now cards: open, in progress and over 30 days old, counted in
+    pandas; the date range does not apply, the dimensions do."""
+    df = _tickets(sample_wh)
+    channel = df["channel"].value_counts().index[0]
+    end = sample_wh.as_of().date() + timedelta(days=1)
+    for filters, sub in ((None, df),
+                         (Filters.build(end - timedelta(days=3), end, channel=[channel]),
+                          df[df["channel"] == channel])):
+        got = unresolved_now(sample_wh, filters)
+        age = (pd.Timestamp(sample_wh.as_of())
+               - pd.to_datetime(sub["created_at"])).dt.total_seconds() / 86400
+        unresolved = sub["status"].isin(["open", "in_progress"])
+        assert got.open == int((sub["status"] == "open").sum())
+        assert got.in_progress == int((sub["status"] == "in_progress").sum())
+        assert got.total == int(unresolved.sum()) > 0
+        assert got.old == int((unresolved & (age >= AGE_BANDS[-1][1])).sum())
 
 
 def test_oldest_unresolved(sample_wh):

@@ -19,7 +19,7 @@ from cs_metrics import Filters, Warehouse, get_metric
 from cs_metrics.core.safe_text import escape_markdown, markdown_code
 from simulations import generator
 from tests.conftest import REPO, open_expanders, ticket, write_csv
-from views.overview import KPI_ROWS, sparkline_svg
+from views._overview_cards import KPI_ROWS, sparkline_svg
 
 APP = str(REPO / "app.py")
 QUALITY_PAGE = "views/data_quality.py"
@@ -397,7 +397,7 @@ def test_custom_range(sample_db, monkeypatch):
     ],
 )
 def test_date_presets_end_on_the_data_day(preset, start):
-    from views._common import _preset_window, previous_period
+    from views._filter_defs import _preset_window, previous_period
 
     end = date(2025, 3, 1)  # the day after the data's last day, 28 Feb 2025
     got = _preset_window(preset, end)
@@ -460,7 +460,7 @@ def test_overview_opens_the_view_of_a_shared_link(sample_db, monkeypatch):
 
 
 def test_file_names_carry_the_filters():
-    from views._common import filters_slug
+    from views._filter_defs import filters_slug
 
     filters = Filters.build(date(2025, 1, 1), date(2025, 2, 1), channel=["email", "chat"],
                             location="New York/NY")
@@ -503,7 +503,7 @@ def test_overview_loads_a_live_inbox_in_the_background(sample_db, tmp_path, monk
             at.run()
             after = {m.label: m.value for m in at.metric}
     finally:
-        from views._common import stop_live_refreshers
+        from views._live import stop_live_refreshers
 
         stop_live_refreshers()
     assert after["Arrivals"] != before["Arrivals"]
@@ -520,7 +520,7 @@ def test_the_app_hands_the_gil_over_sooner_than_python_does(sample_db, monkeypat
     import sys
 
     from bench.bench_gil import app_interval_s
-    from views._common import GIL_SWITCH_INTERVAL_S
+    from views._live import GIL_SWITCH_INTERVAL_S
 
     before = sys.getswitchinterval()
     try:
@@ -541,7 +541,7 @@ def test_a_run_that_loads_modules_freezes_them_out_of_garbage_collection(sample_
     import sys
     import types
 
-    import views._common as common
+    import views._live as common
 
     gc.unfreeze()
     monkeypatch.setattr(common, "_frozen_at_modules", 0)
@@ -603,7 +603,7 @@ def test_charts_build_cheaply_and_are_valid_vega_lite(sample_db, monkeypatch):
     def counting_validate(cls, instance, schema=None):
         import traceback
 
-        if not any(f.filename.endswith("cs_metrics/ops/reports.py")  # a report's PNG, not a page
+        if not any(f.filename.endswith("cs_metrics/ops/reports/charts.py")  # a report's PNG
                    for f in traceback.extract_stack()):
             validated.append(where())
         return real_validate.__func__(cls, instance, schema)

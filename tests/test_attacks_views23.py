@@ -247,7 +247,8 @@ def test_processes_saving_at_once_lose_no_view(tmp_path):
 
 
 def test_csv_export_neutralises_formulas_in_count_columns_and_keeps_numbers():
-    from views._common import csv_bytes, integer_counts
+    from views._exports import csv_bytes
+    from views._tables import integer_counts
 
     df = pd.DataFrame({
         "ticket_count": ["=1+1", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "7"],
@@ -268,7 +269,7 @@ def test_csv_export_neutralises_formulas_in_count_columns_and_keeps_numbers():
 
 
 def test_csv_export_neutralises_formula_column_names():
-    from views._common import csv_bytes
+    from views._exports import csv_bytes
 
     df = pd.DataFrame({"=HYPERLINK(\"http://x\")": ["a"], "tickets": [1.0]})
     head = csv_bytes(df).decode().splitlines()[0]

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from cs_metrics.analysis.whatif import TAIL_HOURS, OutageScenario, simulate_outage
-from cs_metrics.cli.main import SIMULATE_COLUMNS, main
+from cs_metrics.cli.main import main
+from cs_metrics.cli.simulate_outage import SIMULATE_COLUMNS
 from cs_metrics.core.warehouse import Warehouse
 from cs_metrics.ingestion.loader import ingest
 from tests.conftest import REPO

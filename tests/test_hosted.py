@@ -189,13 +189,13 @@ def test_an_export_is_logged_with_who_made_it(settings_file, hosted_db, deferred
 
 
 def test_parquet_exports_carry_who_made_them(settings_file, monkeypatch):
-    from views import _common
+    from views import _exports
 
-    monkeypatch.setattr(_common, "current_scope",
+    monkeypatch.setattr(_exports, "current_scope",
                         lambda: Scope("team_lead", LEAD, teams=("x",)))
     import pandas as pd
 
-    data = _common.parquet_bytes(pd.DataFrame({"a": [1, 2]}))
+    data = _exports.parquet_bytes(pd.DataFrame({"a": [1, 2]}))
     meta = pq.read_schema(io.BytesIO(data)).metadata
     assert meta[b"exported_by"] == LEAD.encode()
     assert meta[b"exported_role"] == b"team_lead"

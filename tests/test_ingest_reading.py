@@ -172,7 +172,7 @@ def test_mapping_encoding_reads_accented_names(tmp_path, encoding, data):
     assert _subjects(db) == want
     assert report.table("tickets").rejected == ()
     # a UTF-8 copy made for the load (cp1252, big-endian UTF-16) is removed after it
-    folders = sys.modules["cs_metrics.ingestion.loader"]._COPIES_DIR
+    folders = sys.modules["cs_metrics.ingestion.text_encodings"]._COPIES_DIR
     assert [p for f in folders for p in f.glob("*/export.csv")] == []
 
 

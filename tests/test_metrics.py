@@ -11,10 +11,23 @@ import pytest
 
 from cs_metrics.core.errors import CsMetricsError
 from cs_metrics.core.settings import load_settings
-from cs_metrics.metrics.registry import DIMENSIONS, METRICS, Filters, compile_query, query
+from cs_metrics.metrics import kinds
+from cs_metrics.metrics.registry import (
+    DIMENSIONS,
+    METRICS,
+    Filters,
+    Metric,
+    compile_query,
+    query,
+)
 from tests import reference
 
-NON_STOCK = [m for m in METRICS if METRICS[m].source != "backlog"]
+# the flows placed in periods by created_at (the oracle's ``compute``); the stock and the
+# flows by resolved_at have oracles of their own below
+NON_STOCK = [m for m in METRICS
+             if METRICS[m].source != "backlog" and METRICS[m].time_dimension == "created_at"]
+BY_RESOLUTION = [m for m in METRICS if METRICS[m].time_dimension == "resolved_at"]
+STOCKS = [m for m in METRICS if METRICS[m].source == "backlog"]
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +117,99 @@ def test_backlog_combines_with_flow_metrics(sample_wh):
     merged["ticket_count"] = merged["ticket_count"].fillna(0).astype("int64")
     merged = merged[["channel", "period", "ticket_count", "csat_avg", "backlog"]]
     _assert_frames_equal(both, _sort(merged, ["channel", "period"]), ["channel", "period"])
+
+
+RESOLVED_CASES = [
+    ([], None, {}),
+    (["channel"], None, {"date_from": date(2025, 1, 10), "date_to": date(2025, 2, 3)}),
+    ([], "day", {"date_from": date(2025, 1, 10), "date_to": date(2025, 2, 3)}),
+    (["priority"], "week", {}),
+    (["team"], "month", {"date_to": date(2025, 2, 1), "where": {"channel": ["email", "chat"]}}),
+    (["tag"], "week", {"date_from": date(2025, 1, 6)}),
+]
+
+
+@pytest.mark.parametrize("by, grain, flt", RESOLVED_CASES)
+def test_resolution_dated_metrics_match_pandas(sample_wh, prepared, by, grain, flt):
+    """``resolved_count``: closed tickets in the period of their resolved_at, the date range
+    on resolved_at, by dimension and grain."""
+    tickets, _ = prepared
+    assert BY_RESOLUTION == ["resolved_count"]
+    where = flt.get("where", {})
+    filters = Filters.build(flt.get("date_from"), flt.get("date_to"), **where)
+    got = query(sample_wh, BY_RESOLUTION, by, grain, filters)
+    if "tag" in by:  # a list dimension: one row per ticket and tag (pandas: explode)
+        tickets = tickets.assign(tag=tickets["tags"]).explode("tag")
+        tickets = tickets[tickets["tag"].notna()]
+    want = reference.resolved(tickets, by, grain, flt.get("date_from"), flt.get("date_to"),
+                              where)
+    keys = by + (["period"] if grain else [])
+    _assert_frames_equal(got, _sort(want, keys), keys)
+    assert got["resolved_count"].sum() > 0
+    assert got["resolved_count"].dtype == "int64"
+
+
+def test_resolution_dated_metrics_in_a_zone(sample_wh, prepared):
+    tickets, _ = prepared
+    zone = "America/New_York"
+    filters = Filters.build(date(2025, 1, 1), date(2025, 2, 1), tz=zone)
+    got = query(sample_wh, ["resolved_count"], ["channel"], "week", filters)
+    want = reference.resolved(tickets, ["channel"], "week", date(2025, 1, 1), date(2025, 2, 1),
+                              tz=zone)
+    _assert_frames_equal(got, _sort(want, ["channel", "period"]), ["channel", "period"])
+
+
+@pytest.mark.parametrize("by, grain", [([], None), (["channel"], "week"), ([], "day")])
+def test_a_query_mixing_time_dimensions_joins_them_on_period(sample_wh, prepared, by, grain):
+    """Metrics of different time dimensions (and the stock) are computed apart and joined on
+    the dimensions and period: a row for every group any has, a count missing there is 0;
+    each date range applies to its own metric's timestamp."""
+    tickets, feedback = prepared
+    lo, hi = date(2025, 1, 6), date(2025, 2, 3)
+    names = ["ticket_count", "csat_avg", "resolved_count", "backlog"]
+    got = query(sample_wh, names, by, grain, Filters.build(lo, hi))
+    keys = by + (["period"] if grain else [])
+    created = reference.compute(tickets, feedback, ["ticket_count", "csat_avg"], by, grain,
+                                lo, hi)
+    closed = reference.resolved(tickets, by, grain, lo, hi)
+    stock = reference.backlog(tickets, by, grain, lo, hi)
+    if keys:
+        want = created.merge(closed, on=keys, how="outer").merge(stock, on=keys, how="outer")
+    else:
+        want = pd.concat([created, closed, stock], axis=1)
+    for count in ("ticket_count", "resolved_count", "backlog"):
+        want[count] = want[count].fillna(0).astype("int64")
+    want = _sort(want[[*keys, *names]], keys)
+    _assert_frames_equal(got, want, keys)
+    # resolutions in the range of tickets created before it: the two time dimensions differ
+    assert got["resolved_count"].sum() != got["ticket_count"].sum()
+
+
+def test_the_oracle_covers_every_kind_and_every_metric():
+    """Each kind of ``kinds.Kind`` has a metric, and every metric is under one of the pandas
+    comparisons above (flows by created_at, flows by resolved_at, stocks)."""
+    used = {type(m.kind) for m in METRICS.values()}
+    assert used == set(kinds.Kind.__args__)
+    covered = set(NON_STOCK) | set(BY_RESOLUTION) | set(STOCKS)
+    assert covered == set(METRICS)
+    assert {METRICS[m].time_dimension for m in METRICS} == {"created_at", "resolved_at"}
+
+
+def test_a_metric_declares_a_known_time_dimension():
+    with pytest.raises(CsMetricsError, match="time dimension"):
+        Metric("x", "X", "x", "tickets", ",.0f", kinds.Count(), time_dimension="closed_at")
+
+
+def test_long_queries_refer_to_their_parameters_by_number():
+    """No ``?`` counted by position: every value is bound once and referred to by ``$n``."""
+    flt = Filters.build(date(2025, 1, 6), date(2025, 2, 3), channel=["email"])
+    for grain in (None, "week"):
+        sql, params = compile_query(["ticket_count", "resolved_count", "backlog"], ["channel"],
+                                    grain, flt)
+        assert "?" not in sql
+        for n in range(1, len(params) + 1):
+            assert f"${n}" in sql
+        assert f"${len(params) + 1}" not in sql
 
 
 def test_test_tickets_are_excluded(sample_wh, prepared):

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cs_metrics.analysis.maps import customer_cells, customer_cities, customer_places
 from cs_metrics.analysis.outages import (
     IMPACT_COLUMNS,
     SEVERITY_COLUMNS,
@@ -412,3 +413,29 @@ def test_no_tickets_is_an_error(tmp_path):
     with pytest.raises(CsMetricsError, match="no tickets yet"):
         severity_rates(wh)
     wh.close()
+
+
+def test_customer_cities_and_places_match_pandas(sample_wh, tmp_path):
+    """The what-if page's city list and pick map: the customers' own rows counted in pandas."""
+    c = sample_wh.df("select city, segment, lat, lon from customers")
+    located = c[c["city"].notna() & c["lat"].notna()]
+    counts = located["city"].value_counts()
+    want = sorted(counts.index, key=lambda city: (-counts[city], city))
+    assert want and customer_cities(sample_wh) == want
+
+    places = customer_places(sample_wh, 25.0)
+    assert list(places.columns) == ["lat", "lon", "customers"]
+    cells = customer_cells(sample_wh, 25.0)
+    by_place = cells.groupby(["lat", "lon"])["customers"].sum()
+    assert len(places) == len(by_place) and not places.duplicated(["lat", "lon"]).any()
+    assert dict(zip(zip(places["lat"], places["lon"], strict=True), places["customers"],
+                    strict=True)) == by_place.to_dict()
+    assert places["customers"].sum() == len(c.dropna(subset=["lat", "lon"]))
+
+    # no customers table: nothing to name or pick
+    write_csv(tmp_path / "data", "tickets", [ticket("T1", "2024-01-01 09:00:00", "open")])
+    ingest(tmp_path / "data", db=tmp_path / "bare.duckdb")
+    bare = Warehouse(tmp_path / "bare.duckdb", read_only=True)
+    assert customer_cities(bare) == []
+    assert customer_places(bare).empty
+    bare.close()

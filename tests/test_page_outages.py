@@ -17,7 +17,7 @@ from cs_metrics.analysis.maps import auto_cell_km, ticket_density
 from cs_metrics.analysis.outages import outage_impact, outage_tickets, severity_rates
 from simulations.generator import generate
 from tests.conftest import REPO, ticket, write_csv
-from views._common import NO_BASEMAP
+from views._charts import NO_BASEMAP
 
 PAGE = str(REPO / "views" / "outages.py")
 TIMEOUT = 60

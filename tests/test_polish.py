@@ -16,7 +16,7 @@ from cs_metrics import Filters, Warehouse, get_metric, query
 from cs_metrics.metrics.drilldown import rep_label, ticket_page
 from simulations import generator
 from tests.conftest import REPO, ticket, write_csv
-from views import _common
+from views import _drill, _exports, _filter_defs, _tables
 
 
 def test_exports_keep_counts_integer():
@@ -29,12 +29,12 @@ def test_exports_keep_counts_integer():
         "avg_contacts": [1.0, 2.0, 1.0],  # an average of a count is not a count
     })
     assert df["ticket_count"].dtype == "float64"
-    text = _common.csv_bytes(df).decode()
+    text = _exports.csv_bytes(df).decode()
     assert text.splitlines()[1] == "A,7852,12,80.0,3.0,1.0"
     assert ".0" not in "".join(line.split(",")[1] for line in text.splitlines()[1:])
     back = pd.read_csv(io.StringIO(text))
     assert back["ticket_count"].dropna().tolist() == [7852, 3]
-    table = pq.read_table(io.BytesIO(_common.parquet_bytes(df)))
+    table = pq.read_table(io.BytesIO(_exports.parquet_bytes(df)))
     assert str(table.schema.field("ticket_count").type) == "int64"
     assert str(table.schema.field("responses").type) == "int64"
     assert str(table.schema.field("csat_pct").type) == "double"
@@ -46,7 +46,7 @@ def test_exports_keep_counts_integer():
 
 def test_a_count_with_fractions_stays_float():
     df = pd.DataFrame({"ticket_count": [1.5, None]})
-    assert _common.integer_counts(df) is df
+    assert _tables.integer_counts(df) is df
 
 
 @pytest.mark.parametrize(("n", "word", "want"), [
@@ -55,7 +55,7 @@ def test_a_count_with_fractions_stays_float():
     (1, "survey response", "1 survey response"), (2, "person", "2 people"),
 ])
 def test_plurals(n, word, want):
-    assert _common.plural(n, word, "people" if word == "person" else None) == want
+    assert _tables.plural(n, word, "people" if word == "person" else None) == want
 
 
 def test_presets_start_with_the_data():
@@ -63,11 +63,11 @@ def test_presets_start_with_the_data():
     first = date(2025, 3, 1)
     for preset in ("Last 7 days", "Last 30 days", "Last 90 days", "Quarter to date",
                    "Year to date"):
-        assert _common._preset_window(preset, end, first) == (first, end), preset
-    assert _common._preset_window("Last 90 days", end) == (end - timedelta(days=90), end)
-    assert _common._preset_window("All time", end, first) == (None, None)
+        assert _filter_defs._preset_window(preset, end, first) == (first, end), preset
+    assert _filter_defs._preset_window("Last 90 days", end) == (end - timedelta(days=90), end)
+    assert _filter_defs._preset_window("All time", end, first) == (None, None)
     # a long history is not clipped
-    assert _common._preset_window("Last 7 days", end, date(2020, 1, 1)) == (
+    assert _filter_defs._preset_window("Last 7 days", end, date(2020, 1, 1)) == (
         date(2025, 2, 25), end)
 
 
@@ -87,7 +87,7 @@ def test_default_range_on_a_three_day_export(monkeypatch, tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     days = (last - first).days + 1
     want = (f"Tickets created {first:%d %b %Y} – {last:%d %b %Y} "
-            f"({_common.plural(days, 'day')})")
+            f"({_tables.plural(days, 'day')})")
     assert want in [c.value for c in at.sidebar.caption]
     card = next(m.value for m in at.metric if m.label == "Tickets")
     assert card == get_metric("ticket_count").display(n["ticket_count"].iloc[0])
@@ -109,7 +109,7 @@ def test_a_representative_without_a_name_shows_the_id(tmp_path):
         wh.close()
     assert page.total == 2 and page.rows["rep_name"].isna().all()
     assert page.rows["rep_id"].tolist() == ["r-17", "r-17"]
-    shown = _common.shown_tickets(everyone.rows).set_index("ticket_id")
+    shown = _drill.shown_tickets(everyone.rows).set_index("ticket_id")
     assert "rep_id" not in shown.columns
     assert shown.loc["T1", "rep_name"] == "r-17" and pd.isna(shown.loc["T3", "rep_name"])
     assert rep_label(None, "r-17") == "r-17"
@@ -124,7 +124,7 @@ def test_show_table_reads_missing_values_as_a_dash():
         import pandas as pd
         import streamlit as st
 
-        from views._common import show_table
+        from views._tables import show_table
 
         show_table(pd.DataFrame({"team": ["A", None], "csat_pct": [80.0, None]}),
                    column_config={"team": st.column_config.TextColumn("Team")}, key="t")
@@ -132,5 +132,5 @@ def test_show_table_reads_missing_values_as_a_dash():
     at = AppTest.from_function(page, default_timeout=30).run()
     assert not at.exception
     table = at.dataframe[0]
-    assert table.proto.placeholder == _common.MISSING == "–"
+    assert table.proto.placeholder == _tables.MISSING == "–"
     assert table.value["team"].tolist()[0] == "A"

@@ -174,8 +174,11 @@ def test_scope_names_period_dataset_run_and_definitions(built, sample_wh):
 def test_the_definition_version_follows_the_registry(monkeypatch):
     before = R.metric_definitions_version()
     changed = dict(R.METRICS)
-    changed["nps"] = R.replace(changed["nps"], expression="0")
-    monkeypatch.setattr(R, "METRICS", changed)
+    changed["nps"] = R.replace(changed["nps"], kind=changed["ticket_count"].kind)
+    monkeypatch.setattr("cs_metrics.ops.reports.model.METRICS", changed)
+    assert R.metric_definitions_version() != before
+    # counting a metric on another timestamp changes its meaning too
+    changed["nps"] = R.replace(R.METRICS["nps"], time_dimension="resolved_at")
     assert R.metric_definitions_version() != before
 
 

@@ -426,7 +426,7 @@ def test_one_calendar_per_ticket_kind(tmp_path):
     once (no second calendar join): the same verdicts, deadlines and durations."""
     import duckdb
 
-    from cs_metrics.core.warehouse import _sla_targets, _split_calendars
+    from cs_metrics.core._derive_sla import _sla_targets, _split_calendars
 
     text = SETTINGS.replace("first_response_min = { high = 120, normal = 240 }",
                             "first_response_min = { low = 480, high = 120, normal = 240 }")

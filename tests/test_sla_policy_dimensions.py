@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cs_metrics.core._derive import _derived_sql
+from cs_metrics.core._derive_sla import _sla_dimensions, _sla_targets
 from cs_metrics.core.errors import CsMetricsError
 from cs_metrics.core.settings import load_settings
-from cs_metrics.core.warehouse import Warehouse, _derived_sql, _sla_dimensions, _sla_targets
+from cs_metrics.core.warehouse import Warehouse
 from cs_metrics.ingestion.loader import ingest
 from tests.conftest import ticket, write_csv
 from tests.test_business_hours import day_by_day, local

@@ -15,10 +15,12 @@ import pytest
 
 from cs_metrics import CsMetricsError, Filters, Warehouse, ingest
 from cs_metrics.analysis.staffing import (
+    GAP_COLUMNS,
     PLAN_COLUMNS,
     current_staffing,
     erlang_c,
     handle_time_s,
+    staffing_gap,
     staffing_plan,
     wait_probability,
 )
@@ -220,6 +222,36 @@ def test_eight_weeks_of_hours_plan_quickly():
     plan = staffing_plan(forecast, 360, PHONE, shrinkage=0.3, max_occupancy=0.85)
     assert time.perf_counter() - started < 1.0
     assert len(plan) == 1344 and plan["raw_agents"].max() > 20
+
+
+def test_staffing_gap_matches_pandas():
+    """Two weeks and a day of hours: each weekday-hour averages its rows (Monday's first three
+    hours have three), against staffing counted by hand; cells the data lacks are zero."""
+    rng = np.random.default_rng(5)
+    forecast = _forecast(rng.uniform(0, 90, 15 * 24).round(2))
+    plan = staffing_plan(forecast, 300, PHONE, shrinkage=0.3, max_occupancy=0.85)
+    columns = list(plan.columns)
+    current = pd.DataFrame({"weekday": [0, 0, 3, 6], "hour": [0, 1, 12, 23],
+                            "active_reps": [2.5, 4.0, 7.0, 1.0], "days": [2, 2, 2, 2]})
+    got = staffing_gap(plan, current)
+    assert list(got.columns) == list(GAP_COLUMNS) and len(got) == 168
+    assert list(plan.columns) == columns  # the plan is left as it was
+
+    active = {(0, 0): 2.5, (0, 1): 4.0, (3, 12): 7.0, (6, 23): 1.0}
+    rows: dict[tuple[int, int], list] = {}
+    for r in plan.itertuples():
+        rows.setdefault((r.hour.dayofweek, r.hour.hour), []).append(r)
+    assert len(rows[(0, 0)]) == 3 and len(rows[(1, 0)]) == 2
+    for r in got.itertuples():
+        cell = rows[(r.weekday, r.hour_of_day)]
+        need = sum(c.scheduled_agents for c in cell) / len(cell)
+        assert r.arrivals == pytest.approx(sum(c.arrivals for c in cell) / len(cell))
+        assert r.scheduled_agents == pytest.approx(need)
+        assert r.peak_agents == max(c.scheduled_agents for c in cell)
+        assert r.service_level == pytest.approx(sum(c.service_level for c in cell) / len(cell))
+        have = active.get((r.weekday, r.hour_of_day), 0.0)
+        assert r.active_reps == have and r.gap == pytest.approx(need - have)
+    assert list(zip(got["weekday"], got["hour_of_day"], strict=True)) == sorted(rows)
 
 
 # --- from the warehouse -----------------------------------------------------------------------

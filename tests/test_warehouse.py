@@ -188,7 +188,7 @@ def _incremental_and_rebuild(base: Path, batches: list[Path], tmp_path: Path,
     import importlib
 
     ingest_module = importlib.import_module("cs_metrics.ingestion.loader")
-    warehouse_module = importlib.import_module("cs_metrics.core.warehouse")
+    warehouse_module = importlib.import_module("cs_metrics.core._refresh")
     calls: list[str] = []
     real = warehouse_module._refresh_derived
 

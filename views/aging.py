@@ -22,19 +22,14 @@ from cs_metrics.analysis.aging import (
 )
 from cs_metrics.core.safe_text import escape_markdown
 from cs_metrics.metrics.registry import sla_source_caption
-from views._common import (
-    QUERY_TTL_S,
-    TOP_CATEGORIES,
-    as_of_text,
-    chart_title,
-    describe_filters,
-    download_buttons,
-    ensure_data,
-    filters_ui,
-    fold_other,
-    show_chart,
-    show_table,
-)
+from views._cache import QUERY_TTL_S
+from views._charts import TOP_CATEGORIES, chart_title, fold_other, show_chart
+from views._exports import download_buttons
+from views._filter_defs import describe_filters
+from views._filter_parts import as_of_text
+from views._filters import filters_ui
+from views._session import ensure_data
+from views._tables import show_table
 
 OLDEST_N = 20
 STATE_LABELS = {"met": "Met", "breached": "Breached", "at_risk": "At risk",

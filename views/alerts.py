@@ -29,15 +29,11 @@ from cs_metrics.ops.alerts import (
     unmute,
 )
 from cs_metrics.ops.notify import deliveries
-from views._common import (
-    INPUT_NAMES,
-    as_of_text,
-    download_buttons,
-    ensure_data,
-    no_filters,
-    show_table,
-    who,
-)
+from views._exports import download_buttons
+from views._filter_defs import no_filters
+from views._filter_parts import as_of_text
+from views._session import ensure_data, who
+from views._tables import INPUT_NAMES, show_table
 
 SEVERITY_ICONS = {"critical": ":material/error:", "warning": ":material/warning:",
                   "info": ":material/info:"}

@@ -11,7 +11,9 @@ from cs_metrics import CsMetricsError
 from cs_metrics.core import audit as audit_log
 from cs_metrics.core.access import LOCAL
 from views._auth import require
-from views._common import ensure_data, export_button, plural, show_table
+from views._exports import export_button
+from views._session import ensure_data
+from views._tables import plural, show_table
 
 PAGE_ROWS = 500
 

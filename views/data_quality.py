@@ -10,18 +10,12 @@ from cs_metrics import CsMetricsError, QualityReport
 from cs_metrics.core.access import LOCAL
 from cs_metrics.core.safe_text import escape_markdown, markdown_code
 from views._auth import require
-from views._common import (
-    as_of_text,
-    bar_height,
-    chart_title,
-    ensure_data,
-    latest_rejects,
-    load_count_columns,
-    quality,
-    show_chart,
-    show_table,
-    table_downloads,
-)
+from views._cache import latest_rejects, quality
+from views._charts import bar_height, chart_title, show_chart
+from views._exports import table_downloads
+from views._filter_parts import as_of_text
+from views._session import ensure_data
+from views._tables import load_count_columns, show_table
 
 LATEST_REJECTS = 200
 

@@ -21,23 +21,15 @@ from cs_metrics.analysis.outages import (
 )
 from cs_metrics.core.safe_text import escape_markdown, markdown_code
 from cs_metrics.core.zones import to_local
-from views._common import (
-    QUERY_TTL_S,
-    SEVERITY_COLOURS,
-    as_of_text,
-    basemap,
-    basemap_reachable,
-    describe_filters,
-    download_buttons,
-    drill_columns,
-    ensure_data,
-    filters_ui,
-    last_created_day,
-    plural,
-    segment_label,
-    selected_row,
-    show_table,
-)
+from views._cache import QUERY_TTL_S
+from views._charts import SEVERITY_COLOURS, basemap, basemap_reachable
+from views._drill import drill_columns, selected_row
+from views._exports import download_buttons
+from views._filter_defs import describe_filters
+from views._filter_parts import as_of_text, last_created_day
+from views._filters import filters_ui
+from views._session import ensure_data
+from views._tables import plural, segment_label, show_table
 
 UNKNOWN_COLOUR = [120, 120, 120]
 SEGMENT_COLOURS = [[31, 119, 180], [44, 160, 44], [148, 103, 189], [140, 86, 75],

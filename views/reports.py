@@ -15,17 +15,13 @@ from cs_metrics.core.safe_text import escape_markdown
 from cs_metrics.core.zones import to_local
 from cs_metrics.ops import reports
 from views._auth import audit
-from views._common import (
-    QUERY_TTL_S,
-    as_of_text,
-    describe_filters,
-    dimension_options,
-    ensure_data,
-    export_button,
-    filters_ui,
-    run_query,
-    show_table,
-)
+from views._cache import QUERY_TTL_S, dimension_options, run_query
+from views._exports import export_button
+from views._filter_defs import describe_filters
+from views._filter_parts import as_of_text
+from views._filters import filters_ui
+from views._session import ensure_data
+from views._tables import show_table
 
 AUDIENCE_LABELS: dict[str, str] = {
     "executive": "Executive (whole organisation)",

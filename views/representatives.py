@@ -3,15 +3,12 @@ figures are unusual for their ticket mix; one representative's trend against the
 
 from __future__ import annotations
 
-import re
-
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 import cs_metrics
-from cs_metrics import CsMetricsError, Filters, Metric, Warehouse
-from cs_metrics.analysis.activity import ACTIVITY_METRICS, activity, has_status_history
+from cs_metrics import CsMetricsError, Filters, Warehouse
 from cs_metrics.analysis.leaderboard import (
     ALPHA,
     BOARD_COLUMNS,
@@ -20,31 +17,31 @@ from cs_metrics.analysis.leaderboard import (
     MIN_TICKETS,
     TEST_EXPLANATION,
     TESTS,
-    default_columns,
     format_q,
     leaderboard,
     rep_trend,
     unusual,
 )
-from cs_metrics.core.access import LOCAL
 from cs_metrics.core.safe_text import escape_markdown
-from views._auth import current_scope
-from views._common import (
-    QUERY_TTL_S,
-    as_of_text,
-    csv_bytes,
-    describe_range,
-    ensure_data,
-    export_button,
-    filters_ui,
-    missing_text,
-    parquet_bytes,
-    row_drill,
-    selected_row,
-    show_chart,
-    show_table,
-    ticket_list_ui,
+from views._cache import QUERY_TTL_S
+from views._charts import show_chart
+from views._drill import row_drill, selected_row, ticket_list_ui
+from views._filter_defs import describe_range
+from views._filter_parts import as_of_text
+from views._filters import filters_ui
+from views._representatives_activity import (
+    KEY_LABELS,
+    KEY_WIDTHS,
+    _activity_section,
 )
+from views._representatives_format import (
+    board_columns,
+    board_format,
+    columns_ui,
+    downloads,
+)
+from views._session import ensure_data
+from views._tables import missing_text, show_table
 
 LEVEL_TABS: tuple[tuple[str, str, str], ...] = (
     ("rep", "Representatives", "representatives"),
@@ -53,56 +50,16 @@ LEVEL_TABS: tuple[tuple[str, str, str], ...] = (
 )
 # the column a selected row's tickets are found by, per level
 LEVEL_DRILL = {"rep": "rep_id", "team": "team", "manager": "manager"}
-KEY_LABELS = {"rep_id": "Rep id", "rep_name": "Representative", "team": "Team",
-              "manager": "Manager"}
 TREND_METRICS: tuple[str, ...] = (
     "avg_resolution_h", "avg_first_response_min", "sla_first_response_pct", "fcr_pct",
     "csat_pct", "ticket_count",
 )
-# Short column labels with their unit, so the default columns fit a 1500 px window; the
-# registry's label and description are in each column's help.
-BOARD_LABELS: dict[str, str] = {
-    "ticket_count": "Tickets", "median_first_response_min": "FRT med. (min)",
-    "avg_first_response_min": "FRT avg (min)", "median_resolution_h": "Res. med. (h)",
-    "avg_resolution_h": "Res. avg (h)", "sla_first_response_pct": "SLA FRT (%)",
-    "sla_resolution_pct": "SLA res. (%)", "fcr_pct": "FCR (%)", "reopen_pct": "Reopen (%)",
-    "aht_min": "AHT (min)", "csat_pct": "CSAT (%)", "nps": "NPS", "open_count": "Open",
-    "in_progress_count": "In progress", "closed_count": "Closed",
-}
-KEY_WIDTHS = {"rep_name": 125, "team": 125, "manager": 140}
-# Agent activity columns: short labels with their unit (the registry's label and
-# description are in each column's help)
-ACTIVITY_LABELS: dict[str, str] = {
-    "ticket_count": "Tickets", "closed_count": "Closed",
-    "touches_per_ticket": "Touches / ticket", "reassignments_per_ticket": "Reassign. / ticket",
-    "median_open_h": "Open med. (h)", "median_in_progress_h": "In prog. med. (h)",
-    "one_touch_pct": "One-touch (%)", "event_reopen_pct": "Reopen hist. (%)",
-    "reopen_pct": "Reopen (%)",
-}
-# the activity figures are over closed tickets: their count is the column shown; the table
-# is still sorted by all tickets (in the downloads)
-ACTIVITY_SHOWN: tuple[str, ...] = tuple(m for m in ACTIVITY_METRICS if m != "ticket_count")
-ACTIVITY_LEVELS_SHOWN: tuple[tuple[str, str, str], ...] = (
-    ("rep", "Per representative", "activity_representatives"),
-    ("team", "Per team", "activity_teams"),
-)
-NO_HISTORY = ("This dataset has no status history (ticket_events), so touches, "
-              "reassignments, time in each status, one-touch resolution and reopens from the "
-              "history are empty (–).")
 NO_REPS = "This dataset has no representatives (its tickets have no rep_id)."
-
-
-# --- cached library calls (keyed by the warehouse file and the frozen filters) -------------
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def _leaderboard(_wh: Warehouse, db: str, filters: Filters, level: str) -> pd.DataFrame:
     return leaderboard(_wh, filters, level, metrics=BOARD_COLUMNS)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _activity(_wh: Warehouse, db: str, filters: Filters, level: str) -> pd.DataFrame:
-    return activity(_wh, filters, level)  # type: ignore[arg-type]
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -113,63 +70,6 @@ def _unusual(_wh: Warehouse, db: str, filters: Filters, metric: str) -> pd.DataF
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def _trend(_wh: Warehouse, db: str, filters: Filters, rep_id: str, metric: str) -> pd.DataFrame:
     return rep_trend(_wh, filters, rep_id, metric, grain="week")
-
-
-# --- formatting ------------------------------------------------------------------------------
-
-
-def board_format(metric: Metric) -> str:
-    """The registry's Python format spec as a column_config printf format, without the
-    unit: the column label carries it."""
-    if metric.is_count:
-        return "localized"
-    digits = re.search(r"\.(\d+)f", metric.format)
-    sign = "+" if metric.format.startswith("+") else ""
-    return f"%{sign}.{digits.group(1) if digits else 1}f"
-
-
-def board_columns(names: list[str], empty: set[str]) -> dict[str, object]:
-    """Column config of the leaderboard: short labels with units; an empty metric is text."""
-    config: dict[str, object] = {}
-    for name in names:
-        m = cs_metrics.get_metric(name)
-        label, help_text = BOARD_LABELS.get(name, m.label), f"{m.label}: {m.description}"
-        # as wide as the label, no wider: auto-sizing leaves room the default set cannot spare
-        width = max(56, round(6.4 * len(label)) + 10)
-        config[name] = (st.column_config.TextColumn(label, help=help_text, width=width)
-                        if name in empty
-                        else st.column_config.NumberColumn(label, help=help_text, width=width,
-                                                           format=board_format(m)))
-    return config
-
-
-def columns_ui(wh: Warehouse) -> list[str]:
-    """The leaderboard columns the lead picks (shared by the three tabs)."""
-    return st.multiselect(
-        "Columns", list(BOARD_COLUMNS), default=list(default_columns(wh)), key="board_columns",
-        format_func=lambda n: cs_metrics.get_metric(n).label,
-        help="Figures shown in the leaderboards. Those this dataset has no inputs for show "
-        "“–”.")
-
-
-def file_stem(kind: str, filters: Filters) -> str:
-    start = filters.date_from.isoformat() if filters.date_from else "start"
-    end = filters.date_to.isoformat() if filters.date_to else "end"
-    return f"{kind}_{start}_to_{end}"
-
-
-def downloads(df: pd.DataFrame, kind: str, filters: Filters) -> None:
-    stem = file_stem(kind, filters)
-    left, right, _ = st.columns([1, 1, 4])
-    scope = current_scope() or LOCAL
-    export_button("CSV", lambda: csv_bytes(df), f"{stem}.csv", "text/csv", key=f"csv_{kind}",
-                  rows=len(df), filters=filters, where=left, scope=scope)
-    export_button("Parquet", lambda: parquet_bytes(df, scope), f"{stem}.parquet",
-                  "application/vnd.apache.parquet", key=f"parquet_{kind}", rows=len(df),
-                  filters=filters, where=right, scope=scope)
-
-
-# --- sections --------------------------------------------------------------------------------
 
 
 def _missing_captions(wh: Warehouse) -> None:
@@ -283,44 +183,6 @@ def _unusual_section(wh: Warehouse, filters: Filters) -> None:
         st.markdown(TEST_EXPLANATION.format(alpha=ALPHA, min_n=MIN_TICKETS,
                                             min_ratio=FLAG_MIN_EFFECT["duration"],
                                             min_pp=FLAG_MIN_EFFECT["proportion"]))
-
-
-def _activity_section(wh: Warehouse, filters: Filters) -> None:
-    st.subheader("Agent activity")
-    st.caption("From the status history of the closed tickets created in the range, per "
-               "assigned representative and team: touches are status events, a reassignment "
-               "is a change of representative, time in a status runs from its event to the "
-               "next one, and one-touch tickets were closed in one pass by one representative "
-               "(see the README's \"Agent activity\").")
-    if not has_status_history(wh):
-        st.caption(NO_HISTORY)
-    # one table under the other: a lead compares a representative with their team's row
-    for level, title, kind in ACTIVITY_LEVELS_SHOWN:
-        st.markdown(f"**{title}**")
-        _activity_table(wh, filters, level, kind)
-
-
-def _activity_table(wh: Warehouse, filters: Filters, level: str, kind: str) -> None:
-    df = _activity(wh, wh.cache_key, filters, level)
-    if df.empty:
-        who = "representatives" if level == "rep" else "teams"
-        st.info(f"No tickets of {who} were created in this date range.")
-        return
-    keys = [k for k in LEVELS[level] if k != "manager"]
-    if level == "rep" and df["rep_name"].notna().all():
-        keys.remove("rep_id")  # a name is known for everyone; the id is in the downloads
-    config: dict[str, object] = {
-        k: st.column_config.TextColumn(KEY_LABELS[k], width=KEY_WIDTHS.get(k)) for k in keys}
-    for name in ACTIVITY_SHOWN:
-        m, label = cs_metrics.get_metric(name), ACTIVITY_LABELS[name]
-        # as wide as the label, so the table fits a 1500 px window without scrolling
-        config[name] = st.column_config.NumberColumn(
-            label, help=f"{m.label}: {m.description}", format=board_format(m),
-            width=max(56, round(6.4 * len(label)) + 10))
-    # a figure without inputs (or a group without such tickets) is "–", never 0 or "None"
-    show_table(df, column_config=config, column_order=[*keys, *ACTIVITY_SHOWN],
-               key=f"activity_{level}")
-    downloads(df, kind, filters)
 
 
 def _flagged_sentences(df: pd.DataFrame) -> None:

@@ -13,34 +13,40 @@ import cs_metrics
 from cs_metrics import CsMetricsError, Filters, Warehouse
 from cs_metrics.core.safe_text import escape_markdown
 from cs_metrics.metrics.drilldown import bucket
-from views._common import (
-    PICK,
-    TOP_CATEGORIES,
-    Drill,
-    as_of_text,
-    bar_height,
-    chart_title,
-    describe_filters,
-    download_buttons,
-    ensure_data,
-    filters_ui,
-    missing_text,
-    opened,
-    pick_selection,
-    picked,
-    resolved,
-    run_query,
-    selected_row,
-    show_chart,
-    show_table,
-    ticket_list_ui,
+from views._cache import run_query
+from views._charts import chart_title
+from views._drill import PICK, Drill, opened, ticket_list_ui
+from views._exports import download_buttons
+from views._filter_defs import describe_filters
+from views._filter_parts import as_of_text
+from views._filters import filters_ui
+from views._session import ensure_data
+from views._tables import missing_text, show_table
+from views._trends_charts import (
+    AXIS_FORMATS,
+    AXIS_TITLES,
+    DRILL_BY,
+    DRILL_VALUE,
+    GRAIN_LABELS,
+    _backlog_chart,
+    _bar_chart,
+    _clickable,
+    _data,
+    _drill_key,
+    _flow_chart,
+)
+from views._trends_data import (
+    NO_VALUE,
+    TOP_N,
+    TOP_TAGS,
+    _has,
+    _period_ts,
+    _top_title,
+    by_dimension,
+    by_tag,
+    flow,
 )
 
-GRAIN_LABELS: dict[str, str] = {"day": "Day", "week": "Week", "month": "Month"}
-AXIS_TITLES: dict[str, str] = {
-    "day": "Day", "week": "Week (starting Monday)", "month": "Month",
-}
-AXIS_FORMATS: dict[str, str] = {"day": "%d %b %Y", "week": "%d %b %Y", "month": "%b %Y"}
 # Bar charts of ticket volume: (dimension, label), in page order.
 VOLUME_DIMENSIONS: tuple[tuple[str, str], ...] = (
     ("domain", "Domain"), ("channel", "Channel"), ("priority", "Priority"),
@@ -48,217 +54,7 @@ VOLUME_DIMENSIONS: tuple[tuple[str, str], ...] = (
 PLACE_DIMENSIONS: tuple[tuple[str, str], ...] = (
     ("location", "Service location"), ("customer_location", "Customer location"),
 )
-TOP_N = TOP_CATEGORIES
-# The tag report: its figures, and how many tags it shows before one "Other" row.
-TAG_METRICS: tuple[str, ...] = ("ticket_count", "avg_first_response_min", "avg_resolution_h",
-                                "csat_pct")
-TOP_TAGS = 10
-NO_VALUE = "(not set)"
-DRILL_BY = "trends_drill_by"
-DRILL_VALUE = "trends_drill_value"
 CLICK_HINT = "Click a point or bar, or select a row of its data, to list the tickets below."
-
-
-def _period_ts(df: pd.DataFrame) -> pd.Series:
-    return pd.to_datetime(df["period"])
-
-
-def flow(wh: Warehouse, filters: Filters, grain: str) -> pd.DataFrame:
-    """period, created (registry ticket_count), closed (by resolution period)."""
-    created = run_query(wh, ("ticket_count",), grain=grain, filters=filters)
-    closed = resolved(wh, filters, grain)
-    df = created.rename(columns={"ticket_count": "created"}).merge(
-        closed.rename(columns={"resolved_count": "closed"}), on="period", how="outer"
-    )
-    df[["created", "closed"]] = df[["created", "closed"]].fillna(0).astype("int64")
-    return df.sort_values("period", ignore_index=True)
-
-
-def _top_title(df: pd.DataFrame, label: str) -> str:
-    """"Tickets by <label>", naming how many values a folded chart shows of how many."""
-    last = str(df[df.columns[0]].iloc[-1])
-    if len(df) > TOP_N and last.startswith("Other ("):
-        more = int(last.removeprefix("Other (").split()[0])
-        return f"Tickets by {label.lower()} (top {TOP_N} of {TOP_N + more:,})"
-    return f"Tickets by {label.lower()}"
-
-
-def by_dimension(wh: Warehouse, filters: Filters, dim: str, top: int | None = None
-                 ) -> pd.DataFrame:
-    """dim, ticket_count: most tickets first; past ``top`` values one "Other (n)" row."""
-    df = run_query(wh, ("ticket_count",), by=(dim,), filters=filters)
-    df[dim] = df[dim].astype("object").where(df[dim].notna(), NO_VALUE)
-    df = df.sort_values(["ticket_count", dim], ascending=[False, True], ignore_index=True)
-    if top is not None and len(df) > top:
-        rest = df.iloc[top:]
-        other = pd.DataFrame({dim: [f"Other ({len(rest)} more)"],
-                              "ticket_count": [int(rest["ticket_count"].sum())]})
-        df = pd.concat([df.iloc[:top], other], ignore_index=True)
-    return df
-
-
-def by_tag(wh: Warehouse, filters: Filters, top: int = TOP_TAGS) -> pd.DataFrame:
-    """tag and the TAG_METRICS the dataset has, most tickets first. A ticket counts once in
-    each of its tags; tickets without tags are in no row. Past ``top`` tags one row
-    "Other (n more)": the tickets with any of those tags (and the filters), each once."""
-    names = tuple(m for m in TAG_METRICS if not missing_text(cs_metrics.get_metric(m), wh))
-    df = run_query(wh, names, by=("tag",), filters=filters)
-    df = df.sort_values(["ticket_count", "tag"], ascending=[False, True], ignore_index=True)
-    if len(df) > top:
-        rest = tuple(sorted(df["tag"].iloc[top:]))
-        # a second tag condition is ANDed with the filters' own, if any
-        narrowed = Filters(filters.date_from, filters.date_to,
-                           (*filters.where, ("tag", rest)), filters.tz)
-        other = run_query(wh, names, filters=narrowed)
-        other.insert(0, "tag", f"Other ({len(rest)} more)")
-        df = pd.concat([df.iloc[:top], other], ignore_index=True)
-    return df
-
-
-def _has(wh: Warehouse, dim: str) -> bool:
-    return dim in wh.nonempty_columns("tickets")
-
-
-def _data(df: pd.DataFrame, name: str, filters: Filters, by: str | None = None) -> None:
-    """The chart's data and its downloads; selecting a row lists its tickets (``by``: the
-    drill-down the rows stand for, "period", "backlog" or a dimension)."""
-    key = f"data_{name}"
-    box = opened("Data", f"open_{key}")
-    if box is None:
-        return
-    with box:
-        if by is None:
-            show_table(df, hide_index=True, key=key)
-        else:
-            show_table(df, hide_index=True, key=key, selection_mode="single-row",
-                         on_select="rerun")
-            row = selected_row(key, df)
-            _on_new(key, None if row is None else _drill_key(row.to_frame().T, by).iloc[0], by)
-        download_buttons(df, name, filters)
-
-
-def _drill_key(df: pd.DataFrame, by: str) -> pd.Series:
-    """The value each row or point drills to: a period's ISO day, or a dimension value."""
-    if by in ("period", "backlog"):
-        return pd.to_datetime(df["period"]).dt.strftime("%Y-%m-%d")
-    return df[by].astype("object").astype(str)
-
-
-def _drill_to(by: str, value: str | None) -> None:
-    """Point the drill-down section at ``by`` = ``value`` (runs in a widget callback)."""
-    if value is None:
-        return
-    if value.startswith("Other ("):
-        st.toast("That bar groups several values; pick one of them to list its tickets.")
-        return
-    st.session_state[DRILL_BY] = by
-    st.session_state[DRILL_VALUE] = value
-    st.toast("Tickets listed under *Tickets behind the figures* at the bottom of the page.")
-
-
-def _on_new(key: str, value: str | None, by: str) -> None:
-    """Drill to a point or row when it is newly clicked (the drill-down section is drawn
-    after every chart and table, so its widgets can still be set in this run)."""
-    if st.session_state.get(f"_seen_{key}") != value:
-        st.session_state[f"_seen_{key}"] = value
-        _drill_to(by, value)
-
-
-def _clickable(chart: alt.Chart, key: str, by: str) -> None:
-    pick = pick_selection()
-    chart = chart.add_params(pick).encode(
-        opacity=alt.OpacityValue(**alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.45))))
-    show_chart(chart, width="stretch", key=key, on_select="rerun", selection_mode=PICK)
-    _on_new(key, picked(key), by)
-
-
-def _flow_chart(df: pd.DataFrame, grain: str, filters: Filters) -> None:
-    series = {"created": "Created", "closed": "Closed (by resolution date)"}
-    long = df.melt(id_vars="period", value_vars=list(series), var_name="series",
-                   value_name="tickets")
-    long["series"] = long["series"].map(series)
-    long[PICK] = _drill_key(long, "period")
-    long["period"] = _period_ts(long)
-    chart = (
-        alt.Chart(long, title=chart_title(
-            f"Created per {grain} vs closed per {grain} (by resolution date)",
-            "Created counts tickets by the date they were created; closed counts tickets by "
-            "the date they were resolved (the date range applies to that date). Overview's "
-            "Closed counts the tickets created in the range whose status is closed now.",
-        ))
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("period:T", title=AXIS_TITLES[grain],
-                    axis=alt.Axis(format=AXIS_FORMATS[grain])),
-            y=alt.Y("tickets:Q", title="Tickets (count)"),
-            color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top")),
-            tooltip=[
-                alt.Tooltip("period:T", title=f"{GRAIN_LABELS[grain]} starting",
-                            format="%a %d %b %Y"),
-                alt.Tooltip("series:N", title="Series"),
-                alt.Tooltip("tickets:Q", title="Tickets", format=","),
-            ],
-        )
-        .properties(height=320)
-    )
-    _clickable(chart, "chart_flow", "period")
-    _data(df, "created_vs_closed", filters, by="period")
-
-
-def _backlog_chart(wh: Warehouse, filters: Filters, grain: str) -> None:
-    df = run_query(wh, ("backlog",), grain=grain, filters=filters)
-    if df.empty:
-        st.info("No backlog to show: no tickets match these filters.")
-        return
-    metric = cs_metrics.get_metric("backlog")
-    plot = df.assign(period=_period_ts(df),
-                     period_end=_period_ts(df) + _step(grain), **{PICK: _drill_key(df, "backlog")})
-    chart = (
-        alt.Chart(plot, title=chart_title(f"Backlog at the end of each {grain}",
-                                          metric.description))
-        .mark_area(line=True, opacity=0.3, point=True)
-        .encode(
-            x=alt.X("period:T", title=AXIS_TITLES[grain],
-                    axis=alt.Axis(format=AXIS_FORMATS[grain])),
-            y=alt.Y("backlog:Q", title="Open tickets (count)"),
-            tooltip=[
-                alt.Tooltip("period:T", title=f"{GRAIN_LABELS[grain]} starting",
-                            format="%a %d %b %Y"),
-                alt.Tooltip("period_end:T", title="Backlog counted at", format="%d %b %Y"),
-                alt.Tooltip("backlog:Q", title="Open tickets", format=","),
-            ],
-        )
-        .properties(height=260)
-    )
-    _clickable(chart, "chart_backlog", "backlog")
-    _data(df, "backlog", filters, by="backlog")
-
-
-def _step(grain: str) -> pd.DateOffset:
-    return {"day": pd.DateOffset(days=1), "week": pd.DateOffset(weeks=1),
-            "month": pd.DateOffset(months=1)}[grain]
-
-
-def _bar_chart(df: pd.DataFrame, dim: str, label: str, title: str, columns: int = 1) -> None:
-    total = int(df["ticket_count"].sum())
-    plot = df.assign(share=df["ticket_count"] / total if total else 0.0,
-                     **{PICK: _drill_key(df, dim)})
-    chart = (
-        alt.Chart(plot, title=chart_title(title, "Tickets created in the range",
-                                          columns=columns))
-        .mark_bar()
-        .encode(
-            x=alt.X("ticket_count:Q", title="Tickets (count)"),
-            y=alt.Y(f"{dim}:N", title=label, sort=None),
-            tooltip=[
-                alt.Tooltip(f"{dim}:N", title=label),
-                alt.Tooltip("ticket_count:Q", title="Tickets", format=","),
-                alt.Tooltip("share:Q", title="Share of tickets", format=".1%"),
-            ],
-        )
-        .properties(height=bar_height(len(plot)))
-    )
-    _clickable(chart, f"chart_{dim}", dim)
 
 
 def _volume(wh: Warehouse, filters: Filters) -> dict[str, pd.DataFrame]:

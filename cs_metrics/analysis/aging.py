@@ -8,6 +8,7 @@ and capped ticket lists reach Python.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
@@ -22,11 +23,13 @@ __all__ = [
     "AT_RISK_SHARE",
     "SPLITS",
     "TARGETS",
+    "UnresolvedNow",
     "age_bands",
     "breach_trend",
     "oldest_unresolved",
     "sla_status",
     "sla_tickets",
+    "unresolved_now",
 ]
 
 # (label, lower bound in days inclusive, upper bound exclusive; None = no bound)
@@ -102,6 +105,30 @@ def age_bands(wh: Warehouse, filters: Filters | None = None, split: str = "statu
     df["tickets"] = df["tickets"].astype("int64")
     df["band_order"] = df["band_order"].astype("int64")
     return df
+
+
+@dataclass(frozen=True)
+class UnresolvedNow:
+    """Tickets unresolved now (open or in progress at ``wh.as_of()``), created on any day."""
+
+    open: int
+    in_progress: int
+    old: int  # in the last of AGE_BANDS (over 30 days old)
+
+    @property
+    def total(self) -> int:
+        return self.open + self.in_progress
+
+
+def unresolved_now(wh: Warehouse, filters: Filters | None = None) -> UnresolvedNow:
+    """The unresolved tickets by status and those in the oldest age band: ``age_bands`` by
+    status, summed (Overview's cards). The filters' dimensions apply, their date range does
+    not."""
+    bands = age_bands(wh, filters, split="status")
+    by_status = bands.groupby("group")["tickets"].sum()
+    old = bands.loc[bands["band_order"] == len(AGE_BANDS) - 1, "tickets"].sum()
+    return UnresolvedNow(open=int(by_status.get("open", 0)),
+                         in_progress=int(by_status.get("in_progress", 0)), old=int(old))
 
 
 def oldest_unresolved(wh: Warehouse, filters: Filters | None = None, limit: int = 20

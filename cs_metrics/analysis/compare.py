@@ -25,8 +25,8 @@ from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from cs_metrics.core import _stats
 from cs_metrics.core.errors import CsMetricsError
 from cs_metrics.core.warehouse import Warehouse
 from cs_metrics.metrics.registry import DIMENSIONS, Filters, filter_sql, get_metric, query
@@ -122,7 +122,7 @@ class TestResult:
 
 
 def _z(confidence: float) -> float:
-    return float(stats.norm.ppf(0.5 + confidence / 2))
+    return _stats.normal_quantile(confidence)
 
 
 def _wilson(x: int, n: int, z: float) -> tuple[float, float]:
@@ -146,13 +146,8 @@ def two_proportion_test(
     d = p1 - p2
     low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
     high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
-    pooled = (x1 + x2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if se == 0:
-        stat, p = 0.0, 1.0
-    else:
-        stat = d / se
-        p = float(2 * stats.norm.sf(abs(stat)))
+    # all successes or none in both groups: z = 0, p = 1 (no evidence either way)
+    stat, p = _stats.two_proportion_ztest(x1, n1, x2, n2)
     return TestResult(d, low, high, stat, p, "pooled two-proportion z-test")
 
 
@@ -228,7 +223,7 @@ def rank_test(
     Hodges-Lehmann shift of a against b with its interval."""
     a = np.asarray(a, dtype="float64")
     b = np.asarray(b, dtype="float64")
-    res = stats.mannwhitneyu(a, b, alternative="two-sided", method="auto")
+    res = _stats.mann_whitney(a, b)
     est, low, high = hodges_lehmann(a, b, confidence)
     return TestResult(est, low, high, float(res.statistic), float(res.pvalue),
                       "Mann-Whitney U rank test; Hodges-Lehmann shift")
@@ -242,7 +237,7 @@ def mean_test(
     b = np.asarray(b, dtype="float64")
     if len(a) < 2 or len(b) < 2:
         raise CsMetricsError("Both groups need at least two observations to compare means.")
-    res = stats.ttest_ind(a, b, equal_var=False)
+    res = _stats.welch_ttest(a, b)
     d = float(a.mean() - b.mean())
     if not np.isfinite(res.statistic):  # no spread at all in either group
         return TestResult(d, d, d, 0.0 if d == 0 else math.inf, 1.0 if d == 0 else 0.0,
@@ -534,8 +529,7 @@ def resolution_csat(
     n = len(pairs)
     if pairs["h"].nunique() < 2 or pairs["csat"].nunique() < 2:
         return Correlation(None, None, None, None, n, total, bands)
-    rho, p = stats.spearmanr(pairs["h"], pairs["csat"])
-    rho = float(rho)
+    rho, p = _stats.spearman(pairs["h"], pairs["csat"])
     # Fisher z with the Bonett-Wright standard error for Spearman's rho
     se = math.sqrt((1 + rho * rho / 2) / (n - 3))
     zr = math.atanh(max(min(rho, 0.999999), -0.999999))

@@ -14,8 +14,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from cs_metrics.core import _stats
 from cs_metrics.core.errors import CsMetricsError
 from cs_metrics.core.warehouse import Warehouse
 from cs_metrics.metrics.registry import Filters, filter_sql, get_metric, missing_inputs, query
@@ -307,7 +307,7 @@ def _stratified_arrays(c: _Cells, in_reference: np.ndarray
         scale_diff = np.bincount(c.rep, weights=w_diff, minlength=reps) / n_rep
         se = np.sqrt(np.bincount(c.rep, weights=w2_var, minlength=reps)) / n_rep
         z = np.where(se > 0, scale_diff / se, np.nan)
-    return n_rep, scale_diff, z, 2 * stats.norm.sf(np.abs(z))
+    return n_rep, scale_diff, z, _stats.normal_p(z)
 
 
 def _reference_reps(
@@ -350,20 +350,13 @@ def _reference_reps(
 
 def _bh(p_values: np.ndarray) -> np.ndarray:
     """benjamini_hochberg on an array: missing p-values stay missing and are not counted."""
-    q = np.full(len(p_values), np.nan)
-    known = ~np.isnan(p_values)
-    if known.any():
-        q[known] = stats.false_discovery_control(p_values[known])
-    return q
+    return _stats.benjamini_hochberg(p_values)
 
 
 def benjamini_hochberg(p_values: pd.Series) -> pd.Series:
     """Benjamini–Hochberg q-values; missing p-values stay missing and are not counted."""
-    q = pd.Series(np.nan, index=p_values.index, dtype="float64")
-    known = p_values.notna()
-    if known.any():
-        q[known] = stats.false_discovery_control(p_values[known].to_numpy(dtype=float))
-    return q
+    return pd.Series(_stats.benjamini_hochberg(p_values.to_numpy(dtype=float)),
+                     index=p_values.index, dtype="float64")
 
 
 def mix_summary(wh: Warehouse, filters: Filters | None = None) -> pd.DataFrame:

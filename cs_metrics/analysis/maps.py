@@ -19,7 +19,7 @@ from cs_metrics.ingestion.loader import coordinate_checks
 from cs_metrics.metrics.registry import Filters, filter_sql
 
 __all__ = ["DENSITY_COLUMNS", "SEGMENT_COLUMNS", "auto_cell_km", "customer_cells",
-           "ticket_density"]
+           "customer_cities", "customer_places", "ticket_density"]
 
 DENSITY_COLUMNS: tuple[str, ...] = ("lat", "lon", "tickets", "top_domain", "share_pct")
 SEGMENT_COLUMNS: tuple[str, ...] = ("segment", "lat", "lon", "customers")
@@ -167,3 +167,21 @@ def customer_cells(wh: Warehouse, cell_km: float = 25.0) -> pd.DataFrame:
     df = _centres(df, cell_km)
     df["customers"] = df["customers"].astype("int64")
     return df[list(SEGMENT_COLUMNS)].reset_index(drop=True)
+
+
+def customer_places(wh: Warehouse, cell_km: float = 25.0) -> pd.DataFrame:
+    """Customers per grid cell, every segment together: columns ``lat, lon, customers``
+    (``customer_cells`` summed over the segments), for a map that picks a place."""
+    cells = customer_cells(wh, cell_km)
+    return cells.groupby(["lat", "lon"], as_index=False)["customers"].sum()
+
+
+def customer_cities(wh: Warehouse) -> list[str]:
+    """The cities of the customers with coordinates, most customers first, ties by name: the
+    places a what-if outage can be centred on by name. No customers table or no city gives
+    an empty list."""
+    if not wh.has_table("customers") or "city" not in wh.nonempty_columns("customers"):
+        return []
+    df = wh.df("select city, count(*) as n from customers where city is not null "
+               "and lat is not null group by city order by n desc, city")
+    return [str(c) for c in df["city"]]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from cs_metrics.core import _stats
 from cs_metrics.core.comment_scores import (
     NEGATIVE_AT,
     POSITIVE_AT,
@@ -58,8 +59,6 @@ class SentimentByScore:
 
 def sentiment_by_csat(wh, filters=None) -> SentimentByScore:
     """See ``SentimentByScore``; ``wh`` a Warehouse, ``filters`` the page's Filters."""
-    from scipy import stats
-
     scale = pd.DataFrame({"csat": np.arange(1, 6, dtype="int64")})
     empty = scale.assign(comments=0, sentiment_avg=np.nan, negative_pct=np.nan,
                          positive_pct=np.nan)
@@ -84,5 +83,5 @@ def sentiment_by_csat(wh, filters=None) -> SentimentByScore:
     )
     if len(pairs) < 3 or pairs["sentiment"].nunique() < 2 or pairs["csat"].nunique() < 2:
         return SentimentByScore(table, None, None, len(pairs))
-    rho, p = stats.spearmanr(pairs["sentiment"], pairs["csat"])
-    return SentimentByScore(table, float(rho), float(p), len(pairs))
+    rho, p = _stats.spearman(pairs["sentiment"], pairs["csat"])
+    return SentimentByScore(table, rho, p, len(pairs))

@@ -23,11 +23,13 @@ from cs_metrics.core.zones import local_sql, to_local, utc_moment
 from cs_metrics.metrics.registry import Filters, filter_sql
 
 __all__ = [
+    "GAP_COLUMNS",
     "PLAN_COLUMNS",
     "StaffingResult",
     "current_staffing",
     "erlang_c",
     "handle_time_s",
+    "staffing_gap",
     "staffing_plan",
     "wait_probability",
 ]
@@ -35,6 +37,10 @@ __all__ = [
 PLAN_COLUMNS: tuple[str, ...] = (
     "hour", "arrivals", "aht_s", "raw_agents", "scheduled_agents", "service_level",
     "occupancy", "p_wait", "asa_s",
+)
+GAP_COLUMNS: tuple[str, ...] = (
+    "weekday", "hour_of_day", "arrivals", "scheduled_agents", "peak_agents", "service_level",
+    "active_reps", "gap",
 )
 
 # Targets are compared with a little slack: an occupancy of exactly 0.85 computed as 8.5 / 10
@@ -361,3 +367,28 @@ def current_staffing(wh: Warehouse, filters: Filters) -> pd.DataFrame:
     out["weekday"] = out["weekday"].astype("int64")
     out["hour"] = out["hour"].astype("int64")
     return out[columns]
+
+
+def staffing_gap(plan: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """The agents a plan needs against the representatives the data shows at work, by weekday
+    (0 = Monday) and hour of day: the Seasonality & staffing page's table.
+
+    ``plan`` is a ``staffing_plan`` (its hours are already in the reporting zone), ``current``
+    a ``current_staffing``. Each weekday-hour averages the plan's rows falling in it
+    (arrivals, scheduled_agents, service_level) and keeps their largest scheduled_agents
+    (peak_agents); active_reps is the current staffing of that cell, zero where the data has
+    none; gap is scheduled_agents minus active_reps (above 0: short of staff). Columns
+    ``GAP_COLUMNS``, one row per weekday-hour the plan covers, in weekday-hour order.
+    """
+    hours = pd.to_datetime(plan["hour"])
+    # a copy: the caller's plan keeps its columns
+    slots = plan.assign(weekday=hours.dt.day_of_week, hour_of_day=hours.dt.hour)
+    need = (slots.groupby(["weekday", "hour_of_day"], as_index=False)
+            .agg(arrivals=("arrivals", "mean"), scheduled_agents=("scheduled_agents", "mean"),
+                 peak_agents=("scheduled_agents", "max"), service_level=("service_level", "mean")))
+    now = current.rename(columns={"hour": "hour_of_day"})
+    table = need.merge(now[["weekday", "hour_of_day", "active_reps"]],
+                       on=["weekday", "hour_of_day"], how="left")
+    table["active_reps"] = table["active_reps"].fillna(0.0)
+    table["gap"] = table["scheduled_agents"] - table["active_reps"]
+    return table[list(GAP_COLUMNS)]

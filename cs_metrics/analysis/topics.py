@@ -36,11 +36,12 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from scipy import sparse, stats
+from scipy import sparse
 from sklearn.decomposition import NMF
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer, TfidfVectorizer
 
 from cs_metrics.analysis.feedback import mask_comment, name_mask
+from cs_metrics.core import _stats
 from cs_metrics.core.comment_scores import NEGATIVE_AT
 from cs_metrics.core.errors import CsMetricsError
 from cs_metrics.core.warehouse import Warehouse
@@ -256,16 +257,7 @@ def topics(
 
 def benjamini_hochberg(p_values: np.ndarray | list[float]) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (q-values), in the input's order."""
-    p = np.asarray(p_values, dtype="float64")
-    m = len(p)
-    if m == 0:
-        return p
-    order = np.argsort(p)
-    ranked = p[order] * m / np.arange(1, m + 1)
-    q = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(q, 1.0)
-    return out
+    return _stats.benjamini_hochberg(p_values)
 
 
 @dataclass(frozen=True)
@@ -423,7 +415,7 @@ def emerging_issues(
     # Exact conditional test: of the term's comments in both periods, as many in the recent
     # one as its share of all comments allows, or more? (binomial; exact for small counts,
     # where the normal approximation would cry wolf)
-    p = stats.binom.sf(np.ceil(k1) - 1, np.round(k1 + k0), n1 / (n1 + n0))
+    p = _stats.binomial_upper_tail(np.ceil(k1), np.round(k1 + k0), n1 / (n1 + n0))
     pooled = (x1[tested] + x0[tested]) / (n1 + n0)
     se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0) * dispersion)
     z = np.where(se > 0, (p1 - p0) / np.where(se > 0, se, 1), 0.0)

@@ -1,7 +1,8 @@
 """Ticket flow: tickets closed per period, counted when they were resolved.
 
-The registry attributes every ticket to the period it was created; a "closed over time"
-series needs the resolution time instead, so the date range applies to ``resolved_at``.
+The registry metric ``resolved_count`` places each closed ticket in the period of its
+``resolved_at`` (its time dimension), so the date range applies to ``resolved_at``; this is
+the series the trend page and the reports draw, read through the one compiler.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ import pandas as pd
 
 from cs_metrics.core.errors import CsMetricsError
 from cs_metrics.core.warehouse import Warehouse
-from cs_metrics.core.zones import local_date_sql
-from cs_metrics.metrics.registry import GRAINS, Filters, filter_sql
+from cs_metrics.metrics.registry import GRAINS, Filters, query
 
 __all__ = ["resolved_per_period"]
 
@@ -25,20 +25,9 @@ def resolved_per_period(wh: Warehouse, filters: Filters, grain: str) -> pd.DataF
     """
     if grain not in GRAINS:
         raise CsMetricsError(f"Unknown grain {grain!r}; use {', '.join(GRAINS)}.")
-    if not wh.has_table("tickets"):
-        raise CsMetricsError(
-            f"The warehouse {wh.path} has no tickets yet; run "
-            "`python -m cs_metrics ingest SOURCE` first."
-        )
-    where, params = filter_sql(filters, date_column="resolved_at")
-    sql = (
-        f"select date_trunc('{grain}', {local_date_sql('t.resolved_at', filters.tz)}) "
-        "as period, "
-        "count(*) as resolved_count from tickets t "
-        f"where {where} and t.status = 'closed' and t.resolved_at is not null "
-        "group by period order by period"
-    )
-    df = wh.df(sql, params)
-    df["period"] = pd.to_datetime(df["period"]).dt.date
-    df["resolved_count"] = df["resolved_count"].astype("int64")
-    return df
+    df = query(wh, ["resolved_count"], grain=grain, filters=filters)
+    # a period whose resolved tickets are none of them closed any more (reopened) has no
+    # row here, as a series of closings never had one
+    df = df[df["resolved_count"] > 0].reset_index(drop=True)
+    # a dataset without resolved_at has the metric empty (float); here it is no closings
+    return df.astype({"resolved_count": "int64"})

@@ -34,7 +34,7 @@ from typing import Any
 
 from cs_metrics.core.errors import CsMetricsError
 
-__all__ = ["HANDED", "JobServer", "hand_over", "job_dir", "server_alive",
+__all__ = ["HANDED", "JobRunner", "JobServer", "hand_over", "job_dir", "server_alive",
            "absolute_argv", "JOB_TIMEOUT_ENV"]
 
 # The commands the app runs for others (the ones that open the warehouse).
@@ -186,6 +186,11 @@ def hand_over(db: str | Path, argv: list[str], settings: str | None,
         time.sleep(0.1)
 
 
+# Runs a handed command line in the app process: (argv, settings file) -> (exit code, stdout,
+# stderr). The command line's run_in_app; passed in, since ops sits below the command line.
+JobRunner = Callable[[list[str], str | None], tuple[int, str, str]]
+
+
 @dataclass
 class JobServer:
     """The app's side: a heartbeat, and the waiting jobs run one at a time.
@@ -196,7 +201,7 @@ class JobServer:
     """
 
     db: Path
-    runner: Callable[[list[str], str | None], tuple[int, str, str]]
+    runner: JobRunner
     on_change: Callable[[], None] | None = None
     ran: int = 0
     last_error: str | None = None

@@ -39,7 +39,7 @@ from cs_metrics.core.warehouse import catalog_changed
 
 if TYPE_CHECKING:
     from cs_metrics.core.warehouse import Warehouse
-    from cs_metrics.ops.alerts import Alert
+    from cs_metrics.ops.alert_model import Alert
 
 __all__ = [
     "Delivery",

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from cs_metrics.core.errors import CsMetricsError
 from cs_metrics.core.warehouse import Warehouse, serve_in_process
-from cs_metrics.ops.jobs import JobServer
+from cs_metrics.ops.jobs import JobRunner, JobServer
 
 __all__ = ["ServerLoop", "start_server_loop"]
 
@@ -34,9 +34,12 @@ def _utcnow() -> datetime:
 
 @dataclass
 class ServerLoop:
-    """The loop of one warehouse; ``errors`` holds the last failure of each step."""
+    """The loop of one warehouse; ``errors`` holds the last failure of each step.
+    ``run_job`` runs the command lines other processes hand over (cs_metrics.cli.main's
+    run_in_app, given by the caller: ops does not import the command line)."""
 
     wh: Warehouse
+    run_job: JobRunner
     on_change: Callable[[], None] | None = None
     tick_s: float = TICK_S
     stop: threading.Event = field(default_factory=threading.Event)
@@ -45,10 +48,8 @@ class ServerLoop:
     thread: threading.Thread | None = None
 
     def __post_init__(self) -> None:
-        from cs_metrics.cli.main import run_in_app
-
         serve_in_process(self.wh.path)
-        self.jobs = JobServer(self.wh.path, run_in_app, self.on_change)
+        self.jobs = JobServer(self.wh.path, self.run_job, self.on_change)
 
     def _step(self, name: str, work: Callable[[], object]) -> object:
         try:
@@ -105,9 +106,11 @@ class ServerLoop:
             self.thread.join(timeout_s)
 
 
-def start_server_loop(wh: Warehouse, on_change: Callable[[], None] | None = None) -> ServerLoop:
-    """Start the loop of ``wh`` (held read-write by this process)."""
+def start_server_loop(wh: Warehouse, run_job: JobRunner,
+                      on_change: Callable[[], None] | None = None) -> ServerLoop:
+    """Start the loop of ``wh`` (held read-write by this process); ``run_job`` runs the
+    handed commands (cs_metrics.cli.main.run_in_app)."""
     if wh.read_only:
         raise CsMetricsError(f"The warehouse {wh.path} is open read-only: a server loop needs "
                              "it read-write.")
-    return ServerLoop(wh, on_change).start()
+    return ServerLoop(wh, run_job, on_change).start()
