@@ -31,7 +31,7 @@ SAMPLE_END = datetime(2025, 3, 1)
 
 def open_expanders(at):
     """Open every expander whose content is made only while it is open (the pages'
-    ``views._common.opened``, keys ``open_*``) and rerun, as someone clicking each one."""
+    ``views._drill.opened``, keys ``open_*``) and rerun, as someone clicking each one."""
     keys = [e.proto.id.split("-", 2)[2] for e in at.expander if "-open_" in e.proto.id]
     for key in keys:
         at.session_state[key] = True
@@ -71,7 +71,7 @@ def sample_wh(sample_dir, tmp_path_factory) -> Warehouse:
 @pytest.fixture(autouse=True)
 def _unfrozen_heap():
     """A run of app.py freezes the test process's heap out of garbage collection (as it does
-    the server's, views._common.freeze_loaded_code); tests hand it back afterwards, so a
+    the server's, views._live.freeze_loaded_code); tests hand it back afterwards, so a
     cycle among a test's objects (a warehouse and its connection) is still collected."""
     yield
     if gc.get_freeze_count():

@@ -20,6 +20,7 @@ import streamlit as st
 
 import cs_metrics
 from cs_metrics import Filters, QualityReport, Warehouse
+from cs_metrics.analysis import maps
 from cs_metrics.core.access import ScopedWarehouse
 from cs_metrics.metrics.drilldown import ticket_page
 from cs_metrics.metrics.flow import resolved_per_period
@@ -105,6 +106,9 @@ def latest_rejects(wh: Warehouse, limit: int = 200) -> pd.DataFrame:
 resolved = cached(resolved_per_period)
 #: ``cs_metrics.metrics.drilldown.ticket_page`` (one page of rows), cached.
 tickets = cached(ticket_page)
+#: ``cs_metrics.analysis.maps.customer_cells(wh, cell_km)``, cached: the outage map and the
+#: what-if map draw the same customers, so they share one entry per cell size.
+customer_cells = cached(maps.customer_cells)
 
 
 @cached

@@ -15,8 +15,6 @@ from cs_metrics.analysis.compare import (
     CAUSATION_CAVEAT,
     COMPARABLE_METRICS,
     MIN_GROUP,
-    Comparison,
-    Correlation,
     Group,
     compare_groups,
     resolution_csat,
@@ -26,7 +24,7 @@ from cs_metrics.analysis.feedback import (
     MIN_RESPONSES,
 )
 from cs_metrics.core.safe_text import escape_markdown
-from views._cache import QUERY_TTL_S, dimension_options
+from views._cache import cached, dimension_options
 from views._charts import MIN_PLOT_HEIGHT, bar_height, chart_title, show_chart
 from views._feedback_scores import (
     _downloads,
@@ -39,22 +37,9 @@ from views._feedback_text import (
 )
 from views._tables import missing_text, segment_label, show_table
 
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner="Following customers from their first ticket…")
-def _cohorts(_wh: Warehouse, db: str, filters: Filters, by: str,
-             days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return cohort_tables(_wh, filters, by, recontact_days=days)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _compare(_wh: Warehouse, db: str, filters: Filters, metric: str, a: Group,
-             b: Group) -> Comparison:
-    return compare_groups(_wh, metric, a, b, filters)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _resolution_csat(_wh: Warehouse, db: str, filters: Filters) -> Correlation:
-    return resolution_csat(_wh, filters)
+_cohorts = cached(cohort_tables, show_spinner="Following customers from their first ticket…")
+_compare = cached(compare_groups)
+_resolution_csat = cached(resolution_csat)
 
 
 COHORT_GROUPS = {
@@ -75,7 +60,7 @@ def _cohorts_section(wh: Warehouse, filters: Filters) -> None:
         "another ticket before this many days after its resolution."))
     by = COHORT_GROUPS[label]
     try:
-        df, grid = _cohorts(wh, wh.cache_key, filters, by, days)
+        df, grid = _cohorts(wh, filters, by, recontact_days=days)
     except CsMetricsError as exc:
         st.info(escape_markdown(exc))
         return
@@ -185,7 +170,7 @@ def _compare_section(wh: Warehouse, filters: Filters) -> None:
             return
         a = Group(f"tickets created from {split:%d %b %Y}", date_from=split)
         b = Group(f"tickets created before {split:%d %b %Y}", date_to=split)
-    result = _compare(wh, wh.cache_key, filters, metric, a, b)
+    result = _compare(wh, metric, a, b, filters)
     m = cs_metrics.get_metric(metric)
     if result.difference is None:
         st.warning(escape_markdown(result.note))  # the groups are values from the data
@@ -230,7 +215,7 @@ def _correlation_section(wh: Warehouse, filters: Filters) -> None:
     if missing_text(cs_metrics.get_metric("avg_resolution_h"), wh):
         st.info(missing_text(cs_metrics.get_metric("avg_resolution_h"), wh))
         return
-    corr = _resolution_csat(wh, wh.cache_key, filters)
+    corr = _resolution_csat(wh, filters)
     data = corr.bands[corr.bands["csat_responses"] > 0]
     if data.empty:
         st.info("No closed tickets with a CSAT answer in this range.")

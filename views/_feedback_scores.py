@@ -19,7 +19,7 @@ from cs_metrics.analysis.feedback import (
     nps_category,
     score_distributions,
 )
-from views._cache import QUERY_TTL_S, run_query
+from views._cache import cached, run_query
 from views._charts import TOP_CATEGORIES, bar_height, chart_title, show_chart
 from views._drill import Drill, selected_row, ticket_list_ui
 from views._exports import table_downloads
@@ -47,15 +47,8 @@ NPS_COLOURS = alt.Scale(domain=["detractor", "passive", "promoter"],
                         range=["#d62728", "#ff9f1c", "#2ca02c"])
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _distributions_of(_wh: Warehouse, db: str, filters: Filters,
-                      scores: tuple[str, ...]) -> dict[str, pd.DataFrame]:
-    return score_distributions(_wh, filters, scores)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _breakdown(_wh: Warehouse, db: str, filters: Filters, by: str) -> pd.DataFrame:
-    return feedback_breakdown(_wh, filters, by)
+_distributions_of = cached(score_distributions)
+_breakdown = cached(feedback_breakdown)
 
 
 def _range_slug(filters: Filters) -> str:
@@ -128,7 +121,7 @@ def _distributions(wh: Warehouse, filters: Filters) -> None:
     st.caption("Survey answers for the tickets created in the range, by score.")
     shown = tuple(s for s in SCORES
                   if not missing_text(cs_metrics.get_metric(SCORES[s][2]), wh))
-    dists = _distributions_of(wh, wh.cache_key, filters, shown) if shown else {}
+    dists = _distributions_of(wh, filters, shown) if shown else {}
     for col, score in zip(st.columns(len(SCORES)), SCORES, strict=True):
         name, _, metric_name = SCORES[score]
         with col:
@@ -190,7 +183,7 @@ def _breakdown_section(wh: Warehouse, filters: Filters) -> None:
     st.subheader("Breakdown")
     label = st.selectbox("Break down by", list(BREAKDOWNS), key="fb_breakdown")
     by = BREAKDOWNS[label]
-    df = _breakdown(wh, wh.cache_key, filters, by)
+    df = _breakdown(wh, filters, by)
     df = df[df["feedback_count"] > 0]
     if df.empty:
         st.info("No survey responses for the tickets created in this range.")

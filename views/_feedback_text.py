@@ -12,16 +12,15 @@ from cs_metrics.analysis.feedback import (
     CommentPage,
     latest_comments,
 )
-from cs_metrics.analysis.sentiment import SentimentByScore, sentiment_by_csat
+from cs_metrics.analysis.sentiment import sentiment_by_csat
 from cs_metrics.analysis.topics import (
     DEFAULT_K,
     EmergingIssues,
-    TopicModel,
     emerging_issues,
     topics,
 )
 from cs_metrics.core.safe_text import escape_markdown, markdown_code
-from views._cache import QUERY_TTL_S, run_query
+from views._cache import cached, run_query
 from views._charts import bar_height, chart_title, show_chart
 from views._feedback_scores import (
     _downloads,
@@ -40,26 +39,20 @@ BANDS: dict[str, tuple[int | None, int | None]] = {
 }
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _comments(_wh: Warehouse, db: str, filters: Filters, band: tuple[int | None, int | None],
+@cached
+def _comments(wh: Warehouse, filters: Filters, band: tuple[int | None, int | None],
               offset: int) -> CommentPage:
-    return latest_comments(_wh, filters, min_csat=band[0], max_csat=band[1],
+    return latest_comments(wh, filters, min_csat=band[0], max_csat=band[1],
                            limit=COMMENTS_PER_PAGE, offset=offset)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _sentiment_by_csat(_wh: Warehouse, db: str, filters: Filters) -> SentimentByScore:
-    return sentiment_by_csat(_wh, filters)
+_sentiment_by_csat = cached(sentiment_by_csat)
+_topics = cached(topics, show_spinner="Finding topics in the comments…")
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner="Finding topics in the comments…")
-def _topics(_wh: Warehouse, db: str, filters: Filters, k: int) -> TopicModel:
-    return topics(_wh, filters, k=k)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _emerging(_wh: Warehouse, db: str, filters: Filters, recent_days: int) -> EmergingIssues:
-    return emerging_issues(_wh, filters, recent_days=recent_days,
+@cached
+def _emerging(wh: Warehouse, filters: Filters, recent_days: int) -> EmergingIssues:
+    return emerging_issues(wh, filters, recent_days=recent_days,
                            baseline_days=4 * recent_days)
 
 
@@ -91,7 +84,7 @@ def _sentiment_section(wh: Warehouse, filters: Filters) -> None:
     metrics = [cs_metrics.get_metric(n) for n in names]
     st.markdown(" · ".join(f"{m.label}: **{m.display(row[m.name])}**" for m in metrics),
                 help=" ".join(m.description for m in metrics))
-    by_score = _sentiment_by_csat(wh, wh.cache_key, filters)
+    by_score = _sentiment_by_csat(wh, filters)
     data = by_score.table[by_score.table["comments"] > 0]
     if data.empty:
         st.info("No comments with a CSAT score for the tickets created in this range.")
@@ -130,7 +123,7 @@ def _topics_section(wh: Warehouse, filters: Filters) -> None:
     k = st.slider("Topics", 3, 30, DEFAULT_K, key="fbx_k",
                   help="How many topics to split the comments into (TF-IDF + NMF).")
     try:
-        model = _topics(wh, wh.cache_key, filters, k)
+        model = _topics(wh, filters, k=k)
     except CsMetricsError as exc:
         st.info(escape_markdown(exc))
         return
@@ -190,7 +183,7 @@ def _emerging_section(wh: Warehouse, filters: Filters) -> None:
     label = st.radio("Latest period", list(labels), index=1, horizontal=True, key="fbx_recent",
                      help="Compared with the four periods of the same length before it.")
     try:
-        found = _emerging(wh, wh.cache_key, filters, labels[label])
+        found = _emerging(wh, filters, labels[label])
     except CsMetricsError as exc:
         st.info(escape_markdown(exc))
         return
@@ -239,7 +232,7 @@ def _comments_section(wh: Warehouse, filters: Filters) -> None:
         st.session_state["_fb_comments_view"] = view
         st.session_state["fb_offset"] = 0
     offset = st.session_state.get("fb_offset", 0)
-    page = _comments(wh, wh.cache_key, filters, band, offset)
+    page = _comments(wh, filters, band, offset)
     if page.total == 0:
         st.info("No survey comments match.")
         return

@@ -58,8 +58,8 @@ INBOX_INTERVAL_ENV = "CS_METRICS_INBOX_INTERVAL"
 
 @st.cache_resource(show_spinner=False)
 def _live_refresher(db: str, inbox: str, interval_s: float, _wh: Warehouse) -> LiveRefresher:
-    # the library's refresher (as ``ingest --watch``); a load that changed the data clears
-    # the pages' cached results, then the alert rules run
+    # the library's refresher (as ``ingest --watch``): a refresh that changed the data or the
+    # manifest clears the pages' cached results; one that loaded a batch runs the alert rules
     live = start_refresher(_wh, inbox, interval_s, on_change=_data_changed)
     _REFRESHERS.append(live)
     return live

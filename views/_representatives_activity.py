@@ -3,7 +3,6 @@ history, by representative, team and manager."""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 import cs_metrics
@@ -12,7 +11,7 @@ from cs_metrics.analysis.activity import ACTIVITY_METRICS, activity, has_status_
 from cs_metrics.analysis.leaderboard import (
     LEVELS,
 )
-from views._cache import QUERY_TTL_S
+from views._cache import cached
 from views._representatives_format import (
     board_format,
     downloads,
@@ -53,9 +52,7 @@ NO_HISTORY = ("This dataset has no status history (ticket_events), so touches, "
               "history are empty (–).")
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _activity(_wh: Warehouse, db: str, filters: Filters, level: str) -> pd.DataFrame:
-    return activity(_wh, filters, level)  # type: ignore[arg-type]
+_activity = cached(activity)
 
 
 def _activity_section(wh: Warehouse, filters: Filters) -> None:
@@ -74,7 +71,7 @@ def _activity_section(wh: Warehouse, filters: Filters) -> None:
 
 
 def _activity_table(wh: Warehouse, filters: Filters, level: str, kind: str) -> None:
-    df = _activity(wh, wh.cache_key, filters, level)
+    df = _activity(wh, filters, level)
     if df.empty:
         who = "representatives" if level == "rep" else "teams"
         st.info(f"No tickets of {who} were created in this date range.")

@@ -1,10 +1,9 @@
 """Seasonality & staffing page, its cached library calls: small results, keyed by the file
-and the frozen inputs."""
+and scope of the warehouse and the frozen inputs."""
 
 from __future__ import annotations
 
 import pandas as pd
-import streamlit as st
 
 from cs_metrics import Filters, Warehouse
 from cs_metrics.analysis.seasonality import (
@@ -21,48 +20,34 @@ from cs_metrics.analysis.staffing import (
     current_staffing,
     handle_time_s,
 )
-from views._cache import QUERY_TTL_S
+from views._cache import cached
 
 BACKTEST_HORIZON = 14
 BACKTEST_FOLDS = 4
 LEVEL = 0.9
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _series(_wh: Warehouse, db: str, filters: Filters) -> pd.Series:
-    return daily_series(_wh, filters)
+_series = cached(daily_series)
+_heatmap = cached(arrival_heatmap)
+_handle_time = cached(handle_time_s)
+_current = cached(current_staffing)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _decomposition(_wh: Warehouse, db: str, filters: Filters) -> Decomposition:
-    return decompose(_series(_wh, db, filters))
+@cached
+def _decomposition(wh: Warehouse, filters: Filters) -> Decomposition:
+    return decompose(_series(wh, filters))
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _heatmap(_wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
-    return arrival_heatmap(_wh, filters)
+@cached
+def _forecast(wh: Warehouse, filters: Filters, days: int) -> pd.DataFrame:
+    return forecast_daily(_series(wh, filters), days, level=LEVEL)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _forecast(_wh: Warehouse, db: str, filters: Filters, days: int) -> pd.DataFrame:
-    return forecast_daily(_series(_wh, db, filters), days, level=LEVEL)
+@cached
+def _backtest(wh: Warehouse, filters: Filters) -> Backtest:
+    return backtest(_series(wh, filters), BACKTEST_HORIZON, BACKTEST_FOLDS, level=LEVEL)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _backtest(_wh: Warehouse, db: str, filters: Filters) -> Backtest:
-    return backtest(_series(_wh, db, filters), BACKTEST_HORIZON, BACKTEST_FOLDS, level=LEVEL)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _hourly(_wh: Warehouse, db: str, filters: Filters, days: int) -> pd.DataFrame:
-    return forecast_hourly(_wh, filters, _forecast(_wh, db, filters, days))
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _handle_time(_wh: Warehouse, db: str, filters: Filters) -> float | None:
-    return handle_time_s(_wh, filters)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _current(_wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
-    return current_staffing(_wh, filters)
+@cached
+def _hourly(wh: Warehouse, filters: Filters, days: int) -> pd.DataFrame:
+    return forecast_hourly(wh, filters, _forecast(wh, filters, days))

@@ -34,7 +34,7 @@ def _staffing_inputs(wh: Warehouse, filters: Filters) -> tuple[float, ServiceLev
     options = list(levels)
     chosen = channels[0].lower() if len(channels) == 1 else "default"
     default_level = settings.service_level(chosen)
-    aht_data = _handle_time(wh, wh.cache_key, filters)
+    aht_data = _handle_time(wh, filters)
     cols = st.columns(5)
     queue = cols[0].selectbox(
         "Service-level target of", options,
@@ -67,10 +67,10 @@ def _staffing_inputs(wh: Warehouse, filters: Filters) -> tuple[float, ServiceLev
 def _staffing_section(wh: Warehouse, filters: Filters, days: int) -> None:
     st.subheader("Staffing")
     aht, level, shrinkage, occupancy = _staffing_inputs(wh, filters)
-    hourly = _hourly(wh, wh.cache_key, filters, days)
+    hourly = _hourly(wh, filters, days)
     plan = staffing_plan(hourly[["hour", "arrivals"]], aht, level, shrinkage=shrinkage,
                          max_occupancy=occupancy)
-    table = staffing_gap(plan, _current(wh, wh.cache_key, filters))
+    table = staffing_gap(plan, _current(wh, filters))
     table.insert(1, "weekday_name", [WEEKDAYS[w] for w in table["weekday"]])
 
     total_need = float(plan["scheduled_agents"].sum())

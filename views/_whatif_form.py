@@ -7,7 +7,6 @@ import json
 import math
 from datetime import datetime, time, timedelta
 
-import pandas as pd
 import pydeck as pdk
 import streamlit as st
 
@@ -19,7 +18,7 @@ from cs_metrics.analysis.whatif import (
 )
 from cs_metrics.core.safe_text import escape_markdown
 from cs_metrics.core.zones import to_local, utc_moment
-from views._cache import QUERY_TTL_S
+from views._cache import cached
 from views._charts import basemap
 from views._filter_parts import current_zone, last_created_day
 
@@ -28,14 +27,8 @@ NO_DOMAIN = "(any: excess tickets keep the usual domain mix)"
 PICK_KEY = "whatif_pick_map"
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _cities(_wh: Warehouse, db: str) -> list[str]:
-    return customer_cities(_wh)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _customer_places(_wh: Warehouse, db: str, cell_km: float) -> pd.DataFrame:
-    return customer_places(_wh, cell_km)
+_cities = cached(customer_cities)
+_customer_places = cached(customer_places)
 
 
 def _defaults(wh: Warehouse, cities: list[str]) -> dict[str, object]:
@@ -86,7 +79,7 @@ def _upload_ui(cities: list[str]) -> None:
 
 def _pick_point_ui(wh: Warehouse) -> None:
     """A map of where the customers are: clicking a cell makes it the outage's centre."""
-    grouped = _customer_places(wh, wh.cache_key, 25.0)
+    grouped = _customer_places(wh, 25.0)
     if grouped.empty:
         return
     grouped["radius"] = [800 + 150 * math.sqrt(n) for n in grouped["customers"]]
@@ -114,7 +107,7 @@ def _pick_point_ui(wh: Warehouse) -> None:
 
 def scenario_ui(wh: Warehouse) -> tuple[OutageScenario, int, int] | None:
     """The scenario form -> (scenario, runs, seed) once the user runs it, else None."""
-    cities = _cities(wh, wh.cache_key)
+    cities = _cities(wh)
     for key, value in _defaults(wh, cities).items():
         st.session_state.setdefault(key, value)
     _upload_ui(cities)

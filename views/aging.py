@@ -22,7 +22,7 @@ from cs_metrics.analysis.aging import (
 )
 from cs_metrics.core.safe_text import escape_markdown
 from cs_metrics.metrics.registry import sla_source_caption
-from views._cache import QUERY_TTL_S
+from views._cache import cached
 from views._charts import TOP_CATEGORIES, chart_title, fold_other, show_chart
 from views._exports import download_buttons
 from views._filter_defs import describe_filters
@@ -41,37 +41,19 @@ TEXT = st.column_config.TextColumn
 WHEN = st.column_config.DatetimeColumn
 
 
-# --- cached library calls (keyed by the warehouse file and the frozen filters) -------------
+# --- cached library calls (keyed by the warehouse file and scope and the frozen filters) ----
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _bands(_wh: Warehouse, db: str, filters: Filters, split: str) -> pd.DataFrame:
-    return age_bands(_wh, filters, split)
+_bands = cached(age_bands)
+_status = cached(sla_status)
+_tickets = cached(sla_tickets)
+_trend = cached(breach_trend)
+_source_caption = cached(sla_source_caption)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _oldest(_wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
-    return oldest_unresolved(_wh, filters, OLDEST_N)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _status(_wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
-    return sla_status(_wh, filters)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _tickets(_wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
-    return sla_tickets(_wh, filters)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _trend(_wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
-    return breach_trend(_wh, filters)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _source_caption(_wh: Warehouse, db: str, filters: Filters) -> str | None:
-    return sla_source_caption(_wh, filters)
+@cached
+def _oldest(wh: Warehouse, filters: Filters) -> pd.DataFrame:
+    return oldest_unresolved(wh, filters, OLDEST_N)
 
 
 def _plural(n: int, word: str) -> str:
@@ -98,7 +80,7 @@ def _aging(wh: Warehouse, filters: Filters) -> None:
     split = st.selectbox("Split by", list(SPLITS), format_func=lambda s: SPLITS[s][0],
                          key="aging_split")
     label = SPLITS[split][0]
-    df = _bands(wh, wh.cache_key, filters, split)
+    df = _bands(wh, filters, split)
     if split == "status":
         df = df.assign(group=df["group"].map(STATUS_LABELS).fillna(df["group"]))
     if df.empty:
@@ -140,7 +122,7 @@ def _aging(wh: Warehouse, filters: Filters) -> None:
     show_table(table, hide_index=True, column_config=config, key="aging_table")
     download_buttons(table, f"unresolved_by_age_{split}", filters)
     st.markdown(f"**The {OLDEST_N} oldest unresolved tickets**")
-    oldest = _oldest(wh, wh.cache_key, filters)
+    oldest = _oldest(wh, filters)
     oldest = oldest.assign(status=oldest["status"].map(STATUS_LABELS).fillna(oldest["status"]))
     show_table(_with_dash(oldest), hide_index=True, key="aging_oldest", column_config={
         "ticket_id": TEXT("Ticket"),
@@ -160,9 +142,9 @@ def _sla(wh: Warehouse, filters: Filters) -> None:
                f"at risk: not yet answered (resolved), not breached, and past "
                f"{AT_RISK_SHARE:.0%} of the time from creation to the deadline; on track: "
                "pending and earlier than that.")
-    if caption := _source_caption(wh, wh.cache_key, filters):
+    if caption := _source_caption(wh, filters):
         st.caption(caption)
-    df = _status(wh, wh.cache_key, filters)
+    df = _status(wh, filters)
     if df.empty:
         st.info("No ticket in these filters has an SLA target, or this dataset has no "
                 "first-response or resolution times to judge them by.")
@@ -210,7 +192,7 @@ def _sla(wh: Warehouse, filters: Filters) -> None:
     )
     show_chart(chart, width="stretch", key="chart_sla")
     st.markdown("**Breached and at-risk tickets**")
-    listed = _tickets(wh, wh.cache_key, filters)
+    listed = _tickets(wh, filters)
     n = int(df["breached"].sum() + df["at_risk"].sum())
     if listed.empty:
         st.info("No breached or at-risk tickets in these filters.")
@@ -238,7 +220,7 @@ def _sla(wh: Warehouse, filters: Filters) -> None:
 
 def _breach_trend(wh: Warehouse, filters: Filters) -> None:
     st.subheader("Breach rate by week")
-    df = _trend(wh, wh.cache_key, filters)
+    df = _trend(wh, filters)
     if df.empty:
         st.info("No judged SLA targets in these filters.")
         return

@@ -12,7 +12,7 @@ import pydeck as pdk
 import streamlit as st
 
 from cs_metrics import CsMetricsError, Filters, Warehouse
-from cs_metrics.analysis.maps import auto_cell_km, customer_cells, ticket_density
+from cs_metrics.analysis.maps import auto_cell_km, ticket_density
 from cs_metrics.analysis.outages import (
     impact_of_every_outage,
     outage_tickets,
@@ -21,7 +21,7 @@ from cs_metrics.analysis.outages import (
 )
 from cs_metrics.core.safe_text import escape_markdown, markdown_code
 from cs_metrics.core.zones import to_local
-from views._cache import QUERY_TTL_S
+from views._cache import cached, customer_cells
 from views._charts import SEVERITY_COLOURS, basemap, basemap_reachable
 from views._drill import drill_columns, selected_row
 from views._exports import download_buttons
@@ -43,35 +43,26 @@ TABLE_KEY = "outage_table"
 # --- cached library calls --------------------------------------------------------------------
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _every_impact(_wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
-    return impact_of_every_outage(_wh, filters)
+_every_impact = cached(impact_of_every_outage)
 
 
-def _impact(wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
+def _impact(wh: Warehouse, filters: Filters) -> pd.DataFrame:
     """outage_impact: an outage's figures do not depend on the date range, which only picks
     the outages, so every visitor's range is picked from one cached result."""
-    return select_outages(_every_impact(wh, db, replace(filters, date_from=None, date_to=None)),
+    return select_outages(_every_impact(wh, replace(filters, date_from=None, date_to=None)),
                           filters)
 
 
-def _rates(wh: Warehouse, db: str, filters: Filters) -> pd.DataFrame:
-    return pooled_rates(_impact(wh, db, filters))
+def _rates(wh: Warehouse, filters: Filters) -> pd.DataFrame:
+    return pooled_rates(_impact(wh, filters))
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _density(_wh: Warehouse, db: str, filters: Filters, cell_km: float) -> pd.DataFrame:
-    return ticket_density(_wh, filters, cell_km)
+_density = cached(ticket_density)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _customers(_wh: Warehouse, db: str, cell_km: float) -> pd.DataFrame:
-    return customer_cells(_wh, cell_km)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _outage_tickets(_wh: Warehouse, db: str, outage_id: str, filters: Filters, offset: int):
-    return outage_tickets(_wh, outage_id, filters, limit=TICKETS_PER_PAGE, offset=offset)
+@cached
+def _outage_tickets(wh: Warehouse, outage_id: str, filters: Filters, offset: int):
+    return outage_tickets(wh, outage_id, filters, limit=TICKETS_PER_PAGE, offset=offset)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -198,7 +189,7 @@ def _map(wh: Warehouse, filters: Filters, impact: pd.DataFrame, focus: pd.Series
             filters, date_from=to_local(focus["started_at"].to_pydatetime(), filters.tz),
             date_to=to_local(pd.Timestamp(end).to_pydatetime(), filters.tz)
             + timedelta(seconds=1))
-    probe = _density(wh, wh.cache_key, density_filters, 50.0)
+    probe = _density(wh, density_filters, 50.0)
     span_km = 111.0 * max(probe["lat"].max() - probe["lat"].min(),
                           probe["lon"].max() - probe["lon"].min()) if len(probe) else 500.0
     cell = auto_cell_km(span_km if focus is None else 4 * float(focus["radius_km"]))
@@ -206,12 +197,12 @@ def _map(wh: Warehouse, filters: Filters, impact: pd.DataFrame, focus: pd.Series
     with right:
         st.caption(f"Tickets created in {when}, counted in cells of {cell:g} km in the "
                    "warehouse.")
-    density = _density(wh, wh.cache_key, density_filters, cell)
+    density = _density(wh, density_filters, cell)
     layers: list[pdk.Layer] = []
     if "Ticket density" in (show or []) and len(density):
         layers.append(_density_layer(density, cell))
     if "Customers" in (show or []):
-        customers = _customers(wh, wh.cache_key, max(cell, 5.0))
+        customers = customer_cells(wh, max(cell, 5.0))
         if len(customers):
             layers.append(_customer_layer(customers))
     if "Outages" in (show or []) and len(impact):
@@ -293,7 +284,7 @@ def _outage_detail(wh: Warehouse, filters: Filters, focus: pd.Series) -> None:
     cols[3].metric("SLA breaches caused", _fmt(focus["sla_breaches_caused"], ",.0f"))
     key = f"outage_page_{focus['outage_id']}"
     offset = st.session_state.get(key, 0)
-    page = _outage_tickets(wh, wh.cache_key, str(focus["outage_id"]), filters, offset)
+    page = _outage_tickets(wh, str(focus["outage_id"]), filters, offset)
     if page.total == 0:
         st.info("No located tickets inside this outage's circle and window.")
         return
@@ -314,7 +305,7 @@ def _outage_detail(wh: Warehouse, filters: Filters, focus: pd.Series) -> None:
 
 def _rates_section(wh: Warehouse, filters: Filters) -> None:
     st.subheader("Extra tickets per affected customer and hour, by severity")
-    rates = _rates(wh, wh.cache_key, filters)
+    rates = _rates(wh, filters)
     if rates.empty:
         st.info(escape_markdown(rates.attrs.get("notes", ["No outages to measure."])[-1]))
         return
@@ -355,7 +346,7 @@ def main() -> None:
                     "with `python -m cs_metrics ingest`.")
             impact = pd.DataFrame()
         else:
-            impact = _impact(wh, wh.cache_key, window)
+            impact = _impact(wh, window)
             for note in impact.attrs.get("notes", []):
                 st.caption(escape_markdown(note))
         if len(impact):

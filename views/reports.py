@@ -15,7 +15,7 @@ from cs_metrics.core.safe_text import escape_markdown
 from cs_metrics.core.zones import to_local
 from cs_metrics.ops import reports
 from views._auth import audit
-from views._cache import QUERY_TTL_S, dimension_options, run_query
+from views._cache import cached, dimension_options, run_query
 from views._exports import export_button
 from views._filter_defs import describe_filters
 from views._filter_parts import as_of_text
@@ -41,18 +41,16 @@ HEADLINE: tuple[str, ...] = (
 PREVIEW_HEIGHT = 900
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False, max_entries=16)
+@cached(max_entries=16)
 def _rendered(
-    _wh: Warehouse,
-    db: str,
+    wh: Warehouse,
     audience: str,
     subject: str | None,
     period: str | reports.Period,
     filters: Filters,
 ) -> reports.RenderedReport:
-    # ``_wh`` is not hashable; ``db`` (its file) keys the cache instead.
     report = reports.build_report(
-        _wh, audience, period, filters=filters,
+        wh, audience, period, filters=filters,
         team=subject if audience == "team" else None,
         rep=subject if audience == "representative" else None,
     )
@@ -199,7 +197,7 @@ def main() -> None:
                     "and download it.")
             return
         with st.spinner("Building the report…"):
-            rendered = _rendered(wh, wh.cache_key, audience, subject, period, narrowing)
+            rendered = _rendered(wh, audience, subject, period, narrowing)
         report = rendered.report
         st.subheader(escape_markdown(report.scope.title))  # it names the team or rep
         st.caption(escape_markdown(describe_filters(Filters(

@@ -23,7 +23,7 @@ from cs_metrics.analysis.leaderboard import (
     unusual,
 )
 from cs_metrics.core.safe_text import escape_markdown
-from views._cache import QUERY_TTL_S
+from views._cache import cached
 from views._charts import show_chart
 from views._drill import row_drill, selected_row, ticket_list_ui
 from views._filter_defs import describe_range
@@ -57,19 +57,17 @@ TREND_METRICS: tuple[str, ...] = (
 NO_REPS = "This dataset has no representatives (its tickets have no rep_id)."
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _leaderboard(_wh: Warehouse, db: str, filters: Filters, level: str) -> pd.DataFrame:
-    return leaderboard(_wh, filters, level, metrics=BOARD_COLUMNS)
+@cached
+def _leaderboard(wh: Warehouse, filters: Filters, level: str) -> pd.DataFrame:
+    return leaderboard(wh, filters, level, metrics=BOARD_COLUMNS)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _unusual(_wh: Warehouse, db: str, filters: Filters, metric: str) -> pd.DataFrame:
-    return unusual(_wh, filters, metric)
+_unusual = cached(unusual)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _trend(_wh: Warehouse, db: str, filters: Filters, rep_id: str, metric: str) -> pd.DataFrame:
-    return rep_trend(_wh, filters, rep_id, metric, grain="week")
+@cached
+def _trend(wh: Warehouse, filters: Filters, rep_id: str, metric: str) -> pd.DataFrame:
+    return rep_trend(wh, filters, rep_id, metric, grain="week")
 
 
 def _missing_captions(wh: Warehouse) -> None:
@@ -80,7 +78,7 @@ def _missing_captions(wh: Warehouse) -> None:
 
 def _level_table(wh: Warehouse, filters: Filters, level: str, kind: str,
                  chosen: list[str]) -> None:
-    df = _leaderboard(wh, wh.cache_key, filters, level)
+    df = _leaderboard(wh, filters, level)
     if df.empty:
         # reps are known to have tickets here (main checked): an empty team or manager board
         # means the dataset does not say who is in which team
@@ -132,7 +130,7 @@ def _unusual_section(wh: Warehouse, filters: Filters) -> None:
     name = st.selectbox("Metric tested", testable, key="unusual_metric",
                         format_func=lambda n: cs_metrics.get_metric(n).label)
     metric = cs_metrics.get_metric(name)
-    df = _unusual(wh, wh.cache_key, filters, name)
+    df = _unusual(wh, filters, name)
     if df.empty:
         st.info("No representative has a value of this metric in this date range.")
         return
@@ -216,7 +214,7 @@ def _detail(wh: Warehouse, filters: Filters, reps: pd.DataFrame) -> None:
     manager = escape_markdown(row["manager"]) if pd.notna(row["manager"]) else "–"
     st.caption(f"Team: {team} · Manager: {manager} · "
                f"{metric.label} in the range: {metric.display(row[name])}")
-    df = _trend(wh, wh.cache_key, filters, rep_id, name)
+    df = _trend(wh, filters, rep_id, name)
     if df.empty:
         st.info("No tickets for this representative's team in this date range.")
         return
@@ -260,7 +258,7 @@ def main() -> None:
         if "rep_id" not in wh.nonempty_columns("tickets_src"):
             st.info(NO_REPS)
             return
-        reps = _leaderboard(wh, wh.cache_key, filters, "rep")
+        reps = _leaderboard(wh, filters, "rep")
         if reps.empty:
             st.info("No tickets with a representative were created in this date range.")
             return

@@ -136,7 +136,7 @@ def _decomposition_section(dec: Decomposition, filters: Filters) -> None:
 
 def _heatmap_section(wh: Warehouse, filters: Filters) -> None:
     st.subheader("When tickets arrive")
-    df = _heatmap(wh, wh.cache_key, filters)
+    df = _heatmap(wh, filters)
     chart = (
         alt.Chart(df, title=chart_title(
             "Average tickets per hour, by weekday",
@@ -164,7 +164,7 @@ def _heatmap_section(wh: Warehouse, filters: Filters) -> None:
 
 def _forecast_section(wh: Warehouse, filters: Filters, series: pd.Series, days: int) -> None:
     st.subheader("Forecast")
-    fc = _forecast(wh, wh.cache_key, filters, days)
+    fc = _forecast(wh, filters, days)
     history = series.tail(HISTORY_SHOWN_DAYS).rename("tickets").reset_index()
     history.columns = ["date", "tickets"]
     history["series"] = "Actual"
@@ -201,7 +201,7 @@ def _forecast_section(wh: Warehouse, filters: Filters, series: pd.Series, days: 
         with box:
             show_table(fc, hide_index=True, key="season_forecast")
             download_buttons(fc, f"forecast_{days}d", filters)
-    bt = _backtest(wh, wh.cache_key, filters)
+    bt = _backtest(wh, filters)
     cols = st.columns(4)
     cols[0].metric("MAPE, model", f"{bt.model_mape_pct:.1f} %",
                    help="Mean absolute percentage error over the backtest days.")
@@ -240,9 +240,9 @@ def main() -> None:
                                      key="season_weeks")
         note.caption(_history_note(wh, filters, history))
         st.caption(f"{as_of_text(wh)} · {escape_markdown(describe_filters(history))}")
-        series = _series(wh, wh.cache_key, history)
+        series = _series(wh, history)
         try:
-            dec = _decomposition(wh, wh.cache_key, history)
+            dec = _decomposition(wh, history)
         except CsMetricsError as exc:
             st.info(f"{escape_markdown(exc)} Widen the date range or clear a filter.")
             return

@@ -12,16 +12,14 @@ import pydeck as pdk
 import streamlit as st
 
 from cs_metrics import CsMetricsError, Filters, Warehouse
-from cs_metrics.analysis.maps import customer_cells
 from cs_metrics.analysis.whatif import (
-    OutageScenario,
     WhatIfResult,
     city_centre,
     simulate_outage,
 )
 from cs_metrics.core.safe_text import escape_markdown, markdown_code
 from cs_metrics.core.zones import local_columns, to_local
-from views._cache import QUERY_TTL_S
+from views._cache import cached, customer_cells
 from views._charts import SEVERITY_COLOURS, basemap, chart_title, show_chart
 from views._exports import download_buttons, export_button, table_downloads
 from views._filter_parts import as_of_text, current_zone
@@ -34,19 +32,11 @@ BAND = "#4c78a8"
 OUTAGE = "#e45756"
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner="Simulating the queue…")
-def _simulate(_wh: Warehouse, db: str, scenario: OutageScenario, runs: int, seed: int
-              ) -> WhatIfResult:
-    return simulate_outage(_wh, scenario, runs=runs, seed=seed)
-
-
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _customer_cells(_wh: Warehouse, db: str, cell_km: float) -> pd.DataFrame:
-    return customer_cells(_wh, cell_km)
+_simulate = cached(simulate_outage, show_spinner="Simulating the queue…")
 
 
 def _area_map(wh: Warehouse, result: WhatIfResult) -> None:
-    cells = _customer_cells(wh, wh.cache_key, 5.0)
+    cells = customer_cells(wh, 5.0)
     radius = result.scenario.radius_km
     lat0, lon0 = result.lat, result.lon
     if len(cells):
@@ -244,12 +234,12 @@ def main() -> None:
         scenario, runs, seed = chosen
         if isinstance(scenario.city, str):
             city_centre(wh, scenario.city)  # an unknown city: the library's sentence
-        result = _simulate(wh, wh.cache_key, scenario, runs, seed)
+        result = _simulate(wh, scenario, runs=runs, seed=seed)
         _headline(result)
         if result.totals.max_extra_agents_needed > 0 and st.toggle(
                 "Add the recommended extra agents", key="wi_recommended",
                 help="Re-run with the extra agents Erlang C asks for in each hour."):
-            result = _simulate(wh, wh.cache_key, result.recommended_scenario(), runs, seed)
+            result = _simulate(wh, result.recommended_scenario(), runs=runs, seed=seed)
             st.info(f"With the recommended staff: {escape_markdown(result.summary)}")
         _area_map(wh, result)
         _charts(result)

@@ -59,8 +59,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from cs_metrics.ingestion.quality import quality_report
 
     settings = load_settings(args.settings) if args.settings else None
-    if args.inbox:
-        return _ingest_inbox(args, settings)
+    if args.inbox:  # a bad --settings file has stopped above, before any look at the inbox
+        return _ingest_inbox(args)
     if not args.source:
         raise CsMetricsError("Name what to load: a SOURCE folder or file, or --inbox DIR.")
     report = ingest(
@@ -99,37 +99,45 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ingest_inbox(args: argparse.Namespace, settings) -> int:  # noqa: ANN001 (Settings | None)
+def _ingest_inbox(args: argparse.Namespace) -> int:
     """``ingest --inbox DIR [--watch]``: load the inbox's new batches, once or every
-    ``--interval`` seconds until Ctrl-C, evaluating the alert rules after each load."""
+    ``--interval`` seconds until Ctrl-C, evaluating the alert rules after each load. The same
+    refresher as the app's live page (cs_metrics.ops.refresher), so the two decide alike."""
     if not (math.isfinite(args.interval) and 0.1 <= args.interval <= 86_400):
         raise CsMetricsError(f"--interval {args.interval!r} must be a number of seconds from "
                              "0.1 to 86400.")
-    from cs_metrics.core.settings import load_settings
-    from cs_metrics.ingestion.inbox import refresh_inbox, watch_inbox
-    from cs_metrics.ops.alerts import run_alerts
+    from contextlib import nullcontext
+
+    from cs_metrics.core.settings import handed_settings
+    from cs_metrics.ingestion.inbox import refresh_inbox
+    from cs_metrics.ops.refresher import LiveRefresher
+
+    live = LiveRefresher(Path(args.inbox), args.interval, alerts=not args.no_alerts)
+
+    def said(report, ran) -> None:  # noqa: ANN001 (a RefreshReport, an AlertRun or None)
+        if report.changed:  # loaded or failed (a reloaded batch is one of the two)
+            print(report.summary(), flush=True)
+        if ran is not None:
+            print(ran.summary(), flush=True)
+        if live.last_error:  # the alert rules could not run; the loads go on
+            print(f"warning: {live.last_error}", file=sys.stderr, flush=True)
 
     wh = Warehouse(args.db)
-    rules = settings or load_settings()
-
-    def after(report) -> None:  # noqa: ANN001 (a RefreshReport)
-        if report.loaded or report.failed or report.reloaded:
-            print(report.summary(), flush=True)
-        if report.loaded or report.reloaded:
-            if not args.no_alerts:
-                print(run_alerts(wh, rules).summary(), flush=True)
-
+    # load_settings() without a path reads --settings on every call, as the app reads its own
+    # file on every refresh; without --settings whatever this process would read applies
+    reading = handed_settings(args.settings) if args.settings else nullcontext()
     try:
-        if not args.watch:
-            after(refresh_inbox(args.inbox, warehouse=wh, settings=settings))
+        with reading:
+            if not args.watch:
+                report = refresh_inbox(args.inbox, warehouse=wh)
+                said(report, live.after_refresh(wh, report))
+                return 1 if live.last_error else 0
+            print(f"watching {args.inbox} every {args.interval:g} s (Ctrl-C stops)", flush=True)
+            try:
+                live.run(wh, on_report=said)
+            except KeyboardInterrupt:
+                print("stopped", file=sys.stderr)
             return 0
-        print(f"watching {args.inbox} every {args.interval:g} s (Ctrl-C stops)", flush=True)
-        try:
-            watch_inbox(args.inbox, warehouse=wh, interval_s=args.interval, on_refresh=after,
-                        settings=settings)
-        except KeyboardInterrupt:
-            print("stopped", file=sys.stderr)
-        return 0
     finally:
         wh.close()
 

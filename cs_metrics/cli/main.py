@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cs_metrics.cli import (
     alerts,
+    app,
     audit,
     forecast,
     ingest,
@@ -51,12 +52,13 @@ BUILTIN: dict[str, AddParser] = {
     "status": status.add_parser,
     "audit": audit.add_parser,
     "metrics": metrics.add_parser,
+    "app": app.add_parser,
 }
 # The order `--help` lists the commands in; generate and feed are the sample-data plug-in's
 # (simulations.cli) and keep their place when it is there. Other plug-ins come last.
 ORDER: tuple[str, ...] = (
     "generate", "ingest", "query", "quality", "simulate-outage", "report", "alerts", "feed",
-    "topics", "staffing", "forecast", "schedules", "status", "audit", "metrics",
+    "topics", "staffing", "forecast", "schedules", "status", "audit", "metrics", "app",
 )
 PLUGIN_GROUP = "cs_metrics.commands"
 # Plug-in modules tried by name when no entry point names them, as in a checkout that is not
@@ -95,7 +97,9 @@ def plugin_commands() -> dict[str, AddParser]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m cs_metrics", description=__doc__)
+    # named as the user called it: the console command, or the module
+    prog = "cs-metrics" if Path(sys.argv[0]).name == "cs-metrics" else "python -m cs_metrics"
+    p = _Parser(prog=prog, description=__doc__)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     commands = {**plugin_commands(), **BUILTIN}  # a plug-in never replaces a built-in command

@@ -72,7 +72,7 @@ def rules_without_inputs(wh: Warehouse) -> dict[str, tuple[str, ...]]:
     return out
 
 
-# the app's filter query parameters (views/_common.py); other dimensions are left out of links
+# the app's filter query parameters (views/_filter_parts.py); other dimensions are left out of links
 _LINK_DIMENSIONS = ("channel", "priority", "domain", "location", "customer_segment", "team",
                     "rep_name")
 

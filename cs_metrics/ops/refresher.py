@@ -1,9 +1,12 @@
 """The live refresher: loads an inbox's new batches into a warehouse every few seconds and
-evaluates the alert rules after a load that changed it.
+evaluates the alert rules after a refresh that loaded a batch.
 
 One home for what the app's background thread does (``views/_live.py`` only starts and stops
-it) and what ``python -m cs_metrics ingest --inbox DIR --watch`` can do in the foreground, so
-the two behave alike. No Streamlit here: whoever keeps caches passes ``on_change``.
+it) and what ``python -m cs_metrics ingest --inbox DIR [--watch]`` does in the foreground, so
+the two behave alike: the alert rules run after every refresh that loaded data (a batch that
+only failed leaves the data as it was); a rule that cannot run is kept in ``last_error`` and
+the loads go on; the settings are read afresh for each refresh unless fixed by ``settings``.
+No Streamlit here: whoever keeps caches passes ``on_change``.
 """
 
 from __future__ import annotations
@@ -35,17 +38,20 @@ class LiveRefresher:
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     last_report: RefreshReport | None = None
+    # what went wrong in the latest look (the refresh, or the alert rules after it); None
+    # when it went well, so the pages do not keep showing a problem already fixed
     last_error: str | None = None
     refreshes: int = 0
     # the settings of the loads and alert rules; None reads them afresh for each refresh
     # (an edited settings file counts from the next load on, as in the app)
     settings: Settings | None = None
-    alerts: bool = True  # evaluate the alert rules after a load that changed the data
+    alerts: bool = True  # evaluate the alert rules after a refresh that loaded a batch
 
     def after_refresh(self, wh: Warehouse, report: RefreshReport,
                       on_change: Callable[[], None] | None = None) -> AlertRun | None:
-        """Note ``report``; when it changed the warehouse, call ``on_change`` (the app clears
-        its cached results) and evaluate the alert rules. Returns the alert run, if any."""
+        """Note ``report``; when it changed the warehouse or its manifest, call ``on_change``
+        (the app clears its cached results); when it loaded a batch, evaluate the alert rules.
+        Returns the alert run, if any; a rule error is kept in ``last_error``, not raised."""
         # imported here: the alert rules load the statistics libraries, which a command that
         # never refreshes should not wait for
         from cs_metrics.core.settings import load_settings
@@ -53,11 +59,14 @@ class LiveRefresher:
 
         self.last_report = report
         self.refreshes += 1
+        self.last_error = None  # this refresh went well
         if not getattr(report, "changed", False):
             return None
         if on_change is not None:
             on_change()  # every reader sees the new figures on its next look
-        if not self.alerts:
+        # a failed batch is only marked in the manifest: the data, so the rules' answer, is
+        # the same as after the previous run
+        if not self.alerts or not report.loaded:
             return None
         try:
             return run_alerts(wh, self.settings or load_settings())
