@@ -75,7 +75,7 @@ def test_python_m_help_exits_0_and_lists_every_command():
     assert res.returncode == 0, res.stderr
     assert res.stderr == ""
     listed = ("{generate,ingest,query,quality,simulate-outage,report,alerts,feed,topics,"
-              "staffing,forecast,schedules,status,audit,metrics}")
+              "staffing,forecast,schedules,status,audit,metrics,app}")
     assert listed in res.stdout
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import date
 
 import numpy as np
@@ -200,16 +201,20 @@ def test_a_metric_declares_a_known_time_dimension():
         Metric("x", "X", "x", "tickets", ",.0f", kinds.Count(), time_dimension="closed_at")
 
 
-def test_long_queries_refer_to_their_parameters_by_number():
-    """No ``?`` counted by position: every value is bound once and referred to by ``$n``."""
-    flt = Filters.build(date(2025, 1, 6), date(2025, 2, 3), channel=["email"])
+def test_long_queries_refer_to_their_parameters_by_name():
+    """No ``?`` counted by position: every value is bound once, named after what it is, and
+    referred to by ``$name``."""
+    flt = Filters.build(date(2025, 1, 6), date(2025, 2, 3), channel=["email", "chat"])
     for grain in (None, "week"):
         sql, params = compile_query(["ticket_count", "resolved_count", "backlog"], ["channel"],
                                     grain, flt)
         assert "?" not in sql
-        for n in range(1, len(params) + 1):
-            assert f"${n}" in sql
-        assert f"${len(params) + 1}" not in sql
+        assert isinstance(params, dict)
+        assert {"date_from", "date_to", "channel", "channel_2"} <= set(params)
+        assert {params["channel"], params["channel_2"]} == {"email", "chat"}
+        for name in params:
+            assert re.search(rf"\${name}\b", sql), name
+        assert set(re.findall(r"\$(\w+)", sql)) == set(params)
 
 
 def test_test_tickets_are_excluded(sample_wh, prepared):
@@ -224,7 +229,7 @@ def test_sql_is_parameterised_values_never_in_text():
     sql, params = compile_query(["ticket_count"], ["channel"], "day",
                                 Filters.build(date(2024, 1, 1), None, channel=value))
     assert value not in sql
-    assert value in params
+    assert value in params.values()
 
 
 @pytest.mark.parametrize(

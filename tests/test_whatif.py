@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cs_metrics.analysis import whatif
+from cs_metrics.analysis import _whatif_model, whatif
 from cs_metrics.analysis.outages import severity_rates
 from cs_metrics.analysis.staffing import handle_time_s, staffing_plan
 from cs_metrics.analysis.whatif import (
@@ -245,7 +245,7 @@ def test_rates_never_fall_with_severity(wh, monkeypatch):
         "low": [0.002, -0.001, math.nan], "high": [0.02, 0.01, math.nan],
     })
     noisy.attrs["notes"] = []
-    monkeypatch.setattr(whatif, "severity_rates", lambda _wh: noisy)
+    monkeypatch.setattr(_whatif_model, "severity_rates", lambda _wh: noisy)
     rates = excess_rates(wh).set_index("severity")
     assert rates["rate"].tolist() == [0.0, 0.010, 0.010, 0.015]
     assert rates["source"].tolist() == ["none", "calibrated", "calibrated", "default"]

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -66,11 +65,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cs_metrics.analysis.outages import severity_rates
-from cs_metrics.analysis.seasonality import daily_series, forecast_daily, forecast_hourly
-from cs_metrics.analysis.staffing import current_staffing, erlang_c, handle_time_s
+# the engine's parts, one concern a module; this module keeps the public API and re-exports
+# the parts' public names
+from cs_metrics.analysis._whatif_model import (
+    DEFAULT_EXCESS_PER_CUSTOMER_HOUR,
+    RATE_COLUMNS,
+    _baseline,
+    _ceil_hour,
+    _default_sla_minutes,
+    _floor_hour,
+    _rate_note,
+    affected_customers,
+    city_centre,
+    excess_rates,
+)
+from cs_metrics.analysis._whatif_queue import _bands, _simulate, _staffing_grid
+from cs_metrics.analysis._whatif_summary import WhatIfTotals, _summary, _totals
+from cs_metrics.analysis.staffing import erlang_c, handle_time_s
 from cs_metrics.core.errors import CsMetricsError
-from cs_metrics.core.geo import KM_PER_DEGREE_LAT, haversine_sql
 from cs_metrics.core.schema import SEVERITIES
 from cs_metrics.core.settings import PLAUSIBLE_BOUNDS, ServiceLevel, Settings, load_settings
 from cs_metrics.core.warehouse import Warehouse
@@ -93,12 +105,6 @@ __all__ = [
     "simulate_outage",
 ]
 
-# Excess tickets per affected customer per hour when the dataset has no measurable outage of
-# a severity: the effects the sample generator plants (simulations.generator.OUTAGE_EXCESS),
-# of the order seen in telecom fault surges.
-DEFAULT_EXCESS_PER_CUSTOMER_HOUR: dict[str, float] = {
-    "minor": 0.003, "major": 0.007, "critical": 0.015,
-}
 SCENARIO_SEVERITIES: tuple[str, ...] = ("none", *SEVERITIES)
 
 TAIL_HOURS = 24
@@ -107,7 +113,6 @@ STAFFING_WEEKS = 8  # "today's" staffing and AHT: recent weeks, as the hourly pr
 MAX_HOURS = 14 * 24
 MAX_TAIL_HOURS = 7 * 24
 MAX_RUNS = 5000
-MAX_FORECAST_DAYS = 366  # further ahead the trend is a guess
 # Simulation size: a few arrays of runs x minutes, and every ticket of every run, in memory.
 MAX_CELLS = 12_000_000
 MAX_TICKETS = 20_000_000
@@ -119,9 +124,6 @@ HOUR_COLUMNS: tuple[str, ...] = (
     "sla_breach_pct_p10", "sla_breach_pct_p50", "sla_breach_pct_p90",
     "baseline_backlog_p50", "baseline_first_response_min_p50", "baseline_sla_breach_pct_p50",
     "current_agents", "extra_staff", "extra_agents_needed",
-)
-RATE_COLUMNS: tuple[str, ...] = (
-    "severity", "rate", "source", "outages", "calibrated_rate", "low", "high", "default_rate",
 )
 _SCENARIO_KEYS = (
     "city", "lat", "lon", "radius_km", "start", "hours", "severity", "domain", "extra_staff",
@@ -302,335 +304,7 @@ class OutageScenario:
         return cls.from_dict(data)
 
 
-# --- place and rates --------------------------------------------------------------------------
-
-
-def _need_customer_coordinates(wh: Warehouse) -> None:
-    cols = set(wh.columns("customers")) if wh.has_table("customers") else set()
-    has = {"lat", "lon"} <= cols and bool(
-        wh.scalar("select exists (select 1 from customers where lat is not null "
-                  "and lon is not null)")
-    )
-    if not has:
-        raise CsMetricsError(
-            "This dataset has no customer coordinates (customers.lat, customers.lon), so the "
-            "customers an outage would affect are unknown; load a customers table with them."
-        )
-
-
-def city_centre(wh: Warehouse, city: str) -> tuple[str, float, float]:
-    """(city as stored, lat, lon): the mean position of that city's customers, the name
-    matched without regard to case or surrounding spaces."""
-    _need_customer_coordinates(wh)
-    if "city" not in wh.columns("customers"):
-        raise CsMetricsError("This dataset's customers have no city; give lat and lon instead.")
-    found = wh.df(
-        "select any_value(city) as city, avg(lat) as lat, avg(lon) as lon from customers "
-        "where lower(trim(city)) = lower(trim(?)) and lat is not null and lon is not null",
-        [city],
-    )
-    if found.empty or pd.isna(found["lat"].iloc[0]):
-        known = wh.df(
-            "select city from customers where city is not null and lat is not null "
-            "group by city order by count(*) desc, city limit 5"
-        )["city"].tolist()
-        listed = ", ".join(known) if known else "none with coordinates"
-        raise CsMetricsError(
-            f"Unknown city {city!r}: no customer with coordinates lives there; the cities "
-            f"with the most customers are {listed}."
-        )
-    row = found.iloc[0]
-    return str(row["city"]), float(row["lat"]), float(row["lon"])
-
-
-def affected_customers(wh: Warehouse, lat: float, lon: float, radius_km: float) -> int:
-    """Customers within ``radius_km`` of (``lat``, ``lon``); a zero radius covers nobody."""
-    _need_customer_coordinates(wh)
-    if radius_km <= 0:
-        return 0
-    band = radius_km / KM_PER_DEGREE_LAT + 1e-6  # a safe pre-filter at any latitude
-    dist = haversine_sql("o.lat", "o.lon", "c.lat", "c.lon")
-    return int(wh.scalar(
-        "select count(*) from customers c, "
-        "(select cast(? as double) as lat, cast(? as double) as lon) o "
-        f"where c.lat between ? and ? and c.lon is not null and {dist} <= ?",
-        [lat, lon, lat - band, lat + band, radius_km],
-    ) or 0)
-
-
-def excess_rates(wh: Warehouse) -> pd.DataFrame:
-    """The excess tickets per affected customer per hour the simulation uses, per severity
-    of ``SCENARIO_SEVERITIES``: columns ``RATE_COLUMNS``.
-
-    ``rate`` is the calibrated rate (``severity_rates``, ``calibrated_rate`` with its 95 %
-    interval ``low``/``high`` over ``outages`` outages) where the data measured one, else
-    ``default_rate``; then made non-decreasing with severity. ``source`` says which:
-    ``calibrated``, ``default`` or, for ``none``, ``none``. ``frame.attrs["notes"]`` holds
-    the reasons when a default is used.
-    """
-    notes: list[str] = []
-    measured = pd.DataFrame()
-    if wh.has_table("outages"):
-        measured = severity_rates(wh)
-        notes += list(measured.attrs.get("notes", []))
-    else:
-        notes.append("This dataset has no outages table, so the default rates are used.")
-    by_sev = measured.set_index("severity") if not measured.empty else pd.DataFrame()
-    rows = [("none", 0.0, "none", 0, math.nan, math.nan, math.nan, 0.0)]
-    running = 0.0
-    for sev in SEVERITIES:
-        default = DEFAULT_EXCESS_PER_CUSTOMER_HOUR[sev]
-        got = by_sev.loc[sev] if sev in by_sev.index else None
-        n = int(got["outages"]) if got is not None else 0
-        value = float(got["excess_per_customer_hour"]) if got is not None else math.nan
-        low = float(got["low"]) if got is not None else math.nan
-        high = float(got["high"]) if got is not None else math.nan
-        if n > 0 and math.isfinite(value):
-            rate, source = max(value, 0.0), "calibrated"
-        else:
-            rate, source = default, "default"
-        running = max(running, rate)
-        rows.append((sev, running, source, n, value, low, high, default))
-    frame = pd.DataFrame(rows, columns=list(RATE_COLUMNS))
-    frame["outages"] = frame["outages"].astype("int64")
-    frame.attrs["notes"] = notes
-    return frame
-
-
-def _rate_note(row: pd.Series) -> str:
-    sev, rate = row["severity"], float(row["rate"])
-    if sev == "none":
-        return "Severity none: no excess tickets, the baseline on its own."
-    if row["source"] == "calibrated":
-        n = int(row["outages"])
-        text = (f"Rate calibrated on this dataset's {n} {sev} outage{'s' if n != 1 else ''}: "
-                f"{float(row['calibrated_rate']):.4f} excess tickets per affected customer "
-                "per hour")
-        if math.isfinite(row["low"]):
-            text += f" (95 % interval {float(row['low']):.4f} to {float(row['high']):.4f})"
-        if not math.isclose(rate, float(row["calibrated_rate"])):
-            text += f", raised to {rate:.4f} so it is not below a milder severity's"
-        return text + "."
-    text = (f"This dataset has no measurable {sev} outage, so the default rate of "
-            f"{float(row['default_rate']):.4f} excess tickets per affected customer per hour "
-            "is used")
-    if not math.isclose(rate, float(row["default_rate"])):
-        text += f", raised to {rate:.4f} so it is not below a milder severity's"
-    return text + "."
-
-
-# --- the queue --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Runs:
-    """Per run (rows) and reported hour (columns)."""
-
-    arrivals: np.ndarray
-    backlog: np.ndarray
-    wait_mean: np.ndarray  # NaN when no ticket arrived
-    breach_pct: np.ndarray  # NaN when no ticket arrived
-    breach_share: np.ndarray  # per run, over the reported hours (NaN without tickets)
-
-
-def _simulate(
-    base_per_min: np.ndarray,
-    extra_per_min: np.ndarray | None,
-    agents_per_hour: np.ndarray,
-    p_done_per_hour: np.ndarray,
-    skip_hours: int,
-    sla_minutes: float,
-    runs: int,
-    seed: int,
-) -> _Runs:
-    """The minute-by-minute FIFO queue over ``runs`` runs; hours before ``skip_hours`` are
-    the warm-up and are not reported."""
-    minutes = len(base_per_min)
-    hours = minutes // 60
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
-    base_rng, extra_rng, staff_rng, service_rng = streams
-    arrivals = base_rng.poisson(base_per_min, size=(runs, minutes))
-    if extra_per_min is not None:
-        arrivals = arrivals + extra_rng.poisson(extra_per_min, size=(runs, minutes))
-    # fractional staffing: floor, plus one with probability of the fraction, per run and hour
-    whole = np.floor(agents_per_hour + 1e-9)
-    frac = np.clip(agents_per_hour - whole, 0.0, 1.0)
-    servers = (whole[None, :] + (staff_rng.random((runs, hours)) < frac[None, :]))
-    servers = servers.astype(np.int64)
-
-    queue = np.zeros(runs, dtype=np.int64)
-    busy = np.zeros(runs, dtype=np.int64)
-    started = np.empty((runs, minutes), dtype=np.int64)
-    backlog = np.empty((runs, hours), dtype=np.int64)
-    for t in range(minutes):
-        h = t // 60
-        busy -= service_rng.binomial(busy, p_done_per_hour[h])
-        queue += arrivals[:, t]
-        start = np.minimum(queue, np.maximum(servers[:, h] - busy, 0))
-        queue -= start
-        busy += start
-        started[:, t] = start
-        if t % 60 == 59:
-            backlog[:, h] = queue
-
-    # Waits, FIFO: ticket k (1-based, in arrival order) arrives in the first minute whose
-    # cumulative arrivals reach k and starts in the first minute whose cumulative starts do.
-    cum_arr = np.cumsum(arrivals, axis=1)
-    cum_start = np.cumsum(started, axis=1)
-    totals = cum_arr[:, -1]
-    stride = int(totals.max()) + 1
-    offset = (np.arange(runs, dtype=np.int64) * stride)[:, None]
-    run_of = np.repeat(np.arange(runs, dtype=np.int64), totals)
-    first = np.concatenate([[0], np.cumsum(totals)[:-1]])
-    k = np.arange(int(totals.sum()), dtype=np.int64) - np.repeat(first, totals) + 1
-    key = run_of * stride + k
-    arrive = np.searchsorted((cum_arr + offset).ravel(), key) - run_of * minutes
-    # beyond the run's row: not started by the end, its wait counts up to the end
-    begin = np.minimum(np.searchsorted((cum_start + offset).ravel(), key) - run_of * minutes,
-                       minutes)
-    wait = (begin - arrive).astype(np.float64)
-    hour = arrive // 60
-    keep = hour >= skip_hours
-    cell = run_of[keep] * hours + hour[keep]
-    size = runs * hours
-    count = np.bincount(cell, minlength=size).reshape(runs, hours)
-    wait_sum = np.bincount(cell, weights=wait[keep], minlength=size).reshape(runs, hours)
-    late = np.bincount(cell, weights=(wait[keep] > sla_minutes).astype(np.float64),
-                       minlength=size).reshape(runs, hours)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        wait_mean = np.where(count > 0, wait_sum / count, np.nan)
-        breach_pct = np.where(count > 0, 100.0 * late / count, np.nan)
-        n_run = count[:, skip_hours:].sum(axis=1)
-        share = np.where(n_run > 0, 100.0 * late[:, skip_hours:].sum(axis=1) / n_run, np.nan)
-    per_hour = arrivals.reshape(runs, hours, 60).sum(axis=2)
-    return _Runs(
-        arrivals=per_hour[:, skip_hours:],
-        backlog=backlog[:, skip_hours:],
-        wait_mean=wait_mean[:, skip_hours:],
-        breach_pct=breach_pct[:, skip_hours:],
-        breach_share=share,
-    )
-
-
-def _bands(values: np.ndarray) -> np.ndarray:
-    """p10, p50, p90 over runs (rows), ignoring runs where the figure is undefined."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an hour with no ticket in any run
-        return np.nanpercentile(values.astype(np.float64), [10, 50, 90], axis=0)
-
-
-def _median(values: np.ndarray) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(np.nanmedian(values)) if len(values) else math.nan
-
-
-# --- inputs from the warehouse ----------------------------------------------------------------
-
-
-def _floor_hour(ts: datetime) -> datetime:
-    return ts.replace(minute=0, second=0, microsecond=0)
-
-
-def _ceil_hour(ts: datetime) -> datetime:
-    floor = _floor_hour(ts)
-    return floor if floor == ts else floor + timedelta(hours=1)
-
-
-def _baseline(
-    wh: Warehouse, sim_start: datetime, start: datetime, period_end: datetime, notes: list[str]
-) -> np.ndarray:
-    """Expected arrivals per clock hour of ``[sim_start, period_end)``: the hourly forecast,
-    fitted on the days before ``sim_start`` when the data reaches into the period."""
-    series = daily_series(wh, Filters())
-    if len(series) == 0:
-        raise CsMetricsError(
-            f"The warehouse {wh.path} has no complete day of tickets to forecast from."
-        )
-    first_day = sim_start.date()
-    last_day = series.index[-1].date()
-    if first_day <= last_day:
-        series = series[series.index < pd.Timestamp(first_day)]
-        if start.date() <= last_day:  # not when only the warm-up reaches into the data
-            notes.append(
-                f"The scenario starts inside the data's history (which runs to {last_day}); "
-                "its baseline is the model's forecast from the days before it, not the "
-                "tickets recorded then."
-            )
-        if len(series) < 28:
-            earliest = series.index[0].date() if len(series) else first_day
-            raise CsMetricsError(
-                f"The scenario starts too early: the baseline forecast needs four weeks of "
-                f"data before it; start it on or after "
-                f"{earliest + timedelta(days=28 + 1)}."
-            )
-    origin = series.index[-1].date()
-    horizon = ((period_end - timedelta(minutes=1)).date() - origin).days
-    if horizon > MAX_FORECAST_DAYS:
-        raise CsMetricsError(
-            f"The scenario runs {horizon} days past the data's last day ({origin}); start "
-            f"it within {MAX_FORECAST_DAYS - 3} days of it, since a forecast further ahead "
-            "is a guess."
-        )
-    daily = forecast_daily(series, max(horizon, 1))
-    hourly = forecast_hourly(wh, Filters(), daily)
-    hours = pd.date_range(sim_start, period_end, freq="h", inclusive="left")
-    found = hourly.set_index("hour")["arrivals"].reindex(hours)
-    return np.clip(found.to_numpy(dtype=np.float64), 0.0, None)
-
-
-def _staffing_grid(wh: Warehouse, since: datetime) -> np.ndarray | None:
-    """Active reps by weekday x hour (7 x 24) over the recent weeks; None without reps."""
-    table = current_staffing(wh, Filters(date_from=since.date()))
-    if table.empty:
-        table = current_staffing(wh, Filters())  # recent weeks without reps: use them all
-    if table.empty:
-        return None
-    grid = (table.pivot(index="weekday", columns="hour", values="active_reps")
-            .reindex(index=range(7), columns=range(24)))
-    # a weekday the range lacks (data shorter than a week) takes that hour's average day
-    grid = grid.fillna(grid.mean(axis=0)).fillna(0.0)
-    return grid.to_numpy(dtype=np.float64)
-
-
-def _default_sla_minutes(wh: Warehouse, since: datetime, settings: Settings) -> float:
-    if "sla_first_response_target_min" in wh.nonempty_columns("tickets"):
-        value = wh.scalar(
-            "select median(sla_first_response_target_min) from tickets "
-            "where not is_test and created_at >= ?", [since],
-        )
-        if value is None:
-            value = wh.scalar(
-                "select median(sla_first_response_target_min) from tickets where not is_test"
-            )
-        if value is not None and float(value) > 0:
-            return float(value)
-    target = settings.sla_targets("normal", "Unknown")[0]
-    return float(target) if target else 60.0
-
-
 # --- the result -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WhatIfTotals:
-    """The period's headline figures (p-figures are medians over the runs unless named)."""
-
-    expected_extra_tickets: float
-    extra_tickets_p10: float
-    extra_tickets_p50: float
-    extra_tickets_p90: float
-    peak_backlog_p50: float
-    peak_backlog_hour: datetime
-    baseline_peak_backlog_p50: float
-    peak_first_response_min_p50: float  # the worst hour's mean wait
-    peak_first_response_hour: datetime
-    baseline_first_response_min_p50: float  # at that same hour, without the outage
-    sla_breach_pct_p50: float  # share of all tickets of the reported period
-    baseline_sla_breach_pct_p50: float
-    max_extra_agents_needed: int
-    extra_agent_hours: int
-    recovered_at: datetime | None  # backlog back to its baseline level (None: not in the tail)
 
 
 @dataclass(frozen=True)
@@ -671,168 +345,6 @@ class WhatIfResult:
         """The scenario with ``extra_staff`` = the extra agents needed in each hour."""
         needed = self.hours["extra_agents_needed"].to_numpy(dtype=np.int64)
         return self.scenario.with_extra_staff(tuple(int(v) for v in needed))
-
-
-def _count_text(value: float) -> str:
-    n = int(round(value))
-    if n >= 100:
-        digits = len(str(n)) - 2
-        n = int(round(n, -digits))
-    return f"{n:,}"
-
-
-def _tickets(value: float) -> str:
-    n = int(round(value))
-    return f"{n:,} ticket{'' if n == 1 else 's'}"
-
-
-def _duration(minutes: float) -> str:
-    if not math.isfinite(minutes):
-        return "n/a"
-    if minutes < 1:
-        return "under a minute"
-    if minutes < 10:
-        return f"{minutes:.1f} min"
-    if minutes < 90:
-        return f"{minutes:.0f} min"
-    return f"{minutes / 60:.1f} h"
-
-
-def _when(ts: datetime, ref: datetime) -> str:
-    if ts.date() == ref.date():
-        return f"{ts:%H:%M}"
-    return f"{ts:%a %d %b %H:%M}"
-
-
-def _hours_text(hours: float) -> str:
-    whole = abs(hours - round(hours)) < 1e-9
-    value = f"{int(round(hours))}" if whole else f"{hours:.1f}"
-    return f"{value} hour{'' if value == '1' else 's'}"
-
-
-def _agents_text(frame: pd.DataFrame, ref: datetime) -> str:
-    """The extra agents clause: what the SLA needs beyond today's staffing and the scenario's
-    planned extra staff, around the hour that needs most."""
-    needed = frame["extra_agents_needed"].to_numpy(dtype=np.int64)
-    planned = frame["extra_staff"].to_numpy(dtype=np.int64)
-    short = np.maximum(needed - planned, 0)
-    if short.max(initial=0) == 0:
-        if planned.max(initial=0) == 0:
-            return "today's staffing keeps the SLA in every hour"
-        most = int(planned.max())
-        upto = "" if (planned[planned > 0] == most).all() else "up to "
-        return (f"the planned extra staff ({upto}{most} agent{'s' if most != 1 else ''}) "
-                "keeps the SLA in every hour")
-    peak = int(np.argmax(short))
-    lo = peak
-    while lo > 0 and short[lo - 1] > 0:
-        lo -= 1
-    hi = peak
-    while hi + 1 < len(short) and short[hi + 1] > 0:
-        hi += 1
-    k = int(short[peak])
-    same = bool((short[lo:hi + 1] == k).all())
-    hour = frame["hour"]
-    beyond = " beyond the planned extra staff" if planned.max(initial=0) > 0 else ""
-    text = (f"{'' if same else 'up to '}{k} more agent{'s' if k != 1 else ''}{beyond} from "
-            f"{_when(hour.iloc[lo].to_pydatetime(), ref)} to "
-            f"{_when((hour.iloc[hi] + pd.Timedelta(hours=1)).to_pydatetime(), ref)} "
-            f"keep{'s' if k == 1 and same else ''} the SLA")
-    others = int((short > 0).sum()) - (hi - lo + 1)
-    if others:
-        text += (f" ({others} other hour{'s need' if others != 1 else ' needs'} "
-                 "some too)")
-    return text
-
-
-def _summary(scenario: OutageScenario, place: str, customers: int, frame: pd.DataFrame,
-             totals: WhatIfTotals, sla_minutes: float, tail_hours: int) -> str:
-    ref = scenario.start
-    if totals.expected_extra_tickets < 0.5:
-        why = ("severity none adds no tickets" if scenario.severity == "none"
-               else f"no customer lives within {scenario.radius_km:g} km of {place}"
-               if customers == 0 else "the rate is too small to add a whole ticket")
-        parts = [f"No extra tickets are expected ({why}) over {_hours_text(scenario.hours)}"]
-    else:
-        parts = [
-            f"About {_count_text(totals.expected_extra_tickets)} extra tickets over "
-            f"{_hours_text(scenario.hours)} from {customers:,} customers within "
-            f"{scenario.radius_km:g} km of {place}"
-        ]
-    if totals.peak_backlog_p50 > totals.baseline_peak_backlog_p50:
-        parts.append(
-            f"the backlog peaks at {_tickets(totals.peak_backlog_p50)} waiting at "
-            f"{_when(totals.peak_backlog_hour, ref)} (usually at most "
-            f"{totals.baseline_peak_backlog_p50:.0f})"
-        )
-    else:
-        parts.append(f"the backlog stays at its usual level (at most "
-                     f"{_tickets(totals.baseline_peak_backlog_p50)} waiting)")
-    peak_fr, usual_fr = totals.peak_first_response_min_p50, totals.baseline_first_response_min_p50
-    # compared hour by hour: a thinly staffed hour is slow with or without the outage
-    rises = (frame["first_response_min_p50"] - frame["baseline_first_response_min_p50"]
-             > 0.5).any()
-    if peak_fr > usual_fr + 0.5:
-        fr_text = (f"first response rises to {_duration(peak_fr)} at the peak "
-                   f"({_duration(usual_fr)} without the outage)")
-    elif rises:
-        fr_text = (f"first response peaks at {_duration(peak_fr)}, as it would without the "
-                   "outage, and rises in quieter hours")
-    else:
-        fr_text = ("first response stays at or below its usual level (at most "
-                   f"{_duration(peak_fr)} in any hour)" if peak_fr >= 1
-                   else "first response stays under a minute")
-    parts.append(
-        f"{fr_text} and {totals.sla_breach_pct_p50:.0f} % of tickets wait longer than "
-        f"{_duration(sla_minutes)} ({totals.baseline_sla_breach_pct_p50:.0f} % without it)"
-    )
-    parts.append(_agents_text(frame, ref))
-    backlog = frame["backlog_p50"].to_numpy()
-    if (backlog > frame["baseline_backlog_p50"].to_numpy() + 1e-9).any():
-        if totals.recovered_at is None:
-            parts.append(f"the backlog is still above its usual level {tail_hours} hours "
-                         "after the outage ends")
-        else:
-            parts.append(f"the backlog is back to its usual level by "
-                         f"{_when(totals.recovered_at, ref)}")
-    return "; ".join(parts) + "."
-
-
-def _totals(frame: pd.DataFrame, sim: _Runs, base: _Runs, expected: float) -> WhatIfTotals:
-    realised = (sim.arrivals - base.arrivals).sum(axis=1)  # same baseline draws in both
-    x10, x50, x90 = np.percentile(realised, [10, 50, 90])
-    peak_b = int(np.argmax(frame["backlog_p50"].to_numpy()))
-    fr = frame["first_response_min_p50"].to_numpy()
-    known = bool(np.isfinite(fr).any())
-    peak_f = int(np.nanargmax(fr)) if known else 0
-    # recovered: the first hour after the outage from which the backlog stays at its level
-    # without the outage
-    outage = frame["in_outage"].to_numpy()
-    after = np.flatnonzero(~outage)
-    after = after[after > np.flatnonzero(outage).max(initial=-1)]
-    above = frame["backlog_p50"].to_numpy() > frame["baseline_backlog_p50"].to_numpy() + 1e-9
-    recovered_at = next(
-        (frame["hour"].iloc[i].to_pydatetime() for i in after if not above[i:].any()), None
-    )
-    needed = frame["extra_agents_needed"].to_numpy(dtype=np.int64)
-    return WhatIfTotals(
-        expected_extra_tickets=expected,
-        extra_tickets_p10=float(x10),
-        extra_tickets_p50=float(x50),
-        extra_tickets_p90=float(x90),
-        peak_backlog_p50=float(frame["backlog_p50"].iloc[peak_b]),
-        peak_backlog_hour=frame["hour"].iloc[peak_b].to_pydatetime(),
-        baseline_peak_backlog_p50=float(frame["baseline_backlog_p50"].max()),
-        peak_first_response_min_p50=float(fr[peak_f]) if known else math.nan,
-        peak_first_response_hour=frame["hour"].iloc[peak_f].to_pydatetime(),
-        baseline_first_response_min_p50=float(
-            frame["baseline_first_response_min_p50"].iloc[peak_f]),
-        sla_breach_pct_p50=_median(sim.breach_share),
-        baseline_sla_breach_pct_p50=_median(base.breach_share),
-        max_extra_agents_needed=int(needed.max(initial=0)),
-        extra_agent_hours=int(needed.sum()),
-        recovered_at=recovered_at,
-    )
 
 
 def _check_arguments(runs: object, seed: object, tail_hours: object) -> None:

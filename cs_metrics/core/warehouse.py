@@ -169,7 +169,8 @@ class Warehouse:
         a representative lists only their own, though their team's figures count all."""
         return "true", []
 
-    def df(self, sql: str, params: list[Any] | tuple[Any, ...] | None = None) -> pd.DataFrame:
+    def df(self, sql: str, params: list[Any] | tuple[Any, ...] | dict[str, Any] | None = None
+           ) -> pd.DataFrame:
         try:
             return self.connection().execute(sql, params or []).df()
         except duckdb.Error as exc:

@@ -11,9 +11,10 @@ its inflows and outflows), each group is one CTE keyed by the dimensions and the
 the CTEs are joined on those keys. Nothing here names a metric: a new one is a declaration
 in ``registry.py``.
 
-Values travel as numbered parameters (``$1``, ``$2``...): each value is bound once where the
-SQL is written and referred to by its number wherever it is needed, so no text has to keep
-its ``?`` in step with a list's order.
+Values travel as named parameters (``$date_from``, ``$channel``, ``$channel_2``...): each
+value is bound once where the SQL is written, under the name of what it is, and referred to
+by that name wherever it is needed, so no text has to keep its ``?`` in step with a list's
+order, and a reader of the SQL sees which value goes where.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def filter_sql(
     """
     params: list = []
 
-    def positional(value: Any) -> str:
+    def positional(value: Any, name: str = "") -> str:
         params.append(value)
         return "?"
 
@@ -108,25 +109,28 @@ def filter_sql(
 
 def filter_where(
     filters: Filters,
-    bind: Callable[[Any], str],
+    bind: Callable[[Any, str], str],
     date_column: str | None = "created_at",
     extra: dict[str, str | None] | None = None,
 ) -> str:
-    """``filter_sql``'s where clause, each value handed to ``bind``, which keeps it and
-    returns the text that refers to it (``?``, or a numbered ``$n`` in the compiler)."""
+    """``filter_sql``'s where clause, each value handed to ``bind`` with the name of what it
+    is, which keeps it and returns the text that refers to it (``?``, or ``$name`` in the
+    compiler)."""
     if date_column is not None and date_column not in TIME_DIMENSIONS:
         raise CsMetricsError(f"Cannot filter dates on {date_column!r}.")
     clauses = ["not t.is_test"]
     # local days become UTC moments here, so the range stays a plain comparison on the
     # stored column (row groups are skipped on it) whatever the zone
     if date_column and filters.date_from is not None:
-        clauses.append(f"t.{date_column} >= {bind(utc_moment(filters.date_from, filters.tz))}")
+        start = bind(utc_moment(filters.date_from, filters.tz), "date_from")
+        clauses.append(f"t.{date_column} >= {start}")
     if date_column and filters.date_to is not None:
-        clauses.append(f"t.{date_column} < {bind(utc_moment(filters.date_to, filters.tz))}")
+        stop = bind(utc_moment(filters.date_to, filters.tz), "date_to")
+        clauses.append(f"t.{date_column} < {stop}")
     for dim, values in filters.where:
         if dim not in DIMENSIONS:  # identifiers only ever come from the dimension list
             raise CsMetricsError(f"Unknown dimension {dim!r}.")
-        refs = ", ".join(bind(v) for v in values)
+        refs = ", ".join(bind(v, dim) for v in values)
         if dim in LIST_DIMENSIONS:  # a ticket with any of the values
             clauses.append(f"list_has_any(t.{LIST_DIMENSIONS[dim]}, [{refs}]::varchar[])")
         else:
@@ -140,23 +144,29 @@ def filter_where(
             if value is None:
                 clauses.append(f"t.{LIST_DIMENSIONS[dim]} is null")
             else:
-                clauses.append(f"list_contains(t.{LIST_DIMENSIONS[dim]}, {bind(str(value))})")
+                clauses.append(f"list_contains(t.{LIST_DIMENSIONS[dim]}, {bind(str(value), dim)})")
         elif value is None:
             clauses.append(f"t.{dim} is null")
         else:
-            clauses.append(f"t.{dim} = {bind(str(value))}")
+            clauses.append(f"t.{dim} = {bind(str(value), dim)}")
     return " and ".join(clauses)
 
 
 class _Params:
-    """The query's parameter values; binding one returns the ``$n`` that refers to it."""
+    """The query's parameter values by name; binding one returns the ``$name`` that refers to
+    it. Names come from this module (a filter's date bound, a dimension of the list), never
+    from the data; a second value of one name is ``name_2``, and so on."""
 
     def __init__(self) -> None:
-        self.values: list[Any] = []
+        self.values: dict[str, Any] = {}
 
-    def __call__(self, value: Any) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}"
+    def __call__(self, value: Any, name: str) -> str:
+        key, n = name, 1
+        while key in self.values:
+            n += 1
+            key = f"{name}_{n}"
+        self.values[key] = value
+        return f"${key}"
 
 
 def _as_ts(d: date | datetime) -> datetime:
@@ -229,7 +239,8 @@ def _stock_cte(metric: Metric, by: list[str], grain: str | None, filters: Filter
     tz = filters.tz
     dims = [f"t.{d} as {d}" for d in by]
     if grain is None:
-        end = bind(utc_moment(filters.date_to, tz)) if filters.date_to is not None else None
+        end = (bind(utc_moment(filters.date_to, tz), "as_of")
+               if filters.date_to is not None else None)
         group = f" group by {', '.join(f't.{d}' for d in by)}" if by else ""
         return (f"select {', '.join(dims + [f'{kind.sql(end)} as {name}'])} "
                 f"from {_tickets_from(by)} where {where}{group}")
@@ -241,9 +252,9 @@ def _stock_cte(metric: Metric, by: list[str], grain: str | None, filters: Filter
     # plausible centuries: never from year 1 to 9999
     lo, hi = plausible or (datetime.combine(d, datetime.min.time()) for d in PLAUSIBLE_BOUNDS)
     lo, hi = max(lo.date(), PLAUSIBLE_BOUNDS[0]), min(hi.date(), PLAUSIBLE_BOUNDS[1])
-    range_from = bind(_as_ts(filters.date_from) if filters.date_from else None)
+    range_from = bind(_as_ts(filters.date_from) if filters.date_from else None, "range_from")
     range_to = bind(_as_ts(filters.date_to) - timedelta(microseconds=1)
-                    if filters.date_to else None)
+                    if filters.date_to else None, "range_to")
     # One pass over the tickets: counts per (inflow bucket, outflow bucket); the net flow
     # per bucket and its running sum give the stock at each bucket's end.
     return f"""
