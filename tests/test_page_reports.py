@@ -130,7 +130,7 @@ def test_an_empty_scope_says_so(sample_db, monkeypatch):
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     at.session_state["report_audience"] = "team"
     at.session_state["report_team"] = team
-    at.session_state["_kept_filter_rep_name"] = [stranger]
+    at.session_state["filter_rep_name"] = [stranger]
     at.run()
     at.button(key="report_build").click().run()
     assert not at.exception

@@ -49,31 +49,27 @@ def default_zone() -> str:
 def current_zone() -> str:
     """The session's reporting zone (the sidebar's choice, kept across pages), else the
     settings' zone: for pages without the sidebar's filters."""
-    tz = st.session_state.get("_kept_report_tz")
+    tz = st.session_state.get("report_tz")
     return tz if tz in zone_names() else default_zone()
 
 
 def zone_ui() -> str:
     """The sidebar's reporting zone: local days, weeks, months and hours everywhere."""
     default = default_zone()
-    if st.session_state.get("_kept_report_tz") not in zone_names():
-        st.session_state["_kept_report_tz"] = default
-    if st.session_state.get("report_tz") not in (None, *zone_names()):
-        del st.session_state["report_tz"]
-    _init_state("report_tz", "_kept_report_tz", default)
-    tz = st.sidebar.selectbox(
-        "Time zone", zone_names(), key="report_tz",
+    if st.session_state.get("report_tz") not in zone_names():
+        st.session_state["report_tz"] = default  # none yet, or a zone no longer listed
+    return st.sidebar.selectbox(
+        "Time zone", zone_names(), key="report_tz", persist_state="session",
         help="Days, weeks, months, hours of the week and the date range are read in this "
         f"zone; timestamps are stored in UTC. The settings' default is {default}.")
-    st.session_state["_kept_report_tz"] = tz
-    return tz
 
 
-def _init_state(key: str, kept_key: str, default: object) -> None:
-    # Widget state is dropped on pages without the widget, and a widget on another page is
-    # another widget: assigning the value before the widget exists carries it over, and the
-    # kept copy brings the choice back after a page without the widget.
-    st.session_state[key] = st.session_state.get(key, st.session_state.get(kept_key, default))
+def _init_state(key: str, default: object) -> None:
+    # The filter widgets keep their value across pages without them (persist_state=
+    # "session"); the value set before the widget is drawn is its start value, and the
+    # URL, a saved view or "Clear filters" set it the same way.
+    if key not in st.session_state:
+        st.session_state[key] = default
 
 
 def date_range_ui(wh: Warehouse, tz: str = "UTC") -> Filters:
@@ -84,38 +80,32 @@ def date_range_ui(wh: Warehouse, tz: str = "UTC") -> Filters:
         return Filters(tz=tz)
     last, end = window
     with st.sidebar:
-        if st.session_state.get("_kept_date_preset") not in DATE_PRESETS:
-            st.session_state["_kept_date_preset"] = DEFAULT_PRESET
-        if st.session_state.get("date_preset") not in (None, *DATE_PRESETS):
-            del st.session_state["date_preset"]
-        _init_state("date_preset", "_kept_date_preset", DEFAULT_PRESET)
+        if st.session_state.get("date_preset") not in DATE_PRESETS:
+            st.session_state["date_preset"] = DEFAULT_PRESET
         preset = st.selectbox(
             "Date range",
             DATE_PRESETS,
             key="date_preset",
+            persist_state="session",
             help="Tickets are counted in the period they were created. Presets end on the "
             f"last day a ticket was created ({last:%d %b %Y}), not today, and start no "
             "earlier than the first.",
         )
-        st.session_state["_kept_date_preset"] = preset
         if preset == "Custom range":
-            chosen = st.session_state.get("_kept_date_custom")
-            if not chosen or chosen[1] > last or chosen[0] > chosen[1]:
-                chosen = (end - timedelta(days=30), last)
-                st.session_state["_kept_date_custom"] = chosen
             current = st.session_state.get("date_custom")
-            if current is not None and any(d > last for d in tuple(current)):
-                del st.session_state["date_custom"]
-            _init_state("date_custom", "_kept_date_custom", chosen)
+            days = () if current is None else tuple(current)
+            if (current is None or any(d > last for d in days)
+                    or (len(days) == 2 and days[0] > days[1])):
+                st.session_state["date_custom"] = (end - timedelta(days=30), last)
             picked = st.date_input(
                 "From – to (inclusive)",
                 max_value=last,
                 key="date_custom",
+                persist_state="session",
                     format="YYYY-MM-DD",
             )
             days = tuple(picked) if isinstance(picked, (tuple, list)) else (picked,)
             if len(days) == 2:
-                st.session_state["_kept_date_custom"] = days
                 start, stop = days[0], days[1] + timedelta(days=1)
             elif len(days) == 1:
                 st.caption("Pick an end date; showing the start day only.")
@@ -151,13 +141,12 @@ def as_of_text(wh: Warehouse) -> str:
 
 
 def _read_url(options: dict[str, list[str]], last: date) -> list[str]:
-    """Query parameters -> the kept filter choices; returns what was ignored, for a note."""
+    """Query parameters -> the filter widgets' values; returns what was ignored, for a note."""
     params = st.query_params
     ignored: list[str] = []
     if "tz" in params:
         if params.get("tz") in zone_names():
-            st.session_state["_kept_report_tz"] = params.get("tz")
-            st.session_state.pop("report_tz", None)
+            st.session_state["report_tz"] = params.get("tz")
         else:
             ignored.append(f"tz={str(params.get('tz'))[:60]}")
     by_slug = {slug: preset for preset, slug in PRESET_SLUGS.items()}
@@ -173,21 +162,21 @@ def _read_url(options: dict[str, list[str]], last: date) -> list[str]:
             stop = date.fromisoformat(raw_to) if raw_to else last
             if start > stop or start > last:
                 raise ValueError
-            st.session_state["_kept_date_custom"] = (start, min(stop, last))
+            st.session_state["date_custom"] = (start, min(stop, last))
             preset = "Custom range"
         except ValueError:
             ignored.append(f"from={raw_from or ''}&to={raw_to or ''}")
             if preset == "Custom range":
                 preset = None
     if preset is not None:
-        st.session_state["_kept_date_preset"] = preset
+        st.session_state["date_preset"] = preset
     for dim, _ in FILTER_DIMENSIONS:
         values = params.get_all(dim)
         if not values:
             continue
         known = set(options.get(dim, ()))
         ignored += [f"{dim}={v}" for v in values if v not in known]
-        st.session_state[f"_kept_filter_{dim}"] = [v for v in dict.fromkeys(values) if v in known]
+        st.session_state[f"filter_{dim}"] = [v for v in dict.fromkeys(values) if v in known]
     return ignored
 
 
@@ -217,10 +206,7 @@ def _write_url(wanted: dict[str, list[str]]) -> None:
 
 def _clear_filters() -> None:
     st.session_state["date_preset"] = DEFAULT_PRESET
-    st.session_state["_kept_date_preset"] = DEFAULT_PRESET
-    st.session_state.pop("_kept_date_custom", None)
     st.session_state.pop("date_custom", None)
     for dim, _ in FILTER_DIMENSIONS:
         st.session_state[f"filter_{dim}"] = []
-        st.session_state[f"_kept_filter_{dim}"] = []
     st.session_state["_filters_url_notes"] = []

@@ -73,7 +73,7 @@ def _draw_filters(wh: Warehouse) -> Filters:
         # the link's zone first: it decides which local day the data's last one is
         url_tz = st.query_params.get("tz")
         zone = url_tz if url_tz in zone_names() else st.session_state.get(
-            "_kept_report_tz", default_zone())
+            "report_tz", default_zone())
         window = _date_window(wh, zone if zone in zone_names() else default_zone())
         if window is not None:
             st.session_state["_filters_url_notes"] = _read_url(options, window[0])
@@ -92,22 +92,19 @@ def _draw_filters(wh: Warehouse) -> Filters:
                 continue  # the dataset has no values for it
             key = f"filter_{dim}"
             known = set(options[dim])
-            for state in (key, f"_kept_filter_{dim}"):
-                if state in st.session_state:  # values gone after a reload are dropped
-                    st.session_state[state] = [
-                        v for v in st.session_state[state] if v in known
-                    ]
-            _init_state(key, f"_kept_filter_{dim}", [])
+            if key in st.session_state:  # values gone after a reload are dropped
+                st.session_state[key] = [v for v in st.session_state[key] if v in known]
+            _init_state(key, [])
             picked = st.multiselect(
                 label,
                 options[dim],
                 key=key,
+                persist_state="session",
                 format_func=segment_label if dim == "customer_segment" else str,
                 placeholder="All",
                 help=f"Only tickets with these {label.lower()} values; empty means all. "
                 "Listed by ticket volume.",
             )
-            st.session_state[f"_kept_filter_{dim}"] = list(picked)
             chosen[dim] = list(picked)
         filters = Filters.build(dates.date_from, dates.date_to, tz=tz, **chosen)
         active = len(filters.where)
@@ -119,7 +116,7 @@ def _draw_filters(wh: Warehouse) -> Filters:
             help="Back to the last 90 days with no other filter.",
         )
         if window is not None:
-            preset = st.session_state.get("_kept_date_preset", DEFAULT_PRESET)
+            preset = st.session_state.get("date_preset", DEFAULT_PRESET)
             wanted = _url_params(filters, preset)
             _write_url(wanted)
             before = st.session_state.get("_filters_url_wanted")

@@ -52,7 +52,6 @@ CREATED_HELP = (
 
 # The comparison of the cards' deltas, carried in the URL as ?compare=year.
 COMPARE_KEY = "compare"
-KEPT_COMPARE = "_kept_compare"  # the widget's state is dropped on another page; this is not
 
 
 COMPARE_OPTIONS: dict[str, str] = {"previous": "Previous period",
@@ -197,16 +196,14 @@ def _compare_ui() -> str:
     then kept across pages; mirrored in the URL so a copied link opens the same view."""
     if COMPARE_KEY not in st.session_state:
         asked = st.query_params.get(COMPARE_KEY)
-        st.session_state[COMPARE_KEY] = asked if asked in COMPARE_OPTIONS else \
-            st.session_state.get(KEPT_COMPARE, "previous")
+        st.session_state[COMPARE_KEY] = asked if asked in COMPARE_OPTIONS else "previous"
     choice = st.segmented_control(
         "Compare with", list(COMPARE_OPTIONS), format_func=COMPARE_OPTIONS.get,
-        key=COMPARE_KEY, required=True,
+        key=COMPARE_KEY, required=True, persist_state="session",  # kept on other pages
         help="What the cards' changes are against: the same number of days just before the "
         "range, or the same dates one year earlier (29 February counts as 28 February). A "
         "year-earlier comparison is shown only where the data reaches back that far.")
     choice = choice if choice in COMPARE_OPTIONS else "previous"
-    st.session_state[KEPT_COMPARE] = choice
     if choice == "year":
         if st.query_params.get(COMPARE_KEY) != choice:
             st.query_params[COMPARE_KEY] = choice

@@ -37,7 +37,7 @@ def _apply_view() -> None:
     if view is None:
         return
     _clear_filters()
-    for key in ("date_preset", "date_custom", "report_tz", "_kept_report_tz",
+    for key in ("date_preset", "date_custom", "report_tz",
                 *(f"filter_{dim}" for dim, _ in FILTER_DIMENSIONS)):
         st.session_state.pop(key, None)
     for key in (*DATE_PARAMS, *(dim for dim, _ in FILTER_DIMENSIONS)):
