@@ -43,6 +43,17 @@ def test_a_bad_port_is_refused_before_anything_starts(port, monkeypatch, capsys)
     assert "port" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("address", ["", "   ", "127.0.0.1 --server.enableCORS=false",
+                                     "x;rm -rf /", "$(id)"])
+def test_an_address_that_is_not_one_is_refused(address, monkeypatch, capsys):
+    monkeypatch.setattr(app_command.subprocess, "call",
+                        lambda argv: pytest.fail("started with a bad address"))
+    with pytest.raises(SystemExit) as exc:
+        main(["app", "--address", address])
+    assert exc.value.code == 2
+    assert "not an address" in capsys.readouterr().err
+
+
 def test_a_missing_app_file_is_a_sentence(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(app_command, "app_file", lambda: tmp_path / "app.py")
     assert main(["app"]) == 2

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import cs_metrics
 import cs_metrics.cli.main as cli_main
 from cs_metrics.cli.main import main
@@ -115,3 +117,51 @@ def test_the_library_never_imports_simulations():
             found += [f"{path.relative_to(REPO)}: {n}" for n in names
                       if n == "simulations" or n.startswith("simulations.")]
     assert found == []
+
+
+@pytest.mark.parametrize("body", [
+    "",  # no COMMANDS at all
+    "COMMANDS = 'generate'",  # not Command objects
+    "raise RuntimeError('boom at import')",  # fails as it loads
+    "import no_such_dependency_xyz",  # a dependency of its own is missing
+])
+def test_a_broken_plugin_costs_only_its_own_commands(body, tmp_path, monkeypatch, capsys):
+    pkg = tmp_path / "brokenplug"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cli.py").write_text(body + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli_main, "entry_points", lambda group: [])
+    monkeypatch.setattr(cli_main, "DEFAULT_PLUGINS", ("brokenplug.cli", "simulations.cli"))
+    try:
+        assert sorted(cli_main.plugin_commands()) == ["feed", "generate"]
+        err = capsys.readouterr().err
+        assert "plug-in brokenplug.cli could not be loaded" in err and "Traceback" not in err
+        # every other command still runs
+        assert cli_main.main(["metrics"]) == 0
+        assert "ticket_count" in capsys.readouterr().out
+    finally:
+        for name in [m for m in sys.modules if m.startswith("brokenplug")]:
+            del sys.modules[name]
+
+
+def test_a_broken_entry_point_is_named_and_skipped(monkeypatch, capsys):
+    class EP:
+        name, value, module = "oops", "simulations.cli:no_such_command", "simulations.cli"
+
+        def load(self):
+            raise AttributeError("module 'simulations.cli' has no attribute 'no_such_command'")
+
+    monkeypatch.setattr(cli_main, "entry_points", lambda group: [EP()])
+    assert sorted(cli_main.plugin_commands()) == ["feed", "generate"]
+    err = capsys.readouterr().err
+    assert "'oops' (simulations.cli:no_such_command) could not be loaded" in err
+
+
+def test_a_range_that_ends_before_it_starts_is_refused(tmp_path, capsys):
+    write_csv(tmp_path / "src", "tickets", [ticket("T1")])
+    cs_metrics.ingest(tmp_path / "src", db=tmp_path / "wh.duckdb")
+    code = main(["query", "--metrics", "ticket_count", "--from", "2024-02-01",
+                 "--to", "2024-01-01", "--db", str(tmp_path / "wh.duckdb")])
+    assert code == 2
+    assert "ends before it starts" in capsys.readouterr().err

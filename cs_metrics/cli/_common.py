@@ -66,11 +66,15 @@ def _filters(args: argparse.Namespace) -> Filters:
     """``--from``, ``--to`` (local days of the zone), ``--where`` and the zone of a run."""
     where = _parse_where(getattr(args, "where", None) or [])
     date_from, date_to = getattr(args, "date_from", None), getattr(args, "date_to", None)
-    return Filters(
-        date_from=_parse_date(date_from, "--from") if date_from else None,
-        date_to=_parse_date(date_to, "--to") if date_to else None,
-        where=where.where, tz=_zone(args),
-    )
+    start = _parse_date(date_from, "--from") if date_from else None
+    stop = _parse_date(date_to, "--to") if date_to else None
+    def moment(d: date | datetime) -> datetime:  # a day and a moment compare as moments
+        return d if isinstance(d, datetime) else datetime(d.year, d.month, d.day)
+
+    if start is not None and stop is not None and moment(stop) < moment(start):
+        raise CsMetricsError(f"--to {date_to} is before --from {date_from}: the range ends "
+                             "before it starts; swap them.")
+    return Filters(date_from=start, date_to=stop, where=where.where, tz=_zone(args))
 
 
 def _split(text: str | None) -> list[str]:

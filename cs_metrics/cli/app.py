@@ -52,6 +52,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _address(text: str) -> str:
+    # An empty address makes Streamlit listen on every interface: that must be said, not implied.
+    text = text.strip()
+    if not text or any(c.isspace() or c in "=;&|$`'\"" for c in text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an address to listen on; give one such as 127.0.0.1 (this "
+            "machine only) or 0.0.0.0 (every interface: only with sign-in configured)")
+    return text
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser(
         "app", help="start the dashboard app (streamlit) from any folder",
@@ -60,7 +70,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "there on the first start).",
     )
     a.add_argument("--port", type=_port, default=8501, help="port to listen on (default 8501)")
-    a.add_argument("--address", default="127.0.0.1",
+    a.add_argument("--address", type=_address, default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; a "
                         "hosted app needs sign-in configured, see the README)")
     a.add_argument("--headless", action="store_true",

@@ -72,24 +72,51 @@ def _not_found(exc: ModuleNotFoundError, module: str) -> bool:
     return exc.name is not None and (module == exc.name or module.startswith(exc.name + "."))
 
 
+def _broken(source: str, exc: BaseException) -> None:
+    """A plug-in that cannot load costs its own commands, never the others: it is named on
+    standard error, without a traceback, and skipped."""
+    print(f"warning: the command plug-in {source} could not be loaded and its commands are "
+          f"not available ({type(exc).__name__}: {exc}); reinstall or remove it.",
+          file=sys.stderr)
+
+
+def _commands_of(source: str, loaded: object) -> list[Command]:
+    """The ``Command`` objects a plug-in gives: one, or a ``COMMANDS`` sequence of them."""
+    items = getattr(loaded, "COMMANDS", None) if not isinstance(loaded, Command) else [loaded]
+    if not isinstance(items, (list, tuple)) or not all(
+            isinstance(c, Command) and isinstance(c.name, str) and callable(c.add_parser)
+            for c in items):
+        raise TypeError(f"{source} gives no cs_metrics.cli Command")
+    return list(items)
+
+
 def plugin_commands() -> dict[str, AddParser]:
     """The commands of the plug-ins, by name: entry points first, then ``DEFAULT_PLUGINS``
-    for the names no entry point gave."""
+    for the names no entry point gave. A plug-in that is not installed is skipped quietly, one
+    that fails to load with a warning."""
     found: dict[str, AddParser] = {}
     for ep in entry_points(group=PLUGIN_GROUP):
+        source = f"{ep.name!r} ({ep.value})"
         try:
-            command = ep.load()
+            commands = _commands_of(source, ep.load())
         except ModuleNotFoundError as exc:
             if not _not_found(exc, ep.module):
-                raise
+                _broken(source, exc)
             continue  # declared by an installed distribution whose code is gone
-        found.setdefault(command.name, command.add_parser)
+        except Exception as exc:  # a plug-in is someone else's code: any failure is its own
+            _broken(source, exc)
+            continue
+        for command in commands:
+            found.setdefault(command.name, command.add_parser)
     for module in DEFAULT_PLUGINS:
         try:
-            commands: tuple[Command, ...] = importlib.import_module(module).COMMANDS
+            commands = _commands_of(module, importlib.import_module(module))
         except ModuleNotFoundError as exc:
             if not _not_found(exc, module):
-                raise
+                _broken(module, exc)
+            continue
+        except Exception as exc:
+            _broken(module, exc)
             continue
         for command in commands:
             found.setdefault(command.name, command.add_parser)
