@@ -10,6 +10,8 @@ import html
 import io
 import json
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from email.header import decode_header, make_header
 from pathlib import Path
@@ -20,13 +22,13 @@ import pytest
 from cs_metrics import CsMetricsError, Warehouse
 from cs_metrics.cli.main import main
 from cs_metrics.core import audit
-from cs_metrics.core.safe_text import FORMULA_PREFIXES
+from cs_metrics.core.safe_text import FORMULA_PREFIXES, xml_safe
 from cs_metrics.core.settings import load_settings
 from cs_metrics.ingestion.loader import ingest
 from cs_metrics.ops import reports as R
 from cs_metrics.ops.alerts import Alert, alert_history, run_alerts
 from cs_metrics.ops.notify import deliver, slack_payload
-from tests.conftest import ticket, write_csv
+from tests.conftest import REPO, ticket, write_csv
 from tests.test_notify import Hook, SmtpStub
 
 SCRIPT = "<script>alert(1)</script>"
@@ -400,3 +402,114 @@ def test_audit_csv_neutralises_cells_and_can_still_be_checked(tmp_path, capsys):
             if cell.startswith("'") and cell[1:].startswith(FORMULA_PREFIXES):
                 cell = cell[1:]
             assert cell == (want[column] or ""), column
+
+
+# --- control characters ------------------------------------------------------------------------
+
+# A control character XML 1.0 does not allow, anywhere in a chart's text, made vl-convert abort
+# the whole process (SIGABRT) when the report's charts were drawn.
+CTL_TEAMS = tuple(f"Billing{c}x" for c in ("\x00", "\x01", "\x1b", "\x0b", "\x7f"))
+ESC_TEAM = "\x1b[2J\x1b]0;owned\x07" + "L" * 5000
+CTL_MANAGER = "Boss\r\nFAKE LINE"
+FILLER_TEAMS = tuple(f"Team {i:02d}" for i in range(22))
+CHART_SCRIPT = r"""
+import json, sys
+import vl_convert as vlc
+from cs_metrics import Warehouse
+from cs_metrics.ops import reports as R
+
+real, specs = vlc.vegalite_to_png, []
+def recording(spec, *args, **kwargs):
+    specs.append(spec)
+    return real(spec, *args, **kwargs)
+vlc.vegalite_to_png = recording
+db, teams = sys.argv[1], json.loads(sys.argv[2])
+wh = Warehouse(db, read_only=True)
+shown = {}
+for audience, team in [("executive", None)] + [("team", t) for t in teams]:
+    specs.clear()
+    rendered = R.render(R.build_report(wh, audience, "2024-01-08:2024-01-14", team=team))
+    assert set(rendered.images) >= set(R.REFERENCE_CHARTS)
+    shown[team or audience] = json.dumps(specs, ensure_ascii=False)
+print(json.dumps(shown))
+"""
+
+
+@pytest.fixture(scope="module")
+def control_db(tmp_path_factory) -> Path:
+    """Two weeks of tickets of teams (and a manager) whose names hold control characters."""
+    folder = tmp_path_factory.mktemp("control_src")
+    teams = (*CTL_TEAMS, ESC_TEAM, *FILLER_TEAMS)
+    reps = [(f"R{i}", f"Rep{i}", team, CTL_MANAGER if i == 0 else "Grace Hopper")
+            for i, team in enumerate(teams)]
+    rows = []
+    for i in range(4 * len(reps)):
+        day = 1 + 4 * (i // len(reps))  # each representative on days 1, 5, 9 and 13
+        rows.append(ticket(
+            f"T{i}", f"2024-01-{day:02d} 10:00:00", "closed",
+            first_response_at=f"2024-01-{day:02d} 10:30:00",
+            resolved_at=f"2024-01-{day:02d} 15:00:00", priority="normal", channel="chat",
+            domain="Billing", customer_segment="vip", rep_id=reps[i % len(reps)][0]))
+    write_csv(folder, "tickets", rows)
+    # Parquet keeps a NUL that a CSV file could not carry
+    pd.DataFrame([{"rep_id": r, "name": n, "team": t, "manager": m} for r, n, t, m in reps]
+                 ).to_parquet(folder / "representatives.parquet")
+    write_csv(folder, "feedback", [
+        {"ticket_id": f"T{i}", "submitted_at": "2024-01-14 18:00:00", "csat": 4, "nps": 9}
+        for i in range(4 * len(reps))])
+    db = tmp_path_factory.mktemp("control_db") / "wh.duckdb"
+    ingest(folder, db=db)
+    wh = Warehouse(db, read_only=True)
+    try:
+        assert set(CTL_TEAMS) <= set(wh.dimension_values("team"))  # they survived the load
+    finally:
+        wh.close()
+    return db
+
+
+def test_report_charts_draw_names_with_control_characters(control_db):
+    """The executive and a team report of such names render their PNG charts. In a
+    subprocess, so an abort fails this test instead of killing the test run."""
+    team = CTL_TEAMS[0]
+    res = subprocess.run(
+        [sys.executable, "-c", CHART_SCRIPT, str(control_db), json.dumps([team])],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    specs = json.loads(res.stdout.strip().splitlines()[-1])
+    not_xml = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+    for name, spec in specs.items():
+        assert not not_xml.search(spec), name
+    # the executive dashboard shows every team, each control character as U+FFFD
+    for name in CTL_TEAMS:
+        assert json.dumps(name.translate({ord(name[7]): "\ufffd"}),
+                          ensure_ascii=False) in specs["executive"]
+    # the team report's chart titles name the team the same way
+    assert "Billing\ufffdx: business performance" in specs[team]
+
+
+def test_unknown_team_lists_the_names_escaped_and_cut(control_db):
+    wh = Warehouse(control_db, read_only=True)
+    try:
+        with pytest.raises(CsMetricsError, match="no team or manager 'Nobody'") as err:
+            R.build_report(wh, "team", "2024-01-08:2024-01-14", team="Nobody")
+        with pytest.raises(CsMetricsError, match="needs --team") as missing:
+            R.build_report(wh, "team", "2024-01-08:2024-01-14")
+    finally:
+        wh.close()
+    for message in (str(err.value), str(missing.value)):
+        assert message.isprintable()  # no ESC, no line break, no NUL reaches the terminal
+        assert "Billing\\x00x" in message and "Billing\\x1bx" in message
+        assert "Boss\\r\\nFAKE LINE" in message
+        # 20 of the 28 teams, each cut at 80 characters, then how many are left out
+        assert "and 8 more" in message
+        cut = "\\x1b[2J\\x1b]0;owned\\x07"
+        cut += "L" * (79 - len(cut))
+        assert cut + "…," in message and cut + "L" not in message
+        assert len(message) < 2500
+
+
+def test_xml_safe_replaces_only_what_xml_does_not_allow():
+    assert xml_safe("a\x00b\x01\x0b\x0c\x1b\x7f\x85\x9f\ud800\udfff\ufffe\uffffz") == (
+        "a\ufffdb" + "\ufffd" * 11 + "z")
+    kept = "Tab\tLF\nCR\r é ü \u00a0 \u2028 \ufffd \U0001f600 日本"
+    assert xml_safe(kept) == kept

@@ -240,7 +240,7 @@ def test_staffing_gap_matches_pandas():
     active = {(0, 0): 2.5, (0, 1): 4.0, (3, 12): 7.0, (6, 23): 1.0}
     rows: dict[tuple[int, int], list] = {}
     for r in plan.itertuples():
-        rows.setdefault((r.hour.dayofweek, r.hour.hour), []).append(r)
+        rows.setdefault((r.hour.day_of_week, r.hour.hour), []).append(r)
     assert len(rows[(0, 0)]) == 3 and len(rows[(1, 0)]) == 2
     for r in got.itertuples():
         cell = rows[(r.weekday, r.hour_of_day)]

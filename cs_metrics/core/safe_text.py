@@ -23,6 +23,8 @@ __all__ = [
     "markdown_code",
     "WORD_JOINER",
     "neutralize_csv",
+    "REPLACEMENT_CHARACTER",
+    "xml_safe",
 ]
 
 # Every ASCII punctuation character may be escaped with a backslash in CommonMark, and an
@@ -120,3 +122,17 @@ def neutralize_csv(frame: pd.DataFrame) -> pd.DataFrame:
         out.columns = names
         changed = True
     return out if changed else frame
+
+
+# XML 1.0 allows tab, line feed, carriage return and U+0020 on, except the surrogates and
+# U+FFFE/U+FFFF. vl-convert aborts the whole process (a Rust panic, not an exception) on any
+# other character in a chart's text; DEL and the C1 controls are allowed but discouraged and
+# show as nothing, so they are replaced too.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with every character XML 1.0 does not allow (and DEL and the C1 controls)
+    replaced by U+FFFD, the replacement character: the text a chart renderer is given."""
+    return _NOT_XML.sub(REPLACEMENT_CHARACTER, text)

@@ -95,6 +95,22 @@ def _with_where(filters: Filters, **dims: str | tuple[str, ...] | None) -> Filte
     return Filters.build(filters.date_from, filters.date_to, tz=filters.tz, **where)
 
 
+NAMES_LISTED = 20  # an error lists this many team or manager names, then how many more
+NAME_CHARS = 80  # and cuts each name at this many characters
+
+
+def _names(names: Sequence[str]) -> str:
+    """Names from the data as one line of an error message for a terminal: a control
+    character is shown as its escape (``\\x1b``), never sent (an ESC sequence would drive the
+    terminal, a line break fake a line), and a long list or name is cut."""
+    shown = []
+    for name in names[:NAMES_LISTED]:
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))
+        shown.append(text if len(text) <= NAME_CHARS else text[:NAME_CHARS - 1] + "…")
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
 def _resolve_subject(
     wh: Warehouse, audience: str, team: str | None, rep: str | None
 ) -> tuple[str | None, dict[str, str], str]:
@@ -110,8 +126,8 @@ def _resolve_subject(
         teams, managers = wh.dimension_values("team"), wh.dimension_values("manager")
         if not team:
             raise CsMetricsError(
-                f"A team report needs --team: a team ({', '.join(teams) or 'none in the data'})"
-                f" or a manager, for all of their teams ({', '.join(managers) or 'none'})."
+                f"A team report needs --team: a team ({_names(teams) or 'none in the data'})"
+                f" or a manager, for all of their teams ({_names(managers) or 'none'})."
             )
         if team in teams:
             return team, {"team": team}, f"Team performance report: {team}"
@@ -119,7 +135,7 @@ def _resolve_subject(
             return team, {"manager": team}, f"Team performance report: teams of {team}"
         raise CsMetricsError(
             f"There is no team or manager {team!r} in this dataset; teams: "
-            f"{', '.join(teams) or 'none'}; managers: {', '.join(managers) or 'none'}."
+            f"{_names(teams) or 'none'}; managers: {_names(managers) or 'none'}."
         )
     if audience == "representative":
         if team:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.safe_text import xml_safe
 from cs_metrics.metrics.registry import get_metric
 from cs_metrics.ops.reports.cells import _fmt
 from cs_metrics.ops.reports.model import Report, _num, target_status
@@ -32,8 +33,21 @@ def _png(chart: Any) -> bytes:
     # compile with the Vega-Lite version Altair wrote the spec for, when vl-convert has it
     wanted = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
     version = wanted if wanted in vlc.get_vegalite_versions() else None
-    raw = vlc.vegalite_to_png(chart.to_dict(), vl_version=version, scale=2)
+    raw = vlc.vegalite_to_png(_xml_safe_spec(chart.to_dict()), vl_version=version, scale=2)
     return _compact_png(raw)
+
+
+def _xml_safe_spec(value: Any) -> Any:
+    """The spec with every text (titles, labels, the data values in ``datasets``, and the
+    keys, so field names still match) made XML-safe: a control character from the data would
+    otherwise abort the whole process inside vl-convert, which no ``except`` can catch."""
+    if isinstance(value, str):
+        return xml_safe(value)
+    if isinstance(value, dict):
+        return {_xml_safe_spec(k): _xml_safe_spec(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_xml_safe_spec(v) for v in value]
+    return value
 
 
 def _compact_png(raw: bytes) -> bytes:
