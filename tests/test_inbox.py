@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import shutil
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -559,3 +560,80 @@ def test_readers_see_only_whole_refreshes(tmp_path, inbox):
     final = query(wh, ["ticket_count", "closed_count"]).iloc[0]
     assert (final["ticket_count"], final["closed_count"]) == (2500, 300)
     wh.close()
+
+
+def test_bad_settings_leave_the_batches_pending_until_fixed(db, inbox, tmp_path, monkeypatch):
+    """A settings file broken while a watcher runs is no batch's fault: nothing is marked
+    failed (a marked batch is never retried), the refresher says why, and once the file is
+    fixed the batch loads."""
+    from cs_metrics.ops.refresher import LiveRefresher
+
+    settings = tmp_path / "settings.toml"
+    settings.write_text("this is = not toml =\n")
+    monkeypatch.setenv("CS_METRICS_SETTINGS", str(settings))
+    write_batch(inbox, B1, tickets=[ticket("PENDING1", "2025-03-01 08:00:00")])
+    wh = Warehouse(db)
+    try:
+        with pytest.raises(CsMetricsError, match="not valid TOML") as caught:
+            refresh_inbox(inbox, warehouse=wh)
+        assert str(settings) in str(caught.value) and "stay pending" in str(caught.value)
+        assert read_manifest(wh).empty  # nothing marked, the batch waits
+        # the refresher (the app's thread, the command line's --watch) keeps the reason
+        live = LiveRefresher(inbox, 0.05, alerts=False).start(wh)
+        deadline = time.monotonic() + 30
+        while live.last_error is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        live.close()
+        assert live.last_error is not None and "not valid TOML" in live.last_error
+        assert read_manifest(wh).empty
+        assert "PENDING1" not in set(wh.df("select ticket_id from tickets")["ticket_id"])
+        settings.write_text("[targets]\ncsat_pct = 80\n")  # fixed
+        report = refresh_inbox(inbox, warehouse=wh)
+        assert report.loaded == (B1,) and report.failed == ()
+        assert "PENDING1" in set(wh.df("select ticket_id from tickets")["ticket_id"])
+        assert read_manifest(wh).set_index("name").loc[B1, "status"] == "loaded"
+    finally:
+        wh.close()
+
+
+def test_symbolic_links_in_the_inbox_are_refused_unread(db, inbox, tmp_path):
+    """A batch folder linked to a folder elsewhere, a canonical file linked to any file, a
+    loose file that is a link: none is read (its rows would land in the warehouse, its
+    rejected rows whole in rejects.raw); each is marked failed saying why."""
+    secret = "ticket_id,created_at,status\nLEAK1,2025-03-01 08:00:00,open\nLEAK2,SECRET-LINE,open\n"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "tickets.csv").write_text(secret)
+    (tmp_path / "secret.txt").write_text(secret)
+    (inbox / "batch-linked-dir").symlink_to(elsewhere, target_is_directory=True)
+    batch = inbox / "batch-linked-file"
+    batch.mkdir()
+    (batch / "tickets.csv").symlink_to(tmp_path / "secret.txt")
+    (inbox / "tickets-0001.csv").symlink_to(tmp_path / "secret.txt")
+    write_batch(inbox, "batch-real", tickets=[ticket("REAL1", "2025-03-01 08:00:00")])
+    report = refresh_inbox(inbox, db=db)
+    assert report.loaded == ("batch-real",)
+    failed = dict(report.failed)
+    assert set(failed) == {"batch-linked-dir", "batch-linked-file", "tickets-0001.csv"}
+    assert failed["batch-linked-dir"].startswith("batch-linked-dir is a symbolic link")
+    assert failed["batch-linked-file"].startswith(
+        "batch-linked-file/tickets.csv is a symbolic link")
+    assert failed["tickets-0001.csv"].startswith("tickets-0001.csv is a symbolic link")
+    assert all("never follows links" in m for m in failed.values())
+    manifest = read_manifest(Warehouse(db, read_only=True)).set_index("name")
+    for name, message in failed.items():
+        assert manifest.loc[name, "status"] == "failed"
+        assert manifest.loc[name, "message"] == message
+    ids = set(rows(db, "select ticket_id from tickets")["ticket_id"])
+    assert "REAL1" in ids and not {"LEAK1", "LEAK2"} & ids
+    stored = rows(db, "select * from rejects").astype(str)
+    assert not stored.apply(lambda col: col.str.contains("SECRET-LINE|LEAK")).any().any()
+    # recorded once: not retried while the links stay
+    again = refresh_inbox(inbox, db=db)
+    assert again.failed == () and again.loaded == ()
+    # replaced by a real folder, the batch loads
+    (batch / "tickets.csv").unlink()
+    write_csv(batch, "tickets", [ticket("REAL2", "2025-03-01 08:00:00")])
+    fixed = refresh_inbox(inbox, db=db)
+    assert fixed.loaded == ("batch-linked-file",) and fixed.reloaded == ("batch-linked-file",)
+    assert "REAL2" in set(rows(db, "select ticket_id from tickets")["ticket_id"])

@@ -174,3 +174,29 @@ def test_business_hours_calendar_names_are_checked(tmp_path):
     custom.write_text('[business_hours."a b"]\ntimezone = "UTC"\nhours = { mon = "09:00-17:00" }\n')
     with pytest.raises(CsMetricsError, match=r"\[business_hours.a b\] in .* must be named"):
         load_settings(custom)
+
+
+@pytest.mark.parametrize("command", ["query", "report"])
+def test_an_unreadable_settings_file_exits_2_naming_it(tmp_path, command):
+    import os
+    import subprocess
+    import sys
+
+    write_csv(tmp_path / "src", "tickets", [ticket("T1")])
+    db = tmp_path / "w.duckdb"
+    ingest(tmp_path / "src", db=db)
+    args = {
+        "query": ["query", "--metrics", "ticket_count", "--db", str(db)],
+        "report": ["report", "--audience", "executive", "--period", "last-month", "--db",
+                   str(db), "--out", str(tmp_path / "out"), "--format", "md"],
+    }[command]
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"x = 1\n\xff")
+    for settings, words in ((bad, "must be UTF-8 text"), (tmp_path, "cannot be read")):
+        env = {**os.environ, "CS_METRICS_SETTINGS": str(settings)}
+        res = subprocess.run([sys.executable, "-m", "cs_metrics", *args,
+                              *(["--settings", str(settings)] if command == "report" else [])],
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert res.returncode == 2, res.stderr
+        assert "Traceback" not in res.stderr
+        assert str(settings) in res.stderr and words in res.stderr

@@ -115,6 +115,17 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise CsMetricsError(f"Settings file {path} does not exist.") from exc
+    except UnicodeDecodeError as exc:
+        raise CsMetricsError(
+            f"Settings file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "save it as UTF-8 (a TOML file must be UTF-8 text)."
+        ) from exc
+    except OSError as exc:
+        # a folder, or a file this process may not read: said, not a traceback
+        raise CsMetricsError(
+            f"Settings file {path} cannot be read ({exc.strerror or exc}); pass a readable "
+            "UTF-8 text file as settings."
+        ) from exc
 
 
 def _parse_toml(text: str, path: Path) -> dict:

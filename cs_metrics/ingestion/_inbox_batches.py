@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ class _Entry:
     name: str
     path: Path
     files: tuple[tuple[str, Path], ...]  # (table, file), sorted by file name
+    # why the entry is refused unread (a symbolic link, or a path outside the inbox), or ""
+    refused: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,30 +73,72 @@ def _table_of_file(name: str) -> str | None:
     return None
 
 
-def _folder_files(folder: Path) -> tuple[tuple[str, Path], ...]:
-    """The files a canonical folder loads: one per table, named after it (as ``ingest``)."""
+_LINK_REFUSED = (
+    "is a symbolic link; the inbox never follows links (one could point at any file this "
+    "process may read, and its rejected rows would be stored whole): the feed must write "
+    "its files into the inbox itself."
+)
+
+
+def _is_link(path: Path) -> bool:
+    # lstat, not is_dir()/is_file(), which follow links; a link on Windows (a junction) too
+    st = path.lstat()
+    return stat.S_ISLNK(st.st_mode) or bool(
+        getattr(st, "st_file_attributes", 0) & getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0))
+
+
+def _outside(path: Path, root: Path) -> bool:
+    return not path.resolve().is_relative_to(root)
+
+
+def _folder_files(folder: Path, root: Path) -> tuple[tuple[tuple[str, Path], ...], str]:
+    """The files a canonical folder loads: one per table, named after it (as ``ingest``),
+    and why the folder is refused ("" if it is not): a canonical file that is a link."""
     try:
-        names = {e.name for e in os.scandir(folder) if e.is_file()}
-    except OSError:
-        return ()  # gone while we looked
-    out = []
-    for table in TABLES:
-        for ext in FILE_EXTENSIONS:
-            if f"{table}{ext}" in names:
-                out.append((table, folder / f"{table}{ext}"))
+        with os.scandir(folder) as scan:
+            found = {e.name: e for e in scan}
+        out = []
+        for table in TABLES:
+            for ext in FILE_EXTENSIONS:
+                entry = found.get(f"{table}{ext}")
+                if entry is None:
+                    continue
+                path = folder / entry.name
+                if entry.is_symlink() or _is_link(path):
+                    return (), f"{folder.name}/{entry.name} {_LINK_REFUSED}"
+                if not entry.is_file(follow_symlinks=False):
+                    continue  # a folder of that name: no file of that table
+                if _outside(path, root):
+                    return (), f"{folder.name}/{entry.name} is outside the inbox {root}."
+                out.append((table, path))
                 break
-    return tuple(sorted(out, key=lambda tp: tp[1].name))
+    except OSError:
+        return (), ""  # gone while we looked
+    return tuple(sorted(out, key=lambda tp: tp[1].name)), ""
 
 
 def _scan(inbox: Path) -> tuple[list[_Entry], list[str]]:
     entries: list[_Entry] = []
     ignored: list[str] = []
+    root = inbox.resolve()
     for path in sorted(inbox.iterdir(), key=lambda p: p.name):
         if path.name.startswith("."):
             continue  # being written, or not ours
-        if path.is_dir():
-            entries.append(_Entry(path.name, path, _folder_files(path)))
-        elif path.is_file() and (table := _table_of_file(path.name)):
+        try:
+            if _is_link(path):
+                # refused unread, and said (a failed batch in the manifest): a link in the
+                # inbox is a mistake of the feed or an attempt to read elsewhere
+                entries.append(_Entry(path.name, path, (), f"{path.name} {_LINK_REFUSED}"))
+                continue
+            st = path.lstat()
+        except OSError:
+            continue  # renamed or removed while we looked: the next refresh sees it
+        if _outside(path, root):
+            entries.append(_Entry(path.name, path, (), f"{path.name} is outside the inbox {root}."))
+        elif stat.S_ISDIR(st.st_mode):
+            files, refused = _folder_files(path, root)
+            entries.append(_Entry(path.name, path, files, refused))
+        elif stat.S_ISREG(st.st_mode) and (table := _table_of_file(path.name)):
             entries.append(_Entry(path.name, path, ((table, path),)))
         else:
             ignored.append(path.name)
@@ -110,6 +155,10 @@ _CHECKSUMS_GUARD = threading.Lock()
 
 def _checksum(entry: _Entry) -> str:
     """sha256 over the batch's files: each one's name, size and bytes, by name."""
+    if entry.refused:
+        # never read: the reason stands for the content, so a refused entry is recorded once
+        # and is loaded when replaced by a real folder or file (a new checksum)
+        return hashlib.sha256(f"refused\0{entry.refused}".encode()).hexdigest()
     stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for _, p in entry.files)
     with _CHECKSUMS_GUARD:
         known = _CHECKSUMS.get(stats)
@@ -118,7 +167,9 @@ def _checksum(entry: _Entry) -> str:
     h = hashlib.sha256()
     for (_, path), (_, size, _) in zip(entry.files, stats, strict=True):
         h.update(f"{path.name}\0{size}\0".encode())
-        with open(path, "rb") as fh:
+        # O_NOFOLLOW: a file swapped for a link since the scan is not read through it
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+        with open(fd, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     digest = h.hexdigest()
@@ -186,6 +237,8 @@ def _unreadable(where: str, fmt: str, exc: Exception) -> CsMetricsError:
 
 def _inspect(con: duckdb.DuckDBPyConnection, entry: _Entry, checksum: str) -> _Batch:
     """Read every file of a batch once; raise CsMetricsError if it cannot load at all."""
+    if entry.refused:
+        raise CsMetricsError(entry.refused)
     if not entry.files:
         raise CsMetricsError(
             f"{entry.name} holds no canonical file (tickets.csv, ticket_events.csv, "

@@ -16,6 +16,11 @@ The inbox
   They too must be written under a ``.`` name and renamed.
 * Names starting with ``.`` are ignored, so are files that name no canonical table (they are
   listed in ``RefreshReport.ignored``).
+* Symbolic links are never followed: a link in the inbox, or a batch's canonical file that
+  is a link, is refused unread (one could point at any file the process may read) and marked
+  ``failed`` with that reason.
+* A settings file that cannot be read or is invalid fails the refresh, not its batches: they
+  stay pending and load at the first refresh after the file is fixed.
 
 A ticket update is a full ticket row (an upsert by ``ticket_id``: columns absent from the
 file become empty). Status history goes to ``ticket_events``; it does not change a ticket's
@@ -70,7 +75,7 @@ import duckdb
 import pandas as pd
 
 from cs_metrics.core.errors import CsMetricsError
-from cs_metrics.core.settings import Settings
+from cs_metrics.core.settings import Settings, load_settings
 from cs_metrics.core.warehouse import Warehouse
 from cs_metrics.ingestion._inbox_batches import (
     _Batch,
@@ -161,6 +166,21 @@ _TRANSIENT = ("conflict", "held open by", "could not set lock", "out of memory",
 
 class _NotTheBatch(CsMetricsError):
     """A refresh failed for a reason of the warehouse or the machine, not of a batch."""
+
+
+def _current_settings() -> Settings:
+    """The settings this refresh loads with (the file is read now, once for all its groups).
+
+    A settings file that cannot be read or is invalid is no batch's fault: marking the
+    batches failed would lose their rows for good (a recorded batch is never retried), so
+    nothing is marked and the next refresh tries again, with the file fixed by then."""
+    try:
+        return load_settings()
+    except CsMetricsError as exc:
+        raise _NotTheBatch(
+            f"{exc} The inbox batches stay pending; the next refresh loads them once the "
+            "settings are fixed."
+        ) from exc
 
 
 def _is_transient(message: str) -> bool:
@@ -317,6 +337,8 @@ def _refresh(
     if failed:
         _mark_failed(con, failed, checksums)
 
+    if good and settings is None:
+        settings = _current_settings()  # raises _NotTheBatch: nothing marked
     totals = _Totals()
     loaded: list[str] = []
     for group in _groups(good):
