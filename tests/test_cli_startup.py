@@ -32,7 +32,7 @@ with contextlib.redirect_stdout(help_out):
         main(["--help"])
     except SystemExit as exc:
         help_code = exc.code
-loaded["help"] = sorted(m for m in heavy if m in sys.modules)
+loaded["help"] = sorted(m for m in (*heavy, "pandas", "duckdb", "numpy") if m in sys.modules)
 query_out = io.StringIO()
 with contextlib.redirect_stdout(query_out):
     query_code = main(["query", "--metrics", "ticket_count", "--by", "channel", "--db",

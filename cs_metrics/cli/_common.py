@@ -12,10 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cs_metrics.core.errors import CsMetricsError
-from cs_metrics.core.warehouse import Warehouse, default_db_path
+from cs_metrics.core.paths import default_db_path
 from cs_metrics.metrics.registry import DIMENSIONS, Filters
+
+if TYPE_CHECKING:
+    from cs_metrics.core.warehouse import Warehouse
 
 
 class _Parser(argparse.ArgumentParser):

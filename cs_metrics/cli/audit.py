@@ -9,11 +9,11 @@ from pathlib import Path
 
 from cs_metrics.cli._common import _db_help
 from cs_metrics.core.errors import CsMetricsError
-from cs_metrics.core.warehouse import Warehouse
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from cs_metrics.core import audit
+    from cs_metrics.core.warehouse import Warehouse
 
     if args.verify and (args.limit is not None or args.action is not None):
         raise CsMetricsError("--verify checks the whole audit log; drop --limit and --action.")

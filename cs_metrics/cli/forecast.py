@@ -9,13 +9,13 @@ from pathlib import Path
 
 from cs_metrics.cli._common import AS_HELP, TZ_HELP, _as, _db_help, _filters
 from cs_metrics.core.errors import CsMetricsError
-from cs_metrics.core.warehouse import Warehouse
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from cs_metrics.analysis.seasonality import daily_series, forecast_daily
+    from cs_metrics.core.warehouse import Warehouse
 
     if args.days < 1 or args.days > 366:
         raise CsMetricsError(f"--days {args.days}: forecast 1 to 366 days ahead.")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from cs_metrics.cli._common import _db_help
 from cs_metrics.core.errors import CsMetricsError
-from cs_metrics.core.warehouse import Warehouse
 
 
 def _audit_ingest(args: argparse.Namespace, report) -> None:  # noqa: ANN001 (IngestReport)
@@ -20,6 +19,7 @@ def _audit_ingest(args: argparse.Namespace, report) -> None:  # noqa: ANN001 (In
     import hashlib
 
     from cs_metrics.core import audit
+    from cs_metrics.core.warehouse import Warehouse
 
     files: dict[str, int | None] = {}
     for t in report.tables:
@@ -55,6 +55,7 @@ def _audit_ingest(args: argparse.Namespace, report) -> None:  # noqa: ANN001 (In
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from cs_metrics.core.settings import load_settings
+    from cs_metrics.core.warehouse import Warehouse
     from cs_metrics.ingestion.loader import REJECTS_LISTED, ingest
     from cs_metrics.ingestion.quality import quality_report
 
@@ -103,6 +104,7 @@ def _ingest_inbox(args: argparse.Namespace) -> int:
     """``ingest --inbox DIR [--watch]``: load the inbox's new batches, once or every
     ``--interval`` seconds until Ctrl-C, evaluating the alert rules after each load. The same
     refresher as the app's live page (cs_metrics.ops.refresher), so the two decide alike."""
+    from cs_metrics.core.warehouse import Warehouse
     if not (math.isfinite(args.interval) and 0.1 <= args.interval <= 86_400):
         raise CsMetricsError(f"--interval {args.interval!r} must be a number of seconds from "
                              "0.1 to 86400.")

@@ -33,8 +33,7 @@ from cs_metrics.cli import (
     topics,
 )
 from cs_metrics.cli._common import Command, _Parser
-from cs_metrics.core.errors import CsMetricsError
-from cs_metrics.core.warehouse import WarehouseLocked
+from cs_metrics.core.errors import CsMetricsError, WarehouseLocked
 
 AddParser = Callable[[argparse._SubParsersAction], None]
 

@@ -6,10 +6,10 @@ import argparse
 
 from cs_metrics.cli._common import _db_help
 from cs_metrics.core.errors import CsMetricsError
-from cs_metrics.core.warehouse import Warehouse
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
+    from cs_metrics.core.warehouse import Warehouse
     from cs_metrics.ingestion.quality import quality_report
 
     q = quality_report(Warehouse(args.db, read_only=True))

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from cs_metrics.cli._common import AS_HELP, TZ_HELP, _as, _db_help, _filters, _split
 from cs_metrics.core.errors import CsMetricsError
-from cs_metrics.core.safe_text import neutralize_csv
-from cs_metrics.core.warehouse import Warehouse
 from cs_metrics.metrics.registry import DIMENSIONS, GRAINS, METRICS
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from cs_metrics.core.safe_text import neutralize_csv
+    from cs_metrics.core.warehouse import Warehouse
+
     # the compiler is imported when a query runs, not for --help or another command
     from cs_metrics.metrics.registry import missing_inputs, query
 

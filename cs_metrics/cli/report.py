@@ -7,11 +7,11 @@ import sys
 
 from cs_metrics.cli._common import AS_HELP, TZ_HELP, _as, _db_help, _filters, _split
 from cs_metrics.core.errors import CsMetricsError
-from cs_metrics.core.warehouse import Warehouse
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from cs_metrics.core.settings import load_settings
+    from cs_metrics.core.warehouse import Warehouse
     from cs_metrics.ops import reports
 
     settings = load_settings(args.settings) if args.settings else load_settings()

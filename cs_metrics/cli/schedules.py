@@ -8,11 +8,12 @@ from pathlib import Path
 
 from cs_metrics.cli._common import _db_help, _existing_db, _utcnow
 from cs_metrics.core.errors import CsMetricsError
-from cs_metrics.core.warehouse import Warehouse, default_db_path
+from cs_metrics.core.paths import default_db_path
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
     from cs_metrics.core.settings import load_settings
+    from cs_metrics.core.warehouse import Warehouse
     from cs_metrics.ops import schedules
 
     settings = load_settings(args.settings) if args.settings else load_settings()

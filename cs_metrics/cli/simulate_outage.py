@@ -10,8 +10,6 @@ from pathlib import Path
 
 from cs_metrics.cli._common import AS_HELP, _as, _db_help, _split
 from cs_metrics.core.errors import CsMetricsError
-from cs_metrics.core.safe_text import neutralize_csv
-from cs_metrics.core.warehouse import Warehouse
 
 
 def _parse_start(text: str) -> datetime:
@@ -50,6 +48,8 @@ def cmd_simulate_outage(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from cs_metrics.analysis.whatif import OutageScenario, simulate_outage
+    from cs_metrics.core.safe_text import neutralize_csv
+    from cs_metrics.core.warehouse import Warehouse
 
     point = args.lat is not None or args.lon is not None
     if args.city is not None and point:

@@ -7,13 +7,13 @@ import json
 import sys
 
 from cs_metrics.cli._common import _db_help, _existing_db, _utcnow
-from cs_metrics.core.warehouse import Warehouse
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     import os
 
     from cs_metrics.core.settings import load_settings
+    from cs_metrics.core.warehouse import Warehouse
     from cs_metrics.ops.status import server_status
 
     settings = load_settings(args.settings) if args.settings else load_settings()

@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 
 from cs_metrics.cli._common import TZ_HELP, _db_help, _filters
-from cs_metrics.core.safe_text import neutralize_csv
-from cs_metrics.core.warehouse import Warehouse
 
 TOPIC_COLUMNS: tuple[str, ...] = (
     "topic", "name", "terms", "comments", "share_pct", "csat_avg", "csat_pct",
@@ -19,6 +17,8 @@ TOPIC_COLUMNS: tuple[str, ...] = (
 
 def cmd_topics(args: argparse.Namespace) -> int:
     from cs_metrics.analysis.topics import topics
+    from cs_metrics.core.safe_text import neutralize_csv
+    from cs_metrics.core.warehouse import Warehouse
 
     filters = _filters(args)
     wh = Warehouse(args.db, read_only=True)

@@ -3,39 +3,31 @@ derived tables are built in _derive and _refresh)."""
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 # the derived tables are built in _derive, _refresh and _derive_stats; callers import these
 # names from here
 from cs_metrics.core._derive import FEEDBACK_FACTS_SELECT, SRC_VIEW_SQL  # noqa: F401
 from cs_metrics.core._derive_stats import dimension_counts  # noqa: F401
 from cs_metrics.core._refresh import add_missing_ticket_columns, rebuild_derived  # noqa: F401
-from cs_metrics.core.errors import CsMetricsError
+from cs_metrics.core.errors import CsMetricsError, WarehouseLocked  # noqa: F401
+
+# where the warehouse is, in a module light enough for the command line's --help; and the
+# lock error, in errors for the same reason: both are imported from here too
+from cs_metrics.core.paths import DB_ENV, DEFAULT_DB, default_db_path, is_default_db  # noqa: F401
 from cs_metrics.core.schema import DIMENSIONS, LIST_DIMENSIONS
 from cs_metrics.core.settings import PLAUSIBLE_BOUNDS
 
-DB_ENV = "CS_METRICS_DB"
-DEFAULT_DB = Path("data") / "warehouse.duckdb"
-
-
-def default_db_path() -> Path:
-    """The warehouse the app uses: $CS_METRICS_DB, else data/warehouse.duckdb."""
-    return Path(os.environ.get(DB_ENV) or DEFAULT_DB)
-
-
-def is_default_db(path: str | Path) -> bool:
-    """Whether ``path`` is the app's own warehouse (the one it fills with a sample)."""
-    return Path(path).resolve() == DEFAULT_DB.resolve()
+if TYPE_CHECKING:  # duckdb's .df() builds the frames; pandas is not needed to import this
+    import pandas as pd
 
 
 def _lock_message(path: Path, exc: Exception) -> str:
@@ -77,13 +69,6 @@ def catalog_changed() -> None:
     if memo is not None:
         memo.clear()
 
-
-class WarehouseLocked(CsMetricsError):
-    """The warehouse file is held open by another process (``path``: the file)."""
-
-    def __init__(self, message: str, path: Path) -> None:
-        super().__init__(message)
-        self.path = path
 
 
 # Warehouse files this process serves to commands handed over by others (cs_metrics.ops.jobs):

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
-
-import pandas as pd
+from typing import TYPE_CHECKING, Literal
 
 from cs_metrics.core.errors import CsMetricsError
 from cs_metrics.core.settings import Settings, load_settings
-from cs_metrics.core.warehouse import Warehouse
 from cs_metrics.metrics.compiler import (
     DIMENSIONS,
     GRAINS,
@@ -41,6 +38,11 @@ from cs_metrics.metrics.kinds import (
     Ratio,
     Sum,
 )
+
+if TYPE_CHECKING:  # the registry's declarations load without DuckDB and pandas (--help)
+    import pandas as pd
+
+    from cs_metrics.core.warehouse import Warehouse
 
 # The request's vocabulary (dimensions, grains, time dimensions, filters) lives with the
 # compiler, which this module builds on; it is re-exported here, where callers look for it.
@@ -86,6 +88,8 @@ class Metric:
         return "backlog" if self.kind.stock else "tickets"
 
     def display(self, value: float | None) -> str:
+        import pandas as pd  # only once figures are shown
+
         if value is None or pd.isna(value):
             return "–"
         text = format(value, self.format)
@@ -373,6 +377,8 @@ def query(
                                 empty=empty)
     df = warehouse.df(sql, params)
     if "period" in df.columns:
+        import pandas as pd  # the query's frame is pandas already: this costs nothing more
+
         df["period"] = pd.to_datetime(df["period"]).dt.date
     for m in metrics:  # a column DuckDB already gave its dtype is kept as it is
         if m in empty:
