@@ -1,6 +1,6 @@
 """The pages' one cache helper, ``views._cache.cached``: a warehouse argument is keyed by its
 ``cache_key`` (file, and scope for a scoped one), so two people's scopes never share a cached
-result; and no page caches results any other way (the one-helper rule of issue 24)."""
+result; and no page caches results any other way (one caching helper for the whole UI layer)."""
 
 from __future__ import annotations
 
