@@ -19,6 +19,8 @@ from cs_metrics.core.paths import default_db_path
 from cs_metrics.metrics.registry import DIMENSIONS, Filters
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from cs_metrics.core.warehouse import Warehouse
 
 
@@ -148,3 +150,22 @@ class Command:
 
     name: str
     add_parser: Callable[[argparse._SubParsersAction], None]
+
+
+def write_table(df: pd.DataFrame, fmt: str, out: str | None) -> None:
+    """A command's table as CSV or JSON, to ``out`` or standard output. Numbers keep ten
+    significant digits; a spreadsheet must not run a cell of the data, so text cells that
+    start a formula get a leading ' in CSV (JSON is written as it is)."""
+    import json
+
+    from cs_metrics.core.safe_text import neutralize_csv
+
+    if fmt == "json":
+        records = json.loads(df.to_json(orient="records", double_precision=10))
+        text = json.dumps(records, indent=2) + "\n"
+    else:
+        text = neutralize_csv(df).to_csv(index=False, float_format="%.10g", lineterminator="\n")
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-from cs_metrics.cli._common import AS_HELP, TZ_HELP, _as, _db_help, _filters
+from cs_metrics.cli._common import AS_HELP, TZ_HELP, _as, _db_help, _filters, write_table
 from cs_metrics.core.errors import CsMetricsError
 
 
@@ -29,15 +27,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     df["date"] = pd.to_datetime(df["date"]).dt.strftime("%Y-%m-%d")
     df["lower"] = df["lower"].astype("int64")  # whole tickets, as the interval is
     df["upper"] = df["upper"].astype("int64")
-    if args.format == "json":
-        records = json.loads(df.to_json(orient="records", double_precision=10))
-        text = json.dumps(records, indent=2) + "\n"
-    else:
-        text = df.to_csv(index=False, float_format="%.10g", lineterminator="\n")
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    write_table(df, args.format, args.out)
     last = series.index[-1].date() if len(series) else None
     print(f"tickets per local day of {filters.tz} after {last}, the last complete day of the "
           f"data; a {args.level:.0%} prediction interval (the Seasonality page's model).",

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-from cs_metrics.cli._common import AS_HELP, TZ_HELP, _as, _db_help, _filters, _split
+from cs_metrics.cli._common import AS_HELP, TZ_HELP, _as, _db_help, _filters, _split, write_table
 from cs_metrics.core.errors import CsMetricsError
 from cs_metrics.metrics.registry import DIMENSIONS, GRAINS, METRICS
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from cs_metrics.core.safe_text import neutralize_csv
     from cs_metrics.core.warehouse import Warehouse
 
     # the compiler is imported when a query runs, not for --help or another command
@@ -48,17 +45,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.format == "parquet":
         df.to_parquet(args.out, index=False)
         return 0
-    if args.format == "json":
-        records = json.loads(df.to_json(orient="records", double_precision=10))
-        text = json.dumps(records, indent=2) + "\n"
-    else:
-        # a spreadsheet must not run a cell of the data: text cells that start a formula
-        # get a leading ' (numbers, Parquet and JSON are written as they are)
-        text = neutralize_csv(df).to_csv(index=False, float_format="%.10g", lineterminator="\n")
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    write_table(df, args.format, args.out)
     return 0
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime
-from pathlib import Path
 
-from cs_metrics.cli._common import AS_HELP, _as, _db_help, _split
+from cs_metrics.cli._common import AS_HELP, _as, _db_help, _split, write_table
 from cs_metrics.core.errors import CsMetricsError
 
 
@@ -48,7 +46,6 @@ def cmd_simulate_outage(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from cs_metrics.analysis.whatif import OutageScenario, simulate_outage
-    from cs_metrics.core.safe_text import neutralize_csv
     from cs_metrics.core.warehouse import Warehouse
 
     point = args.lat is not None or args.lon is not None
@@ -84,15 +81,7 @@ def cmd_simulate_outage(args: argparse.Namespace) -> int:
         "sla_breach_pct": h["sla_breach_pct_p50"].round(2),
         "extra_agents_needed": h["extra_agents_needed"],
     }, columns=list(SIMULATE_COLUMNS))
-    if args.format == "json":
-        records = json.loads(df.to_json(orient="records", double_precision=10))
-        text = json.dumps(records, indent=2) + "\n"
-    else:
-        text = neutralize_csv(df).to_csv(index=False, float_format="%.10g", lineterminator="\n")
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    write_table(df, args.format, args.out)
     # the projection goes to stdout; what it rests on, and what it says, to stderr
     print(result.rate_note, file=sys.stderr)
     for note in result.notes:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-from cs_metrics.cli._common import TZ_HELP, _db_help, _filters
+from cs_metrics.cli._common import TZ_HELP, _db_help, _filters, write_table
 
 TOPIC_COLUMNS: tuple[str, ...] = (
     "topic", "name", "terms", "comments", "share_pct", "csat_avg", "csat_pct",
@@ -17,7 +15,6 @@ TOPIC_COLUMNS: tuple[str, ...] = (
 
 def cmd_topics(args: argparse.Namespace) -> int:
     from cs_metrics.analysis.topics import topics
-    from cs_metrics.core.safe_text import neutralize_csv
     from cs_metrics.core.warehouse import Warehouse
 
     filters = _filters(args)
@@ -27,15 +24,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
     finally:
         wh.close()
     df = model.topics[list(TOPIC_COLUMNS)]
-    if args.format == "json":
-        records = json.loads(df.to_json(orient="records", double_precision=10))
-        text = json.dumps(records, indent=2) + "\n"
-    else:
-        text = neutralize_csv(df).to_csv(index=False, float_format="%.10g", lineterminator="\n")
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    write_table(df, args.format, args.out)
     sampled = (f"a sample of {model.modelled:,} of {model.total:,} comments (seed {model.seed}); "
                "volumes scaled to all" if model.sampled else f"all {model.total:,} comments")
     print(f"{model.k} topics (TF-IDF + NMF) of {sampled}; examples are masked.",
